@@ -1,0 +1,183 @@
+//! The `shroud` command line: clap definitions, dispatch, and exit codes.
+//!
+//! Parsing happens in two steps (as ripgrep does): clap turns argv into the raw
+//! [`Cli`] structs, then each command group (one file per group) validates
+//! names and values into typed config before it touches the store. Every
+//! command returns its exit status or a [`CliError`]; [`CliError::exit_code`]
+//! is the one place errors become exit codes:
+//!
+//! | code | meaning |
+//! |------|---------|
+//! | 0 | success |
+//! | 1 | the thing was not found, a check said no, or part of a bulk request failed |
+//! | 2 | bad usage or input (flags, names, values), or a master-key problem |
+//! | 125 | shroud itself failed (database, file system) |
+
+mod audit;
+mod key;
+mod output;
+mod secret;
+mod var;
+mod vault;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use thiserror::Error;
+use zeroize::Zeroizing;
+
+use crate::store::{self, OpenMode, Store, StoreConfig, StoreError, ValidationError, VaultName};
+
+pub use output::Output;
+
+/// Exit status of a successful command.
+pub const EXIT_OK: u8 = 0;
+/// Not found, a "no" answer, or a partial failure.
+pub const EXIT_FAILURE: u8 = 1;
+/// Bad usage or input; master-key problems.
+pub const EXIT_USAGE: u8 = 2;
+/// shroud itself failed.
+pub const EXIT_INTERNAL: u8 = 125;
+
+/// shroud: run commands with only the secrets they were granted, and mask them in every output.
+#[derive(Debug, Parser)]
+#[command(name = "shroud", version, about, max_term_width = 100)]
+pub struct Cli {
+    /// Home directory (default: $SHROUD_HOME, else $XDG_DATA_HOME/shroud, else ~/.local/share/shroud).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub home: Option<PathBuf>,
+    /// Machine-readable output: one JSON object per result, JSON lines for streams.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Store, read and manage secrets.
+    #[command(subcommand)]
+    Secret(secret::SecretCommand),
+    /// Work with whole vaults.
+    #[command(subcommand)]
+    Vault(vault::VaultCommand),
+    /// Non-secret name/value pairs (never masked).
+    #[command(subcommand)]
+    Var(var::VarCommand),
+    /// Show or verify the audit log.
+    Audit(audit::AuditArgs),
+    /// Manage the master key.
+    #[command(subcommand)]
+    Key(key::KeyCommand),
+}
+
+/// The `--vault` flag (alias `--scope`) shared by every command touching secrets.
+#[derive(Debug, Clone, clap::Args)]
+pub struct VaultArg {
+    /// Vault (namespace) to use.
+    #[arg(long = "vault", visible_alias = "scope", value_name = "VAULT", default_value = store::names::DEFAULT_VAULT)]
+    pub vault: String,
+}
+
+impl VaultArg {
+    pub fn parse(&self) -> Result<VaultName, CliError> {
+        Ok(VaultName::parse(&self.vault)?)
+    }
+}
+
+/// An error that ends a command, mapped to an exit code in one place.
+#[derive(Debug, Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    #[error("{0}")]
+    Usage(String),
+    #[error("cannot {context}: {source}")]
+    Io {
+        context: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The command already reported its failures (e.g. per item); exit 1.
+    #[error("{0}")]
+    Reported(String),
+}
+
+impl CliError {
+    /// The process exit code for this error.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Store(e) if e.is_key_error() => EXIT_USAGE,
+            CliError::Store(StoreError::Invalid(_) | StoreError::ReferenceTtl(_)) => EXIT_USAGE,
+            CliError::Store(e) if e.is_not_found() => EXIT_FAILURE,
+            CliError::Store(StoreError::Decrypt { .. }) => EXIT_FAILURE,
+            CliError::Store(_) => EXIT_INTERNAL,
+            CliError::Invalid(_) | CliError::Usage(_) => EXIT_USAGE,
+            CliError::Io { .. } => EXIT_INTERNAL,
+            CliError::Reported(_) => EXIT_FAILURE,
+        }
+    }
+
+    /// True when output went to a closed pipe (`shroud secret list | head -1`):
+    /// not worth an error line.
+    pub fn is_broken_pipe(&self) -> bool {
+        matches!(self, CliError::Io { source, .. } if source.kind() == std::io::ErrorKind::BrokenPipe)
+    }
+}
+
+/// What every command needs: where the home is, how to print, the key source.
+pub struct Context {
+    pub home: PathBuf,
+    pub out: Output,
+    master_key_env: Option<Zeroizing<String>>,
+}
+
+impl Context {
+    /// Opens the store as the CLI actor.
+    pub fn open_store(&self, mode: OpenMode) -> Result<Store, CliError> {
+        let config = StoreConfig {
+            home: self.home.clone(),
+            master_key_env: self.master_key_env.clone(),
+            actor: "cli".to_owned(),
+        };
+        Ok(Store::open(config, mode)?)
+    }
+}
+
+/// Runs a parsed command line; returns the exit code on success.
+pub fn run(cli: Cli) -> Result<u8, CliError> {
+    let env_path = |name: &str| std::env::var_os(name).map(PathBuf::from);
+    let home = store::home::resolve_home(
+        cli.home,
+        env_path("SHROUD_HOME"),
+        env_path("XDG_DATA_HOME"),
+        env_path("HOME"),
+    )
+    .ok_or_else(|| {
+        CliError::Usage("no home directory: pass --home DIR or set SHROUD_HOME or HOME".to_owned())
+    })?;
+    let master_key_env = match std::env::var("SHROUD_MASTER_KEY") {
+        Ok(text) if !text.is_empty() => Some(Zeroizing::new(text)),
+        Ok(_) | Err(std::env::VarError::NotPresent) => None,
+        Err(std::env::VarError::NotUnicode(_)) => {
+            return Err(CliError::Store(StoreError::BadMasterKey {
+                key_source: store::home::KeySource::Env,
+                reason: "it is not valid base64",
+            }))
+        }
+    };
+    let ctx = Context {
+        home,
+        out: Output::new(cli.json),
+        master_key_env,
+    };
+    match cli.command {
+        Command::Secret(cmd) => secret::run(&ctx, cmd),
+        Command::Vault(cmd) => vault::run(&ctx, cmd),
+        Command::Var(cmd) => var::run(&ctx, cmd),
+        Command::Audit(args) => audit::run(&ctx, args),
+        Command::Key(cmd) => key::run(&ctx, cmd),
+    }
+}

@@ -1,0 +1,330 @@
+//! `shroud secret ...`: set, list, exists, delete, get, reveal, history.
+//!
+//! Names are validated before anything is read or opened; a value comes from
+//! argv or stdin (bounded read, one trailing newline dropped; hidden prompt
+//! when stdin is a terminal) straight into a zeroizing `SecretValue`.
+
+use std::ffi::OsString;
+use std::io::Read;
+use std::os::unix::ffi::OsStringExt;
+
+use clap::Subcommand;
+use serde::Serialize;
+
+use super::{CliError, Context, VaultArg, EXIT_FAILURE, EXIT_OK};
+use crate::clock::rfc3339;
+use crate::sandbox::sys;
+use crate::secret::SecretValue;
+use crate::store::names::{self, MAX_VALUE_BYTES, MIN_MASKABLE_BYTES};
+use crate::store::{NewSecret, OpenMode, SecretMeta, SecretName, DEFAULT_REFERENCE_TTL_SECS};
+
+#[derive(Debug, Subcommand)]
+pub enum SecretCommand {
+    /// Store a new version of a secret. Without VALUE (or with "-") the value is read from
+    /// stdin and one trailing newline is dropped.
+    Set {
+        name: String,
+        value: Option<OsString>,
+        #[command(flatten)]
+        vault: VaultArg,
+        /// What the secret is for (at most 1 KiB).
+        #[arg(long, value_name = "TEXT")]
+        description: Option<String>,
+        /// Seconds after which the secret reads as not found.
+        #[arg(long, value_name = "SECS")]
+        ttl: Option<String>,
+    },
+    /// Names of the vault's secrets, sorted, one per line.
+    List {
+        #[command(flatten)]
+        vault: VaultArg,
+    },
+    /// Print true (exit 0) or false (exit 1).
+    Exists {
+        name: String,
+        #[command(flatten)]
+        vault: VaultArg,
+    },
+    /// Delete a secret and all its versions.
+    Delete {
+        name: String,
+        #[command(flatten)]
+        vault: VaultArg,
+    },
+    /// Print an opaque `$secret:` reference to the secret (not its value).
+    Get {
+        name: String,
+        #[command(flatten)]
+        vault: VaultArg,
+        /// Seconds the reference stays valid (default 300).
+        #[arg(long, value_name = "SECS")]
+        ttl: Option<String>,
+    },
+    /// Print the secret's value (audited).
+    Reveal {
+        name: String,
+        #[command(flatten)]
+        vault: VaultArg,
+        /// A kept earlier version instead of the current one.
+        #[arg(long, value_name = "N")]
+        version: Option<u64>,
+    },
+    /// Kept versions and when they were set; never values.
+    History {
+        name: String,
+        #[command(flatten)]
+        vault: VaultArg,
+    },
+}
+
+/// `secret reveal --json`: the value as text, or base64 when it is not UTF-8.
+#[derive(Serialize)]
+struct RevealJson<'a> {
+    vault: &'a str,
+    name: &'a str,
+    version: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    value: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    value_base64: Option<&'a str>,
+}
+
+/// A secret's metadata as JSON (shared shape with the HTTP API).
+#[derive(Debug, Serialize)]
+pub struct SecretMetaJson<'a> {
+    pub name: &'a str,
+    pub description: Option<&'a str>,
+    pub version: u64,
+    pub created_at: String,
+    pub updated_at: String,
+    pub expires_at: Option<String>,
+}
+
+impl<'a> From<&'a SecretMeta> for SecretMetaJson<'a> {
+    fn from(meta: &'a SecretMeta) -> Self {
+        SecretMetaJson {
+            name: &meta.name,
+            description: meta.description.as_deref(),
+            version: meta.version,
+            created_at: rfc3339(meta.created_at_ms),
+            updated_at: rfc3339(meta.updated_at_ms),
+            expires_at: meta.expires_at_ms.map(rfc3339),
+        }
+    }
+}
+
+pub fn run(ctx: &Context, command: SecretCommand) -> Result<u8, CliError> {
+    match command {
+        SecretCommand::Set {
+            name,
+            value,
+            vault,
+            description,
+            ttl,
+        } => {
+            let vault = vault.parse()?;
+            let name = SecretName::parse(&name)?;
+            let ttl = ttl.as_deref().map(names::parse_ttl).transpose()?;
+            if let Some(text) = &description {
+                names::check_description(&name, text)?;
+            }
+            let value = match value {
+                Some(v) if v != "-" => SecretValue::new(v.into_vec()),
+                _ => read_value_from_stdin(ctx, &name)?,
+            };
+            let secret = NewSecret::new(name, value, description, ttl)?;
+            let short = secret.value.len() < MIN_MASKABLE_BYTES;
+            let name = secret.name.clone();
+            let mut store = ctx.open_store(OpenMode::Create)?;
+            let outcome = store.set_secret(&vault, secret)?;
+            let mut warnings = Vec::new();
+            if short {
+                warnings.push(format!(
+                    "secret `{name}` is shorter than {MIN_MASKABLE_BYTES} bytes: it is stored, but it will not be masked in output"
+                ));
+            }
+            for warning in &warnings {
+                ctx.out.warn(warning);
+            }
+            if ctx.out.is_json() {
+                ctx.out.json(&serde_json::json!({
+                    "vault": vault.as_str(),
+                    "name": name.as_str(),
+                    "version": outcome.version,
+                    "created": outcome.created,
+                    "warnings": warnings,
+                }))?;
+            } else {
+                ctx.out.note(&format!(
+                    "set secret `{name}` in vault `{vault}` (version {})",
+                    outcome.version
+                ));
+            }
+            Ok(EXIT_OK)
+        }
+        SecretCommand::List { vault } => {
+            let vault = vault.parse()?;
+            let store = ctx.open_store(OpenMode::Existing)?;
+            if ctx.out.is_json() {
+                let secrets = store.list_secrets(&vault)?;
+                let items: Vec<SecretMetaJson> = secrets.iter().map(SecretMetaJson::from).collect();
+                ctx.out
+                    .json(&serde_json::json!({ "vault": vault.as_str(), "secrets": items }))?;
+            } else {
+                ctx.out.lines(store.list_secret_names(&vault)?)?;
+            }
+            Ok(EXIT_OK)
+        }
+        SecretCommand::Exists { name, vault } => {
+            let vault = vault.parse()?;
+            let name = SecretName::parse(&name)?;
+            let store = ctx.open_store(OpenMode::Existing)?;
+            let exists = store.secret_meta(&vault, &name)?.is_some();
+            if ctx.out.is_json() {
+                ctx.out.json(&serde_json::json!({
+                    "vault": vault.as_str(), "name": name.as_str(), "exists": exists,
+                }))?;
+            } else {
+                ctx.out.line(if exists { "true" } else { "false" })?;
+            }
+            Ok(if exists { EXIT_OK } else { EXIT_FAILURE })
+        }
+        SecretCommand::Delete { name, vault } => {
+            let vault = vault.parse()?;
+            let name = SecretName::parse(&name)?;
+            let mut store = ctx.open_store(OpenMode::Existing)?;
+            store.delete_secret(&vault, &name)?;
+            if ctx.out.is_json() {
+                ctx.out.json(&serde_json::json!({
+                    "vault": vault.as_str(), "name": name.as_str(), "deleted": true,
+                }))?;
+            } else {
+                ctx.out
+                    .note(&format!("deleted secret `{name}` from vault `{vault}`"));
+            }
+            Ok(EXIT_OK)
+        }
+        SecretCommand::Get { name, vault, ttl } => {
+            let vault = vault.parse()?;
+            let name = SecretName::parse(&name)?;
+            let ttl = match ttl.as_deref() {
+                Some(text) => names::parse_ttl(text)?,
+                None => DEFAULT_REFERENCE_TTL_SECS,
+            };
+            let mut store = ctx.open_store(OpenMode::Existing)?;
+            let reference = store.create_reference(&vault, &name, ttl)?;
+            if ctx.out.is_json() {
+                ctx.out.json(&serde_json::json!({
+                    "vault": vault.as_str(),
+                    "name": name.as_str(),
+                    "ref": reference.reference.as_str(),
+                    "expires_at": rfc3339(reference.expires_at_ms),
+                }))?;
+            } else {
+                ctx.out.line(&reference.reference)?;
+            }
+            Ok(EXIT_OK)
+        }
+        SecretCommand::Reveal {
+            name,
+            vault,
+            version,
+        } => {
+            let vault = vault.parse()?;
+            let name = SecretName::parse(&name)?;
+            let mut store = ctx.open_store(OpenMode::Existing)?;
+            let revealed = store.reveal_secret(&vault, &name, version)?;
+            if ctx.out.is_json() {
+                let value = revealed.value.expose();
+                let encoded;
+                let (text, base64) = match std::str::from_utf8(value) {
+                    Ok(text) => (Some(text), None),
+                    Err(_) => {
+                        use base64::Engine as _;
+                        encoded = zeroize::Zeroizing::new(
+                            base64::engine::general_purpose::STANDARD.encode(value),
+                        );
+                        (None, Some(encoded.as_str()))
+                    }
+                };
+                let body = RevealJson {
+                    vault: vault.as_str(),
+                    name: name.as_str(),
+                    version: revealed.version,
+                    value: text,
+                    value_base64: base64,
+                };
+                // Sized up front so serialization never reallocates and leaves
+                // an unzeroized copy of the value behind.
+                let mut line = zeroize::Zeroizing::new(Vec::with_capacity(value.len() * 6 + 512));
+                serde_json::to_writer(&mut *line, &body).map_err(|e| CliError::Io {
+                    context: "encode JSON",
+                    source: std::io::Error::other(e),
+                })?;
+                line.push(b'\n');
+                ctx.out.bytes(&line)?;
+            } else {
+                let mut text =
+                    zeroize::Zeroizing::new(Vec::with_capacity(revealed.value.len() + 1));
+                text.extend_from_slice(revealed.value.expose());
+                text.push(b'\n');
+                ctx.out.bytes(&text)?;
+            }
+            Ok(EXIT_OK)
+        }
+        SecretCommand::History { name, vault } => {
+            let vault = vault.parse()?;
+            let name = SecretName::parse(&name)?;
+            let store = ctx.open_store(OpenMode::Existing)?;
+            let versions = store.history(&vault, &name)?;
+            if ctx.out.is_json() {
+                let items: Vec<_> = versions
+                    .iter()
+                    .map(|v| {
+                        serde_json::json!({
+                            "version": v.version,
+                            "created_at": rfc3339(v.created_at_ms),
+                            "current": v.current,
+                        })
+                    })
+                    .collect();
+                ctx.out.json(&serde_json::json!({
+                    "vault": vault.as_str(), "name": name.as_str(), "versions": items,
+                }))?;
+            } else {
+                ctx.out.lines(versions.iter().rev().map(|v| {
+                    let current = if v.current { "  current" } else { "" };
+                    format!("{}\t{}{current}", v.version, rfc3339(v.created_at_ms))
+                }))?;
+            }
+            Ok(EXIT_OK)
+        }
+    }
+}
+
+/// Reads a value from stdin: a hidden prompt on a terminal, else a bounded
+/// read of the whole input with one trailing newline dropped.
+fn read_value_from_stdin(ctx: &Context, name: &SecretName) -> Result<SecretValue, CliError> {
+    let io_error = |source| CliError::Io {
+        context: "read the value from standard input",
+        source,
+    };
+    if sys::stdin_is_terminal() {
+        ctx.out
+            .note(&format!("value for secret `{name}` (input hidden):"));
+        let mut line = sys::read_line_without_echo().map_err(io_error)?;
+        return Ok(SecretValue::new(std::mem::take(&mut *line)));
+    }
+    // Read one byte past the limit (plus a newline) so oversize input is
+    // detected without reading an unbounded stream into memory.
+    let mut bytes = Vec::with_capacity(MAX_VALUE_BYTES + 2);
+    std::io::stdin()
+        .lock()
+        .take(MAX_VALUE_BYTES as u64 + 2)
+        .read_to_end(&mut bytes)
+        .map_err(io_error)?;
+    if bytes.last() == Some(&b'\n') {
+        bytes.pop();
+    }
+    Ok(SecretValue::new(bytes))
+}

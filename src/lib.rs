@@ -1,0 +1,30 @@
+//! shroud: a sandbox runner and agent-execution supervisor with a built-in,
+//! encrypted secret vault.
+//!
+//! Everything shroud does is one data flow with different front doors
+//! (`exec`, sandboxes, deployments, agent runs, CI tasks, the HTTP API):
+//!
+//! ```text
+//! grant (CLI flags, API body, task expression)
+//!   → store: open the vault, check TTL and grants, decrypt (audit row written first)
+//!   → SecretValue set ──┬─→ env of the child, built from nothing
+//!                       └─→ MaskSet (values + variants → one automaton)
+//!   → spawn (process group, rlimits, sandbox policy) ─→ stdout / stderr
+//!   → one streaming masker per stream ─→ sinks
+//!   → exit status
+//! ```
+//!
+//! Modules, bottom up (dependencies point one way, downwards):
+//!
+//! - [`secret`]: `SecretValue`, the zeroizing, never-printed plaintext type.
+//! - [`clock`]: timestamps as stored and printed.
+//! - [`store`]: the encrypted vault (SQLite, AES-256-GCM envelope encryption,
+//!   hash-chained audit log).
+//! - [`sandbox`]: process hardening and isolation syscalls.
+//! - [`cli`]: the `shroud` command line.
+
+pub mod cli;
+pub mod clock;
+pub mod sandbox;
+pub mod secret;
+pub mod store;

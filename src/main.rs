@@ -1,0 +1,61 @@
+//! The `shroud` binary: parse arguments, start logging, run, map the result to
+//! an exit code. Everything else lives in the library.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::Parser;
+use shroud::cli::{self, Cli, EXIT_INTERNAL};
+
+fn main() -> ExitCode {
+    // Before any secret is read: no core dumps, no ptrace by same-user peers.
+    let hardened = shroud::sandbox::sys::disable_core_dumps();
+    install_panic_hook();
+    let cli = Cli::parse();
+    init_tracing();
+    if let Err(e) = hardened {
+        tracing::warn!(error = %e, "could not disable core dumps");
+    }
+    match cli::run(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) if e.is_broken_pipe() => ExitCode::SUCCESS,
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "error: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+/// Logs go to stderr, filtered by `SHROUD_LOG` (default: warnings only).
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SHROUD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+/// A panic prints one `error:` line and exits 125. No code path formats a
+/// plaintext value (`SecretValue` has no `Display` and a redacted `Debug`), so
+/// the payload is safe to show.
+fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let payload = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".to_owned());
+        let location = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        let _ = writeln!(
+            std::io::stderr(),
+            "error: internal error: {payload}{location}"
+        );
+        std::process::exit(i32::from(EXIT_INTERNAL));
+    }));
+}

@@ -1,0 +1,1103 @@
+//! The vault: shroud's encrypted store of secrets, vars, references and audit.
+//!
+//! [`Store`] is the one API every front door uses. It opens the home (see
+//! [`home`]), checks the master key against the home's key-check record, and
+//! runs each operation as one SQLite transaction that writes its audit record
+//! alongside the change ([`audit`]); values are sealed and opened only in
+//! [`crypto`], rows are read and written only in [`sqlite`], and names are
+//! validated by [`names`] before they get here.
+//!
+//! Reads of values ([`Store::read_secret`]) write their audit record and
+//! commit it *before* the value is returned: if the record cannot be written,
+//! no value leaves the store (fail closed).
+//!
+//! The store is plain synchronous code; a server wraps it in a blocking task.
+
+pub mod audit;
+pub mod crypto;
+pub mod home;
+pub mod names;
+pub mod sqlite;
+
+use std::fs::{self, OpenOptions};
+use std::io;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use rusqlite::{Connection, Transaction, TransactionBehavior};
+use sha2::{Digest, Sha256};
+use thiserror::Error;
+use zeroize::Zeroizing;
+
+use crate::clock::{self, now_ms};
+use crate::secret::SecretValue;
+use audit::{Action, Entry, Outcome};
+use crypto::{CryptoError, Key, RecordId};
+use home::KeySource;
+pub use names::{SecretName, ValidationError, VaultName};
+
+/// Prefix of an opaque secret reference.
+pub const REFERENCE_PREFIX: &str = "$secret:";
+/// Default lifetime of a secret reference, in seconds.
+pub const DEFAULT_REFERENCE_TTL_SECS: u64 = 300;
+/// Longest lifetime of a secret reference, in seconds (one day).
+pub const MAX_REFERENCE_TTL_SECS: u64 = 24 * 3600;
+const KEY_CHECK: &str = "key_check";
+
+/// Everything that can go wrong in the store. Messages name things, never values.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    #[error("secret `{name}` not found in vault `{vault}`")]
+    SecretNotFound { vault: String, name: String },
+    #[error("version {version} of secret `{name}` in vault `{vault}` not found (the last 10 versions are kept)")]
+    VersionNotFound {
+        vault: String,
+        name: String,
+        version: u64,
+    },
+    #[error("var `{name}` not found in vault `{vault}`")]
+    VarNotFound { vault: String, name: String },
+    #[error("secret reference not found, expired, or not yours")]
+    ReferenceNotFound,
+    #[error("invalid reference TTL {0}: must be from 1 to {MAX_REFERENCE_TTL_SECS} seconds")]
+    ReferenceTtl(u64),
+    #[error("the master key from {key_source} does not open the data in {home}: it was written under another key")]
+    WrongMasterKey {
+        key_source: KeySource,
+        home: PathBuf,
+    },
+    #[error("no master key: {key_file} is missing but {home} holds data sealed under a key; set SHROUD_MASTER_KEY or restore the key file")]
+    MissingMasterKey { key_file: PathBuf, home: PathBuf },
+    #[error("the master key from {key_source} is unusable: {reason}")]
+    BadMasterKey {
+        key_source: KeySource,
+        reason: &'static str,
+    },
+    #[error("cannot rotate the master key: there is no home at {0} yet")]
+    NoHome(PathBuf),
+    #[error("secret `{name}` version {version} in vault `{vault}` cannot be opened: {source}")]
+    Decrypt {
+        vault: String,
+        name: String,
+        version: u64,
+        #[source]
+        source: CryptoError,
+    },
+    #[error("cannot encrypt: {0}")]
+    Encrypt(#[source] CryptoError),
+    #[error("the store in {home} was written by a newer shroud (schema {found}; this build knows {known})")]
+    SchemaTooNew {
+        home: PathBuf,
+        found: i64,
+        known: i64,
+    },
+    #[error("database error while {context}: {source}")]
+    Database {
+        context: &'static str,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("{context} {}: {source}", path.display())]
+    Io {
+        context: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl StoreError {
+    /// True for errors about the master key (the CLI maps them to exit 2).
+    pub fn is_key_error(&self) -> bool {
+        matches!(
+            self,
+            StoreError::WrongMasterKey { .. }
+                | StoreError::MissingMasterKey { .. }
+                | StoreError::BadMasterKey { .. }
+        )
+    }
+
+    /// True for "no such thing" errors.
+    pub fn is_not_found(&self) -> bool {
+        matches!(
+            self,
+            StoreError::SecretNotFound { .. }
+                | StoreError::VersionNotFound { .. }
+                | StoreError::VarNotFound { .. }
+                | StoreError::ReferenceNotFound
+        )
+    }
+}
+
+type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Adds a description of the step to a database error.
+trait DbContext<T> {
+    fn db(self, context: &'static str) -> Result<T>;
+}
+
+impl<T> DbContext<T> for rusqlite::Result<T> {
+    fn db(self, context: &'static str) -> Result<T> {
+        self.map_err(|source| StoreError::Database { context, source })
+    }
+}
+
+fn io_error<'a>(
+    context: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(io::Error) -> StoreError + 'a {
+    move |source| StoreError::Io {
+        context,
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// How to open a store.
+#[derive(Debug)]
+pub struct StoreConfig {
+    /// The home directory.
+    pub home: PathBuf,
+    /// The text of `$SHROUD_MASTER_KEY`, when set.
+    pub master_key_env: Option<Zeroizing<String>>,
+    /// Who acts, as written to the audit log (`cli` or a token name).
+    pub actor: String,
+}
+
+/// Whether opening may create the home.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenMode {
+    /// Create the home, database and key file when missing (writing commands).
+    Create,
+    /// Never create anything: a missing home reads as an empty store.
+    Existing,
+}
+
+/// A secret to store, already validated.
+#[derive(Debug)]
+pub struct NewSecret {
+    pub name: SecretName,
+    pub value: SecretValue,
+    pub description: Option<String>,
+    pub ttl_secs: Option<u64>,
+}
+
+impl NewSecret {
+    /// Validates the value and description for `name`.
+    pub fn new(
+        name: SecretName,
+        value: SecretValue,
+        description: Option<String>,
+        ttl_secs: Option<u64>,
+    ) -> Result<Self, ValidationError> {
+        names::check_secret_value(&name, value.expose())?;
+        if let Some(text) = &description {
+            names::check_description(&name, text)?;
+        }
+        if let Some(ttl) = ttl_secs {
+            if ttl == 0 || ttl > names::MAX_TTL_SECS {
+                return Err(ValidationError::Ttl {
+                    given: ttl.to_string(),
+                });
+            }
+        }
+        Ok(NewSecret {
+            name,
+            value,
+            description,
+            ttl_secs,
+        })
+    }
+}
+
+/// The result of setting a secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetOutcome {
+    pub name: String,
+    pub version: u64,
+    /// True when this set created the secret (version 1).
+    pub created: bool,
+}
+
+/// A secret's metadata, never its value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretMeta {
+    pub name: String,
+    pub description: Option<String>,
+    pub version: u64,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+    pub expires_at_ms: Option<i64>,
+}
+
+impl SecretMeta {
+    fn from_row(name: String, row: sqlite::SecretRow) -> Self {
+        SecretMeta {
+            name,
+            description: row.description,
+            version: row.version,
+            created_at_ms: row.created_at,
+            updated_at_ms: row.updated_at,
+            expires_at_ms: row.expires_at,
+        }
+    }
+}
+
+/// One kept version of a secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionInfo {
+    pub version: u64,
+    pub created_at_ms: i64,
+    pub current: bool,
+}
+
+/// A decrypted secret.
+#[derive(Debug)]
+pub struct Revealed {
+    pub value: SecretValue,
+    pub version: u64,
+}
+
+/// A newly created reference: the `$secret:` text is shown once, stored hashed.
+pub struct SecretReference {
+    pub reference: Zeroizing<String>,
+    pub expires_at_ms: i64,
+}
+
+impl std::fmt::Debug for SecretReference {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretReference")
+            .field("reference", &"<redacted>")
+            .field("expires_at_ms", &self.expires_at_ms)
+            .finish()
+    }
+}
+
+/// A resolved reference.
+#[derive(Debug)]
+pub struct ResolvedReference {
+    pub vault: String,
+    pub name: String,
+    pub secret: Revealed,
+}
+
+/// A var and its value (vars are not secret).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Var {
+    pub name: String,
+    pub value: String,
+    pub updated_at_ms: i64,
+}
+
+pub use sqlite::VaultRow as VaultInfo;
+
+/// What a master key rotation did.
+#[derive(Debug)]
+pub struct Rotation {
+    /// Data keys re-wrapped.
+    pub rewrapped: u64,
+    /// The old key file, kept until the user deletes it (file-sourced keys).
+    pub old_key_file: Option<PathBuf>,
+    /// With `$SHROUD_MASTER_KEY`: the file holding the new key, and its text.
+    pub new_key_file: Option<PathBuf>,
+    pub new_key_text: Option<Zeroizing<String>>,
+}
+
+/// An open vault store.
+pub struct Store {
+    conn: Connection,
+    keys: KeyRing,
+}
+
+/// Who is acting with which key: what every transaction reads beside the connection.
+struct KeyRing {
+    master: Key,
+    key_source: KeySource,
+    home: PathBuf,
+    actor: String,
+}
+
+impl KeyRing {
+    fn wrong_key(&self) -> StoreError {
+        StoreError::WrongMasterKey {
+            key_source: self.key_source.clone(),
+            home: self.home.clone(),
+        }
+    }
+
+    /// A rotation that committed but was cut off before it replaced the key
+    /// file leaves `master.key.next`, which opens the data: finish it.
+    fn recover_interrupted_rotation(&mut self, key_check: &[u8]) -> Result<()> {
+        let KeySource::File(key_file) = &self.key_source else {
+            return Err(self.wrong_key());
+        };
+        let next_path = self.home.join(home::NEXT_KEY_FILE);
+        let next = match home::read_key_file(&next_path) {
+            Ok(Ok(key)) if crypto::key_check_opens(&key, key_check) => key,
+            _ => return Err(self.wrong_key()),
+        };
+        let key_file = key_file.clone();
+        let old = keep_old_key_file(&self.home, &key_file)?;
+        fs::rename(&next_path, &key_file)
+            .map_err(io_error("cannot install new key file", &key_file))?;
+        home::sync_dir(&self.home).map_err(io_error("cannot sync", &self.home))?;
+        tracing::warn!(old = %old.display(), "finished an interrupted master key rotation");
+        self.master = next;
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("home", &self.keys.home)
+            .field("key_source", &self.keys.key_source)
+            .field("actor", &self.keys.actor)
+            .finish_non_exhaustive()
+    }
+}
+
+fn hash_reference_token(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+impl Store {
+    /// Opens the store in `config.home` (see [`OpenMode`]).
+    pub fn open(config: StoreConfig, mode: OpenMode) -> Result<Store> {
+        let db_path = config.home.join(home::DB_FILE);
+        let db_exists = db_path.exists();
+        if !db_exists && mode == OpenMode::Existing {
+            return Self::open_ephemeral(config);
+        }
+        if !db_exists {
+            home::create_private_dir(&config.home)
+                .map_err(io_error("cannot create home directory", &config.home))?;
+            // SQLite gives the -wal and -shm files the database file's mode.
+            OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(0o600)
+                .open(&db_path)
+                .map_err(io_error("cannot create database", &db_path))?;
+        }
+        let mut conn = sqlite::open_file(&db_path).db("opening the database")?;
+        ensure_schema(&mut conn, &config.home)?;
+        let key_check = sqlite::meta_get(&conn, KEY_CHECK).db("reading the key check")?;
+        let (master, key_source) = load_master_key(&config, key_check.is_some(), mode)?;
+        let mut store = Store {
+            conn,
+            keys: KeyRing {
+                master,
+                key_source,
+                home: config.home,
+                actor: config.actor,
+            },
+        };
+        store.check_or_record_key(key_check)?;
+        Ok(store)
+    }
+
+    /// A private in-memory store standing in for a home that does not exist.
+    fn open_ephemeral(config: StoreConfig) -> Result<Store> {
+        let mut conn = sqlite::open_memory().db("opening an in-memory database")?;
+        ensure_schema(&mut conn, &config.home)?;
+        let (master, key_source) = match &config.master_key_env {
+            Some(text) => (env_key(text)?, KeySource::Env),
+            None => (
+                Key::generate().map_err(StoreError::Encrypt)?,
+                KeySource::Ephemeral,
+            ),
+        };
+        Ok(Store {
+            conn,
+            keys: KeyRing {
+                master,
+                key_source,
+                home: config.home,
+                actor: config.actor,
+            },
+        })
+    }
+
+    fn check_or_record_key(&mut self, key_check: Option<Vec<u8>>) -> Result<()> {
+        let keys = &mut self.keys;
+        match key_check {
+            Some(blob) if crypto::key_check_opens(&keys.master, &blob) => Ok(()),
+            Some(blob) => keys.recover_interrupted_rotation(&blob),
+            None if keys.key_source == KeySource::Ephemeral => Ok(()),
+            None => {
+                let tx = self
+                    .conn
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .db("starting a transaction")?;
+                match sqlite::meta_get(&tx, KEY_CHECK).db("reading the key check")? {
+                    Some(blob) if crypto::key_check_opens(&keys.master, &blob) => {}
+                    Some(_) => return Err(keys.wrong_key()),
+                    None => {
+                        let blob =
+                            crypto::seal_key_check(&keys.master).map_err(StoreError::Encrypt)?;
+                        sqlite::meta_put(&tx, KEY_CHECK, &blob).db("writing the key check")?;
+                    }
+                }
+                tx.commit().db("committing the key check")
+            }
+        }
+    }
+
+    /// Starts a write transaction and re-checks the master key inside it, so a
+    /// rotation committed by another process since we opened is never mixed
+    /// with data sealed under the old key.
+    fn begin_write(&mut self) -> Result<(Transaction<'_>, &KeyRing)> {
+        let Store { conn, keys } = self;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .db("starting a write transaction")?;
+        if keys.key_source != KeySource::Ephemeral {
+            if let Some(blob) = sqlite::meta_get(&tx, KEY_CHECK).db("reading the key check")? {
+                if !crypto::key_check_opens(&keys.master, &blob) {
+                    return Err(keys.wrong_key());
+                }
+            }
+        }
+        Ok((tx, keys))
+    }
+
+    /// The home directory of this store.
+    pub fn home(&self) -> &Path {
+        &self.keys.home
+    }
+
+    /// Where the master key came from.
+    pub fn key_source(&self) -> &KeySource {
+        &self.keys.key_source
+    }
+
+    /// The actor written to audit records.
+    pub fn actor(&self) -> &str {
+        &self.keys.actor
+    }
+
+    /// Sets one secret: a new version, sealed under a fresh data key.
+    pub fn set_secret(&mut self, vault: &VaultName, secret: NewSecret) -> Result<SetOutcome> {
+        let mut outcomes = self.set_secrets(vault, vec![secret])?;
+        Ok(outcomes.pop().expect("one outcome per secret"))
+    }
+
+    /// Sets several secrets in one transaction (validation was done per item
+    /// by [`NewSecret::new`], so each either is stored or the whole write
+    /// failed on a database error).
+    pub fn set_secrets(
+        &mut self,
+        vault: &VaultName,
+        secrets: Vec<NewSecret>,
+    ) -> Result<Vec<SetOutcome>> {
+        let now = now_ms();
+        let (tx, keys) = self.begin_write()?;
+        let actor = keys.actor.as_str();
+        let master = &keys.master;
+        sqlite::ensure_vault(&tx, vault.as_str(), now).db("recording the vault")?;
+        let mut outcomes = Vec::with_capacity(secrets.len());
+        for secret in secrets {
+            outcomes.push(set_in_tx(&tx, master, actor, vault, &secret, now)?);
+        }
+        tx.commit().db("committing secrets")?;
+        for outcome in &outcomes {
+            tracing::debug!(vault = %vault, name = %outcome.name, version = outcome.version, "secret set");
+        }
+        Ok(outcomes)
+    }
+
+    /// Metadata of a live secret, or `None`.
+    pub fn secret_meta(&self, vault: &VaultName, name: &SecretName) -> Result<Option<SecretMeta>> {
+        let row =
+            sqlite::secret_row(&self.conn, vault.as_str(), name.as_str()).db("reading a secret")?;
+        Ok(row
+            .filter(|r| r.is_live(now_ms()))
+            .map(|r| SecretMeta::from_row(name.as_str().to_owned(), r)))
+    }
+
+    /// Metadata of every live secret of a vault, sorted by name.
+    pub fn list_secrets(&self, vault: &VaultName) -> Result<Vec<SecretMeta>> {
+        Ok(
+            sqlite::list_secret_rows(&self.conn, vault.as_str(), now_ms())
+                .db("listing secrets")?
+                .into_iter()
+                .map(|(name, row)| SecretMeta::from_row(name, row))
+                .collect(),
+        )
+    }
+
+    /// Names of every live secret of a vault, sorted.
+    pub fn list_secret_names(&self, vault: &VaultName) -> Result<Vec<String>> {
+        sqlite::list_secret_names(&self.conn, vault.as_str(), now_ms()).db("listing secrets")
+    }
+
+    /// Deletes a secret and all its versions.
+    pub fn delete_secret(&mut self, vault: &VaultName, name: &SecretName) -> Result<()> {
+        let now = now_ms();
+        let (tx, keys) = self.begin_write()?;
+        let actor = keys.actor.as_str();
+        let row = sqlite::secret_row(&tx, vault.as_str(), name.as_str())
+            .db("reading a secret")?
+            .filter(|r| r.is_live(now));
+        let mut entry = Entry {
+            actor,
+            action: Action::SecretDelete,
+            vault: Some(vault.as_str()),
+            secret: Some(name.as_str()),
+            version: None,
+            outcome: Outcome::NotFound,
+        };
+        let result = match row {
+            Some(row) => {
+                sqlite::delete_secret(&tx, vault.as_str(), name.as_str())
+                    .db("deleting a secret")?;
+                entry.version = Some(row.version);
+                entry.outcome = Outcome::Ok;
+                Ok(())
+            }
+            None => Err(not_found(vault, name)),
+        };
+        audit::append(&tx, &entry, now).db("writing the audit record")?;
+        tx.commit().db("committing the delete")?;
+        result
+    }
+
+    /// Decrypts a live secret for `purpose` (reveal, inject, render, ...).
+    /// The audit record is committed before the value is returned.
+    pub fn read_secret(
+        &mut self,
+        purpose: Action,
+        vault: &VaultName,
+        name: &SecretName,
+        version: Option<u64>,
+    ) -> Result<Revealed> {
+        let now = now_ms();
+        let (tx, keys) = self.begin_write()?;
+        let actor = keys.actor.as_str();
+        let result = read_in_tx(
+            &tx,
+            &keys.master,
+            actor,
+            purpose,
+            vault.as_str(),
+            name.as_str(),
+            version,
+            now,
+        );
+        tx.commit().db("committing the audit record")?;
+        result
+    }
+
+    /// `secret reveal`: the value of the current (or a kept) version.
+    pub fn reveal_secret(
+        &mut self,
+        vault: &VaultName,
+        name: &SecretName,
+        version: Option<u64>,
+    ) -> Result<Revealed> {
+        self.read_secret(Action::SecretReveal, vault, name, version)
+    }
+
+    /// The kept versions of a live secret, oldest first. Never values.
+    pub fn history(&self, vault: &VaultName, name: &SecretName) -> Result<Vec<VersionInfo>> {
+        let meta = self
+            .secret_meta(vault, name)?
+            .ok_or_else(|| not_found(vault, name))?;
+        Ok(
+            sqlite::version_list(&self.conn, vault.as_str(), name.as_str())
+                .db("listing versions")?
+                .into_iter()
+                .map(|(version, created_at_ms)| VersionInfo {
+                    version,
+                    created_at_ms,
+                    current: version == meta.version,
+                })
+                .collect(),
+        )
+    }
+
+    /// Creates an opaque `$secret:` reference to a live secret, resolvable by
+    /// this store's actor for `ttl_secs`. Only the token's hash is stored.
+    pub fn create_reference(
+        &mut self,
+        vault: &VaultName,
+        name: &SecretName,
+        ttl_secs: u64,
+    ) -> Result<SecretReference> {
+        if ttl_secs == 0 || ttl_secs > MAX_REFERENCE_TTL_SECS {
+            return Err(StoreError::ReferenceTtl(ttl_secs));
+        }
+        let now = now_ms();
+        let (tx, keys) = self.begin_write()?;
+        let actor = keys.actor.as_str();
+        let row = sqlite::secret_row(&tx, vault.as_str(), name.as_str())
+            .db("reading a secret")?
+            .filter(|r| r.is_live(now));
+        let mut entry = Entry {
+            actor,
+            action: Action::SecretReference,
+            vault: Some(vault.as_str()),
+            secret: Some(name.as_str()),
+            version: None,
+            outcome: Outcome::NotFound,
+        };
+        let Some(row) = row else {
+            audit::append(&tx, &entry, now).db("writing the audit record")?;
+            tx.commit().db("committing the audit record")?;
+            return Err(not_found(vault, name));
+        };
+        let mut raw = Zeroizing::new([0u8; 32]);
+        crypto::fill_random(raw.as_mut()).map_err(StoreError::Encrypt)?;
+        let token = Zeroizing::new(URL_SAFE_NO_PAD.encode(raw.as_ref()));
+        let expires_at = now + (ttl_secs as i64) * 1000;
+        let ref_row = sqlite::RefRow {
+            owner: actor.to_owned(),
+            vault: vault.as_str().to_owned(),
+            name: name.as_str().to_owned(),
+            expires_at,
+        };
+        sqlite::insert_ref(&tx, &hash_reference_token(&token), &ref_row, now)
+            .db("storing the reference")?;
+        entry.version = Some(row.version);
+        entry.outcome = Outcome::Ok;
+        audit::append(&tx, &entry, now).db("writing the audit record")?;
+        tx.commit().db("committing the reference")?;
+        Ok(SecretReference {
+            reference: Zeroizing::new(format!("{REFERENCE_PREFIX}{}", token.as_str())),
+            expires_at_ms: expires_at,
+        })
+    }
+
+    /// Resolves a `$secret:` reference made by this store's actor to the
+    /// secret's current value. Unknown, expired and foreign references are
+    /// all the same error, so a caller learns nothing about other actors'.
+    pub fn resolve_reference(&mut self, reference: &str) -> Result<ResolvedReference> {
+        let token = reference
+            .strip_prefix(REFERENCE_PREFIX)
+            .ok_or(StoreError::ReferenceNotFound)?;
+        let now = now_ms();
+        let (tx, keys) = self.begin_write()?;
+        let actor = keys.actor.as_str();
+        let row = sqlite::ref_row(&tx, &hash_reference_token(token)).db("reading a reference")?;
+        let usable = row.filter(|r| r.expires_at > now && r.owner == actor);
+        let Some(row) = usable else {
+            let entry = Entry {
+                actor,
+                action: Action::ReferenceResolve,
+                vault: None,
+                secret: None,
+                version: None,
+                outcome: Outcome::Denied,
+            };
+            audit::append(&tx, &entry, now).db("writing the audit record")?;
+            tx.commit().db("committing the audit record")?;
+            return Err(StoreError::ReferenceNotFound);
+        };
+        let result = read_in_tx(
+            &tx,
+            &keys.master,
+            actor,
+            Action::ReferenceResolve,
+            &row.vault,
+            &row.name,
+            None,
+            now,
+        );
+        tx.commit().db("committing the audit record")?;
+        Ok(ResolvedReference {
+            vault: row.vault,
+            name: row.name,
+            secret: result?,
+        })
+    }
+
+    /// Sets a var (not secret, never masked).
+    pub fn set_var(&mut self, vault: &VaultName, name: &SecretName, value: &str) -> Result<()> {
+        names::check_var_value(name, value)?;
+        let now = now_ms();
+        let (tx, keys) = self.begin_write()?;
+        let actor = keys.actor.as_str();
+        sqlite::ensure_vault(&tx, vault.as_str(), now).db("recording the vault")?;
+        sqlite::put_var(&tx, vault.as_str(), name.as_str(), value, now).db("writing a var")?;
+        let entry = Entry {
+            actor,
+            action: Action::VarSet,
+            vault: Some(vault.as_str()),
+            secret: Some(name.as_str()),
+            version: None,
+            outcome: Outcome::Ok,
+        };
+        audit::append(&tx, &entry, now).db("writing the audit record")?;
+        tx.commit().db("committing a var")
+    }
+
+    pub fn get_var(&self, vault: &VaultName, name: &SecretName) -> Result<Var> {
+        sqlite::get_var(&self.conn, vault.as_str(), name.as_str())
+            .db("reading a var")?
+            .map(|(value, updated_at_ms)| Var {
+                name: name.as_str().to_owned(),
+                value,
+                updated_at_ms,
+            })
+            .ok_or_else(|| StoreError::VarNotFound {
+                vault: vault.as_str().to_owned(),
+                name: name.as_str().to_owned(),
+            })
+    }
+
+    pub fn list_vars(&self, vault: &VaultName) -> Result<Vec<Var>> {
+        Ok(sqlite::list_vars(&self.conn, vault.as_str())
+            .db("listing vars")?
+            .into_iter()
+            .map(|(name, value, updated_at_ms)| Var {
+                name,
+                value,
+                updated_at_ms,
+            })
+            .collect())
+    }
+
+    pub fn delete_var(&mut self, vault: &VaultName, name: &SecretName) -> Result<()> {
+        let now = now_ms();
+        let (tx, keys) = self.begin_write()?;
+        let actor = keys.actor.as_str();
+        let existed =
+            sqlite::delete_var(&tx, vault.as_str(), name.as_str()).db("deleting a var")?;
+        if !existed {
+            return Err(StoreError::VarNotFound {
+                vault: vault.as_str().to_owned(),
+                name: name.as_str().to_owned(),
+            });
+        }
+        let entry = Entry {
+            actor,
+            action: Action::VarDelete,
+            vault: Some(vault.as_str()),
+            secret: Some(name.as_str()),
+            version: None,
+            outcome: Outcome::Ok,
+        };
+        audit::append(&tx, &entry, now).db("writing the audit record")?;
+        tx.commit().db("committing a var delete")
+    }
+
+    /// Every vault that has been written to, with counts.
+    pub fn list_vaults(&self) -> Result<Vec<VaultInfo>> {
+        sqlite::list_vaults(&self.conn, now_ms()).db("listing vaults")
+    }
+
+    /// Audit records matching `filter`, oldest first.
+    pub fn audit_records(&self, filter: &audit::Filter) -> Result<Vec<audit::Record>> {
+        audit::list(&self.conn, filter).db("reading the audit log")
+    }
+
+    /// Walks the audit hash chain.
+    pub fn verify_audit(&self) -> Result<audit::Verification> {
+        audit::verify(&self.conn).db("reading the audit log")
+    }
+
+    /// Replaces the master key: every data key is re-wrapped in one
+    /// transaction. The new key is on disk (synced) before the transaction
+    /// commits; the old key file is kept as `master.key.old-<timestamp>`.
+    pub fn rotate_master_key(&mut self) -> Result<Rotation> {
+        if self.keys.key_source == KeySource::Ephemeral {
+            return Err(StoreError::NoHome(self.keys.home.clone()));
+        }
+        let new_key = Key::generate().map_err(StoreError::Encrypt)?;
+        let now = now_ms();
+        let pending_path = match &self.keys.key_source {
+            KeySource::Env => unused_path(
+                &self.keys.home,
+                &format!("master.key.new-{}", clock::file_stamp(now)),
+            ),
+            _ => self.keys.home.join(home::NEXT_KEY_FILE),
+        };
+        // A leftover `master.key.next` is from a rotation that never committed
+        // (a committed one is finished when the store is opened).
+        let _ = fs::remove_file(self.keys.home.join(home::NEXT_KEY_FILE));
+        home::write_new_key_file(&pending_path, &new_key)
+            .map_err(io_error("cannot write the new key file", &pending_path))?;
+        let committed = self.rewrap_all(&new_key, now);
+        let rewrapped = match committed {
+            Ok(n) => n,
+            Err(e) => {
+                let _ = fs::remove_file(&pending_path);
+                return Err(e);
+            }
+        };
+        let mut rotation = Rotation {
+            rewrapped,
+            old_key_file: None,
+            new_key_file: None,
+            new_key_text: None,
+        };
+        match &self.keys.key_source {
+            KeySource::File(key_file) => {
+                let key_file = key_file.clone();
+                rotation.old_key_file = Some(keep_old_key_file(&self.keys.home, &key_file)?);
+                fs::rename(&pending_path, &key_file)
+                    .map_err(io_error("cannot install the new key file", &key_file))?;
+                home::sync_dir(&self.keys.home)
+                    .map_err(io_error("cannot sync", &self.keys.home))?;
+            }
+            _ => {
+                rotation.new_key_text = Some(home::encode_key(&new_key));
+                rotation.new_key_file = Some(pending_path);
+            }
+        }
+        self.keys.master = new_key;
+        Ok(rotation)
+    }
+
+    fn rewrap_all(&mut self, new_key: &Key, now: i64) -> Result<u64> {
+        let (tx, keys) = self.begin_write()?;
+        let actor = keys.actor.as_str();
+        let rows = sqlite::all_wrapped_keys(&tx).db("reading data keys")?;
+        for row in &rows {
+            let id = RecordId {
+                vault: &row.vault,
+                name: &row.name,
+                version: row.version,
+            };
+            let rewrapped = crypto::rewrap_data_key(&keys.master, new_key, id, &row.wrapped_key)
+                .map_err(|source| StoreError::Decrypt {
+                    vault: row.vault.clone(),
+                    name: row.name.clone(),
+                    version: row.version,
+                    source,
+                })?;
+            sqlite::update_wrapped_key(&tx, &row.vault, &row.name, row.version, &rewrapped)
+                .db("re-wrapping a data key")?;
+        }
+        let check = crypto::seal_key_check(new_key).map_err(StoreError::Encrypt)?;
+        sqlite::meta_put(&tx, KEY_CHECK, &check).db("writing the key check")?;
+        let entry = Entry {
+            actor,
+            action: Action::KeyRotate,
+            vault: None,
+            secret: None,
+            version: Some(rows.len() as u64),
+            outcome: Outcome::Ok,
+        };
+        audit::append(&tx, &entry, now).db("writing the audit record")?;
+        tx.commit().db("committing the key rotation")?;
+        Ok(rows.len() as u64)
+    }
+}
+
+fn not_found(vault: &VaultName, name: &SecretName) -> StoreError {
+    StoreError::SecretNotFound {
+        vault: vault.as_str().to_owned(),
+        name: name.as_str().to_owned(),
+    }
+}
+
+fn ensure_schema(conn: &mut Connection, home: &Path) -> Result<()> {
+    let found = sqlite::schema_version(conn).db("reading the schema version")?;
+    if found > sqlite::SCHEMA_VERSION {
+        return Err(StoreError::SchemaTooNew {
+            home: home.to_owned(),
+            found,
+            known: sqlite::SCHEMA_VERSION,
+        });
+    }
+    if found == sqlite::SCHEMA_VERSION {
+        return Ok(());
+    }
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .db("starting the schema transaction")?;
+    sqlite::create_schema(&tx).db("creating the schema")?;
+    tx.commit().db("committing the schema")
+}
+
+fn env_key(text: &str) -> Result<Key> {
+    home::decode_key(text).map_err(|reason| StoreError::BadMasterKey {
+        key_source: KeySource::Env,
+        reason,
+    })
+}
+
+fn load_master_key(
+    config: &StoreConfig,
+    home_has_data: bool,
+    mode: OpenMode,
+) -> Result<(Key, KeySource)> {
+    if let Some(text) = &config.master_key_env {
+        return Ok((env_key(text)?, KeySource::Env));
+    }
+    let key_file = config.home.join(home::KEY_FILE);
+    let source = KeySource::File(key_file.clone());
+    let decoded = if key_file.exists() {
+        home::read_key_file(&key_file).map_err(io_error("cannot read master key", &key_file))?
+    } else if home_has_data {
+        return Err(StoreError::MissingMasterKey {
+            key_file,
+            home: config.home.clone(),
+        });
+    } else if mode == OpenMode::Create {
+        home::create_or_read_key_file(&config.home)
+            .map_err(io_error("cannot create master key", &key_file))?
+    } else {
+        let key = Key::generate().map_err(StoreError::Encrypt)?;
+        return Ok((key, KeySource::Ephemeral));
+    };
+    let key = decoded.map_err(|reason| StoreError::BadMasterKey {
+        key_source: source.clone(),
+        reason,
+    })?;
+    Ok((key, source))
+}
+
+/// `dir/base`, or `dir/base-2`, `-3`, ... if that exists.
+fn unused_path(dir: &Path, base: &str) -> PathBuf {
+    let first = dir.join(base);
+    if !first.exists() {
+        return first;
+    }
+    (2u32..)
+        .map(|n| dir.join(format!("{base}-{n}")))
+        .find(|p| !p.exists())
+        .expect("some suffix is free")
+}
+
+/// Keeps the current key file as `master.key.old-<timestamp>` (a hard link,
+/// so `master.key` never goes missing while the new one is installed).
+fn keep_old_key_file(home_dir: &Path, key_file: &Path) -> Result<PathBuf> {
+    let old = unused_path(
+        home_dir,
+        &format!("master.key.old-{}", clock::file_stamp(now_ms())),
+    );
+    fs::hard_link(key_file, &old).map_err(io_error("cannot keep the old key file", &old))?;
+    Ok(old)
+}
+
+fn set_in_tx(
+    tx: &Connection,
+    master: &Key,
+    actor: &str,
+    vault: &VaultName,
+    secret: &NewSecret,
+    now: i64,
+) -> Result<SetOutcome> {
+    let (vault, name) = (vault.as_str(), secret.name.as_str());
+    let existing = sqlite::secret_row(tx, vault, name).db("reading a secret")?;
+    let (version, created_at) = match existing {
+        Some(row) if row.is_live(now) => (row.version + 1, row.created_at),
+        Some(_) => {
+            // An expired secret is gone: its name starts over at version 1.
+            sqlite::delete_secret(tx, vault, name).db("removing an expired secret")?;
+            (1, now)
+        }
+        None => (1, now),
+    };
+    let id = RecordId {
+        vault,
+        name,
+        version,
+    };
+    let sealed = crypto::seal_secret(master, id, &secret.value).map_err(StoreError::Encrypt)?;
+    sqlite::insert_version(tx, vault, name, version, &sealed, now)
+        .db("storing a secret version")?;
+    let row = sqlite::SecretRow {
+        version,
+        description: secret.description.clone(),
+        created_at,
+        updated_at: now,
+        expires_at: secret.ttl_secs.map(|ttl| now + ttl as i64 * 1000),
+    };
+    sqlite::put_secret_row(tx, vault, name, &row).db("storing a secret")?;
+    let entry = Entry {
+        actor,
+        action: Action::SecretSet,
+        vault: Some(vault),
+        secret: Some(name),
+        version: Some(version),
+        outcome: Outcome::Ok,
+    };
+    audit::append(tx, &entry, now).db("writing the audit record")?;
+    Ok(SetOutcome {
+        name: name.to_owned(),
+        version,
+        created: version == 1,
+    })
+}
+
+/// Reads and decrypts a live secret inside `tx`, appending the audit record
+/// (whatever the outcome). The caller commits before using the value.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one audited read needs each of these"
+)]
+fn read_in_tx(
+    tx: &Connection,
+    master: &Key,
+    actor: &str,
+    purpose: Action,
+    vault: &str,
+    name: &str,
+    version: Option<u64>,
+    now: i64,
+) -> Result<Revealed> {
+    let mut entry = Entry {
+        actor,
+        action: purpose,
+        vault: Some(vault),
+        secret: Some(name),
+        version,
+        outcome: Outcome::NotFound,
+    };
+    let row = sqlite::secret_row(tx, vault, name)
+        .db("reading a secret")?
+        .filter(|r| r.is_live(now));
+    let result = match row {
+        None => Err(StoreError::SecretNotFound {
+            vault: vault.to_owned(),
+            name: name.to_owned(),
+        }),
+        Some(row) => {
+            let wanted = version.unwrap_or(row.version);
+            entry.version = Some(wanted);
+            match sqlite::version_row(tx, vault, name, wanted).db("reading a secret version")? {
+                None => Err(StoreError::VersionNotFound {
+                    vault: vault.to_owned(),
+                    name: name.to_owned(),
+                    version: wanted,
+                }),
+                Some(stored) => {
+                    let id = RecordId {
+                        vault,
+                        name,
+                        version: wanted,
+                    };
+                    match crypto::open_secret(master, id, &stored.sealed) {
+                        Ok(value) => {
+                            entry.outcome = Outcome::Ok;
+                            Ok(Revealed {
+                                value,
+                                version: wanted,
+                            })
+                        }
+                        Err(source) => {
+                            entry.outcome = Outcome::Error;
+                            Err(StoreError::Decrypt {
+                                vault: vault.to_owned(),
+                                name: name.to_owned(),
+                                version: wanted,
+                                source,
+                            })
+                        }
+                    }
+                }
+            }
+        }
+    };
+    audit::append(tx, &entry, now).db("writing the audit record")?;
+    result
+}
