@@ -31,7 +31,7 @@ pub enum SecretCommand {
         #[arg(long, value_name = "TEXT")]
         description: Option<String>,
         /// Seconds after which the secret reads as not found.
-        #[arg(long, value_name = "SECS")]
+        #[arg(long, value_name = "SECS", allow_negative_numbers = true)]
         ttl: Option<String>,
     },
     /// Names of the vault's secrets, sorted, one per line.
@@ -57,7 +57,7 @@ pub enum SecretCommand {
         #[command(flatten)]
         vault: VaultArg,
         /// Seconds the reference stays valid (default 300).
-        #[arg(long, value_name = "SECS")]
+        #[arg(long, value_name = "SECS", allow_negative_numbers = true)]
         ttl: Option<String>,
     },
     /// Print the secret's value (audited).

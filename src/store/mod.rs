@@ -368,6 +368,10 @@ fn hash_reference_token(token: &str) -> [u8; 32] {
 impl Store {
     /// Opens the store in `config.home` (see [`OpenMode`]).
     pub fn open(config: StoreConfig, mode: OpenMode) -> Result<Store> {
+        // A malformed key is refused before anything is created.
+        if let Some(text) = &config.master_key_env {
+            env_key(text)?;
+        }
         let db_path = config.home.join(home::DB_FILE);
         let db_exists = db_path.exists();
         if !db_exists && mode == OpenMode::Existing {

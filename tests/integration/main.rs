@@ -1,0 +1,28 @@
+//! Integration tests: the real `shroud` binary, a real SQLite file in a
+//! temporary home, real processes. One test binary (as ripgrep and nextest
+//! do), one module per capability; `support` holds the helpers.
+
+mod audit_log;
+mod concurrency;
+mod encryption;
+mod master_key;
+mod secrets;
+mod support;
+mod validation;
+mod vaults_and_vars;
+
+/// Every version's (wrapped_key, sealed_value), in a stable order.
+pub fn encryption_blobs(home: &support::TestHome) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let conn = home.sqlite();
+    let mut stmt = conn
+        .prepare(
+            "SELECT wrapped_key, sealed_value FROM secret_versions ORDER BY vault, name, version",
+        )
+        .unwrap();
+    let rows = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    rows
+}

@@ -1,0 +1,181 @@
+//! Helpers: a temporary home and a way to run the real binary in it.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// A temporary shroud home, removed when dropped.
+pub struct TestHome {
+    dir: tempfile::TempDir,
+}
+
+/// What a finished `shroud` process left behind.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: Vec<u8>,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn stdout_text(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+
+    /// Asserts exit 0 and returns stdout as text.
+    #[track_caller]
+    pub fn ok(&self) -> String {
+        assert_eq!(self.code, 0, "expected success, got {self:?}");
+        self.stdout_text()
+    }
+
+    /// Asserts the exit code and an `error: ` line on stderr.
+    #[track_caller]
+    pub fn fails_with(&self, code: i32) -> &Self {
+        assert_eq!(self.code, code, "unexpected exit code: {self:?}");
+        assert!(
+            self.stderr.lines().any(|l| l.starts_with("error: ")),
+            "no `error:` line on stderr: {self:?}"
+        );
+        self
+    }
+
+    /// Parses stdout as one JSON object.
+    #[track_caller]
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {self:?}"))
+    }
+}
+
+pub fn shroud_binary() -> &'static str {
+    env!("CARGO_BIN_EXE_shroud")
+}
+
+impl TestHome {
+    pub fn new() -> Self {
+        TestHome {
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    /// The shroud home (a not-yet-existing directory inside the temp dir).
+    pub fn path(&self) -> PathBuf {
+        self.dir.path().join("home")
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.path().join("shroud.db")
+    }
+
+    pub fn key_path(&self) -> PathBuf {
+        self.path().join("master.key")
+    }
+
+    /// A command for the binary with a clean environment pointing at this home.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(shroud_binary());
+        cmd.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("SHROUD_HOME", self.path())
+            .args(args);
+        cmd
+    }
+
+    pub fn run(&self, args: &[&str]) -> Run {
+        self.run_with(self.command(args), None)
+    }
+
+    pub fn run_stdin(&self, args: &[&str], stdin: &[u8]) -> Run {
+        self.run_with(self.command(args), Some(stdin))
+    }
+
+    /// Runs with `SHROUD_MASTER_KEY` set to `key`.
+    pub fn run_with_key(&self, key: &str, args: &[&str]) -> Run {
+        let mut cmd = self.command(args);
+        cmd.env("SHROUD_MASTER_KEY", key);
+        self.run_with(cmd, None)
+    }
+
+    pub fn run_with(&self, mut cmd: Command, stdin: Option<&[u8]>) -> Run {
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn shroud");
+        let mut pipe = child.stdin.take().expect("stdin");
+        if let Some(bytes) = stdin {
+            let bytes = bytes.to_vec();
+            std::thread::spawn(move || {
+                let _ = pipe.write_all(&bytes);
+            });
+        } else {
+            drop(pipe);
+        }
+        let output = child.wait_with_output().expect("wait for shroud");
+        Run {
+            code: output.status.code().unwrap_or(-1),
+            stdout: output.stdout,
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    /// Sets a secret, asserting success.
+    #[track_caller]
+    pub fn set(&self, name: &str, value: &str) {
+        self.run(&["secret", "set", name, value]).ok();
+    }
+
+    /// Reveals a secret, asserting success; the trailing newline is removed.
+    #[track_caller]
+    pub fn reveal(&self, name: &str) -> String {
+        let out = self.run(&["secret", "reveal", name]).ok();
+        out.strip_suffix('\n')
+            .expect("reveal ends with a newline")
+            .to_owned()
+    }
+
+    /// Names listed by `secret list` in a vault.
+    pub fn list(&self, vault: &str) -> Vec<String> {
+        self.run(&["secret", "list", "--vault", vault])
+            .ok()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Number of audit records.
+    pub fn audit_count(&self) -> usize {
+        self.run(&["audit"]).ok().lines().count()
+    }
+
+    /// A direct connection to the database, for inspecting and tampering.
+    pub fn sqlite(&self) -> rusqlite::Connection {
+        rusqlite::Connection::open(self.db_path()).expect("open db")
+    }
+}
+
+/// Every byte of every regular file below `dir`.
+pub fn all_file_bytes(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("read dir") {
+        let path = entry.expect("entry").path();
+        if path.is_dir() {
+            files.extend(all_file_bytes(&path));
+        } else {
+            files.push((path.clone(), std::fs::read(&path).expect("read file")));
+        }
+    }
+    files
+}
+
+pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// A fresh random master key, base64.
+pub fn random_key() -> String {
+    use base64::Engine as _;
+    let mut bytes = [0u8; 32];
+    getrandom::getrandom(&mut bytes).expect("random");
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}

@@ -1,0 +1,168 @@
+//! Bad input: a clear `error:` line, a non-zero exit, nothing changed, and
+//! never a secret value in the output.
+
+use crate::support::{all_file_bytes, TestHome};
+
+const VALUE: &str = "SUPERSECRET-canary-7f3a";
+
+/// State that bad input must leave alone: names, versions, audit length and
+/// the database bytes' view through the CLI.
+fn snapshot(home: &TestHome) -> (String, String, usize) {
+    (
+        home.run(&["--json", "secret", "list"]).ok(),
+        home.run(&["vault", "list"]).ok(),
+        home.audit_count(),
+    )
+}
+
+#[test]
+fn bad_input_is_refused_names_the_rule_and_changes_nothing() {
+    let home = TestHome::new();
+    home.set("EXISTING", "existing-value-1");
+    let before = snapshot(&home);
+    let long_description = "d".repeat(1025);
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["secret", "set", "bad name", VALUE],
+            "invalid secret name",
+        ),
+        (vec!["secret", "set", "1LEADING_DIGIT", VALUE], "must match"),
+        (
+            vec!["secret", "set", "X", VALUE, "--vault", "Bad_Vault"],
+            "invalid vault name",
+        ),
+        (
+            vec!["secret", "set", "X", VALUE, "--vault", ""],
+            "invalid vault name",
+        ),
+        (vec!["secret", "set", "X", ""], "value is empty"),
+        (
+            vec!["secret", "set", "X", VALUE, "--ttl", "0"],
+            "invalid TTL",
+        ),
+        (
+            vec!["secret", "set", "X", VALUE, "--ttl", "-5"],
+            "invalid TTL",
+        ),
+        (
+            vec!["secret", "set", "X", VALUE, "--ttl", "soon"],
+            "invalid TTL",
+        ),
+        (
+            vec![
+                "secret",
+                "set",
+                "X",
+                VALUE,
+                "--description",
+                &long_description,
+            ],
+            "description is 1025 bytes",
+        ),
+        (vec!["secret", "reveal", "bad/name"], "invalid secret name"),
+        (vec!["secret", "reveal", "MISSING"], "not found"),
+        (
+            vec!["secret", "reveal", "EXISTING", "--version", "9"],
+            "version 9",
+        ),
+        (vec!["secret", "delete", "MISSING"], "not found"),
+        (vec!["secret", "history", "MISSING"], "not found"),
+        (vec!["var", "get", "missing"], "not found"),
+        (vec!["var", "delete", "missing"], "not found"),
+        (vec!["var", "set", "bad name", "v"], "invalid var name"),
+        (vec!["audit", "--vault", "NOT VALID"], "invalid vault name"),
+    ];
+    for (args, expected) in cases {
+        let out = home.run(&args);
+        assert_ne!(out.code, 0, "{args:?} succeeded");
+        let first = out.stderr.lines().next().unwrap_or_default();
+        assert!(first.starts_with("error: "), "{args:?}: {}", out.stderr);
+        assert!(out.stderr.contains(expected), "{args:?}: {}", out.stderr);
+        assert!(
+            !out.stderr.contains(VALUE),
+            "{args:?} leaked the value: {}",
+            out.stderr
+        );
+        assert!(out.stdout.is_empty() || !out.stdout_text().contains(VALUE));
+        let (list, vaults, _) = snapshot(&home);
+        assert_eq!(
+            (list, vaults),
+            (before.0.clone(), before.1.clone()),
+            "{args:?} changed the store"
+        );
+    }
+    // Failed lookups are audited (not_found), but nothing else was written.
+    let json_audit = home.run(&["--json", "audit"]).ok();
+    assert!(json_audit
+        .lines()
+        .all(|l| l.contains("\"ok\"") || l.contains("not_found")));
+    assert!(!json_audit.contains("\"X\""), "a refused set was audited");
+}
+
+#[test]
+fn values_with_nul_or_over_64_kib_are_refused_from_stdin() {
+    let home = TestHome::new();
+    let mut with_nul = VALUE.as_bytes().to_vec();
+    with_nul.extend_from_slice(b"\0tail");
+    let out = home.run_stdin(&["secret", "set", "NUL"], &with_nul);
+    out.fails_with(2);
+    assert!(
+        out.stderr.contains("NUL byte") && out.stderr.contains("`NUL`"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains(VALUE));
+
+    let mut huge = VALUE.as_bytes().to_vec();
+    huge.resize(64 * 1024 + 1, b'x');
+    let out = home.run_stdin(&["secret", "set", "HUGE"], &huge);
+    out.fails_with(2);
+    assert!(out.stderr.contains("64 KiB"), "{}", out.stderr);
+    assert!(!out.stderr.contains(VALUE));
+
+    // Exactly 64 KiB (plus the dropped newline) is accepted.
+    let mut max = vec![b'y'; 64 * 1024];
+    max.push(b'\n');
+    home.run_stdin(&["secret", "set", "MAX"], &max).ok();
+    assert_eq!(home.reveal("MAX").len(), 64 * 1024);
+    assert_eq!(home.list("default"), vec!["MAX"]);
+}
+
+#[test]
+fn usage_errors_exit_2_without_echoing_values() {
+    let home = TestHome::new();
+    let out = home.run(&["secret", "set"]);
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.starts_with("error: "), "{}", out.stderr);
+    let out = home.run(&["secret", "set", "A", VALUE, "--bogus-flag"]);
+    assert_eq!(out.code, 2);
+    assert!(!home.path().exists());
+}
+
+#[test]
+fn failing_commands_never_print_a_stored_value() {
+    let home = TestHome::new();
+    home.set("STORED", VALUE);
+    let wrong_key = crate::support::random_key();
+    let runs = vec![
+        home.run(&["secret", "set", "STORED", ""]),
+        home.run(&["secret", "reveal", "STORED", "--version", "7"]),
+        home.run(&["secret", "reveal", "STORED", "--vault", "other"]),
+        home.run(&["vault", "set-secrets", "BAD NAME=x", "STORED="]),
+        home.run_with_key(&wrong_key, &["secret", "reveal", "STORED"]),
+        home.run_with_key(&wrong_key, &["secret", "set", "STORED", "new-value"]),
+        home.run_with_key("not-base64!", &["secret", "list"]),
+    ];
+    for run in runs {
+        assert_ne!(run.code, 0, "{run:?}");
+        assert!(!run.stderr.contains(VALUE), "{run:?}");
+        assert!(!run.stdout_text().contains(VALUE), "{run:?}");
+    }
+    // Nothing a failing command did put the value in a file in plaintext.
+    for (path, bytes) in all_file_bytes(&home.path()) {
+        assert!(
+            !crate::support::contains(&bytes, VALUE.as_bytes()),
+            "{path:?}"
+        );
+    }
+}
