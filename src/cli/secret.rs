@@ -23,7 +23,9 @@ pub enum SecretCommand {
     /// Store a new version of a secret. Without VALUE (or with "-") the value is read from
     /// stdin and one trailing newline is dropped.
     Set {
+        /// Secret name.
         name: String,
+        /// The value; omit it or pass "-" to read stdin (keeps it out of the process list).
         value: Option<OsString>,
         #[command(flatten)]
         vault: VaultArg,
@@ -41,18 +43,21 @@ pub enum SecretCommand {
     },
     /// Print true (exit 0) or false (exit 1).
     Exists {
+        /// Secret name.
         name: String,
         #[command(flatten)]
         vault: VaultArg,
     },
     /// Delete a secret and all its versions.
     Delete {
+        /// Secret name.
         name: String,
         #[command(flatten)]
         vault: VaultArg,
     },
     /// Print an opaque `$secret:` reference to the secret (not its value).
     Get {
+        /// Secret name.
         name: String,
         #[command(flatten)]
         vault: VaultArg,
@@ -62,6 +67,7 @@ pub enum SecretCommand {
     },
     /// Print the secret's value (audited).
     Reveal {
+        /// Secret name.
         name: String,
         #[command(flatten)]
         vault: VaultArg,
@@ -71,6 +77,7 @@ pub enum SecretCommand {
     },
     /// Kept versions and when they were set; never values.
     History {
+        /// Secret name.
         name: String,
         #[command(flatten)]
         vault: VaultArg,

@@ -10,13 +10,16 @@ use crate::store::{OpenMode, SecretName};
 pub enum VarCommand {
     /// Set a var.
     Set {
+        /// Var name.
         name: String,
+        /// Var value (not secret: stored and shown in plain text).
         value: String,
         #[command(flatten)]
         vault: VaultArg,
     },
     /// Print a var's value.
     Get {
+        /// Var name.
         name: String,
         #[command(flatten)]
         vault: VaultArg,
@@ -28,6 +31,7 @@ pub enum VarCommand {
     },
     /// Delete a var.
     Delete {
+        /// Var name.
         name: String,
         #[command(flatten)]
         vault: VaultArg,

@@ -682,13 +682,16 @@ impl Store {
     /// secret's current value. Unknown, expired and foreign references are
     /// all the same error, so a caller learns nothing about other actors'.
     pub fn resolve_reference(&mut self, reference: &str) -> Result<ResolvedReference> {
-        let token = reference
-            .strip_prefix(REFERENCE_PREFIX)
-            .ok_or(StoreError::ReferenceNotFound)?;
         let now = now_ms();
         let (tx, keys) = self.begin_write()?;
         let actor = keys.actor.as_str();
-        let row = sqlite::ref_row(&tx, &hash_reference_token(token)).db("reading a reference")?;
+        // Malformed references are audited like unknown ones.
+        let row = match reference.strip_prefix(REFERENCE_PREFIX) {
+            Some(token) => {
+                sqlite::ref_row(&tx, &hash_reference_token(token)).db("reading a reference")?
+            }
+            None => None,
+        };
         let usable = row.filter(|r| r.expires_at > now && r.owner == actor);
         let Some(row) = usable else {
             let entry = Entry {

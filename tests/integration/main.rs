@@ -7,6 +7,7 @@ mod concurrency;
 mod encryption;
 mod master_key;
 mod secrets;
+mod store_api;
 mod support;
 mod validation;
 mod vaults_and_vars;
