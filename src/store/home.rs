@@ -76,12 +76,19 @@ pub fn encode_key(key: &Key) -> Zeroizing<String> {
     Zeroizing::new(STANDARD.encode(key.expose()))
 }
 
-/// Creates `dir` (and missing parents) with mode 0700.
+/// Creates `dir` with mode 0700 (missing parents get the default mode).
 pub fn create_private_dir(dir: &Path) -> io::Result<()> {
     if dir.is_dir() {
         return Ok(());
     }
-    DirBuilder::new().recursive(true).mode(0o700).create(dir)
+    if let Some(parent) = dir.parent() {
+        fs::create_dir_all(parent)?;
+    }
+    match DirBuilder::new().mode(0o700).create(dir) {
+        // Another process created it first: fine, as long as it is a directory.
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
+        other => other,
+    }
 }
 
 /// Reads a key file; a group- or world-readable file is logged as a warning.
