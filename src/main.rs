@@ -11,7 +11,10 @@ fn main() -> ExitCode {
     // Before any secret is read: no core dumps, no ptrace by same-user peers.
     let hardened = shroud::sandbox::sys::disable_core_dumps();
     install_panic_hook();
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
     init_tracing();
     if let Err(e) = hardened {
         tracing::warn!(error = %e, "could not disable core dumps");
@@ -26,6 +29,39 @@ fn main() -> ExitCode {
     }
 }
 
+/// Reports a command-line parse error. clap quotes the offending argument;
+/// when that argument is not a flag it may be (part of) a secret value typed
+/// on the command line, so it is not shown.
+fn usage_error(error: clap::Error) -> ExitCode {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    let stray = match (error.kind(), error.get(ContextKind::InvalidArg)) {
+        (ErrorKind::UnknownArgument, Some(ContextValue::String(arg))) => Some(arg.clone()),
+        _ => None,
+    };
+    let looks_like_flag = |arg: &str| {
+        arg.strip_prefix("--").is_some_and(|name| {
+            !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+    };
+    match stray {
+        Some(arg) if !looks_like_flag(&arg) => {
+            let usage = error
+                .get(ContextKind::Usage)
+                .map(|u| format!("\n\n{u}"))
+                .unwrap_or_default();
+            let _ = writeln!(
+                std::io::stderr(),
+                "error: unexpected extra argument (not shown: it may be a secret value); quote a value that contains spaces, put one that starts with '-' after `--`, or pass it on stdin{usage}\n\nFor more information, try '--help'."
+            );
+            ExitCode::from(cli::EXIT_USAGE)
+        }
+        _ => {
+            let _ = error.print();
+            ExitCode::from(u8::try_from(error.exit_code()).unwrap_or(cli::EXIT_USAGE))
+        }
+    }
+}
+
 /// Logs go to stderr, filtered by `SHROUD_LOG` (default: warnings only).
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SHROUD_LOG")
@@ -33,6 +69,7 @@ fn init_tracing() {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .init();
 }

@@ -166,3 +166,71 @@ fn failing_commands_never_print_a_stored_value() {
         );
     }
 }
+
+#[test]
+fn stray_arguments_that_may_be_values_are_not_echoed() {
+    let home = TestHome::new();
+    // An unquoted value with a space, and a value that looks like short flags.
+    for args in [
+        vec!["secret", "set", "TOKEN", "first-half", "second-half-SECRET"],
+        vec!["secret", "set", "TOKEN", "-dash-SECRET"],
+    ] {
+        let out = home.run(&args);
+        assert_eq!(out.code, 2, "{out:?}");
+        assert!(
+            out.stderr.starts_with("error: unexpected extra argument"),
+            "{}",
+            out.stderr
+        );
+        assert!(!out.stderr.contains("SECRET"), "{}", out.stderr);
+    }
+    // A mistyped flag is still named, to help the user.
+    let out = home.run(&["secret", "list", "--vaullt", "x"]);
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("--vaullt"), "{}", out.stderr);
+    // A value after `--` is accepted even if it starts with '-'.
+    home.run(&["secret", "set", "DASHED", "--", "-dash-value-ok"])
+        .ok();
+    assert_eq!(home.reveal("DASHED"), "-dash-value-ok");
+    assert!(!home.list("default").contains(&"TOKEN".to_owned()));
+}
+
+#[test]
+fn trace_logging_never_shows_values() {
+    let home = TestHome::new();
+    let run_traced = |args: &[&str], stdin: Option<&[u8]>| {
+        let mut cmd = home.command(args);
+        cmd.env("SHROUD_LOG", "trace");
+        home.run_with(cmd, stdin)
+    };
+    let runs = vec![
+        run_traced(&["secret", "set", "LOGGED", VALUE], None),
+        run_traced(
+            &["secret", "set", "PIPED"],
+            Some(b"piped-SUPERSECRET-value\n"),
+        ),
+        run_traced(
+            &["vault", "set-secrets", &format!("BULK={VALUE}-bulk")],
+            None,
+        ),
+        run_traced(&["secret", "reveal", "LOGGED"], None),
+        run_traced(&["secret", "get", "LOGGED"], None),
+        run_traced(&["key", "rotate"], None),
+        run_traced(&["secret", "reveal", "PIPED", "--version", "5"], None),
+    ];
+    // Logging really was on (names are logged), and no value was.
+    assert!(
+        runs[0].stderr.contains("DEBUG") && runs[0].stderr.contains("LOGGED"),
+        "{}",
+        runs[0].stderr
+    );
+    assert!(!runs[0].stderr.contains('\x1b'), "colour codes in a pipe");
+    for run in &runs {
+        assert!(
+            !run.stderr.contains("SUPERSECRET"),
+            "value in logs: {}",
+            run.stderr
+        );
+    }
+    assert_eq!(runs[3].stdout_text(), format!("{VALUE}\n"));
+}
