@@ -13,6 +13,14 @@
 //!
 //! The trade-off: callers that need a copy must make one deliberately
 //! ([`SecretValue::duplicate`]), and every copy is again a zeroizing value.
+//!
+//! ```
+//! use shroud::secret::SecretValue;
+//!
+//! let token = SecretValue::from_slice(b"sk-live-1234");
+//! assert_eq!(format!("{token:?}"), "SecretValue(<redacted, 12 bytes>)");
+//! assert_eq!(token.expose(), b"sk-live-1234"); // only at the point of use
+//! ```
 
 use std::fmt;
 

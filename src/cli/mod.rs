@@ -112,7 +112,7 @@ impl CliError {
             CliError::Store(e) if e.is_key_error() => EXIT_USAGE,
             CliError::Store(StoreError::Invalid(_) | StoreError::ReferenceTtl(_)) => EXIT_USAGE,
             CliError::Store(e) if e.is_not_found() => EXIT_FAILURE,
-            CliError::Store(StoreError::Decrypt { .. }) => EXIT_FAILURE,
+            CliError::Store(StoreError::Decrypt { .. } | StoreError::NoHome(_)) => EXIT_FAILURE,
             CliError::Store(_) => EXIT_INTERNAL,
             CliError::Invalid(_) | CliError::Usage(_) => EXIT_USAGE,
             CliError::Io { .. } => EXIT_INTERNAL,

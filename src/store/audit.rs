@@ -83,6 +83,42 @@ pub struct Entry<'a> {
     pub outcome: Outcome,
 }
 
+impl<'a> Entry<'a> {
+    /// An entry about one named secret or var in a vault. It starts as
+    /// `not_found` with no version; the caller fills in what happened.
+    pub fn about(actor: &'a str, action: Action, vault: &'a str, name: &'a str) -> Self {
+        Entry {
+            actor,
+            action,
+            vault: Some(vault),
+            secret: Some(name),
+            version: None,
+            outcome: Outcome::NotFound,
+        }
+    }
+
+    /// An entry about no particular secret (a rotation, a refused reference).
+    pub fn global(actor: &'a str, action: Action, outcome: Outcome) -> Self {
+        Entry {
+            actor,
+            action,
+            vault: None,
+            secret: None,
+            version: None,
+            outcome,
+        }
+    }
+
+    /// The same entry with this version and outcome.
+    pub fn with(self, version: Option<u64>, outcome: Outcome) -> Self {
+        Entry {
+            version,
+            outcome,
+            ..self
+        }
+    }
+}
+
 /// One stored audit record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Record {

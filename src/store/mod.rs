@@ -12,6 +12,28 @@
 //! no value leaves the store (fail closed).
 //!
 //! The store is plain synchronous code; a server wraps it in a blocking task.
+//!
+//! ```
+//! use shroud::secret::SecretValue;
+//! use shroud::store::{NewSecret, OpenMode, SecretName, Store, StoreConfig, VaultName};
+//!
+//! let dir = tempfile::tempdir()?;
+//! let config = StoreConfig {
+//!     home: dir.path().join("home"),
+//!     master_key_env: None,
+//!     actor: "docs".to_owned(),
+//! };
+//! let mut store = Store::open(config, OpenMode::Create)?;
+//! let vault = VaultName::parse("ci")?;
+//! let name = SecretName::parse("API_KEY")?;
+//! let secret = NewSecret::new(name.clone(), SecretValue::from_slice(b"sk-live-1234"), None, None)?;
+//! assert_eq!(store.set_secret(&vault, secret)?.version, 1);
+//! let revealed = store.reveal_secret(&vault, &name, None)?; // audited first
+//! assert_eq!(revealed.value.expose(), b"sk-live-1234");
+//! assert_eq!(store.list_secret_names(&vault)?, ["API_KEY"]);
+//! assert!(store.verify_audit()?.first_broken.is_none());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 pub mod audit;
 pub mod crypto;
@@ -546,23 +568,13 @@ impl Store {
         let now = now_ms();
         let (tx, keys) = self.begin_write()?;
         let actor = keys.actor.as_str();
-        let row = sqlite::secret_row(&tx, vault.as_str(), name.as_str())
-            .db("reading a secret")?
-            .filter(|r| r.is_live(now));
-        let mut entry = Entry {
-            actor,
-            action: Action::SecretDelete,
-            vault: Some(vault.as_str()),
-            secret: Some(name.as_str()),
-            version: None,
-            outcome: Outcome::NotFound,
-        };
+        let row = live_secret_row(&tx, vault.as_str(), name.as_str(), now)?;
+        let mut entry = Entry::about(actor, Action::SecretDelete, vault.as_str(), name.as_str());
         let result = match row {
             Some(row) => {
                 sqlite::delete_secret(&tx, vault.as_str(), name.as_str())
                     .db("deleting a secret")?;
-                entry.version = Some(row.version);
-                entry.outcome = Outcome::Ok;
+                entry = entry.with(Some(row.version), Outcome::Ok);
                 Ok(())
             }
             None => Err(not_found(vault, name)),
@@ -640,17 +652,13 @@ impl Store {
         let now = now_ms();
         let (tx, keys) = self.begin_write()?;
         let actor = keys.actor.as_str();
-        let row = sqlite::secret_row(&tx, vault.as_str(), name.as_str())
-            .db("reading a secret")?
-            .filter(|r| r.is_live(now));
-        let mut entry = Entry {
+        let row = live_secret_row(&tx, vault.as_str(), name.as_str(), now)?;
+        let mut entry = Entry::about(
             actor,
-            action: Action::SecretReference,
-            vault: Some(vault.as_str()),
-            secret: Some(name.as_str()),
-            version: None,
-            outcome: Outcome::NotFound,
-        };
+            Action::SecretReference,
+            vault.as_str(),
+            name.as_str(),
+        );
         let Some(row) = row else {
             audit::append(&tx, &entry, now).db("writing the audit record")?;
             tx.commit().db("committing the audit record")?;
@@ -668,8 +676,7 @@ impl Store {
         };
         sqlite::insert_ref(&tx, &hash_reference_token(&token), &ref_row, now)
             .db("storing the reference")?;
-        entry.version = Some(row.version);
-        entry.outcome = Outcome::Ok;
+        entry = entry.with(Some(row.version), Outcome::Ok);
         audit::append(&tx, &entry, now).db("writing the audit record")?;
         tx.commit().db("committing the reference")?;
         Ok(SecretReference {
@@ -694,14 +701,7 @@ impl Store {
         };
         let usable = row.filter(|r| r.expires_at > now && r.owner == actor);
         let Some(row) = usable else {
-            let entry = Entry {
-                actor,
-                action: Action::ReferenceResolve,
-                vault: None,
-                secret: None,
-                version: None,
-                outcome: Outcome::Denied,
-            };
+            let entry = Entry::global(actor, Action::ReferenceResolve, Outcome::Denied);
             audit::append(&tx, &entry, now).db("writing the audit record")?;
             tx.commit().db("committing the audit record")?;
             return Err(StoreError::ReferenceNotFound);
@@ -732,14 +732,8 @@ impl Store {
         let actor = keys.actor.as_str();
         sqlite::ensure_vault(&tx, vault.as_str(), now).db("recording the vault")?;
         sqlite::put_var(&tx, vault.as_str(), name.as_str(), value, now).db("writing a var")?;
-        let entry = Entry {
-            actor,
-            action: Action::VarSet,
-            vault: Some(vault.as_str()),
-            secret: Some(name.as_str()),
-            version: None,
-            outcome: Outcome::Ok,
-        };
+        let entry = Entry::about(actor, Action::VarSet, vault.as_str(), name.as_str())
+            .with(None, Outcome::Ok);
         audit::append(&tx, &entry, now).db("writing the audit record")?;
         tx.commit().db("committing a var")
     }
@@ -782,14 +776,8 @@ impl Store {
                 name: name.as_str().to_owned(),
             });
         }
-        let entry = Entry {
-            actor,
-            action: Action::VarDelete,
-            vault: Some(vault.as_str()),
-            secret: Some(name.as_str()),
-            version: None,
-            outcome: Outcome::Ok,
-        };
+        let entry = Entry::about(actor, Action::VarDelete, vault.as_str(), name.as_str())
+            .with(None, Outcome::Ok);
         audit::append(&tx, &entry, now).db("writing the audit record")?;
         tx.commit().db("committing a var delete")
     }
@@ -884,18 +872,24 @@ impl Store {
         }
         let check = crypto::seal_key_check(new_key).map_err(StoreError::Encrypt)?;
         sqlite::meta_put(&tx, KEY_CHECK, &check).db("writing the key check")?;
-        let entry = Entry {
-            actor,
-            action: Action::KeyRotate,
-            vault: None,
-            secret: None,
-            version: Some(rows.len() as u64),
-            outcome: Outcome::Ok,
-        };
+        let entry = Entry::global(actor, Action::KeyRotate, Outcome::Ok)
+            .with(Some(rows.len() as u64), Outcome::Ok);
         audit::append(&tx, &entry, now).db("writing the audit record")?;
         tx.commit().db("committing the key rotation")?;
         Ok(rows.len() as u64)
     }
+}
+
+/// The row of a secret that exists and has not expired.
+fn live_secret_row(
+    conn: &Connection,
+    vault: &str,
+    name: &str,
+    now: i64,
+) -> Result<Option<sqlite::SecretRow>> {
+    Ok(sqlite::secret_row(conn, vault, name)
+        .db("reading a secret")?
+        .filter(|r| r.is_live(now)))
 }
 
 fn not_found(vault: &VaultName, name: &SecretName) -> StoreError {
@@ -1020,14 +1014,8 @@ fn set_in_tx(
         expires_at: secret.ttl_secs.map(|ttl| now + ttl as i64 * 1000),
     };
     sqlite::put_secret_row(tx, vault, name, &row).db("storing a secret")?;
-    let entry = Entry {
-        actor,
-        action: Action::SecretSet,
-        vault: Some(vault),
-        secret: Some(name),
-        version: Some(version),
-        outcome: Outcome::Ok,
-    };
+    let entry =
+        Entry::about(actor, Action::SecretSet, vault, name).with(Some(version), Outcome::Ok);
     audit::append(tx, &entry, now).db("writing the audit record")?;
     Ok(SetOutcome {
         name: name.to_owned(),
@@ -1052,17 +1040,8 @@ fn read_in_tx(
     version: Option<u64>,
     now: i64,
 ) -> Result<Revealed> {
-    let mut entry = Entry {
-        actor,
-        action: purpose,
-        vault: Some(vault),
-        secret: Some(name),
-        version,
-        outcome: Outcome::NotFound,
-    };
-    let row = sqlite::secret_row(tx, vault, name)
-        .db("reading a secret")?
-        .filter(|r| r.is_live(now));
+    let mut entry = Entry::about(actor, purpose, vault, name).with(version, Outcome::NotFound);
+    let row = live_secret_row(tx, vault, name, now)?;
     let result = match row {
         None => Err(StoreError::SecretNotFound {
             vault: vault.to_owned(),

@@ -182,3 +182,12 @@ fn a_rotation_cut_off_after_commit_is_finished_on_next_open() {
     assert_eq!(std::fs::read(home.key_path()).unwrap(), new_key);
     assert!(!home.path().join("master.key.next").exists());
 }
+
+#[test]
+fn rotating_without_a_home_is_a_clear_error() {
+    let home = TestHome::new();
+    let out = home.run(&["key", "rotate"]);
+    out.fails_with(1);
+    assert!(out.stderr.contains("no home"), "{}", out.stderr);
+    assert!(!home.path().exists());
+}
