@@ -20,11 +20,13 @@
 //! - [`clock`]: timestamps as stored and printed.
 //! - [`store`]: the encrypted vault (SQLite, AES-256-GCM envelope encryption,
 //!   hash-chained audit log).
+//! - [`mask`]: the streaming masker (secrets and their encodings → replacements).
 //! - [`sandbox`]: process hardening and isolation syscalls.
 //! - [`cli`]: the `shroud` command line.
 
 pub mod cli;
 pub mod clock;
+pub mod mask;
 pub mod sandbox;
 pub mod secret;
 pub mod store;

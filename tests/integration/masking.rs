@@ -1,0 +1,418 @@
+//! The masker's promise, checked against a naive reference: every occurrence
+//! masked, overlaps merged (leftmost, then longest), any chunking gives the
+//! same output, and bytes are held only while they may be part of an
+//! occurrence. `PROPTEST_CASES=100000 cargo test masking` runs a long search.
+
+use std::sync::Arc;
+
+use proptest::prelude::*;
+use shroud::mask::{MaskSet, MaskStyle, Masker};
+use shroud::secret::SecretValue;
+
+fn mask_set(secrets: &[(&str, &[u8])], style: MaskStyle) -> Arc<MaskSet> {
+    let mut builder = MaskSet::builder(style);
+    for (name, value) in secrets {
+        builder.add(name, &SecretValue::from_slice(value));
+    }
+    builder.build()
+}
+
+/// Occurrence groups in `text`: (start, end, pattern id of the label).
+fn reference_groups(set: &MaskSet, text: &[u8]) -> Vec<(usize, usize, usize)> {
+    let patterns: Vec<&[u8]> = set.patterns().map(|(p, _)| p).collect();
+    let mut occurrences = Vec::new();
+    for (id, pattern) in patterns.iter().enumerate() {
+        for start in 0..text.len() {
+            if text[start..].starts_with(pattern) {
+                occurrences.push((start, start + pattern.len(), id));
+            }
+        }
+    }
+    // Leftmost, then longest, then first pattern: the first of each group labels it.
+    occurrences.sort_by_key(|&(s, e, id)| (s, std::cmp::Reverse(e), id));
+    let mut groups: Vec<(usize, usize, usize)> = Vec::new();
+    for (start, end, id) in occurrences {
+        match groups.last_mut() {
+            Some(group) if start < group.1 => group.1 = group.1.max(end),
+            _ => groups.push((start, end, id)),
+        }
+    }
+    groups
+}
+
+/// The naive reference masker applied to the whole input.
+fn reference_mask(set: &MaskSet, text: &[u8]) -> Vec<u8> {
+    let secret_of: Vec<u32> = set.patterns().map(|(_, s)| s).collect();
+    let mut out = Vec::new();
+    let mut at = 0;
+    for (start, end, id) in reference_groups(set, text) {
+        out.extend_from_slice(&text[at..start]);
+        out.extend_from_slice(set.replacement_of_secret(secret_of[id]));
+        at = end;
+    }
+    out.extend_from_slice(&text[at..]);
+    out
+}
+
+/// How many trailing bytes of `prefix` a perfect streaming masker must hold:
+/// from the start of the longest suffix that can still grow into an
+/// occurrence, or from the start of an occurrence group reaching past it.
+fn expected_held(set: &MaskSet, prefix: &[u8]) -> usize {
+    let len = prefix.len();
+    let live = (1..=len)
+        .rev()
+        .find(|&d| {
+            set.patterns()
+                .any(|(p, _)| d < p.len() && p.starts_with(&prefix[len - d..]))
+        })
+        .unwrap_or(0);
+    let mut safe = len - live;
+    for (start, end, _) in reference_groups(set, prefix) {
+        if end > safe {
+            safe = safe.min(start);
+        }
+    }
+    len - safe
+}
+
+/// Streams `chunks` through a masker; checks that output only ever grows
+/// into the final reference output and that exactly the right bytes are held.
+fn stream_checked(set: &Arc<MaskSet>, input: &[u8], cuts: &[usize]) -> Vec<u8> {
+    let expected = reference_mask(set, input);
+    let mut masker = Masker::new(Arc::clone(set));
+    let mut out = Vec::new();
+    let mut previous = 0;
+    for &cut in cuts.iter().chain([&input.len()]) {
+        let cut = cut.clamp(previous, input.len());
+        masker.push(&input[previous..cut], &mut out);
+        previous = cut;
+        assert!(
+            expected.starts_with(&out),
+            "emitted bytes that the full output does not start with"
+        );
+        assert_eq!(
+            masker.held() as usize,
+            expected_held(set, &input[..cut]),
+            "held bytes after {cut} of {:?}",
+            String::from_utf8_lossy(input)
+        );
+    }
+    masker.finish(&mut out);
+    out
+}
+
+fn mask_in_chunks(set: &Arc<MaskSet>, chunks: &[&[u8]]) -> Vec<u8> {
+    let mut masker = Masker::new(Arc::clone(set));
+    let mut out = Vec::new();
+    for chunk in chunks {
+        masker.push(chunk, &mut out);
+    }
+    masker.finish(&mut out);
+    out
+}
+
+fn byte_by_byte(set: &Arc<MaskSet>, input: &[u8]) -> Vec<u8> {
+    let chunks: Vec<&[u8]> = input.chunks(1).collect();
+    mask_in_chunks(set, &chunks)
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+// ---- the cases that leaked in other systems ----
+
+#[test]
+fn gitlab_case_self_overlapping_secret_split_across_writes() {
+    let set = mask_set(&[("PASS", b"pa55pa55word")], MaskStyle::Label);
+    let mut masker = Masker::new(Arc::clone(&set));
+    let mut out = Vec::new();
+    masker.push(b"token=pa55pa5", &mut out);
+    assert_eq!(out, b"token=", "only the live prefix `pa55pa5` is held");
+    // Together: `token=pa55pa55pa55word`, whose occurrence starts at the
+    // second `pa55`; the first goes out as it is, no byte of the secret does.
+    masker.push(b"5pa55word", &mut out);
+    masker.finish(&mut out);
+    assert_eq!(out, b"token=pa55<secret:pass>");
+}
+
+#[test]
+fn aba_then_bac_for_abac() {
+    let set = mask_set(&[("S", b"abac")], MaskStyle::Stars);
+    assert_eq!(mask_in_chunks(&set, &[b"aba", b"bac"]), b"ab********");
+    assert_eq!(mask_in_chunks(&set, &[b"ab", b"abac!"]), b"ab********!");
+}
+
+#[test]
+fn aaaab_byte_by_byte_for_aaab() {
+    let set = mask_set(&[("S", b"aaab")], MaskStyle::Label);
+    assert_eq!(byte_by_byte(&set, b"aaaab"), b"a<secret:s>");
+    assert_eq!(
+        byte_by_byte(&set, b"aaaaaaab aaab"),
+        b"aaaa<secret:s> <secret:s>"
+    );
+}
+
+#[test]
+fn a_secret_inside_another_in_either_order() {
+    for order in [
+        [("OUTER", &b"abcdef"[..]), ("INNER", b"bcde")],
+        [("INNER", b"bcde"), ("OUTER", b"abcdef")],
+    ] {
+        let set = mask_set(&order, MaskStyle::Label);
+        for input in [&b"xabcdefx"[..], b"abcdef", b"bcde abcdef"] {
+            let whole = set.mask_all(input);
+            assert_eq!(byte_by_byte(&set, input), whole);
+            assert!(
+                !contains(&whole, b"bcde") && !contains(&whole, b"def"),
+                "{}",
+                String::from_utf8_lossy(&whole)
+            );
+        }
+        assert_eq!(set.mask_all(b"xabcdefx"), b"x<secret:outer>x");
+        assert_eq!(set.mask_all(b"-bcde-"), b"-<secret:inner>-");
+    }
+}
+
+#[test]
+fn abcdef_with_bcde_never_leaks_the_tail() {
+    // aho-corasick's stream search reports `abc`... and leaks `def`; we merge.
+    let set = mask_set(&[("A", b"abcd"), ("B", b"cdef")], MaskStyle::Label);
+    assert_eq!(set.mask_all(b"abcdef"), b"<secret:a>");
+    assert_eq!(byte_by_byte(&set, b"xxabcdefxx"), b"xx<secret:a>xx");
+}
+
+#[test]
+fn touching_occurrences_are_replaced_one_by_one() {
+    let set = mask_set(&[("A", b"abcd"), ("B", b"efgh")], MaskStyle::Label);
+    assert_eq!(set.mask_all(b"abcdefgh"), b"<secret:a><secret:b>");
+    assert_eq!(set.mask_all(b"abcdabcd"), b"<secret:a><secret:a>");
+}
+
+#[test]
+fn leftmost_then_longest_names_the_group() {
+    let set = mask_set(
+        &[
+            ("SHORT", b"abcd"),
+            ("LONG", b"abcdefgh"),
+            ("LATER", b"fghijk"),
+        ],
+        MaskStyle::Label,
+    );
+    assert_eq!(set.mask_all(b"abcdefghijk"), b"<secret:long>");
+    assert_eq!(set.mask_all(b"zabcdz"), b"z<secret:short>z");
+    // Leftmost wins over longest.
+    let set = mask_set(
+        &[("LEFT", b"abcd"), ("RIGHT", b"cdefghij")],
+        MaskStyle::Label,
+    );
+    assert_eq!(set.mask_all(b"abcdefghij"), b"<secret:left>");
+}
+
+#[test]
+fn labels_are_lower_cased_and_stars_are_always_eight() {
+    let set = mask_set(&[("DATABASE_URL", b"pg://x")], MaskStyle::Label);
+    assert_eq!(set.mask_all(b"url=pg://x;"), b"url=<secret:database_url>;");
+    let stars = mask_set(
+        &[("K", b"a-very-long-secret-value-indeed")],
+        MaskStyle::Stars,
+    );
+    assert_eq!(
+        stars.mask_all(b"[a-very-long-secret-value-indeed]"),
+        b"[********]"
+    );
+}
+
+#[test]
+fn short_secrets_are_not_masked() {
+    let set = mask_set(&[("PIN", b"123")], MaskStyle::Label);
+    assert!(set.is_empty());
+    assert_eq!(set.mask_all(b"pin 123"), b"pin 123");
+}
+
+#[test]
+fn a_prompt_without_newline_is_not_held() {
+    let set = mask_set(&[("PASS", b"hunter2-secret")], MaskStyle::Label);
+    let mut masker = Masker::new(Arc::clone(&set));
+    let mut out = Vec::new();
+    masker.push(b"Password: ", &mut out);
+    assert_eq!(out, b"Password: ");
+    masker.push(b"hunter2-secret", &mut out);
+    assert_eq!(
+        out, b"Password: <secret:pass>",
+        "a complete secret is replaced at once"
+    );
+    masker.push(b"\nhun", &mut out);
+    assert_eq!(
+        out, b"Password: <secret:pass>\n",
+        "only the live prefix waits"
+    );
+    masker.finish(&mut out);
+    assert_eq!(
+        out, b"Password: <secret:pass>\nhun",
+        "held bytes are flushed at the end"
+    );
+}
+
+#[test]
+fn binary_crlf_and_long_lines_pass_through_byte_for_byte() {
+    let set = mask_set(&[("K", b"s3cr3t-value")], MaskStyle::Label);
+    let mut input: Vec<u8> = (0..=255u8).cycle().take(5000).collect();
+    input.extend_from_slice(b"\r\n\xff\xfe\x00 s3cr3t-value \r\n");
+    input.extend(std::iter::repeat_n(b'x', 200_000));
+    input.extend_from_slice(b"\xc3\x28 end");
+    let out = set.mask_all(&input);
+    let mut expected = input[..5000].to_vec();
+    expected.extend_from_slice(b"\r\n\xff\xfe\x00 <secret:k> \r\n");
+    expected.extend(std::iter::repeat_n(b'x', 200_000));
+    expected.extend_from_slice(b"\xc3\x28 end");
+    assert_eq!(out, expected);
+    let chunks: Vec<&[u8]> = input.chunks(4093).collect();
+    assert_eq!(mask_in_chunks(&set, &chunks), expected);
+}
+
+#[test]
+fn variants_are_masked() {
+    use base64::Engine as _;
+    let value = b"correct horse/battery+staple\"q";
+    let set = mask_set(&[("PW", value)], MaskStyle::Label);
+    let standard = base64::engine::general_purpose::STANDARD;
+    let url_safe = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let mut with_newline = value.to_vec();
+    with_newline.push(b'\n');
+    let encodings = [
+        standard.encode(&with_newline), // printf '%s\n' "$S" | base64
+        standard.encode([b"x".as_slice(), value].concat()),
+        url_safe.encode([b"xy".as_slice(), value, b"tail"].concat()),
+        "correct%20horse%2Fbattery%2Bstaple%22q".to_owned(),
+        "correct%20horse%2fbattery%2bstaple%22q".to_owned(),
+        serde_json::to_string(std::str::from_utf8(value).unwrap()).unwrap(),
+    ];
+    for encoded in encodings {
+        let line = format!("data: {encoded} end");
+        let masked = set.mask_all(line.as_bytes());
+        assert!(
+            contains(&masked, b"<secret:pw>"),
+            "{encoded} not masked: {}",
+            String::from_utf8_lossy(&masked)
+        );
+        // What survives is only the encoding of the neighbouring bytes and
+        // the characters that mix them in: a few, out of ~40.
+        let visible = String::from_utf8_lossy(&masked).replace("<secret:pw>", "");
+        let leftover = visible.len() - "data:  end".len();
+        assert!(leftover <= 10, "{encoded}: {visible}");
+    }
+}
+
+#[test]
+fn each_line_of_a_multi_line_secret_is_masked_even_with_crlf() {
+    let key = b"-----BEGIN KEY-----\nMIIEpAIBAAKCAQEA\n-----END KEY-----";
+    let set = mask_set(&[("TLS_KEY", key)], MaskStyle::Stars);
+    let crlf = b"-----BEGIN KEY-----\r\nMIIEpAIBAAKCAQEA\r\n-----END KEY-----\r\n";
+    assert_eq!(set.mask_all(crlf), b"********\r\n********\r\n********\r\n");
+    assert_eq!(set.mask_all(key), b"********");
+}
+
+#[test]
+fn an_endless_run_of_overlaps_keeps_memory_bounded() {
+    let set = mask_set(&[("A", b"aaaa")], MaskStyle::Label);
+    let mut masker = Masker::new(Arc::clone(&set));
+    let mut out = Vec::new();
+    let chunk = vec![b'a'; 64 * 1024];
+    for _ in 0..64 {
+        masker.push(&chunk, &mut out);
+    }
+    assert!(out.is_empty(), "one merged occurrence is still open");
+    assert_eq!(masker.held(), 64 * 64 * 1024);
+    let debug = format!("{masker:?}");
+    assert!(debug.contains("pending: 1"), "{debug}");
+    masker.push(b"b", &mut out);
+    masker.finish(&mut out);
+    assert_eq!(out, b"<secret:a>b");
+}
+
+// ---- the property test ----
+
+const ALPHABET: &[u8] = b"abx\n\0\xff";
+
+fn secret_strategy(lengths: std::ops::Range<usize>) -> impl Strategy<Value = Vec<u8>> {
+    // Mostly `a`/`b` so that overlapping and self-overlapping secrets are common.
+    proptest::collection::vec(
+        prop_oneof![4 => Just(b'a'), 3 => Just(b'b'), 1 => proptest::sample::select(ALPHABET)],
+        lengths,
+    )
+}
+
+/// Secrets with lengths in `lengths`, data made of noise, secrets and secret
+/// halves, cut points, and the mask style.
+fn case_strategy(
+    lengths: std::ops::Range<usize>,
+) -> impl Strategy<Value = (Vec<Vec<u8>>, Vec<u8>, Vec<usize>, bool)> {
+    proptest::collection::vec(secret_strategy(lengths), 1..5).prop_flat_map(|secrets| {
+        let pieces = proptest::collection::vec(
+            prop_oneof![
+                3 => proptest::collection::vec(proptest::sample::select(ALPHABET), 1..6),
+                2 => proptest::sample::select(secrets.clone()),
+                1 => proptest::sample::select(secrets.clone()).prop_map(|s| s[..s.len() / 2 + 1].to_vec()),
+            ],
+            0..30,
+        );
+        let data = pieces.prop_map(|p| p.concat());
+        (Just(secrets), data, proptest::collection::vec(0usize..200, 0..12), any::<bool>())
+    })
+}
+
+fn cases() -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(512)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
+
+    /// Short secrets: the prefilter samples every byte.
+    #[test]
+    fn streaming_matches_the_reference_for_any_chunking((secrets, data, cuts, stars) in case_strategy(4..9)) {
+        check_case(&secrets, &data, cuts, stars)?;
+    }
+
+    /// Longer secrets: the prefilter skips, so windows and gaps are exercised.
+    #[test]
+    fn streaming_matches_the_reference_with_prefilter_skips((secrets, data, cuts, stars) in case_strategy(8..25)) {
+        check_case(&secrets, &data, cuts, stars)?;
+    }
+}
+
+fn check_case(
+    secrets: &[Vec<u8>],
+    data: &[u8],
+    mut cuts: Vec<usize>,
+    stars: bool,
+) -> Result<(), TestCaseError> {
+    {
+        let names: Vec<String> = (0..secrets.len()).map(|i| format!("k{i}")).collect();
+        let pairs: Vec<(&str, &[u8])> = names
+            .iter()
+            .map(String::as_str)
+            .zip(secrets.iter().map(Vec::as_slice))
+            .collect();
+        let style = if stars {
+            MaskStyle::Stars
+        } else {
+            MaskStyle::Label
+        };
+        let set = mask_set(&pairs, style);
+        let expected = reference_mask(&set, data);
+        cuts.sort_unstable();
+        prop_assert_eq!(&stream_checked(&set, data, &cuts), &expected);
+        let every_byte: Vec<usize> = (1..data.len()).collect();
+        prop_assert_eq!(&stream_checked(&set, data, &every_byte), &expected);
+        prop_assert_eq!(&set.mask_all(data), &expected);
+        for secret in secrets {
+            prop_assert!(!contains(&expected, secret), "a secret survived");
+        }
+    }
+    Ok(())
+}
