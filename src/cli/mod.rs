@@ -16,6 +16,7 @@
 mod audit;
 mod key;
 mod output;
+mod redact;
 mod secret;
 mod var;
 mod vault;
@@ -69,6 +70,8 @@ pub enum Command {
     /// Manage the master key.
     #[command(subcommand)]
     Key(key::KeyCommand),
+    /// Filter stdin to stdout, masking the named secrets (and their encodings).
+    Redact(redact::RedactArgs),
 }
 
 /// The `--vault` flag (alias `--scope`) shared by every command touching secrets.
@@ -179,5 +182,6 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
         Command::Var(cmd) => var::run(&ctx, cmd),
         Command::Audit(args) => audit::run(&ctx, args),
         Command::Key(cmd) => key::run(&ctx, cmd),
+        Command::Redact(args) => redact::run(&ctx, args),
     }
 }

@@ -12,18 +12,30 @@
 //! With 24-byte secrets that is one 4-byte load and one bit test per 21 bytes
 //! of text. The bitmap is sized to ~1/64 occupancy (capped at 8 MiB, which
 //! stays in this class of machine's L3), so a miss is the common case even
-//! with ten thousand secrets. It stores hashes only, never pattern bytes.
+//! with ten thousand secrets. A bitmap larger than 1 MiB gets a 1 MiB coarse
+//! copy in front (the same hash, fewer bits: a superset), which lives in L2
+//! and answers most samples without touching L3. Both store hashes only,
+//! never pattern bytes.
 
 /// Bytes per sampled gram.
 pub const Q: usize = 4;
 const MIN_BITS_LOG2: u32 = 16;
 const MAX_BITS_LOG2: u32 = 26;
+/// 1 MiB: the coarse bitmap mostly stays in L2.
+const COARSE_BITS_LOG2: u32 = 23;
 
-/// The bitmap and the sampling step.
+/// The bitmaps and the sampling step.
 pub struct Prefilter {
     step: usize,
     bits_log2: u32,
     bits: Vec<u64>,
+    /// For large bitmaps: the same grams at `COARSE_BITS_LOG2` bits, or empty.
+    coarse: Vec<u64>,
+}
+
+#[inline]
+fn hash(gram: u32) -> u32 {
+    gram.wrapping_mul(0x9E37_79B1)
 }
 
 #[inline]
@@ -41,23 +53,29 @@ impl Prefilter {
             .next_power_of_two()
             .trailing_zeros()
             .clamp(MIN_BITS_LOG2, MAX_BITS_LOG2);
+        let coarse_words = if bits_log2 > COARSE_BITS_LOG2 {
+            1 << (COARSE_BITS_LOG2 - 6)
+        } else {
+            0
+        };
         let mut filter = Prefilter {
             step,
             bits_log2,
             bits: vec![0u64; 1 << (bits_log2 - 6)],
+            coarse: vec![0u64; coarse_words],
         };
         for pattern in patterns {
             for offset in 0..step {
-                let slot = filter.slot(gram_at(pattern, offset));
+                let hash = hash(gram_at(pattern, offset));
+                let slot = (hash >> (32 - bits_log2)) as usize;
                 filter.bits[slot >> 6] |= 1 << (slot & 63);
+                if coarse_words > 0 {
+                    let slot = (hash >> (32 - COARSE_BITS_LOG2)) as usize;
+                    filter.coarse[slot >> 6] |= 1 << (slot & 63);
+                }
             }
         }
         filter
-    }
-
-    #[inline]
-    fn slot(&self, gram: u32) -> usize {
-        (gram.wrapping_mul(0x9E37_79B1) >> (32 - self.bits_log2)) as usize
     }
 
     /// The sampling step `k`: samples are taken at multiples of it.
@@ -68,7 +86,14 @@ impl Prefilter {
     /// True when the `Q`-gram at `text[at..]` may belong to a pattern.
     #[inline]
     pub fn hit(&self, text: &[u8], at: usize) -> bool {
-        let slot = self.slot(gram_at(text, at));
+        let hash = hash(gram_at(text, at));
+        if !self.coarse.is_empty() {
+            let slot = (hash >> (32 - COARSE_BITS_LOG2)) as usize;
+            if self.coarse[slot >> 6] & (1 << (slot & 63)) == 0 {
+                return false;
+            }
+        }
+        let slot = (hash >> (32 - self.bits_log2)) as usize;
         self.bits[slot >> 6] & (1 << (slot & 63)) != 0
     }
 
@@ -105,7 +130,7 @@ impl Prefilter {
 
     /// Memory used by the bitmap, in bytes.
     pub fn memory(&self) -> usize {
-        self.bits.len() * 8
+        (self.bits.len() + self.coarse.len()) * 8
     }
 }
 

@@ -50,3 +50,22 @@ pub fn read_line_without_echo() -> io::Result<Zeroizing<Vec<u8>>> {
     }
     Ok(line)
 }
+
+/// Grows the kernel buffer of `fd` to `bytes` if it is a pipe (F_SETPIPE_SZ),
+/// so a fast reader or writer makes fewer, larger transfers. Anything that is
+/// not a pipe, or a size the system refuses, is left as it is.
+pub fn enlarge_pipe(fd: std::os::fd::BorrowedFd<'_>, bytes: usize) {
+    use nix::fcntl::{fcntl, FcntlArg};
+    use nix::sys::stat::{fstat, SFlag};
+    let is_pipe = fstat(std::os::fd::AsRawFd::as_raw_fd(&fd))
+        .map(|st| SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFIFO)
+        .unwrap_or(false);
+    if is_pipe {
+        if let Err(e) = fcntl(
+            std::os::fd::AsRawFd::as_raw_fd(&fd),
+            FcntlArg::F_SETPIPE_SZ(bytes as i32),
+        ) {
+            tracing::debug!(error = %e, bytes, "fcntl(F_SETPIPE_SZ) refused");
+        }
+    }
+}

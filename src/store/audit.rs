@@ -29,6 +29,8 @@ pub enum Action {
     SecretInject,
     /// A value was rendered (HTTP `rendered` route).
     SecretRender,
+    /// A value was decrypted only to mask it in output (`redact`).
+    SecretMask,
     VarSet,
     VarDelete,
     KeyRotate,
@@ -44,6 +46,7 @@ impl Action {
             Action::ReferenceResolve => "reference.resolve",
             Action::SecretInject => "secret.inject",
             Action::SecretRender => "secret.render",
+            Action::SecretMask => "secret.mask",
             Action::VarSet => "var.set",
             Action::VarDelete => "var.delete",
             Action::KeyRotate => "key.rotate",

@@ -610,6 +610,45 @@ impl Store {
         result
     }
 
+    /// Decrypts several live secrets for `purpose` in one transaction, with
+    /// one audit record each. All or nothing: if any is missing or fails to
+    /// open, the error names the first such secret and no value is returned.
+    pub fn read_secrets(
+        &mut self,
+        purpose: Action,
+        vault: &VaultName,
+        names: &[SecretName],
+    ) -> Result<Vec<Revealed>> {
+        let now = now_ms();
+        let (tx, keys) = self.begin_write()?;
+        let mut values = Vec::with_capacity(names.len());
+        let mut first_error = None;
+        for name in names {
+            let read = read_in_tx(
+                &tx,
+                &keys.master,
+                keys.actor.as_str(),
+                purpose,
+                vault.as_str(),
+                name.as_str(),
+                None,
+                now,
+            );
+            match read {
+                Ok(value) => values.push(value),
+                Err(e @ StoreError::Database { .. }) => return Err(e),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        tx.commit().db("committing the audit records")?;
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(values),
+        }
+    }
+
     /// `secret reveal`: the value of the current (or a kept) version.
     pub fn reveal_secret(
         &mut self,

@@ -7,6 +7,7 @@ mod concurrency;
 mod encryption;
 mod masking;
 mod master_key;
+mod redact;
 mod secrets;
 mod store_api;
 mod support;

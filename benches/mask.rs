@@ -1,0 +1,213 @@
+//! Masker throughput on 64 MiB of log-like text (secrets counted with their
+//! variants: each 24-byte secret adds its base64, percent and JSON forms):
+//!
+//! - no matches, 100 and 10,000 secrets;
+//! - one match per KiB, 100 secrets;
+//! - end to end: `shroud redact --all` with 100 secrets against `cat`, each
+//!   reading the same file and writing into a pipe drained by the bench.
+//!
+//! Run with `cargo bench --bench mask`.
+
+use std::hint::black_box;
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use shroud::mask::{MaskSet, MaskStyle, Masker};
+use shroud::secret::SecretValue;
+
+const INPUT_BYTES: usize = 64 << 20;
+const CHUNK: usize = 64 << 10;
+
+/// A small deterministic generator (xorshift), so every run sees the same data.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[(self.next() % items.len() as u64) as usize]
+    }
+}
+
+/// Random 24-byte secrets over letters, digits and a few symbols.
+fn secrets(count: usize, seed: u64) -> Vec<Vec<u8>> {
+    let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_+/=.";
+    let mut rng = Rng(seed);
+    (0..count)
+        .map(|_| (0..24).map(|_| *rng.pick(alphabet)).collect())
+        .collect()
+}
+
+/// Log lines like a web service's, `len` bytes in all.
+fn log_text(len: usize) -> Vec<u8> {
+    let mut rng = Rng(0x5eed);
+    let levels = ["INFO", "INFO", "INFO", "DEBUG", "WARN", "ERROR"];
+    let paths = [
+        "/api/v1/items",
+        "/api/v1/users",
+        "/healthz",
+        "/api/v2/orders",
+        "/static/app.js",
+    ];
+    let users = ["alice", "bob", "carol", "dave", "erin", "frank"];
+    let mut out = Vec::with_capacity(len + 256);
+    while out.len() < len {
+        let line = format!(
+            "2026-11-24T05:{:02}:{:02}.{:03}Z {} request_id={:016x} method=GET path={}/{} status={} latency_ms={} user={} bytes={}\n",
+            rng.next() % 60,
+            rng.next() % 60,
+            rng.next() % 1000,
+            rng.pick(&levels),
+            rng.next(),
+            rng.pick(&paths),
+            rng.next() % 100_000,
+            rng.pick(&[200, 200, 200, 201, 204, 404, 500]),
+            rng.next() % 900,
+            rng.pick(&users),
+            rng.next() % 1_000_000,
+        );
+        out.extend_from_slice(line.as_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+fn mask_set(values: &[Vec<u8>]) -> Arc<MaskSet> {
+    let mut builder = MaskSet::builder(MaskStyle::Label);
+    for (i, value) in values.iter().enumerate() {
+        builder.add(&format!("SECRET_{i}"), &SecretValue::from_slice(value));
+    }
+    builder.build()
+}
+
+fn run_masker(set: &Arc<MaskSet>, input: &[u8], out: &mut Vec<u8>) -> usize {
+    let mut masker = Masker::new(Arc::clone(set));
+    let mut total = 0;
+    for chunk in input.chunks(CHUNK) {
+        out.clear();
+        masker.push(chunk, out);
+        total += out.len();
+    }
+    out.clear();
+    masker.finish(out);
+    total + out.len()
+}
+
+fn in_process(c: &mut Criterion) {
+    let text = log_text(INPUT_BYTES);
+    let mut group = c.benchmark_group("mask 64 MiB");
+    group.throughput(Throughput::Bytes(INPUT_BYTES as u64));
+    group.sample_size(10);
+    let mut out = Vec::with_capacity(2 * CHUNK);
+
+    for count in [100, 10_000] {
+        let set = mask_set(&secrets(count, 42));
+        eprintln!("{count} secrets: {} patterns, {set:?}", set.pattern_count());
+        group.bench_function(format!("no matches, {count} secrets"), |b| {
+            b.iter(|| black_box(run_masker(&set, &text, &mut out)))
+        });
+    }
+
+    // One occurrence per KiB: a secret (or one of its encoded forms would do)
+    // written over the text every 1024 bytes.
+    let values = secrets(100, 42);
+    let set = mask_set(&values);
+    let mut dense = text.clone();
+    for (i, at) in (0..dense.len() - 64).step_by(1024).enumerate() {
+        let value = &values[i % values.len()];
+        dense[at + 100..at + 100 + value.len()].copy_from_slice(value);
+    }
+    let masked = set.mask_all(&dense);
+    assert_eq!(
+        masked.windows(9).filter(|w| w == b"<secret:s").count(),
+        INPUT_BYTES / 1024,
+        "every planted occurrence is masked"
+    );
+    group.bench_function("one match per KiB, 100 secrets", |b| {
+        b.iter(|| black_box(run_masker(&set, &dense, &mut out)))
+    });
+    group.finish();
+}
+
+/// Runs `command` with stdin from `input` and drains its stdout; returns bytes read.
+fn pipe_through(command: &mut Command, input: &std::path::Path) -> usize {
+    let mut child = command
+        .stdin(std::fs::File::open(input).unwrap())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn");
+    let mut stdout = child.stdout.take().unwrap();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut total = 0;
+    loop {
+        match stdout.read(&mut buf).unwrap() {
+            0 => break,
+            n => total += n,
+        }
+    }
+    assert!(child.wait().unwrap().success());
+    total
+}
+
+fn end_to_end(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("input.log");
+    std::fs::write(&input, log_text(INPUT_BYTES)).unwrap();
+    let home = dir.path().join("home");
+    {
+        use shroud::store::{NewSecret, OpenMode, SecretName, Store, StoreConfig, VaultName};
+        let mut store = Store::open(
+            StoreConfig {
+                home: home.clone(),
+                master_key_env: None,
+                actor: "bench".to_owned(),
+            },
+            OpenMode::Create,
+        )
+        .unwrap();
+        let batch = secrets(100, 42)
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| {
+                NewSecret::new(
+                    SecretName::parse(&format!("S{i}")).unwrap(),
+                    SecretValue::new(v),
+                    None,
+                    None,
+                )
+                .unwrap()
+            })
+            .collect();
+        store
+            .set_secrets(&VaultName::default_vault(), batch)
+            .unwrap();
+    }
+    let mut group = c.benchmark_group("pipe 64 MiB");
+    group.throughput(Throughput::Bytes(INPUT_BYTES as u64));
+    group.sample_size(10);
+    group.bench_function("cat", |b| {
+        b.iter(|| black_box(pipe_through(&mut Command::new("cat"), &input)))
+    });
+    group.bench_function("shroud redact --all (100 secrets)", |b| {
+        b.iter(|| {
+            let mut command = Command::new(env!("CARGO_BIN_EXE_shroud"));
+            command
+                .arg("--home")
+                .arg(&home)
+                .args(["redact", "--all"])
+                .env_remove("SHROUD_MASTER_KEY");
+            black_box(pipe_through(&mut command, &input))
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, in_process, end_to_end);
+criterion_main!(benches);

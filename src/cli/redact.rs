@@ -1,0 +1,115 @@
+//! `shroud redact`: filter stdin to stdout through the masker.
+//!
+//! The named secrets (or all of the vault's, with `--all`) are decrypted in
+//! one audited transaction and compiled into a mask set; then stdin is read in
+//! large blocks, each block masked and written out at once (nothing waits for
+//! a newline), and the held tail is flushed at end of input.
+
+use std::io::{Read, Write};
+use std::os::fd::AsFd;
+
+use clap::Args;
+
+use super::{CliError, Context, EXIT_OK};
+use crate::mask::{MaskSet, MaskStyle, Masker};
+use crate::sandbox::sys;
+use crate::store::audit::Action;
+use crate::store::names::MIN_MASKABLE_BYTES;
+use crate::store::{OpenMode, SecretName};
+
+/// Bytes read from stdin at a time.
+const BLOCK: usize = 256 * 1024;
+/// Kernel buffer asked for on stdin and stdout pipes (the default is 64 KiB).
+const PIPE_BYTES: usize = 1024 * 1024;
+
+#[derive(Debug, Args)]
+pub struct RedactArgs {
+    #[command(flatten)]
+    vault: super::VaultArg,
+    /// A secret to mask (repeatable).
+    #[arg(long = "secret", value_name = "NAME")]
+    secrets: Vec<String>,
+    /// Mask every secret of the vault.
+    #[arg(long)]
+    all: bool,
+    /// Replacement: `label` writes <secret:name>, `stars` writes ********.
+    #[arg(long, value_name = "label|stars", default_value = "label")]
+    mask: MaskStyle,
+}
+
+pub fn run(ctx: &Context, args: RedactArgs) -> Result<u8, CliError> {
+    let vault = args.vault.parse()?;
+    let mut names = args
+        .secrets
+        .iter()
+        .map(|n| SecretName::parse(n))
+        .collect::<Result<Vec<_>, _>>()?;
+    if names.is_empty() && !args.all {
+        return Err(CliError::Usage(
+            "name the secrets to mask with --secret NAME, or pass --all".to_owned(),
+        ));
+    }
+    let mut store = ctx.open_store(OpenMode::Existing)?;
+    if args.all {
+        for name in store.list_secret_names(&vault)? {
+            let name = SecretName::parse(&name)?;
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+    }
+    let values = store.read_secrets(Action::SecretMask, &vault, &names)?;
+    drop(store);
+    let mut builder = MaskSet::builder(args.mask);
+    for (name, revealed) in names.iter().zip(&values) {
+        if !builder.add(name.as_str(), &revealed.value) {
+            ctx.out.warn(&format!(
+                "secret `{name}` is shorter than {MIN_MASKABLE_BYTES} bytes and is not masked"
+            ));
+        }
+    }
+    drop(values);
+    filter(builder.build())
+}
+
+/// Copies stdin to stdout through one masker.
+fn filter(set: std::sync::Arc<MaskSet>) -> Result<u8, CliError> {
+    let io_error = |context| move |source| CliError::Io { context, source };
+    // Unbuffered handles: every masked block is written as soon as it is read.
+    let mut input = std::fs::File::from(
+        std::io::stdin()
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(io_error("open standard input"))?,
+    );
+    let mut output = std::fs::File::from(
+        std::io::stdout()
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(io_error("open standard output"))?,
+    );
+    sys::enlarge_pipe(input.as_fd(), PIPE_BYTES);
+    sys::enlarge_pipe(output.as_fd(), PIPE_BYTES);
+    let mut masker = Masker::new(set);
+    let mut block = vec![0u8; BLOCK];
+    let mut masked = Vec::with_capacity(BLOCK + 4096);
+    loop {
+        let n = match input.read(&mut block) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(io_error("read standard input")(e)),
+        };
+        masked.clear();
+        masker.push(&block[..n], &mut masked);
+        output
+            .write_all(&masked)
+            .map_err(io_error("write to standard output"))?;
+    }
+    masked.clear();
+    masker.finish(&mut masked);
+    output
+        .write_all(&masked)
+        .map_err(io_error("write to standard output"))?;
+    Ok(EXIT_OK)
+}
