@@ -30,3 +30,4 @@ pub mod mask;
 pub mod sandbox;
 pub mod secret;
 pub mod store;
+pub mod supervisor;

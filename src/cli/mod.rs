@@ -11,9 +11,13 @@
 //! | 0 | success |
 //! | 1 | the thing was not found, a check said no, or part of a bulk request failed |
 //! | 2 | bad usage or input (flags, names, values), or a master-key problem |
-//! | 125 | shroud itself failed (database, file system) |
+//! | 125 | shroud itself failed (database, file system); for `exec`, anything that stopped the program from starting |
+//!
+//! `exec` exits with its child's code instead (126 cannot execute, 127 not
+//! found, 124 timeout, 128 + N killed by signal N).
 
 mod audit;
+mod exec;
 mod key;
 mod output;
 mod redact;
@@ -72,6 +76,8 @@ pub enum Command {
     Key(key::KeyCommand),
     /// Filter stdin to stdout, masking the named secrets (and their encodings).
     Redact(redact::RedactArgs),
+    /// Run a program with only the granted secrets in its environment, masking them in its output.
+    Exec(exec::ExecArgs),
 }
 
 /// The `--vault` flag (alias `--scope`) shared by every command touching secrets.
@@ -183,5 +189,6 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
         Command::Audit(args) => audit::run(&ctx, args),
         Command::Key(cmd) => key::run(&ctx, cmd),
         Command::Redact(args) => redact::run(&ctx, args),
+        Command::Exec(args) => exec::run(&ctx, args),
     }
 }

@@ -1,8 +1,10 @@
 //! Sandboxing: the policy a process runs under and the syscalls that apply it.
 //!
-//! For now this holds [`sys`], the one file that calls into the kernel for
-//! process hardening (core dumps, terminal echo). Templates
-//! (`sandbox-templates/*.toml` → policy) and namespace isolation join it with
-//! the sandbox commands.
+//! [`template`] turns `sandbox-templates/*.toml` into plain data (for now,
+//! the environment a run starts from); [`sys`] is the one file that calls into
+//! the kernel (core dumps, terminals, pipes, signals to process groups).
+//! Namespace isolation and resource limits join them with the sandbox
+//! commands.
 
 pub mod sys;
+pub mod template;

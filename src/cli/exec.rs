@@ -1,0 +1,250 @@
+//! `shroud exec`: run a program with only its granted secrets, masked.
+//!
+//! Everything is resolved before the program starts: the template, `--env`
+//! pairs, each `--secret` grant (decrypted in one audited transaction), the
+//! mask set and the terminal mode. Any failure there exits 125 with nothing
+//! started; after that the exit code is the child's (see `supervisor`).
+
+use std::ffi::OsString;
+use std::os::fd::AsFd;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+
+use super::{CliError, Context};
+use crate::mask::{MaskSet, MaskStyle};
+use crate::sandbox::sys;
+use crate::sandbox::template::Template;
+use crate::secret::SecretValue;
+use crate::store::audit::Action;
+use crate::store::names::{check_env_name, MIN_MASKABLE_BYTES};
+use crate::store::{OpenMode, SecretName};
+use crate::supervisor::output::OutputMode;
+use crate::supervisor::spawn::{ChildEnv, ChildSpec, EnvValue, StdioMode};
+use crate::supervisor::{self, ExecPlan};
+
+/// Exit code for shroud's own failures around a run.
+pub const EXIT_SHROUD_FAILED: u8 = 125;
+
+/// When the child gets a pseudo-terminal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TtyMode {
+    /// When shroud's stdout is a terminal (and not with --json).
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    #[command(flatten)]
+    vault: super::VaultArg,
+    /// Inject a secret: NAME (as $NAME), or ENV=NAME (secret NAME as $ENV). Repeatable.
+    #[arg(long = "secret", value_name = "[ENV=]NAME")]
+    secrets: Vec<String>,
+    /// Set K=V in the child's environment. Repeatable.
+    #[arg(long = "env", value_name = "K=V")]
+    env: Vec<String>,
+    /// Runtime template: its base environment (default: PATH, HOME, LANG, TERM).
+    #[arg(long, value_name = "T")]
+    template: Option<String>,
+    /// Replacement: `label` writes <secret:name>, `stars` writes ********.
+    #[arg(long, value_name = "label|stars", default_value = "label")]
+    mask: MaskStyle,
+    /// Stop the program after SECS seconds (SIGTERM, then SIGKILL after 10 s); exit 124.
+    #[arg(long, value_name = "SECS")]
+    timeout: Option<String>,
+    /// Working directory of the program.
+    #[arg(long, value_name = "DIR")]
+    cwd: Option<PathBuf>,
+    /// Give the program a pseudo-terminal.
+    #[arg(long, value_enum, default_value = "auto")]
+    tty: TtyMode,
+    /// The program and its arguments, after `--`.
+    #[arg(last = true, required = true, value_name = "PROGRAM [ARGS]")]
+    command: Vec<OsString>,
+}
+
+/// A `--secret` grant: which secret, under which variable name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    pub env: String,
+    pub secret: SecretName,
+}
+
+impl Grant {
+    /// Parses `NAME` or `ENV=NAME`.
+    pub fn parse(text: &str) -> Result<Self, CliError> {
+        let (env, name) = match text.split_once('=') {
+            Some((env, name)) => (env, name),
+            None => (text, text),
+        };
+        let secret = SecretName::parse(name)?;
+        check_env_name(env).map_err(|e| {
+            if env == name {
+                CliError::Usage(format!(
+                    "secret `{name}` cannot be an environment variable name ({e}); use --secret ENV={name}"
+                ))
+            } else {
+                CliError::Invalid(e)
+            }
+        })?;
+        Ok(Grant {
+            env: env.to_owned(),
+            secret,
+        })
+    }
+}
+
+fn parse_timeout(text: &str) -> Result<Duration, CliError> {
+    match text.trim().parse::<f64>() {
+        Ok(secs) if secs > 0.0 && secs <= 1e8 => Ok(Duration::from_secs_f64(secs)),
+        _ => Err(CliError::Usage(format!(
+            "invalid --timeout {text:?}: expected a number of seconds greater than 0"
+        ))),
+    }
+}
+
+pub fn run(ctx: &Context, args: ExecArgs) -> Result<u8, CliError> {
+    let plan = match prepare(ctx, args) {
+        Ok(plan) => plan,
+        Err(e) => {
+            ctx.out.note(&format!("error: {e}"));
+            return Ok(EXIT_SHROUD_FAILED);
+        }
+    };
+    match supervisor::run(plan) {
+        Ok(report) => Ok(report.code),
+        Err(e) => {
+            ctx.out.note(&format!("error: {e}"));
+            Ok(e.exit_code())
+        }
+    }
+}
+
+/// Resolves everything a run needs, before anything is started.
+fn prepare(ctx: &Context, args: ExecArgs) -> Result<ExecPlan, CliError> {
+    let vault = args.vault.parse()?;
+    let grants = args
+        .secrets
+        .iter()
+        .map(|g| Grant::parse(g))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut extra_env = Vec::with_capacity(args.env.len());
+    for pair in &args.env {
+        let (name, value) = pair.split_once('=').ok_or_else(|| {
+            CliError::Usage(format!(
+                "--env expects K=V, got {:?}",
+                pair.split('=').next().unwrap_or("")
+            ))
+        })?;
+        check_env_name(name)?;
+        if value.contains('\0') {
+            return Err(CliError::Usage(format!(
+                "--env {name}: the value contains a NUL byte"
+            )));
+        }
+        extra_env.push((name.to_owned(), value.to_owned()));
+    }
+    let timeout = args.timeout.as_deref().map(parse_timeout).transpose()?;
+    if let Some(dir) = &args.cwd {
+        if !dir.is_dir() {
+            return Err(CliError::Usage(format!(
+                "--cwd {}: not a directory",
+                dir.display()
+            )));
+        }
+    }
+    let template = match &args.template {
+        Some(name) => {
+            Template::load(name, &ctx.home).map_err(|e| CliError::Usage(e.to_string()))?
+        }
+        None => Template::plain(),
+    };
+
+    let mut env = ChildEnv::from_template(&template.env, |name| std::env::var_os(name));
+    for (name, value) in extra_env {
+        env.set(&name, EnvValue::Plain(value.into()));
+    }
+    let mut builder = MaskSet::builder(args.mask);
+    if !grants.is_empty() {
+        let names: Vec<SecretName> = grants.iter().map(|g| g.secret.clone()).collect();
+        let mut store = ctx.open_store(OpenMode::Existing)?;
+        let values = store.read_secrets(Action::SecretInject, &vault, &names)?;
+        for (grant, revealed) in grants.iter().zip(values) {
+            if !builder.add(grant.secret.as_str(), &revealed.value) {
+                ctx.out.warn(&format!(
+                    "secret `{}` is shorter than {MIN_MASKABLE_BYTES} bytes and is not masked",
+                    grant.secret
+                ));
+            }
+            env.set(
+                &grant.env,
+                EnvValue::Secret(SecretValue::new(revealed.value.expose().to_vec())),
+            );
+        }
+    }
+    tracing::debug!(env = ?env.names().collect::<Vec<_>>(), "child environment (names only)");
+
+    let stdout_is_terminal = sys::is_terminal(std::io::stdout().as_fd());
+    let use_pty = match args.tty {
+        TtyMode::Always => true,
+        TtyMode::Never => false,
+        TtyMode::Auto => stdout_is_terminal && !ctx.out.is_json(),
+    };
+    let stdio = if use_pty {
+        let size = sys::window_size(std::io::stdout().as_fd()).unwrap_or(nix::pty::Winsize {
+            ws_row: 24,
+            ws_col: 80,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        });
+        StdioMode::Pty(Some(size))
+    } else {
+        StdioMode::Pipes
+    };
+    let mut command = args.command.into_iter();
+    let program = command.next().expect("clap requires a program");
+    Ok(ExecPlan {
+        child: ChildSpec {
+            program,
+            args: command.collect(),
+            env,
+            cwd: args.cwd,
+            stdio,
+        },
+        mask: builder.build(),
+        output: if ctx.out.is_json() {
+            OutputMode::JsonLines
+        } else {
+            OutputMode::Streams
+        },
+        timeout,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grants_parse() {
+        let g = Grant::parse("API_KEY").unwrap();
+        assert_eq!((g.env.as_str(), g.secret.as_str()), ("API_KEY", "API_KEY"));
+        let g = Grant::parse("DB=db.password").unwrap();
+        assert_eq!((g.env.as_str(), g.secret.as_str()), ("DB", "db.password"));
+        let err = Grant::parse("db.password").unwrap_err().to_string();
+        assert!(err.contains("--secret ENV=db.password"), "{err}");
+        assert!(Grant::parse("1X=NAME").is_err());
+        assert!(Grant::parse("X=").is_err());
+    }
+
+    #[test]
+    fn timeouts_parse() {
+        assert_eq!(parse_timeout("1.5").unwrap(), Duration::from_millis(1500));
+        for bad in ["0", "-1", "soon", "nan", ""] {
+            assert!(parse_timeout(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,220 @@
+//! Templates: `sandbox-templates/NAME.toml` parsed into plain data.
+//!
+//! A template says what environment a run starts from. It is looked up in
+//! `<home>/sandbox-templates/NAME.toml` first (a user's own or overriding
+//! template), then among the templates shipped inside the binary (the files
+//! of this repository's `sandbox-templates/`). Unknown fields are errors, with
+//! the file, line and field named, so nothing a template asks for is silently
+//! ignored. Without `--template`, [`Template::plain`] applies.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use thiserror::Error;
+
+use crate::store::names::check_env_name;
+
+/// The templates shipped with shroud: (name, TOML text).
+const SHIPPED: &[(&str, &str)] = &[
+    ("bash", include_str!("../../sandbox-templates/bash.toml")),
+    (
+        "python-3",
+        include_str!("../../sandbox-templates/python-3.toml"),
+    ),
+    (
+        "nodejs-20",
+        include_str!("../../sandbox-templates/nodejs-20.toml"),
+    ),
+];
+
+/// Variables passed through from the caller by default.
+pub const DEFAULT_PASS: [&str; 4] = ["PATH", "HOME", "LANG", "TERM"];
+
+#[derive(Debug, Error)]
+pub enum TemplateError {
+    #[error("invalid template name {0:?}: use lower-case letters, digits, '.', '_' and '-'")]
+    InvalidName(String),
+    #[error("template `{name}` not found (looked in {} and the shipped templates: {})", dir.display(), shipped_names())]
+    NotFound { name: String, dir: PathBuf },
+    #[error("template {}: line {line}: {message}", file.display())]
+    Malformed {
+        file: PathBuf,
+        line: usize,
+        message: String,
+    },
+    #[error("cannot read template {}: {source}", file.display())]
+    Read {
+        file: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn shipped_names() -> String {
+    SHIPPED
+        .iter()
+        .map(|(n, _)| *n)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The environment a template starts a child with.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnvPolicy {
+    /// Names copied from the caller's environment when set there.
+    #[serde(default = "default_pass")]
+    pub pass: Vec<String>,
+    /// Names set to fixed values.
+    #[serde(default)]
+    pub set: BTreeMap<String, String>,
+}
+
+fn default_pass() -> Vec<String> {
+    DEFAULT_PASS.iter().map(|s| (*s).to_owned()).collect()
+}
+
+impl Default for EnvPolicy {
+    fn default() -> Self {
+        EnvPolicy {
+            pass: default_pass(),
+            set: BTreeMap::new(),
+        }
+    }
+}
+
+/// A parsed template.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Template {
+    #[serde(skip)]
+    pub name: String,
+    /// What the runtime is, for people.
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub env: EnvPolicy,
+}
+
+impl Template {
+    /// The template used without `--template`: PATH, HOME, LANG, TERM.
+    pub fn plain() -> Self {
+        Template {
+            name: "plain".to_owned(),
+            description: None,
+            env: EnvPolicy::default(),
+        }
+    }
+
+    /// Finds and parses template `name` (see the module docs for the order).
+    pub fn load(name: &str, home: &Path) -> Result<Self, TemplateError> {
+        let valid = !name.is_empty()
+            && name.len() <= 63
+            && name.bytes().all(|b| {
+                b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-')
+            })
+            && !name.starts_with('.');
+        if !valid {
+            return Err(TemplateError::InvalidName(name.to_owned()));
+        }
+        let dir = home.join("sandbox-templates");
+        let file = dir.join(format!("{name}.toml"));
+        if file.is_file() {
+            let text = std::fs::read_to_string(&file).map_err(|source| TemplateError::Read {
+                file: file.clone(),
+                source,
+            })?;
+            return Self::parse(name, &text, &file);
+        }
+        match SHIPPED.iter().find(|(n, _)| *n == name) {
+            Some((_, text)) => Self::parse(
+                name,
+                text,
+                &PathBuf::from(format!("sandbox-templates/{name}.toml")),
+            ),
+            None => Err(TemplateError::NotFound {
+                name: name.to_owned(),
+                dir,
+            }),
+        }
+    }
+
+    /// Parses template text; `file` is named in errors.
+    pub fn parse(name: &str, text: &str, file: &Path) -> Result<Self, TemplateError> {
+        let malformed = |line: usize, message: String| TemplateError::Malformed {
+            file: file.to_owned(),
+            line,
+            message,
+        };
+        let mut template: Template = toml::from_str(text).map_err(|e| {
+            let line = e
+                .span()
+                .map(|span| text[..span.start.min(text.len())].matches('\n').count() + 1)
+                .unwrap_or(1);
+            malformed(line, e.message().to_owned())
+        })?;
+        template.name = name.to_owned();
+        let line_of = |needle: &str| {
+            text.lines()
+                .position(|l| l.contains(needle))
+                .map_or(1, |i| i + 1)
+        };
+        for var in template.env.pass.iter().chain(template.env.set.keys()) {
+            check_env_name(var).map_err(|e| malformed(line_of(var), format!("env: {e}")))?;
+        }
+        Ok(template)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_templates_parse() {
+        let home = Path::new("/nonexistent");
+        for (name, _) in SHIPPED {
+            let template = Template::load(name, home).unwrap();
+            assert!(template.env.pass.contains(&"PATH".to_owned()), "{name}");
+        }
+        assert_eq!(
+            Template::load("python-3", home).unwrap().env.set["PYTHONUNBUFFERED"],
+            "1"
+        );
+    }
+
+    #[test]
+    fn errors_name_file_line_and_field() {
+        let text = "description = \"x\"\n[env]\npass = [\"PATH\"]\nbogus = 1\n";
+        let err = Template::parse("t", text, Path::new("t.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("t.toml") && err.contains("line 4") && err.contains("bogus"),
+            "{err}"
+        );
+        let text = "[env]\npass = [\"NOT VALID\"]\n";
+        let err = Template::parse("t", text, Path::new("t.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("line 2") && err.contains("NOT VALID"), "{err}");
+        let err = Template::parse("t", "[env\n", Path::new("t.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("line 1"), "{err}");
+    }
+
+    #[test]
+    fn unknown_and_invalid_names() {
+        let home = Path::new("/nonexistent");
+        assert!(matches!(
+            Template::load("nope", home),
+            Err(TemplateError::NotFound { .. })
+        ));
+        assert!(matches!(
+            Template::load("../etc/passwd", home),
+            Err(TemplateError::InvalidName(_))
+        ));
+    }
+}

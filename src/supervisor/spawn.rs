@@ -1,0 +1,236 @@
+//! Starting the child: its environment, its process group, its stdio.
+//!
+//! The environment is built from nothing: the template's pass-through names
+//! (copied from the caller when set there, `SHROUD_*` never), the template's
+//! fixed values, `--env`, then the granted secrets, each later layer winning.
+//! The child gets a process group of its own (pipes) or a session of its own
+//! with a pseudo-terminal as its controlling terminal (pty), so that the
+//! supervisor can signal everything it started at once.
+
+use std::ffi::{OsStr, OsString};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{Child, Command, ExitStatus, Stdio};
+
+use thiserror::Error;
+
+use crate::sandbox::sys;
+use crate::sandbox::template::EnvPolicy;
+use crate::secret::SecretValue;
+
+/// Used when neither the caller nor the template provides PATH.
+pub const FALLBACK_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+
+/// Why the child could not be started, with the exit code it maps to.
+#[derive(Debug, Error)]
+pub enum SpawnError {
+    #[error("program `{0}` not found")]
+    NotFound(String),
+    #[error("program `{program}` cannot be executed: {source}")]
+    NotExecutable {
+        program: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot start `{program}`: {source}")]
+    Other {
+        program: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl SpawnError {
+    /// 127 not found, 126 not executable, 125 anything else.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            SpawnError::NotFound(_) => 127,
+            SpawnError::NotExecutable { .. } => 126,
+            SpawnError::Other { .. } => 125,
+        }
+    }
+}
+
+/// One environment variable of the child. Secret values stay zeroizing.
+pub enum EnvValue {
+    Plain(OsString),
+    Secret(SecretValue),
+}
+
+impl std::fmt::Debug for EnvValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EnvValue::Plain(v) => write!(f, "{v:?}"),
+            EnvValue::Secret(v) => write!(f, "{v:?}"),
+        }
+    }
+}
+
+/// The child's environment, in order; a later entry replaces an earlier one.
+#[derive(Debug, Default)]
+pub struct ChildEnv(Vec<(String, EnvValue)>);
+
+impl ChildEnv {
+    /// The template layer: pass-through names from `caller`, then fixed values.
+    pub fn from_template(policy: &EnvPolicy, caller: impl Fn(&str) -> Option<OsString>) -> Self {
+        let mut env = ChildEnv::default();
+        for name in &policy.pass {
+            if name.starts_with("SHROUD_") {
+                tracing::warn!(%name, "template asks to pass a SHROUD_ variable; it is never passed");
+                continue;
+            }
+            if let Some(value) = caller(name) {
+                env.set(name, EnvValue::Plain(value));
+            }
+        }
+        for (name, value) in &policy.set {
+            env.set(name, EnvValue::Plain(value.into()));
+        }
+        if env.get("PATH").is_none() {
+            env.set("PATH", EnvValue::Plain(FALLBACK_PATH.into()));
+        }
+        env
+    }
+
+    /// Sets (or replaces) a variable.
+    pub fn set(&mut self, name: &str, value: EnvValue) {
+        self.0.retain(|(n, _)| n != name);
+        self.0.push((name.to_owned(), value));
+    }
+
+    fn get(&self, name: &str) -> Option<&EnvValue> {
+        self.0.iter().find(|(n, _)| n == name).map(|(_, v)| v)
+    }
+
+    /// The names, in order (safe to log).
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(|(n, _)| n.as_str())
+    }
+
+    fn apply(&self, command: &mut Command) {
+        command.env_clear();
+        for (name, value) in &self.0 {
+            let value: &OsStr = match value {
+                EnvValue::Plain(v) => v,
+                EnvValue::Secret(v) => std::os::unix::ffi::OsStrExt::from_bytes(v.expose()),
+            };
+            command.env(name, value);
+        }
+    }
+}
+
+/// How the child's stdio is wired.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StdioMode {
+    /// stdin inherited, stdout and stderr through two pipes.
+    Pipes,
+    /// One pseudo-terminal for all three, sized like this.
+    Pty(Option<nix::pty::Winsize>),
+}
+
+/// What to start.
+#[derive(Debug)]
+pub struct ChildSpec {
+    pub program: OsString,
+    pub args: Vec<OsString>,
+    pub env: ChildEnv,
+    pub cwd: Option<std::path::PathBuf>,
+    pub stdio: StdioMode,
+}
+
+/// A started child and the supervisor's ends of its output.
+#[derive(Debug)]
+pub struct Spawned {
+    pub child: Child,
+    /// The process group (the child's pid).
+    pub pgid: u32,
+    /// Pipes: stdout and stderr. Pty: the master (both streams, and stdin).
+    pub stdout: OwnedFd,
+    pub stderr: Option<OwnedFd>,
+}
+
+/// Kernel buffer asked for on the child's output pipes.
+const PIPE_BYTES: usize = 1024 * 1024;
+
+/// Starts the child.
+pub fn spawn(spec: ChildSpec) -> Result<Spawned, SpawnError> {
+    let program_text = spec.program.to_string_lossy().into_owned();
+    let mut command = Command::new(&spec.program);
+    command.args(&spec.args);
+    spec.env.apply(&mut command);
+    if let Some(cwd) = &spec.cwd {
+        command.current_dir(cwd);
+    }
+    let other = |source| SpawnError::Other {
+        program: program_text.clone(),
+        source,
+    };
+    let mut pty_master = None;
+    match spec.stdio {
+        StdioMode::Pipes => {
+            command
+                .process_group(0)
+                .stdin(Stdio::inherit())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
+        }
+        StdioMode::Pty(size) => {
+            let (master, slave) = sys::open_pty(size.as_ref()).map_err(other)?;
+            command
+                .stdin(Stdio::from(slave.try_clone().map_err(other)?))
+                .stdout(Stdio::from(slave.try_clone().map_err(other)?))
+                .stderr(Stdio::from(slave));
+            // SAFETY: the closure makes only async-signal-safe calls
+            // (setsid, ioctl) between fork and exec.
+            unsafe {
+                command.pre_exec(|| sys::become_session_leader_on(0));
+            }
+            pty_master = Some(master);
+        }
+    }
+    let spawned = command.spawn();
+    // Drop our copies of the pty slave now, so the master sees EOF when the
+    // child and its descendants close theirs.
+    drop(command);
+    let mut child = spawned.map_err(|source| match source.raw_os_error() {
+        Some(nix::libc::ENOENT) => SpawnError::NotFound(program_text.clone()),
+        Some(nix::libc::EACCES | nix::libc::ENOEXEC | nix::libc::EISDIR | nix::libc::ETXTBSY) => {
+            SpawnError::NotExecutable {
+                program: program_text.clone(),
+                source,
+            }
+        }
+        _ => other(source),
+    })?;
+    let pgid = child.id();
+    let (stdout, stderr) = match pty_master {
+        Some(master) => (master, None),
+        None => {
+            let out = OwnedFd::from(child.stdout.take().expect("piped stdout"));
+            let err = OwnedFd::from(child.stderr.take().expect("piped stderr"));
+            (out, Some(err))
+        }
+    };
+    for fd in std::iter::once(&stdout).chain(stderr.as_ref()) {
+        sys::set_nonblocking(fd.as_raw_fd()).map_err(other)?;
+        if spec.stdio == StdioMode::Pipes {
+            sys::enlarge_pipe(std::os::fd::AsFd::as_fd(fd), PIPE_BYTES);
+        }
+    }
+    Ok(Spawned {
+        child,
+        pgid,
+        stdout,
+        stderr,
+    })
+}
+
+/// The exit code for a finished child (the child's code, or 128 + signal)
+/// and the signal that ended it, if any.
+pub fn exit_code(status: ExitStatus) -> (u8, Option<i32>) {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => (code as u8, None),
+        (None, Some(signal)) => ((128 + signal) as u8, Some(signal)),
+        (None, None) => (125, None),
+    }
+}
