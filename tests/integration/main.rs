@@ -5,6 +5,7 @@
 mod audit_log;
 mod concurrency;
 mod encryption;
+mod exec;
 mod masking;
 mod master_key;
 mod redact;

@@ -1,0 +1,618 @@
+//! `shroud exec`: real children, real signals, real pipes and terminals.
+//!
+//! Time bounds here only tell a hang from a return (a 60 s sleep against a
+//! 20 s bound); speed is measured in `benches/exec.rs`.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::fd::AsFd;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use crate::support::TestHome;
+
+const VALUE: &str = "sk-live-4f9a8b7c6d5e";
+const OTHER: &str = "other-secret-2b3c4d";
+
+fn home() -> TestHome {
+    let home = TestHome::new();
+    home.set("API_KEY", VALUE);
+    home.set("DB_PASS", OTHER);
+    home
+}
+
+fn exec(home: &TestHome, args: &[&str]) -> crate::support::Run {
+    let mut full = vec!["exec"];
+    full.extend_from_slice(args);
+    home.run(&full)
+}
+
+#[test]
+fn the_environment_is_built_from_nothing() {
+    let home = home();
+    let mut cmd = home.command(&[
+        "exec",
+        "--secret",
+        "API_KEY",
+        "--secret",
+        "DATABASE_PASSWORD=DB_PASS",
+        "--env",
+        "MODE=test",
+        "--",
+        "printenv",
+    ]);
+    cmd.env("HOME", "/home/tester")
+        .env("LANG", "C.UTF-8")
+        .env("LEAKY", "should-not-pass")
+        .env("SHROUD_MASTER_KEY", "")
+        .env("SHROUD_OTHER", "x");
+    let out = home.run_with(cmd, None);
+    let text = out.ok();
+    let mut names: Vec<&str> = text.lines().map(|l| l.split('=').next().unwrap()).collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        [
+            "API_KEY",
+            "DATABASE_PASSWORD",
+            "HOME",
+            "LANG",
+            "MODE",
+            "PATH"
+        ]
+    );
+    assert!(text.contains("API_KEY=<secret:api_key>\n"), "{text}");
+    assert!(
+        text.contains("DATABASE_PASSWORD=<secret:db_pass>\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("HOME=/home/tester\n") && text.contains("MODE=test\n"),
+        "{text}"
+    );
+    assert!(!text.contains(VALUE) && !text.contains(OTHER));
+}
+
+#[test]
+fn secrets_reach_the_child_and_are_masked_on_both_streams() {
+    let home = home();
+    let out = exec(
+        &home,
+        &[
+            "--secret",
+            "API_KEY",
+            "--",
+            "sh",
+            "-c",
+            "echo out=$API_KEY; echo err=$API_KEY >&2",
+        ],
+    );
+    // The child sees the real value (it compares it with one passed by --env).
+    let compare = exec(
+        &home,
+        &[
+            "--secret",
+            "API_KEY",
+            "--env",
+            &format!("EXPECTED={VALUE}"),
+            "--",
+            "sh",
+            "-c",
+            "test \"$API_KEY\" = \"$EXPECTED\" && echo same",
+        ],
+    );
+    assert_eq!(compare.ok(), "same\n");
+    assert_eq!(out.ok(), "out=<secret:api_key>\n");
+    assert_eq!(out.stderr, "err=<secret:api_key>\n");
+}
+
+#[test]
+fn a_secret_written_byte_by_byte_with_pauses_is_masked() {
+    let home = home();
+    let script = r#"
+        i=0
+        while [ $i -lt ${#API_KEY} ]; do
+            c=$(printf %s "$API_KEY" | cut -c $((i + 1)))
+            printf %s "$c"; printf %s "$c" >&2
+            sleep 0.02
+            i=$((i + 1))
+        done
+        echo; echo >&2
+    "#;
+    let out = exec(
+        &home,
+        &[
+            "--secret", "API_KEY", "--mask", "stars", "--", "sh", "-c", script,
+        ],
+    );
+    assert_eq!(out.ok(), "********\n");
+    assert_eq!(out.stderr, "********\n");
+}
+
+#[test]
+fn exit_codes_follow_the_child() {
+    let home = home();
+    assert_eq!(exec(&home, &["--", "sh", "-c", "exit 3"]).code, 3);
+    assert_eq!(exec(&home, &["--", "true"]).code, 0);
+    assert_eq!(exec(&home, &["--", "sh", "-c", "kill -9 $$"]).code, 137);
+    assert_eq!(exec(&home, &["--", "sh", "-c", "kill -TERM $$"]).code, 143);
+    let missing = exec(&home, &["--", "no-such-program-xyz"]);
+    assert_eq!(missing.code, 127);
+    assert!(
+        missing
+            .stderr
+            .contains("error: program `no-such-program-xyz` not found"),
+        "{}",
+        missing.stderr
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("not-executable.sh");
+    std::fs::write(&script, "#!/bin/sh\necho hi\n").unwrap();
+    let denied = exec(&home, &["--", script.to_str().unwrap()]);
+    assert_eq!(denied.code, 126, "{denied:?}");
+    assert!(denied.stderr.starts_with("error: "), "{}", denied.stderr);
+}
+
+#[test]
+fn shroud_failures_before_start_are_125_and_start_nothing() {
+    let home = home();
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("started");
+    let touch = format!("touch {}", marker.display());
+    for args in [
+        vec!["--secret", "MISSING", "--", "sh", "-c", &touch],
+        vec!["--secret", "api.key", "--", "sh", "-c", &touch],
+        vec!["--env", "NOT VALID=1", "--", "sh", "-c", &touch],
+        vec!["--timeout", "soon", "--", "sh", "-c", &touch],
+        vec!["--template", "no-such-template", "--", "sh", "-c", &touch],
+        vec!["--cwd", "/no/such/dir", "--", "sh", "-c", &touch],
+    ] {
+        let out = exec(&home, &args);
+        assert_eq!(out.code, 125, "{args:?}: {out:?}");
+        assert!(
+            out.stderr.starts_with("error: "),
+            "{args:?}: {}",
+            out.stderr
+        );
+        assert!(!marker.exists(), "{args:?} started the program");
+    }
+    let missing = exec(&home, &["--secret", "MISSING", "--", "true"]);
+    assert!(
+        missing.stderr.contains("`MISSING` not found"),
+        "{}",
+        missing.stderr
+    );
+}
+
+#[test]
+fn each_injection_is_audited() {
+    let home = home();
+    exec(
+        &home,
+        &[
+            "--secret",
+            "API_KEY",
+            "--secret",
+            "PW=DB_PASS",
+            "--",
+            "true",
+        ],
+    )
+    .ok();
+    let audit = home.run(&["audit", "--limit", "2"]).ok();
+    assert!(
+        audit.contains("secret.inject\tdefault\tAPI_KEY\tv1\tok"),
+        "{audit}"
+    );
+    assert!(
+        audit.contains("secret.inject\tdefault\tDB_PASS\tv1\tok"),
+        "{audit}"
+    );
+}
+
+#[test]
+fn timeout_ends_the_run_with_124() {
+    let home = home();
+    let started = Instant::now();
+    let out = exec(&home, &["--timeout", "0.3", "--", "sleep", "60"]);
+    assert_eq!(out.code, 124, "{out:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "the timeout did not stop the run"
+    );
+}
+
+#[test]
+fn a_child_that_ignores_sigterm_is_killed_after_the_grace() {
+    let home = home();
+    let started = Instant::now();
+    let out = exec(
+        &home,
+        &[
+            "--timeout",
+            "0.2",
+            "--",
+            "sh",
+            "-c",
+            "trap '' TERM; echo ready; sleep 60; sleep 60",
+        ],
+    );
+    assert_eq!(out.code, 124, "{out:?}");
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_secs(10),
+        "killed before the 10 s grace: {elapsed:?}"
+    );
+    assert!(
+        elapsed < Duration::from_secs(40),
+        "not killed after the grace: {elapsed:?}"
+    );
+    assert_eq!(out.stdout_text(), "ready\n");
+}
+
+#[test]
+fn background_children_do_not_keep_shroud_waiting() {
+    let home = home();
+    let started = Instant::now();
+    let out = exec(&home, &["--", "sh", "-c", "sleep 60 & echo hi"]);
+    assert_eq!(out.ok(), "hi\n");
+    // One that left the process group (setsid) and holds stdout open.
+    let escaped = exec(&home, &["--", "sh", "-c", "setsid sleep 60 & echo bye"]);
+    assert_eq!(escaped.ok(), "bye\n");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "waited on a background child"
+    );
+}
+
+#[test]
+fn sigterm_to_shroud_reaches_the_childs_trap() {
+    let home = home();
+    let mut child = home
+        .command(&[
+            "exec",
+            "--",
+            "sh",
+            "-c",
+            "trap 'echo got-term; exit 7' TERM; echo ready; while :; do sleep 0.05; done",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    lines.read_line(&mut line).unwrap();
+    assert_eq!(line, "ready\n");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    line.clear();
+    lines.read_line(&mut line).unwrap();
+    assert_eq!(line, "got-term\n");
+    assert_eq!(child.wait().unwrap().code(), Some(7));
+}
+
+#[test]
+fn a_second_sigint_kills_the_group() {
+    let home = home();
+    let mut child = home
+        .command(&[
+            "exec",
+            "--",
+            "sh",
+            "-c",
+            "trap 'echo got-int' INT; echo ready; while :; do sleep 0.05; done",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    lines.read_line(&mut line).unwrap();
+    assert_eq!(line, "ready\n");
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    line.clear();
+    lines.read_line(&mut line).unwrap();
+    assert_eq!(line, "got-int\n", "the first SIGINT is forwarded");
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    assert_eq!(
+        child.wait().unwrap().code(),
+        Some(137),
+        "the second SIGINT kills"
+    );
+}
+
+#[test]
+fn stdin_reaches_the_child_with_its_eof() {
+    let home = home();
+    let input = format!("hello {VALUE}\nline two\n");
+    let out = home.run_stdin(
+        &["exec", "--secret", "API_KEY", "--", "cat"],
+        input.as_bytes(),
+    );
+    assert_eq!(out.ok(), "hello <secret:api_key>\nline two\n");
+    let count = home.run_stdin(&["exec", "--", "wc", "-l"], b"a\nb\nc\n");
+    assert_eq!(count.ok().trim(), "3");
+}
+
+#[test]
+fn json_lines_parse_and_end_with_the_exit_event() {
+    let home = home();
+    let out = home.run(&[
+        "--json",
+        "exec",
+        "--secret",
+        "API_KEY",
+        "--",
+        "sh",
+        "-c",
+        "echo out $API_KEY; echo err >&2; printf 'caf\\303'; printf '\\251\\n'; exit 5",
+    ]);
+    assert_eq!(out.code, 5);
+    let events: Vec<serde_json::Value> = out
+        .stdout_text()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect();
+    let last = events.last().unwrap();
+    assert_eq!(last["event"], "exit");
+    assert_eq!(last["code"], 5);
+    assert!(last["signal"].is_null());
+    assert!(last["duration_ms"].is_u64());
+    let text = |stream: &str| -> String {
+        events
+            .iter()
+            .filter(|e| e["stream"] == stream)
+            .map(|e| {
+                assert!(e["ts"].as_str().unwrap().ends_with('Z'));
+                e["data"].as_str().unwrap().to_owned()
+            })
+            .collect()
+    };
+    assert_eq!(
+        text("stdout"),
+        "out <secret:api_key>\ncafé\n",
+        "a character split across writes stays whole"
+    );
+    assert_eq!(text("stderr"), "err\n");
+    assert!(!out.stdout_text().contains(VALUE));
+    let killed = home.run(&["--json", "exec", "--", "sh", "-c", "kill -9 $$"]);
+    let last: serde_json::Value =
+        serde_json::from_str(killed.stdout_text().lines().last().unwrap()).unwrap();
+    assert_eq!(
+        (last["code"].as_u64(), last["signal"].as_i64()),
+        (Some(137), Some(9))
+    );
+}
+
+#[test]
+fn tty_always_gives_a_terminal_and_never_gives_pipes() {
+    let home = home();
+    let check =
+        "if test -t 1; then echo tty; else echo pipe; fi; if test -t 0; then echo in-tty; fi";
+    let with = exec(&home, &["--tty", "always", "--", "sh", "-c", check]);
+    assert_eq!(with.ok().replace('\r', ""), "tty\nin-tty\n");
+    let without = exec(&home, &["--tty", "never", "--", "sh", "-c", check]);
+    assert_eq!(without.ok(), "pipe\n");
+    // Piped stdout with --tty auto: pipes.
+    assert_eq!(exec(&home, &["--", "sh", "-c", check]).ok(), "pipe\n");
+}
+
+/// Runs shroud with its stdout and stdin on a pseudo-terminal opened here,
+/// as a user at a terminal would; returns everything it printed.
+fn run_on_terminal(home: &TestHome, args: &[&str], rows: u16, cols: u16) -> String {
+    let size = nix::pty::Winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    let pty = nix::pty::openpty(Some(&size), None).unwrap();
+    let mut child = home
+        .command(args)
+        .stdin(Stdio::from(pty.slave.try_clone().unwrap()))
+        .stdout(Stdio::from(pty.slave.try_clone().unwrap()))
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(pty.slave);
+    let mut master = std::fs::File::from(pty.master);
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match master.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+    let status = child.wait().unwrap();
+    assert!(
+        status.success(),
+        "{status:?}: {}",
+        String::from_utf8_lossy(&out)
+    );
+    String::from_utf8_lossy(&out).replace('\r', "")
+}
+
+#[test]
+fn at_a_terminal_the_child_gets_one_sized_like_it_and_colours_survive() {
+    let home = home();
+    let out = run_on_terminal(
+        &home,
+        &[
+            "exec",
+            "--secret",
+            "API_KEY",
+            "--",
+            "sh",
+            "-c",
+            "test -t 1 && echo tty; stty size; printf '\\033[31mred %s\\033[0m\\n' \"$API_KEY\"",
+        ],
+        33,
+        77,
+    );
+    assert!(out.contains("tty\n"), "{out:?}");
+    assert!(out.contains("33 77\n"), "{out:?}");
+    assert!(
+        out.contains("\x1b[31mred <secret:api_key>\x1b[0m"),
+        "{out:?}"
+    );
+    assert!(!out.contains(VALUE));
+}
+
+#[test]
+fn a_20_mb_burst_is_forwarded_whole_and_masked_with_bounded_memory() {
+    let home = home();
+    // 20 MB of lines, each carrying the secret.
+    let script = r#"yes "line $API_KEY end" | head -c 20000000"#;
+    let mut child = home
+        .command(&["exec", "--secret", "API_KEY", "--", "sh", "-c", script])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut total = 0usize;
+    let mut masked_lines = 0usize;
+    let mut peak_rss_kib = 0u64;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut tail = Vec::new();
+    loop {
+        // A slow reader: shroud must wait for it, not buffer the burst.
+        if let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
+            if let Some(line) = status.lines().find(|l| l.starts_with("VmRSS:")) {
+                let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+                peak_rss_kib = peak_rss_kib.max(kib);
+            }
+        }
+        let n = stdout.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        total += n;
+        tail.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&tail).into_owned();
+        assert!(!text.contains(VALUE), "the secret leaked");
+        masked_lines += text.matches("<secret:api_key>").count();
+        let keep = text.rfind('\n').map_or(0, |i| i + 1);
+        tail.drain(..keep.min(tail.len()));
+        if total < 2_000_000 {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+    assert!(child.wait().unwrap().success());
+    let line_len = "line sk-live-4f9a8b7c6d5e end\n".len();
+    let full_lines = 20_000_000 / line_len;
+    assert!(
+        masked_lines >= full_lines,
+        "{masked_lines} of {full_lines} lines"
+    );
+    let masked_line_len = "line <secret:api_key> end\n".len();
+    assert!(
+        total >= full_lines * masked_line_len,
+        "output was cut: {total} bytes"
+    );
+    assert!(
+        peak_rss_kib > 0 && peak_rss_kib < 48 * 1024,
+        "shroud used {peak_rss_kib} KiB"
+    );
+}
+
+/// Reads from a pty master until `needle` has appeared; returns all read.
+fn read_until(master: &mut std::fs::File, needle: &str) -> String {
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !String::from_utf8_lossy(&seen).contains(needle) {
+        let n = master.read(&mut buf).expect("read terminal");
+        assert!(
+            n > 0,
+            "terminal closed before {needle:?}: {}",
+            String::from_utf8_lossy(&seen)
+        );
+        seen.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&seen).replace('\r', "")
+}
+
+#[test]
+fn at_a_terminal_typed_input_and_resizes_reach_the_child() {
+    let home = home();
+    let size = nix::pty::Winsize {
+        ws_row: 20,
+        ws_col: 60,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    let pty = nix::pty::openpty(Some(&size), None).unwrap();
+    let script = "trap 'stty size' WINCH; printf 'name? '; read name; echo \"hi $name $API_KEY\"; \
+                  echo ready; while :; do sleep 0.05; done";
+    let mut child = home
+        .command(&["exec", "--secret", "API_KEY", "--", "sh", "-c", script])
+        .stdin(Stdio::from(pty.slave.try_clone().unwrap()))
+        .stdout(Stdio::from(pty.slave.try_clone().unwrap()))
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    drop(pty.slave);
+    let mut master = std::fs::File::from(pty.master);
+    // The prompt has no newline and still shows.
+    read_until(&mut master, "name? ");
+    master.write_all(b"ada\r").unwrap();
+    let out = read_until(&mut master, "ready");
+    assert!(out.contains("hi ada <secret:api_key>"), "{out:?}");
+    // The user's terminal is resized: shroud gets SIGWINCH, the child sees the new size.
+    let bigger = nix::pty::Winsize {
+        ws_row: 50,
+        ws_col: 132,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    nix::ioctl_write_ptr_bad!(set_size, nix::libc::TIOCSWINSZ, nix::pty::Winsize);
+    // SAFETY: TIOCSWINSZ reads one winsize from the pointer.
+    unsafe { set_size(std::os::fd::AsRawFd::as_raw_fd(&master.as_fd()), &bigger) }.unwrap();
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGWINCH).unwrap();
+    read_until(&mut master, "50 132");
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(143));
+}
+
+#[test]
+fn piped_stdin_and_its_end_reach_a_child_on_a_pty() {
+    let home = home();
+    let out = home.run_stdin(
+        &[
+            "exec",
+            "--tty",
+            "always",
+            "--",
+            "sh",
+            "-c",
+            "cat; echo done",
+        ],
+        b"one\ntwo\n",
+    );
+    let text = out.ok().replace('\r', "");
+    assert!(text.ends_with("one\ntwo\ndone\n"), "{text:?}");
+    let partial = home.run_stdin(
+        &[
+            "exec",
+            "--tty",
+            "always",
+            "--",
+            "sh",
+            "-c",
+            "cat; echo; echo done",
+        ],
+        b"no-newline",
+    );
+    assert!(
+        partial.ok().replace('\r', "").contains("no-newline"),
+        "{partial:?}"
+    );
+}
