@@ -62,16 +62,19 @@ fn usage_error(error: clap::Error) -> ExitCode {
     }
 }
 
-/// Logs go to stderr, filtered by `SHROUD_LOG` (default: warnings only).
+/// Logs go to stderr, filtered by `SHROUD_LOG` (default: warnings only;
+/// the default skips parsing a filter, which every short command would pay).
 fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("SHROUD_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let builder = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
-        .init();
+        .with_target(false);
+    match std::env::var("SHROUD_LOG") {
+        Ok(directives) if !directives.is_empty() => builder
+            .with_env_filter(tracing_subscriber::EnvFilter::new(directives))
+            .init(),
+        _ => builder.with_max_level(tracing::Level::WARN).init(),
+    }
 }
 
 /// A panic prints one `error:` line and exits 125. No code path formats a

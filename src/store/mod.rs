@@ -373,6 +373,14 @@ impl KeyRing {
     }
 }
 
+impl Drop for Store {
+    fn drop(&mut self) {
+        if self.keys.key_source != KeySource::Ephemeral {
+            sqlite::close(&self.conn, &self.keys.home.join(home::DB_FILE));
+        }
+    }
+}
+
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Store")

@@ -9,7 +9,8 @@
 //! Concurrency: WAL mode, `synchronous=FULL` (a commit is on disk before a
 //! value or a success is reported), a 30 s busy timeout, and every write
 //! transaction starts `IMMEDIATE` so that two writers queue on the lock
-//! instead of failing on a read-to-write upgrade.
+//! instead of failing on a read-to-write upgrade. The WAL outlives each
+//! connection and is truncated once it passes 256 KiB (see [`close`]).
 
 use std::path::Path;
 use std::time::Duration;
@@ -83,9 +84,20 @@ CREATE TABLE IF NOT EXISTS audit (
 CREATE INDEX IF NOT EXISTS audit_by_secret ON audit (vault, secret);
 ";
 
+/// WAL size above which closing a store truncates it (see [`close`]).
+pub const WAL_TRUNCATE_BYTES: u64 = 256 * 1024;
+
 /// Applies the per-connection settings every shroud connection uses.
 fn configure(conn: &Connection) -> rusqlite::Result<()> {
     conn.busy_timeout(BUSY_TIMEOUT)?;
+    // Most connections live for one short CLI command. SQLite's default
+    // checkpoint on close (re-sync the WAL, sync the database, delete the WAL
+    // and re-create it next time) costs every command ~1 ms of syncs; the WAL
+    // is kept instead and truncated by `close` once it grows.
+    conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+        true,
+    )?;
     let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") && !mode.eq_ignore_ascii_case("memory") {
         tracing::warn!(%mode, "SQLite did not switch to WAL mode");
@@ -98,6 +110,23 @@ pub fn open_file(path: &Path) -> rusqlite::Result<Connection> {
     let conn = Connection::open(path)?;
     configure(&conn)?;
     Ok(conn)
+}
+
+/// Closing a file database: when its WAL has grown past
+/// [`WAL_TRUNCATE_BYTES`], copy it into the database and truncate it. Each
+/// process that opens the store rebuilds the WAL index by reading the WAL,
+/// so keeping it short keeps opening cheap. Best effort: a busy database is
+/// left for the next closer.
+pub fn close(conn: &Connection, db_path: &Path) {
+    let mut wal = db_path.as_os_str().to_owned();
+    wal.push("-wal");
+    let size = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+    if size > WAL_TRUNCATE_BYTES {
+        let _ = conn.busy_timeout(Duration::from_millis(200));
+        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())) {
+            tracing::debug!(error = %e, "WAL checkpoint deferred");
+        }
+    }
 }
 
 /// Opens a private in-memory database (used to read a home that does not exist).

@@ -616,3 +616,70 @@ fn piped_stdin_and_its_end_reach_a_child_on_a_pty() {
         "{partial:?}"
     );
 }
+
+#[test]
+fn an_expired_secret_is_refused_before_start() {
+    let home = home();
+    home.run(&["secret", "set", "BRIEF", "brief-secret-value", "--ttl", "1"])
+        .ok();
+    assert_eq!(exec(&home, &["--secret", "BRIEF", "--", "true"]).code, 0);
+    std::thread::sleep(Duration::from_millis(1200));
+    let out = exec(&home, &["--secret", "BRIEF", "--", "echo", "started"]);
+    assert_eq!(out.code, 125);
+    assert!(out.stdout.is_empty(), "{out:?}");
+}
+
+#[test]
+fn sighup_is_forwarded_too() {
+    let home = home();
+    let mut child = home
+        .command(&[
+            "exec",
+            "--",
+            "sh",
+            "-c",
+            "trap 'echo got-hup; exit 9' HUP; echo ready; while :; do sleep 0.05; done",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    lines.read_line(&mut line).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGHUP,
+    )
+    .unwrap();
+    line.clear();
+    lines.read_line(&mut line).unwrap();
+    assert_eq!(line, "got-hup\n");
+    assert_eq!(child.wait().unwrap().code(), Some(9));
+}
+
+#[test]
+fn core_dumps_are_off_for_the_child_and_values_stay_out_of_logs() {
+    let home = home();
+    let mut cmd = home.command(&[
+        "exec",
+        "--secret",
+        "API_KEY",
+        "--",
+        "sh",
+        "-c",
+        "ulimit -c; echo $API_KEY",
+    ]);
+    cmd.env("SHROUD_LOG", "trace");
+    let out = home.run_with(cmd, None);
+    assert_eq!(out.ok(), "0\n<secret:api_key>\n");
+    assert!(
+        out.stderr.contains("API_KEY"),
+        "names are logged: {}",
+        out.stderr
+    );
+    assert!(
+        !out.stderr.contains(VALUE),
+        "a value was logged: {}",
+        out.stderr
+    );
+}
