@@ -13,41 +13,20 @@ use std::io::Read;
 use std::process::{Command, Stdio};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use shroud::secret::SecretValue;
-use shroud::store::{NewSecret, OpenMode, SecretName, Store, StoreConfig, VaultName};
+
+mod common;
 
 const OUTPUT_BYTES: u64 = 256 << 20;
 
 fn prepare_home(dir: &std::path::Path) -> std::path::PathBuf {
-    let home = dir.join("home");
-    let mut store = Store::open(
-        StoreConfig {
-            home: home.clone(),
-            master_key_env: None,
-            actor: "bench".to_owned(),
-        },
-        OpenMode::Create,
-    )
-    .unwrap();
     let secrets = [
         ("A", "sk-live-4f9a8b7c6d5e3f2a"),
         ("B", "postgres://u:correct-horse@db/x"),
-    ]
-    .iter()
-    .map(|(n, v)| {
-        NewSecret::new(
-            SecretName::parse(n).unwrap(),
-            SecretValue::from_slice(v.as_bytes()),
-            None,
-            None,
-        )
-        .unwrap()
-    })
-    .collect();
-    store
-        .set_secrets(&VaultName::default_vault(), secrets)
-        .unwrap();
-    home
+    ];
+    common::home_with_secrets(
+        dir,
+        &secrets.map(|(n, v)| (n.to_owned(), v.as_bytes().to_vec())),
+    )
 }
 
 fn shroud(home: &std::path::Path) -> Command {

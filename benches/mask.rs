@@ -17,6 +17,8 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use shroud::mask::{MaskSet, MaskStyle, Masker};
 use shroud::secret::SecretValue;
 
+mod common;
+
 const INPUT_BYTES: usize = 64 << 20;
 const CHUNK: usize = 64 << 10;
 
@@ -160,35 +162,12 @@ fn end_to_end(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("input.log");
     std::fs::write(&input, log_text(INPUT_BYTES)).unwrap();
-    let home = dir.path().join("home");
-    {
-        use shroud::store::{NewSecret, OpenMode, SecretName, Store, StoreConfig, VaultName};
-        let mut store = Store::open(
-            StoreConfig {
-                home: home.clone(),
-                master_key_env: None,
-                actor: "bench".to_owned(),
-            },
-            OpenMode::Create,
-        )
-        .unwrap();
-        let batch = secrets(100, 42)
-            .into_iter()
-            .enumerate()
-            .map(|(i, v)| {
-                NewSecret::new(
-                    SecretName::parse(&format!("S{i}")).unwrap(),
-                    SecretValue::new(v),
-                    None,
-                    None,
-                )
-                .unwrap()
-            })
-            .collect();
-        store
-            .set_secrets(&VaultName::default_vault(), batch)
-            .unwrap();
-    }
+    let named: Vec<(String, Vec<u8>)> = secrets(100, 42)
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| (format!("S{i}"), v))
+        .collect();
+    let home = common::home_with_secrets(dir.path(), &named);
     let mut group = c.benchmark_group("pipe 64 MiB");
     group.throughput(Throughput::Bytes(INPUT_BYTES as u64));
     group.sample_size(10);

@@ -20,6 +20,37 @@ fn home() -> TestHome {
     home
 }
 
+/// Starts `shroud exec -- sh -c script`, waits for its first line (`ready`),
+/// and returns the process with a reader on the rest of its stdout.
+fn spawn_ready(
+    home: &TestHome,
+    script: &str,
+) -> (std::process::Child, BufReader<std::process::ChildStdout>) {
+    let mut child = home
+        .command(&["exec", "--", "sh", "-c", script])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    lines.read_line(&mut line).unwrap();
+    assert_eq!(line, "ready\n");
+    (child, lines)
+}
+
+/// Sends `signal` to a process.
+fn send(child: &std::process::Child, signal: nix::sys::signal::Signal) {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal).unwrap();
+}
+
+/// The next line of output.
+fn next_line(lines: &mut BufReader<std::process::ChildStdout>) -> String {
+    let mut line = String::new();
+    lines.read_line(&mut line).unwrap();
+    line
+}
+
 fn exec(home: &TestHome, args: &[&str]) -> crate::support::Run {
     let mut full = vec!["exec"];
     full.extend_from_slice(args);
@@ -265,60 +296,34 @@ fn background_children_do_not_keep_shroud_waiting() {
 }
 
 #[test]
-fn sigterm_to_shroud_reaches_the_childs_trap() {
+fn sigterm_and_sighup_to_shroud_reach_the_childs_trap() {
+    use nix::sys::signal::Signal;
     let home = home();
-    let mut child = home
-        .command(&[
-            "exec",
-            "--",
-            "sh",
-            "-c",
-            "trap 'echo got-term; exit 7' TERM; echo ready; while :; do sleep 0.05; done",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    lines.read_line(&mut line).unwrap();
-    assert_eq!(line, "ready\n");
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    line.clear();
-    lines.read_line(&mut line).unwrap();
-    assert_eq!(line, "got-term\n");
-    assert_eq!(child.wait().unwrap().code(), Some(7));
+    for (signal, name, code) in [(Signal::SIGTERM, "TERM", 7), (Signal::SIGHUP, "HUP", 9)] {
+        let script = format!(
+            "trap 'echo got-{name}; exit {code}' {name}; echo ready; while :; do sleep 0.05; done"
+        );
+        let (mut child, mut lines) = spawn_ready(&home, &script);
+        send(&child, signal);
+        assert_eq!(next_line(&mut lines), format!("got-{name}\n"));
+        assert_eq!(child.wait().unwrap().code(), Some(code));
+    }
 }
 
 #[test]
 fn a_second_sigint_kills_the_group() {
     let home = home();
-    let mut child = home
-        .command(&[
-            "exec",
-            "--",
-            "sh",
-            "-c",
-            "trap 'echo got-int' INT; echo ready; while :; do sleep 0.05; done",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    lines.read_line(&mut line).unwrap();
-    assert_eq!(line, "ready\n");
-    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
-    line.clear();
-    lines.read_line(&mut line).unwrap();
-    assert_eq!(line, "got-int\n", "the first SIGINT is forwarded");
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    let (mut child, mut lines) = spawn_ready(
+        &home,
+        "trap 'echo got-int' INT; echo ready; while :; do sleep 0.05; done",
+    );
+    send(&child, nix::sys::signal::Signal::SIGINT);
+    assert_eq!(
+        next_line(&mut lines),
+        "got-int\n",
+        "the first SIGINT is forwarded"
+    );
+    send(&child, nix::sys::signal::Signal::SIGINT);
     assert_eq!(
         child.wait().unwrap().code(),
         Some(137),
@@ -627,34 +632,6 @@ fn an_expired_secret_is_refused_before_start() {
     let out = exec(&home, &["--secret", "BRIEF", "--", "echo", "started"]);
     assert_eq!(out.code, 125);
     assert!(out.stdout.is_empty(), "{out:?}");
-}
-
-#[test]
-fn sighup_is_forwarded_too() {
-    let home = home();
-    let mut child = home
-        .command(&[
-            "exec",
-            "--",
-            "sh",
-            "-c",
-            "trap 'echo got-hup; exit 9' HUP; echo ready; while :; do sleep 0.05; done",
-        ])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    lines.read_line(&mut line).unwrap();
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGHUP,
-    )
-    .unwrap();
-    line.clear();
-    lines.read_line(&mut line).unwrap();
-    assert_eq!(line, "got-hup\n");
-    assert_eq!(child.wait().unwrap().code(), Some(9));
 }
 
 #[test]
