@@ -15,11 +15,10 @@ use clap::{Args, ValueEnum};
 use super::{CliError, Context};
 use crate::mask::{MaskSet, MaskStyle};
 use crate::sandbox::sys;
-use crate::sandbox::template::Template;
-use crate::secret::SecretValue;
+use crate::sandbox::template::{EnvPolicy, Template};
 use crate::store::audit::Action;
 use crate::store::names::{check_env_name, MIN_MASKABLE_BYTES};
-use crate::store::{OpenMode, SecretName};
+use crate::store::{OpenMode, SecretName, VaultName};
 use crate::supervisor::output::OutputMode;
 use crate::supervisor::spawn::{ChildEnv, ChildSpec, EnvValue, StdioMode};
 use crate::supervisor::{self, ExecPlan};
@@ -74,6 +73,11 @@ pub struct Grant {
 }
 
 impl Grant {
+    /// The `ENV=NAME` text this grant parses from.
+    pub fn text(&self) -> String {
+        format!("{}={}", self.env, self.secret)
+    }
+
     /// Parses `NAME` or `ENV=NAME`.
     pub fn parse(text: &str) -> Result<Self, CliError> {
         let (env, name) = match text.split_once('=') {
@@ -97,7 +101,7 @@ impl Grant {
     }
 }
 
-fn parse_timeout(text: &str) -> Result<Duration, CliError> {
+pub fn parse_timeout(text: &str) -> Result<Duration, CliError> {
     match text.trim().parse::<f64>() {
         Ok(secs) if secs > 0.0 && secs <= 1e8 => Ok(Duration::from_secs_f64(secs)),
         _ => Err(CliError::Usage(format!(
@@ -114,8 +118,22 @@ pub fn run(ctx: &Context, args: ExecArgs) -> Result<u8, CliError> {
             return Ok(EXIT_SHROUD_FAILED);
         }
     };
-    match supervisor::run(plan) {
-        Ok(report) => Ok(report.code),
+    report_run(ctx, supervisor::run(plan))
+}
+
+/// Maps a finished run to the exit code, telling the user about limits.
+pub fn report_run(
+    ctx: &Context,
+    result: Result<supervisor::ExitReport, supervisor::SupervisorError>,
+) -> Result<u8, CliError> {
+    match result {
+        Ok(report) => {
+            if report.output_limit_reached {
+                ctx.out
+                    .note("error: the output limit was reached; the command was killed");
+            }
+            Ok(report.code)
+        }
         Err(e) => {
             ctx.out.note(&format!("error: {e}"));
             Ok(e.exit_code())
@@ -126,27 +144,8 @@ pub fn run(ctx: &Context, args: ExecArgs) -> Result<u8, CliError> {
 /// Resolves everything a run needs, before anything is started.
 fn prepare(ctx: &Context, args: ExecArgs) -> Result<ExecPlan, CliError> {
     let vault = args.vault.parse()?;
-    let grants = args
-        .secrets
-        .iter()
-        .map(|g| Grant::parse(g))
-        .collect::<Result<Vec<_>, _>>()?;
-    let mut extra_env = Vec::with_capacity(args.env.len());
-    for pair in &args.env {
-        let (name, value) = pair.split_once('=').ok_or_else(|| {
-            CliError::Usage(format!(
-                "--env expects K=V, got {:?}",
-                pair.split('=').next().unwrap_or("")
-            ))
-        })?;
-        check_env_name(name)?;
-        if value.contains('\0') {
-            return Err(CliError::Usage(format!(
-                "--env {name}: the value contains a NUL byte"
-            )));
-        }
-        extra_env.push((name.to_owned(), value.to_owned()));
-    }
+    let grants = parse_grants(&args.secrets)?;
+    let extra_env = parse_env_pairs(&args.env)?;
     let timeout = args.timeout.as_deref().map(parse_timeout).transpose()?;
     if let Some(dir) = &args.cwd {
         if !dir.is_dir() {
@@ -162,48 +161,8 @@ fn prepare(ctx: &Context, args: ExecArgs) -> Result<ExecPlan, CliError> {
         }
         None => Template::plain(),
     };
-
-    let mut env = ChildEnv::from_template(&template.env, |name| std::env::var_os(name));
-    for (name, value) in extra_env {
-        env.set(&name, EnvValue::Plain(value.into()));
-    }
-    let mut builder = MaskSet::builder(args.mask);
-    if !grants.is_empty() {
-        let names: Vec<SecretName> = grants.iter().map(|g| g.secret.clone()).collect();
-        let mut store = ctx.open_store(OpenMode::Existing)?;
-        let values = store.read_secrets(Action::SecretInject, &vault, &names)?;
-        for (grant, revealed) in grants.iter().zip(values) {
-            if !builder.add(grant.secret.as_str(), &revealed.value) {
-                ctx.out.warn(&format!(
-                    "secret `{}` is shorter than {MIN_MASKABLE_BYTES} bytes and is not masked",
-                    grant.secret
-                ));
-            }
-            env.set(
-                &grant.env,
-                EnvValue::Secret(SecretValue::new(revealed.value.expose().to_vec())),
-            );
-        }
-    }
-    tracing::debug!(env = ?env.names().collect::<Vec<_>>(), "child environment (names only)");
-
-    let stdout_is_terminal = sys::is_terminal(std::io::stdout().as_fd());
-    let use_pty = match args.tty {
-        TtyMode::Always => true,
-        TtyMode::Never => false,
-        TtyMode::Auto => stdout_is_terminal && !ctx.out.is_json(),
-    };
-    let stdio = if use_pty {
-        let size = sys::window_size(std::io::stdout().as_fd()).unwrap_or(nix::pty::Winsize {
-            ws_row: 24,
-            ws_col: 80,
-            ws_xpixel: 0,
-            ws_ypixel: 0,
-        });
-        StdioMode::Pty(Some(size))
-    } else {
-        StdioMode::Pipes
-    };
+    let (env, mask) =
+        build_environment(ctx, &template.env, &extra_env, &vault, &grants, args.mask)?;
     let mut command = args.command.into_iter();
     let program = command.next().expect("clap requires a program");
     Ok(ExecPlan {
@@ -212,16 +171,101 @@ fn prepare(ctx: &Context, args: ExecArgs) -> Result<ExecPlan, CliError> {
             args: command.collect(),
             env,
             cwd: args.cwd,
-            stdio,
+            stdio: stdio_mode(ctx, args.tty),
         },
-        mask: builder.build(),
-        output: if ctx.out.is_json() {
-            OutputMode::JsonLines
-        } else {
-            OutputMode::Streams
-        },
+        mask,
+        output: output_mode(ctx),
         timeout,
+        output_limit: None,
     })
+}
+
+/// Parses `--secret` grants.
+pub fn parse_grants(texts: &[String]) -> Result<Vec<Grant>, CliError> {
+    texts.iter().map(|g| Grant::parse(g)).collect()
+}
+
+/// Parses `--env K=V` pairs.
+pub fn parse_env_pairs(pairs: &[String]) -> Result<Vec<(String, String)>, CliError> {
+    let mut parsed = Vec::with_capacity(pairs.len());
+    for pair in pairs {
+        let (name, value) = pair.split_once('=').ok_or_else(|| {
+            CliError::Usage(format!(
+                "--env expects K=V, got {:?}",
+                pair.split('=').next().unwrap_or("")
+            ))
+        })?;
+        check_env_name(name)?;
+        if value.contains('\0') {
+            return Err(CliError::Usage(format!(
+                "--env {name}: the value contains a NUL byte"
+            )));
+        }
+        parsed.push((name.to_owned(), value.to_owned()));
+    }
+    Ok(parsed)
+}
+
+/// The child's environment (template layer, `--env`, then the granted
+/// secrets, decrypted with one `secret.inject` audit record each) and the
+/// mask set of those secrets.
+pub fn build_environment(
+    ctx: &Context,
+    policy: &EnvPolicy,
+    extra_env: &[(String, String)],
+    vault: &VaultName,
+    grants: &[Grant],
+    style: MaskStyle,
+) -> Result<(ChildEnv, std::sync::Arc<MaskSet>), CliError> {
+    let mut env = ChildEnv::from_template(policy, |name| std::env::var_os(name));
+    for (name, value) in extra_env {
+        env.set(name, EnvValue::Plain(value.into()));
+    }
+    let mut builder = MaskSet::builder(style);
+    if !grants.is_empty() {
+        let names: Vec<SecretName> = grants.iter().map(|g| g.secret.clone()).collect();
+        let mut store = ctx.open_store(OpenMode::Existing)?;
+        let values = store.read_secrets(Action::SecretInject, vault, &names)?;
+        for (grant, revealed) in grants.iter().zip(values) {
+            if !builder.add(grant.secret.as_str(), &revealed.value) {
+                ctx.out.warn(&format!(
+                    "secret `{}` is shorter than {MIN_MASKABLE_BYTES} bytes and is not masked",
+                    grant.secret
+                ));
+            }
+            env.set(&grant.env, EnvValue::Secret(revealed.value));
+        }
+    }
+    tracing::debug!(env = ?env.names().collect::<Vec<_>>(), "child environment (names only)");
+    Ok((env, builder.build()))
+}
+
+/// Pipes or a pseudo-terminal, from `--tty` and where shroud's stdout goes.
+pub fn stdio_mode(ctx: &Context, tty: TtyMode) -> StdioMode {
+    let use_pty = match tty {
+        TtyMode::Always => true,
+        TtyMode::Never => false,
+        TtyMode::Auto => sys::is_terminal(std::io::stdout().as_fd()) && !ctx.out.is_json(),
+    };
+    if !use_pty {
+        return StdioMode::Pipes;
+    }
+    let size = sys::window_size(std::io::stdout().as_fd()).unwrap_or(nix::pty::Winsize {
+        ws_row: 24,
+        ws_col: 80,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    });
+    StdioMode::Pty(Some(size))
+}
+
+/// JSON lines with `--json`, else the two streams.
+pub fn output_mode(ctx: &Context) -> OutputMode {
+    if ctx.out.is_json() {
+        OutputMode::JsonLines
+    } else {
+        OutputMode::Streams
+    }
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@ mod exec;
 mod key;
 mod output;
 mod redact;
+mod sandbox;
 mod secret;
 mod var;
 mod vault;
@@ -78,6 +79,12 @@ pub enum Command {
     Redact(redact::RedactArgs),
     /// Run a program with only the granted secrets in its environment, masking them in its output.
     Exec(exec::ExecArgs),
+    /// Isolated, template-based environments with files of their own.
+    #[command(subcommand)]
+    Sandbox(sandbox::SandboxCommand),
+    /// Internal: the init process of a sandboxed command.
+    #[command(name = "__sandbox-init", hide = true)]
+    SandboxInit(sandbox::InitArgs),
 }
 
 /// The `--vault` flag (alias `--scope`) shared by every command touching secrets.
@@ -157,6 +164,10 @@ impl Context {
 
 /// Runs a parsed command line; returns the exit code on success.
 pub fn run(cli: Cli) -> Result<u8, CliError> {
+    let command = match cli.command {
+        Command::SandboxInit(args) => return sandbox::run_init(args),
+        other => other,
+    };
     let env_path = |name: &str| std::env::var_os(name).map(PathBuf::from);
     let home = store::home::resolve_home(
         cli.home,
@@ -182,7 +193,9 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
         out: Output::new(cli.json),
         master_key_env,
     };
-    match cli.command {
+    match command {
+        Command::SandboxInit(_) => unreachable!("handled above"),
+        Command::Sandbox(cmd) => sandbox::run(&ctx, cmd),
         Command::Secret(cmd) => secret::run(&ctx, cmd),
         Command::Vault(cmd) => vault::run(&ctx, cmd),
         Command::Var(cmd) => var::run(&ctx, cmd),

@@ -6,5 +6,6 @@
 //! Namespace isolation and resource limits join them with the sandbox
 //! commands.
 
+pub mod apply;
 pub mod sys;
 pub mod template;

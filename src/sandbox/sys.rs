@@ -262,3 +262,344 @@ pub fn wait_readable(
         .map(|p| p.revents().is_some_and(|r| r.intersects(ready)))
         .collect())
 }
+
+// ---- isolation (run by `shroud __sandbox-init`, see `apply.rs`) ----
+
+fn call<T>(what: impl FnOnce() -> String, result: nix::Result<T>) -> io::Result<T> {
+    result.map_err(|e| io::Error::new(io::Error::from(e).kind(), format!("{}: {e}", what())))
+}
+
+/// Which namespaces to create.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Namespaces {
+    pub user: bool,
+    pub mount: bool,
+    pub pid: bool,
+    pub net: bool,
+    pub ipc: bool,
+    pub uts: bool,
+}
+
+/// unshare(2) with the requested namespaces.
+pub fn unshare_namespaces(ns: Namespaces) -> io::Result<()> {
+    use nix::sched::CloneFlags;
+    let mut flags = CloneFlags::empty();
+    for (on, flag) in [
+        (ns.user, CloneFlags::CLONE_NEWUSER),
+        (ns.mount, CloneFlags::CLONE_NEWNS),
+        (ns.pid, CloneFlags::CLONE_NEWPID),
+        (ns.net, CloneFlags::CLONE_NEWNET),
+        (ns.ipc, CloneFlags::CLONE_NEWIPC),
+        (ns.uts, CloneFlags::CLONE_NEWUTS),
+    ] {
+        if on {
+            flags |= flag;
+        }
+    }
+    call(|| format!("unshare({flags:?})"), nix::sched::unshare(flags))
+}
+
+/// Drops every privilege to `uid`/`gid` (needs root): no supplementary groups.
+pub fn become_user(uid: u32, gid: u32) -> io::Result<()> {
+    use nix::unistd::{setgroups, setresgid, setresuid, Gid, Uid};
+    call(|| "setgroups([])".to_owned(), setgroups(&[]))?;
+    let (g, u) = (Gid::from_raw(gid), Uid::from_raw(uid));
+    call(|| format!("setresgid({gid})"), setresgid(g, g, g))?;
+    call(|| format!("setresuid({uid})"), setresuid(u, u, u))
+}
+
+/// The real uid and gid of this process.
+pub fn ids() -> (u32, u32) {
+    (
+        nix::unistd::getuid().as_raw(),
+        nix::unistd::getgid().as_raw(),
+    )
+}
+
+/// Maps root inside a new user namespace to `uid`/`gid` outside.
+pub fn map_root_to(uid: u32, gid: u32) -> io::Result<()> {
+    // Writing the maps needs a dumpable process; shroud made itself
+    // undumpable at start (RLIMIT_CORE stays 0, so still no core files).
+    call(
+        || "prctl(PR_SET_DUMPABLE, 1)".to_owned(),
+        nix::sys::prctl::set_dumpable(true),
+    )?;
+    let write = |file: &str, text: String| {
+        std::fs::write(file, &text)
+            .map_err(|e| io::Error::new(e.kind(), format!("write {file} ({text:?}): {e}")))
+    };
+    write("/proc/self/setgroups", "deny".to_owned())?;
+    write("/proc/self/uid_map", format!("0 {uid} 1"))?;
+    write("/proc/self/gid_map", format!("0 {gid} 1"))
+}
+
+/// fork(2). Only called from the single-threaded `__sandbox-init` process.
+pub fn fork_process() -> io::Result<Option<u32>> {
+    // SAFETY: `__sandbox-init` runs no other thread, so the child may run
+    // ordinary code after the fork.
+    match call(|| "fork()".to_owned(), unsafe { nix::unistd::fork() })? {
+        nix::unistd::ForkResult::Parent { child } => Ok(Some(child.as_raw() as u32)),
+        nix::unistd::ForkResult::Child => Ok(None),
+    }
+}
+
+/// How a waited-for process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    Exited(i32),
+    Signaled(i32),
+}
+
+/// Waits for `pid` (or any child with `None`), reaping; `None` when there are no children.
+pub fn wait_for(pid: Option<u32>) -> io::Result<Option<(u32, Ended)>> {
+    use nix::sys::wait::{waitpid, WaitStatus};
+    let target = pid.map(|p| nix::unistd::Pid::from_raw(p as i32));
+    loop {
+        match waitpid(target, None) {
+            Ok(WaitStatus::Exited(p, code)) => {
+                return Ok(Some((p.as_raw() as u32, Ended::Exited(code))))
+            }
+            Ok(WaitStatus::Signaled(p, sig, _)) => {
+                return Ok(Some((p.as_raw() as u32, Ended::Signaled(sig as i32))))
+            }
+            Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
+            Err(nix::errno::Errno::ECHILD) => return Ok(None),
+            Err(e) => return Err(io::Error::other(format!("waitpid: {e}"))),
+        }
+    }
+}
+
+/// Sets a signal's disposition to ignore (`true`) or default (`false`).
+pub fn ignore_signal(signal: nix::sys::signal::Signal, ignore: bool) -> io::Result<()> {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet};
+    let handler = if ignore {
+        SigHandler::SigIgn
+    } else {
+        SigHandler::SigDfl
+    };
+    // SAFETY: installing SIG_IGN or SIG_DFL runs no code in signal context.
+    call(|| format!("sigaction({signal}, {handler:?})"), unsafe {
+        sigaction(
+            signal,
+            &SigAction::new(handler, SaFlags::empty(), SigSet::empty()),
+        )
+    })
+    .map(drop)
+}
+
+/// Ends this process the way `signal` would, so its parent sees it.
+pub fn die_by_signal(signal: i32) -> ! {
+    if let Ok(sig) = nix::sys::signal::Signal::try_from(signal) {
+        let _ = ignore_signal(sig, false);
+        let _ = nix::sys::signal::raise(sig);
+    }
+    std::process::exit(128 + signal)
+}
+
+/// Makes every mount private to this mount namespace.
+pub fn make_mounts_private() -> io::Result<()> {
+    use nix::mount::{mount, MsFlags};
+    call(
+        || "mount(/, MS_REC | MS_PRIVATE)".to_owned(),
+        mount(
+            None::<&str>,
+            "/",
+            None::<&str>,
+            MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+            None::<&str>,
+        ),
+    )
+}
+
+/// Mounts a tmpfs at `target` with `options` (e.g. "mode=1777").
+pub fn mount_tmpfs(target: &std::path::Path, options: &str) -> io::Result<()> {
+    use nix::mount::{mount, MsFlags};
+    call(
+        || format!("mount(tmpfs, {}, {options})", target.display()),
+        mount(
+            Some("tmpfs"),
+            target,
+            Some("tmpfs"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+            Some(options),
+        ),
+    )
+}
+
+/// Bind-mounts `source` at `target`.
+pub fn bind_mount(source: &std::path::Path, target: &std::path::Path) -> io::Result<()> {
+    use nix::mount::{mount, MsFlags};
+    call(
+        || {
+            format!(
+                "mount({}, {}, MS_BIND | MS_REC)",
+                source.display(),
+                target.display()
+            )
+        },
+        mount(
+            Some(source),
+            target,
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None::<&str>,
+        ),
+    )
+}
+
+/// Remounts the mount at `target` read-only, keeping its locked flags.
+pub fn remount_read_only(target: &std::path::Path, bind: bool) -> io::Result<()> {
+    use nix::mount::{mount, MsFlags};
+    use nix::sys::statvfs::{statvfs, FsFlags};
+    let current = call(|| format!("statvfs({})", target.display()), statvfs(target))?.flags();
+    let mut flags = MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+    if bind {
+        flags |= MsFlags::MS_BIND;
+    }
+    for (have, keep) in [
+        (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
+        (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
+        (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
+        (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
+        (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
+        (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
+    ] {
+        if current.contains(have) {
+            flags |= keep;
+        }
+    }
+    call(
+        || format!("mount({}, {flags:?})", target.display()),
+        mount(None::<&str>, target, None::<&str>, flags, None::<&str>),
+    )
+}
+
+/// Mounts a fresh procfs at /proc (for a new pid namespace).
+pub fn mount_proc() -> io::Result<()> {
+    use nix::mount::{mount, MsFlags};
+    call(
+        || "mount(proc, /proc)".to_owned(),
+        mount(
+            Some("proc"),
+            "/proc",
+            Some("proc"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+            None::<&str>,
+        ),
+    )
+}
+
+/// sethostname(2).
+pub fn set_hostname(name: &str) -> io::Result<()> {
+    call(
+        || format!("sethostname({name})"),
+        nix::unistd::sethostname(name),
+    )
+}
+
+/// Opens a directory as an O_PATH handle (survives the path being covered).
+pub fn open_dir_handle(path: &std::path::Path) -> io::Result<std::os::fd::OwnedFd> {
+    use nix::fcntl::{open, OFlag};
+    let fd = call(
+        || format!("open({}, O_PATH | O_DIRECTORY)", path.display()),
+        open(
+            path,
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        ),
+    )?;
+    // SAFETY: `open` returned a new fd that nothing else owns.
+    Ok(unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) })
+}
+
+/// A resource limit for the command (soft = hard).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rlimit {
+    CpuSeconds,
+    AddressSpaceBytes,
+    OpenFiles,
+    Processes,
+    FileSizeBytes,
+    CoreBytes,
+}
+
+/// setrlimit(2), soft and hard.
+pub fn set_rlimit(which: Rlimit, value: u64) -> io::Result<()> {
+    let resource = match which {
+        Rlimit::CpuSeconds => Resource::RLIMIT_CPU,
+        Rlimit::AddressSpaceBytes => Resource::RLIMIT_AS,
+        Rlimit::OpenFiles => Resource::RLIMIT_NOFILE,
+        Rlimit::Processes => Resource::RLIMIT_NPROC,
+        Rlimit::FileSizeBytes => Resource::RLIMIT_FSIZE,
+        Rlimit::CoreBytes => Resource::RLIMIT_CORE,
+    };
+    call(
+        || format!("setrlimit({resource:?}, {value})"),
+        setrlimit(resource, value, value),
+    )
+}
+
+/// prctl(PR_SET_NO_NEW_PRIVS, 1).
+pub fn set_no_new_privs() -> io::Result<()> {
+    call(
+        || "prctl(PR_SET_NO_NEW_PRIVS, 1)".to_owned(),
+        nix::sys::prctl::set_no_new_privs(),
+    )
+}
+
+/// Finds `program` on `path` the way `execvp` would: the first executable
+/// regular file, else the first match (so exec reports why it fails).
+/// `None` for a program with a `/` (used as it is) or when nothing matches.
+/// Directories that cannot be searched are skipped, so a missing program is
+/// "not found", never "permission denied".
+pub fn find_program(
+    program: &std::ffi::OsStr,
+    path: Option<&std::ffi::OsStr>,
+) -> Option<std::path::PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    if program.as_encoded_bytes().contains(&b'/') || program.is_empty() {
+        return None;
+    }
+    let mut first_match = None;
+    for dir in std::env::split_paths(path?) {
+        let dir = if dir.as_os_str().is_empty() {
+            ".".into()
+        } else {
+            dir
+        };
+        let candidate = dir.join(program);
+        if let Ok(meta) = std::fs::metadata(&candidate) {
+            if meta.is_file() && meta.permissions().mode() & 0o111 != 0 {
+                return Some(candidate);
+            }
+            first_match.get_or_insert(candidate);
+        }
+    }
+    first_match
+}
+
+/// execv(2) of `program` (looked up on $PATH when it has no `/`) with
+/// `argv`; returns only the error (NotFound when nothing was found).
+pub fn exec_program(argv: &[std::ffi::OsString]) -> io::Error {
+    use std::os::unix::ffi::OsStrExt;
+    let Some(program) = argv.first() else {
+        return io::Error::new(io::ErrorKind::InvalidInput, "empty command");
+    };
+    let path = match find_program(program, std::env::var_os("PATH").as_deref()) {
+        Some(found) => found,
+        None if program.as_encoded_bytes().contains(&b'/') => std::path::PathBuf::from(program),
+        None => return io::Error::new(io::ErrorKind::NotFound, "not found on PATH"),
+    };
+    let args: Result<Vec<std::ffi::CString>, _> = argv
+        .iter()
+        .map(|a| std::ffi::CString::new(a.as_bytes()))
+        .collect();
+    let file = std::ffi::CString::new(path.as_os_str().as_bytes());
+    match (file, args) {
+        (Ok(file), Ok(args)) => match nix::unistd::execv(&file, &args) {
+            Err(e) => io::Error::from(e),
+            Ok(never) => match never {},
+        },
+        _ => io::Error::new(io::ErrorKind::InvalidInput, "NUL byte in an argument"),
+    }
+}

@@ -60,7 +60,7 @@ fn shipped_names() -> String {
 }
 
 /// The environment a template starts a child with.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct EnvPolicy {
     /// Names copied from the caller's environment when set there.
@@ -84,6 +84,67 @@ impl Default for EnvPolicy {
     }
 }
 
+/// What the runtime provides.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Runtime {
+    /// The interpreter or shell, looked up on the child's PATH.
+    #[serde(default)]
+    pub interpreter: Option<String>,
+}
+
+/// Resource limits (see the shipped templates for what each does).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    pub cpu_seconds: Option<u64>,
+    pub memory_mb: Option<u64>,
+    pub open_files: Option<u64>,
+    pub processes: Option<u64>,
+    pub file_size_mb: Option<u64>,
+    pub output_mb: Option<u64>,
+    pub wall_seconds: Option<u64>,
+}
+
+/// Network access.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Network {
+    /// Off by default: a network namespace with no interface up.
+    #[serde(default)]
+    pub enabled: bool,
+}
+
+/// The isolation a template asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Isolation {
+    pub user_namespace: bool,
+    pub pid_namespace: bool,
+    pub mount_namespace: bool,
+    pub ipc_namespace: bool,
+    pub uts_namespace: bool,
+    pub private_tmp: bool,
+    pub read_only_system: bool,
+    pub no_new_privs: bool,
+}
+
+impl Default for Isolation {
+    /// Everything on: a template asks for less explicitly.
+    fn default() -> Self {
+        Isolation {
+            user_namespace: true,
+            pid_namespace: true,
+            mount_namespace: true,
+            ipc_namespace: true,
+            uts_namespace: true,
+            private_tmp: true,
+            read_only_system: true,
+            no_new_privs: true,
+        }
+    }
+}
+
 /// A parsed template.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -94,7 +155,15 @@ pub struct Template {
     #[serde(default)]
     pub description: Option<String>,
     #[serde(default)]
+    pub runtime: Runtime,
+    #[serde(default)]
     pub env: EnvPolicy,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
+    pub network: Network,
+    #[serde(default)]
+    pub isolation: Isolation,
 }
 
 impl Template {
@@ -103,7 +172,11 @@ impl Template {
         Template {
             name: "plain".to_owned(),
             description: None,
+            runtime: Runtime::default(),
             env: EnvPolicy::default(),
+            limits: Limits::default(),
+            network: Network { enabled: true },
+            isolation: Isolation::default(),
         }
     }
 
@@ -163,6 +236,23 @@ impl Template {
         for var in template.env.pass.iter().chain(template.env.set.keys()) {
             check_env_name(var).map_err(|e| malformed(line_of(var), format!("env: {e}")))?;
         }
+        let limits = template.limits;
+        for (field, value) in [
+            ("cpu_seconds", limits.cpu_seconds),
+            ("memory_mb", limits.memory_mb),
+            ("open_files", limits.open_files),
+            ("processes", limits.processes),
+            ("file_size_mb", limits.file_size_mb),
+            ("output_mb", limits.output_mb),
+            ("wall_seconds", limits.wall_seconds),
+        ] {
+            if value == Some(0) {
+                return Err(malformed(
+                    line_of(field),
+                    format!("limits.{field}: must be at least 1"),
+                ));
+            }
+        }
         Ok(template)
     }
 }
@@ -203,6 +293,39 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("line 1"), "{err}");
+    }
+
+    #[test]
+    fn shipped_templates_ask_for_full_isolation_and_no_network() {
+        for (name, _) in SHIPPED {
+            let template = Template::load(name, Path::new("/nonexistent")).unwrap();
+            assert_eq!(template.isolation, Isolation::default(), "{name}");
+            assert!(!template.network.enabled, "{name}");
+            assert!(template.limits.processes.is_some() && template.limits.memory_mb.is_some());
+            assert!(template.runtime.interpreter.is_some());
+        }
+    }
+
+    #[test]
+    fn limits_and_sections_are_checked() {
+        let err = Template::parse("t", "[limits]\nprocesses = 0\n", Path::new("t.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("line 2") && err.contains("limits.processes"),
+            "{err}"
+        );
+        let err = Template::parse("t", "[limits]\nprocesses = \"many\"\n", Path::new("t.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("line 2"), "{err}");
+        let err = Template::parse("t", "[isolation]\nchroot = true\n", Path::new("t.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("chroot"), "{err}");
+        let partial =
+            Template::parse("t", "[network]\nenabled = true\n", Path::new("t.toml")).unwrap();
+        assert!(partial.network.enabled && partial.isolation.pid_namespace);
     }
 
     #[test]

@@ -83,6 +83,8 @@ pub enum StoreError {
     },
     #[error("var `{name}` not found in vault `{vault}`")]
     VarNotFound { vault: String, name: String },
+    #[error("sandbox `{0}` not found (it was removed, or never created)")]
+    SandboxNotFound(String),
     #[error("secret reference not found, expired, or not yours")]
     ReferenceNotFound,
     #[error("invalid reference TTL {0}: must be from 1 to {MAX_REFERENCE_TTL_SECS} seconds")]
@@ -150,6 +152,7 @@ impl StoreError {
             StoreError::SecretNotFound { .. }
                 | StoreError::VersionNotFound { .. }
                 | StoreError::VarNotFound { .. }
+                | StoreError::SandboxNotFound(_)
                 | StoreError::ReferenceNotFound
         )
     }
@@ -315,6 +318,7 @@ pub struct Var {
     pub updated_at_ms: i64,
 }
 
+pub use sqlite::SandboxRow;
 pub use sqlite::VaultRow as VaultInfo;
 
 /// What a master key rotation did.
@@ -827,6 +831,41 @@ impl Store {
             .with(None, Outcome::Ok);
         audit::append(&tx, &entry, now).db("writing the audit record")?;
         tx.commit().db("committing a var delete")
+    }
+
+    /// Records a new sandbox.
+    pub fn create_sandbox(&mut self, row: &SandboxRow) -> Result<()> {
+        let (tx, _) = self.begin_write()?;
+        sqlite::insert_sandbox(&tx, row).db("storing a sandbox")?;
+        tx.commit().db("committing a sandbox")
+    }
+
+    /// A sandbox by id.
+    pub fn sandbox(&self, id: &str) -> Result<SandboxRow> {
+        sqlite::sandbox(&self.conn, id)
+            .db("reading a sandbox")?
+            .ok_or_else(|| StoreError::SandboxNotFound(id.to_owned()))
+    }
+
+    /// Every sandbox, oldest first.
+    pub fn list_sandboxes(&self) -> Result<Vec<SandboxRow>> {
+        sqlite::list_sandboxes(&self.conn).db("listing sandboxes")
+    }
+
+    /// Forgets a sandbox (its files are the caller's to remove).
+    pub fn delete_sandbox(&mut self, id: &str) -> Result<()> {
+        let (tx, _) = self.begin_write()?;
+        if !sqlite::delete_sandbox(&tx, id).db("deleting a sandbox")? {
+            return Err(StoreError::SandboxNotFound(id.to_owned()));
+        }
+        tx.commit().db("committing a sandbox delete")
+    }
+
+    /// Notes how the sandbox's last command ended.
+    pub fn record_sandbox_exit(&mut self, id: &str, code: i64) -> Result<()> {
+        let (tx, _) = self.begin_write()?;
+        sqlite::record_sandbox_exit(&tx, id, code, now_ms()).db("recording a sandbox exit")?;
+        tx.commit().db("committing a sandbox exit")
     }
 
     /// Every vault that has been written to, with counts.

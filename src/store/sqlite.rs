@@ -20,7 +20,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use super::crypto::SealedSecret;
 
 /// The schema version this build writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 /// How many versions of a secret are kept.
 pub const KEPT_VERSIONS: u64 = 10;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -82,6 +82,15 @@ CREATE TABLE IF NOT EXISTS audit (
     hash      BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS audit_by_secret ON audit (vault, secret);
+CREATE TABLE IF NOT EXISTS sandboxes (
+    id           TEXT PRIMARY KEY,
+    template     TEXT NOT NULL,
+    vault        TEXT NOT NULL,
+    config       TEXT NOT NULL,
+    created_at   INTEGER NOT NULL,
+    last_exit    INTEGER,
+    last_exec_at INTEGER
+);
 ";
 
 /// WAL size above which closing a store truncates it (see [`close`]).
@@ -465,6 +474,84 @@ pub fn delete_var(conn: &Connection, vault: &str, name: &str) -> rusqlite::Resul
         "DELETE FROM vars WHERE vault = ?1 AND name = ?2",
         params![vault, name],
     )? > 0)
+}
+
+/// A sandbox as stored. `config` is JSON owned by the sandbox layer (grants,
+/// environment, the applied policy); it never holds a secret value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SandboxRow {
+    pub id: String,
+    pub template: String,
+    pub vault: String,
+    pub config: String,
+    pub created_at: i64,
+    pub last_exit: Option<i64>,
+    pub last_exec_at: Option<i64>,
+}
+
+fn sandbox_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<SandboxRow> {
+    Ok(SandboxRow {
+        id: row.get(0)?,
+        template: row.get(1)?,
+        vault: row.get(2)?,
+        config: row.get(3)?,
+        created_at: row.get(4)?,
+        last_exit: row.get(5)?,
+        last_exec_at: row.get(6)?,
+    })
+}
+
+const SANDBOX_COLUMNS: &str = "id, template, vault, config, created_at, last_exit, last_exec_at";
+
+pub fn insert_sandbox(conn: &Connection, row: &SandboxRow) -> rusqlite::Result<()> {
+    conn.execute(
+        &format!("INSERT INTO sandboxes ({SANDBOX_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"),
+        params![
+            row.id,
+            row.template,
+            row.vault,
+            row.config,
+            row.created_at,
+            row.last_exit,
+            row.last_exec_at
+        ],
+    )?;
+    Ok(())
+}
+
+pub fn sandbox(conn: &Connection, id: &str) -> rusqlite::Result<Option<SandboxRow>> {
+    conn.query_row(
+        &format!("SELECT {SANDBOX_COLUMNS} FROM sandboxes WHERE id = ?1"),
+        [id],
+        sandbox_from_row,
+    )
+    .optional()
+}
+
+pub fn list_sandboxes(conn: &Connection) -> rusqlite::Result<Vec<SandboxRow>> {
+    conn.prepare(&format!(
+        "SELECT {SANDBOX_COLUMNS} FROM sandboxes ORDER BY created_at, id"
+    ))?
+    .query_map([], sandbox_from_row)?
+    .collect()
+}
+
+/// Deletes a sandbox; false when there was none.
+pub fn delete_sandbox(conn: &Connection, id: &str) -> rusqlite::Result<bool> {
+    Ok(conn.execute("DELETE FROM sandboxes WHERE id = ?1", [id])? > 0)
+}
+
+pub fn record_sandbox_exit(
+    conn: &Connection,
+    id: &str,
+    code: i64,
+    at: i64,
+) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE sandboxes SET last_exit = ?2, last_exec_at = ?3 WHERE id = ?1",
+        params![id, code, at],
+    )?;
+    Ok(())
 }
 
 /// A stored secret reference: who may resolve it, what it points to, until when.

@@ -63,6 +63,8 @@ pub struct ExecPlan {
     pub mask: Arc<MaskSet>,
     pub output: OutputMode,
     pub timeout: Option<Duration>,
+    /// Bytes of output (both streams) after which the group is killed.
+    pub output_limit: Option<u64>,
 }
 
 /// How a run ended.
@@ -73,6 +75,8 @@ pub struct ExitReport {
     /// The signal that ended the child, if one did.
     pub signal: Option<i32>,
     pub timed_out: bool,
+    /// The output limit was reached and the group killed.
+    pub output_limit_reached: bool,
     pub duration: Duration,
 }
 
@@ -103,6 +107,8 @@ pub fn run(plan: ExecPlan) -> Result<ExitReport, SupervisorError> {
     let mut stdin_open = pty;
     let mut stdin_last = b'\n';
     let mut interrupts = 0u32;
+    let mut output_total = 0u64;
+    let mut output_limit_reached = false;
     let mut buf = vec![0u8; READ_BLOCK];
 
     loop {
@@ -191,7 +197,20 @@ pub fn run(plan: ExecPlan) -> Result<ExitReport, SupervisorError> {
                 Stream::Stderr => spawned.stderr.as_ref().expect("stderr pipe").as_fd(),
             };
             match sys::read_some(fd, &mut buf)? {
-                ReadOutcome::Data(n) => sinks.write(stream, &buf[..n]),
+                ReadOutcome::Data(n) if output_limit_reached => {
+                    let _ = n; // over the limit: drained, not forwarded
+                }
+                ReadOutcome::Data(n) => {
+                    let allowed = plan
+                        .output_limit
+                        .map_or(n as u64, |limit| (limit - output_total).min(n as u64));
+                    sinks.write(stream, &buf[..allowed as usize]);
+                    output_total += n as u64;
+                    if plan.output_limit.is_some_and(|limit| output_total > limit) {
+                        output_limit_reached = true;
+                        sys::signal_group(pgid, Signal::SIGKILL)?;
+                    }
+                }
                 ReadOutcome::WouldBlock => {}
                 ReadOutcome::Closed => {
                     sinks.finish(stream);
@@ -237,6 +256,7 @@ pub fn run(plan: ExecPlan) -> Result<ExitReport, SupervisorError> {
         code: if timed_out { EXIT_TIMEOUT } else { code },
         signal,
         timed_out,
+        output_limit_reached,
         duration: started.elapsed(),
     };
     sinks.exit_event(&ExitEvent {

@@ -152,32 +152,6 @@ pub struct Spawned {
 /// Kernel buffer asked for on the child's output pipes.
 const PIPE_BYTES: usize = 1024 * 1024;
 
-/// Finds `program` on the child's PATH the way `execvp` would (the first
-/// executable regular file; else the first match, so exec reports why), once
-/// in the parent rather than by failed `execve` calls in the child.
-fn resolve_program(program: &OsStr, path: Option<&OsStr>) -> Option<std::path::PathBuf> {
-    use std::os::unix::fs::PermissionsExt;
-    if program.as_encoded_bytes().contains(&b'/') || program.is_empty() {
-        return None;
-    }
-    let mut first_match = None;
-    for dir in std::env::split_paths(path?) {
-        let dir = if dir.as_os_str().is_empty() {
-            ".".into()
-        } else {
-            dir
-        };
-        let candidate = dir.join(program);
-        if let Ok(meta) = std::fs::metadata(&candidate) {
-            if meta.is_file() && meta.permissions().mode() & 0o111 != 0 {
-                return Some(candidate);
-            }
-            first_match.get_or_insert(candidate);
-        }
-    }
-    first_match
-}
-
 /// Starts the child.
 pub fn spawn(spec: ChildSpec) -> Result<Spawned, SpawnError> {
     let program_text = spec.program.to_string_lossy().into_owned();
@@ -185,7 +159,7 @@ pub fn spawn(spec: ChildSpec) -> Result<Spawned, SpawnError> {
         Some(EnvValue::Plain(path)) => Some(path.as_os_str()),
         _ => None,
     };
-    let mut command = match resolve_program(&spec.program, path) {
+    let mut command = match sys::find_program(&spec.program, path) {
         Some(resolved) => {
             let mut command = Command::new(resolved);
             command.arg0(&spec.program);

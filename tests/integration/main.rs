@@ -9,6 +9,7 @@ mod exec;
 mod masking;
 mod master_key;
 mod redact;
+mod sandbox;
 mod secrets;
 mod store_api;
 mod support;

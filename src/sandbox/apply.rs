@@ -1,0 +1,479 @@
+//! Applying a sandbox policy: the `shroud __sandbox-init` process.
+//!
+//! `sandbox exec` runs the command through this init, as three processes:
+//!
+//! 1. **outer** (the supervisor's child, in its process group): unshares the
+//!    namespaces (as root: mount, pid, net, ipc, uts; as a user: a user
+//!    namespace with those, root inside mapped to the user), forks, waits;
+//! 2. **init** (PID 1 of the new pid namespace): makes mounts private, hides
+//!    the shroud home under an empty read-only tmpfs with only the working
+//!    directory bound back (through a handle opened inside the new mount
+//!    namespace: the kernel refuses binds from another one), mounts a private
+//!    /tmp, makes the root file system read-only and mounts a fresh /proc;
+//!    forks the command and reaps. When it exits, the kernel kills whatever is
+//!    left in the namespace, so no background process outlives a command;
+//! 3. **command**: as root, drops to the sandbox's own unprivileged uid (so
+//!    RLIMIT_NPROC applies: the kernel never enforces it for uid 0) and enters
+//!    a user namespace of its own (root inside, that uid outside); then
+//!    rlimits, no_new_privs, the working directory, exec.
+//!
+//! The command stays in the supervisor's process group, so the supervisor's
+//! signals (forwarded SIGINT/SIGTERM/SIGHUP, timeouts) reach it directly.
+//! How it ended travels back through a pipe so that "killed by signal N" is
+//! reported as such, not as exit code 128 + N.
+//!
+//! [`probe`] tries each feature on this host, so `sandbox create` can report
+//! what a template asks for but the host cannot give.
+
+use std::ffi::OsString;
+use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+
+use nix::sys::signal::Signal;
+use serde::{Deserialize, Serialize};
+
+use super::sys::{self, Ended, Namespaces, Rlimit};
+use super::template::{Isolation, Limits};
+
+/// What `__sandbox-init` applies (plain data, passed as JSON in its argv;
+/// it holds no secret).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SandboxPolicy {
+    /// The isolation to apply (what the template asked for and the host gives).
+    pub isolation: Isolation,
+    pub network: bool,
+    pub limits: Limits,
+    /// The sandbox's working directory (the command's cwd).
+    pub workdir: PathBuf,
+    /// Directories covered by an empty read-only tmpfs (the shroud home).
+    pub hide: Vec<PathBuf>,
+    /// Started as root: run as this (uid, gid) instead.
+    pub run_as: Option<(u32, u32)>,
+}
+
+impl SandboxPolicy {
+    /// The namespaces the outer process creates. As root the user namespace
+    /// is the command's own (created after it drops to its uid).
+    fn namespaces(&self) -> Namespaces {
+        let iso = self.isolation;
+        Namespaces {
+            user: iso.user_namespace && self.run_as.is_none(),
+            mount: iso.mount_namespace,
+            pid: iso.pid_namespace,
+            net: !self.network,
+            ipc: iso.ipc_namespace,
+            uts: iso.uts_namespace,
+        }
+    }
+}
+
+/// One feature and whether this host gives it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Feature {
+    pub name: String,
+    pub available: bool,
+    pub detail: String,
+}
+
+const MIB: u64 = 1024 * 1024;
+
+/// Runs the sandbox init (see the module docs); never returns.
+pub fn run_init(policy: &SandboxPolicy, command: &[OsString]) -> ! {
+    match outer(policy, command) {
+        Ok(never) => match never {},
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "error: sandbox: {e}");
+            std::process::exit(125)
+        }
+    }
+}
+
+enum Never {}
+
+fn outer(policy: &SandboxPolicy, command: &[OsString]) -> std::io::Result<Never> {
+    let (uid, gid) = sys::ids();
+    let processes_before = count_processes_of(policy.run_as.map_or(uid, |(u, _)| u));
+    let namespaces = policy.namespaces();
+    sys::unshare_namespaces(namespaces)?;
+    if namespaces.user {
+        sys::map_root_to(uid, gid)?;
+    }
+    let (status_read, status_write) = std::io::pipe()?;
+    match sys::fork_process()? {
+        None => {
+            drop(status_read);
+            let code = match init(policy, command, status_write, processes_before) {
+                Ok(code) => code,
+                Err(e) => {
+                    let _ = writeln!(std::io::stderr(), "error: sandbox: {e}");
+                    125
+                }
+            };
+            std::process::exit(code)
+        }
+        Some(pid) => {
+            drop(status_write);
+            // The command gets these through the process group; the outer
+            // process only waits.
+            for signal in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+                sys::ignore_signal(signal, true)?;
+            }
+            let ended = sys::wait_for(Some(pid))?;
+            let mut report = [0u8; 5];
+            let mut reader = status_read;
+            let reported = reader.read_exact(&mut report).is_ok();
+            let ended = if reported {
+                let value = i32::from_le_bytes(report[1..5].try_into().expect("4 bytes"));
+                if report[0] == b'S' {
+                    Ended::Signaled(value)
+                } else {
+                    Ended::Exited(value)
+                }
+            } else {
+                ended.map_or(Ended::Exited(125), |(_, e)| e)
+            };
+            match ended {
+                Ended::Exited(code) => std::process::exit(code),
+                Ended::Signaled(signal) => sys::die_by_signal(signal),
+            }
+        }
+    }
+}
+
+/// PID 1 of the sandbox: mounts, then runs and reaps. Returns its exit code.
+fn init(
+    policy: &SandboxPolicy,
+    command: &[OsString],
+    mut status: std::io::PipeWriter,
+    processes_before: u64,
+) -> std::io::Result<i32> {
+    setup_mounts(policy)?;
+    if policy.isolation.uts_namespace {
+        sys::set_hostname("sandbox")?;
+    }
+    let command_pid = match sys::fork_process()? {
+        None => run_command(policy, command, processes_before),
+        Some(pid) => pid,
+    };
+    // Reap every process of the sandbox until the command itself ends.
+    loop {
+        match sys::wait_for(None)? {
+            Some((pid, ended)) if pid == command_pid => {
+                let (kind, value) = match ended {
+                    Ended::Exited(code) => (b'E', code),
+                    Ended::Signaled(signal) => (b'S', signal),
+                };
+                let mut report = [kind, 0, 0, 0, 0];
+                report[1..].copy_from_slice(&value.to_le_bytes());
+                let _ = status.write_all(&report);
+                return Ok(0);
+            }
+            Some(_) => continue,
+            None => return Ok(125),
+        }
+    }
+}
+
+fn setup_mounts(policy: &SandboxPolicy) -> std::io::Result<()> {
+    let iso = policy.isolation;
+    if !iso.mount_namespace {
+        return Ok(());
+    }
+    sys::make_mounts_private()?;
+    // Opened in this mount namespace, before anything covers it.
+    let workdir = sys::open_dir_handle(&policy.workdir)?;
+    if iso.private_tmp {
+        sys::mount_tmpfs(Path::new("/tmp"), "mode=1777")?;
+    }
+    // Cover the shroud home (unless the new /tmp already hid it).
+    let mut hidden = Vec::new();
+    for dir in &policy.hide {
+        if dir.is_dir() {
+            sys::mount_tmpfs(dir, "mode=755,size=64k")?;
+            hidden.push(dir);
+        }
+    }
+    // Re-create the working directory's path in whatever covers it now and
+    // bind the real directory there, through the handle opened above.
+    std::fs::create_dir_all(&policy.workdir).map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!("mkdir -p {}: {e}", policy.workdir.display()),
+        )
+    })?;
+    let source = PathBuf::from(format!("/proc/self/fd/{}", workdir.as_raw_fd()));
+    sys::bind_mount(&source, &policy.workdir)?;
+    drop(workdir);
+    for dir in hidden {
+        sys::remount_read_only(dir, false)?;
+    }
+    if iso.read_only_system {
+        sys::remount_read_only(Path::new("/"), true)?;
+    }
+    if iso.pid_namespace {
+        sys::mount_proc()?;
+    }
+    Ok(())
+}
+
+/// The command process: limits, then exec. Never returns.
+fn run_command(policy: &SandboxPolicy, command: &[OsString], processes_before: u64) -> ! {
+    let prepared = (|| -> std::io::Result<()> {
+        if let Some((uid, gid)) = policy.run_as {
+            sys::become_user(uid, gid)?;
+            if policy.isolation.user_namespace {
+                sys::unshare_namespaces(Namespaces {
+                    user: true,
+                    ..Namespaces::default()
+                })?;
+                sys::map_root_to(uid, gid)?;
+            }
+        }
+        std::env::set_current_dir(&policy.workdir).map_err(|e| {
+            std::io::Error::new(e.kind(), format!("chdir {}: {e}", policy.workdir.display()))
+        })?;
+        let limits = policy.limits;
+        sys::set_rlimit(Rlimit::CoreBytes, 0)?;
+        let apply = |which, value: Option<u64>, scale: u64| match value {
+            Some(v) => sys::set_rlimit(which, v.saturating_mul(scale)),
+            None => Ok(()),
+        };
+        apply(Rlimit::CpuSeconds, limits.cpu_seconds, 1)?;
+        apply(Rlimit::AddressSpaceBytes, limits.memory_mb, MIB)?;
+        apply(Rlimit::OpenFiles, limits.open_files, 1)?;
+        apply(Rlimit::FileSizeBytes, limits.file_size_mb, MIB)?;
+        // RLIMIT_NPROC counts every process of the uid: with a dedicated uid
+        // (started as root) that is the sandbox alone; otherwise the user's
+        // existing processes are added so the limit means "this many more".
+        let base = if policy.run_as.is_some() {
+            0
+        } else {
+            processes_before
+        };
+        apply(Rlimit::Processes, limits.processes.map(|p| p + base), 1)?;
+        if policy.isolation.no_new_privs {
+            sys::set_no_new_privs()?;
+        }
+        Ok(())
+    })();
+    if let Err(e) = prepared {
+        let _ = writeln!(std::io::stderr(), "error: sandbox: {e}");
+        std::process::exit(125);
+    }
+    let error = sys::exec_program(command);
+    let program = command
+        .first()
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let (code, what) = match error.kind() {
+        std::io::ErrorKind::NotFound => (127, "not found".to_owned()),
+        _ => (126, format!("cannot be executed: {error}")),
+    };
+    let _ = writeln!(std::io::stderr(), "error: program `{program}` {what}");
+    std::process::exit(code)
+}
+
+/// Processes that `uid` runs now (from /proc).
+fn count_processes_of(uid: u32) -> u64 {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+        })
+        .filter_map(|e| std::fs::read_to_string(e.path().join("status")).ok())
+        .filter(|status| {
+            status
+                .lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|u| u.parse::<u32>().ok())
+                == Some(uid)
+        })
+        .count() as u64
+}
+
+/// Tries each isolation feature of `policy` on this host. Runs in the
+/// `__sandbox-init --probe` process; returns one entry per feature.
+pub fn probe(policy: &SandboxPolicy) -> Vec<Feature> {
+    let mut features = Vec::new();
+    let iso = policy.isolation;
+    // As a user every namespace comes with a user namespace; as root the
+    // others are created directly and the user namespace by the dropped uid.
+    let base = Namespaces {
+        user: policy.run_as.is_none(),
+        ..Namespaces::default()
+    };
+    let kinds = [
+        (
+            "mount_namespace",
+            iso.mount_namespace,
+            Namespaces {
+                mount: true,
+                ..base
+            },
+        ),
+        (
+            "pid_namespace",
+            iso.pid_namespace,
+            Namespaces { pid: true, ..base },
+        ),
+        (
+            "net_namespace",
+            !policy.network,
+            Namespaces { net: true, ..base },
+        ),
+        (
+            "ipc_namespace",
+            iso.ipc_namespace,
+            Namespaces { ipc: true, ..base },
+        ),
+        (
+            "uts_namespace",
+            iso.uts_namespace,
+            Namespaces { uts: true, ..base },
+        ),
+    ];
+    if iso.user_namespace {
+        let result = in_child(|| {
+            if let Some((uid, gid)) = policy.run_as {
+                sys::become_user(uid, gid)?;
+            }
+            sys::unshare_namespaces(Namespaces {
+                user: true,
+                ..Namespaces::default()
+            })
+        });
+        features.push(feature("user_namespace", result));
+    }
+    for (name, wanted, namespaces) in kinds {
+        if wanted {
+            features.push(feature(
+                name,
+                in_child(|| sys::unshare_namespaces(namespaces)),
+            ));
+        }
+    }
+    let mounts_wanted = iso.mount_namespace
+        && (iso.private_tmp
+            || iso.read_only_system
+            || iso.pid_namespace
+            || !policy.hide.is_empty());
+    if mounts_wanted {
+        // The whole mount setup, as a command would get it.
+        let mut trial = policy.clone();
+        for f in features.iter().filter(|f| !f.available) {
+            match f.name.as_str() {
+                "user_namespace" => trial.isolation.user_namespace = false,
+                "pid_namespace" => trial.isolation.pid_namespace = false,
+                "net_namespace" => trial.network = true,
+                "ipc_namespace" => trial.isolation.ipc_namespace = false,
+                "uts_namespace" => trial.isolation.uts_namespace = false,
+                _ => {}
+            }
+        }
+        let result = in_child(|| {
+            let (uid, gid) = sys::ids();
+            let namespaces = trial.namespaces();
+            sys::unshare_namespaces(namespaces)?;
+            if namespaces.user {
+                sys::map_root_to(uid, gid)?;
+            }
+            // A pid namespace applies to children: mount /proc from one.
+            in_child(|| setup_mounts(&trial))
+        });
+        for (name, wanted) in [
+            ("private_tmp", iso.private_tmp),
+            ("read_only_system", iso.read_only_system),
+            ("hidden_home", !policy.hide.is_empty()),
+        ] {
+            if wanted {
+                features.push(feature(name, clone_result(&result)));
+            }
+        }
+    }
+    if iso.no_new_privs {
+        features.push(feature("no_new_privs", in_child(sys::set_no_new_privs)));
+    }
+    features.push(Feature {
+        name: "rlimits".to_owned(),
+        available: true,
+        detail: match policy.run_as {
+            Some((uid, _)) => format!("applied; processes counted on the sandbox's own uid {uid}"),
+            None => {
+                "applied; processes counted on your user (shroud is not root, so no dedicated uid)"
+                    .to_owned()
+            }
+        },
+    });
+    features.push(Feature {
+        name: "cgroups".to_owned(),
+        available: false,
+        detail: cgroup_detail(),
+    });
+    features
+}
+
+fn cgroup_detail() -> String {
+    let v2 = Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    if v2 {
+        "not used: limits are rlimits (cgroup v2 is present, but shroud does not manage cgroups yet)".to_owned()
+    } else {
+        "not available: the host has cgroup v1 without delegation; limits are rlimits".to_owned()
+    }
+}
+
+fn feature(name: &str, result: std::io::Result<()>) -> Feature {
+    Feature {
+        name: name.to_owned(),
+        available: result.is_ok(),
+        detail: match result {
+            Ok(()) => "available".to_owned(),
+            Err(e) => format!("not available: {e}"),
+        },
+    }
+}
+
+fn clone_result(result: &std::io::Result<()>) -> std::io::Result<()> {
+    match result {
+        Ok(()) => Ok(()),
+        Err(e) => Err(std::io::Error::new(e.kind(), e.to_string())),
+    }
+}
+
+/// Runs `f` in a forked child and reports whether it succeeded.
+fn in_child(f: impl FnOnce() -> std::io::Result<()>) -> std::io::Result<()> {
+    let (mut read, mut write) = std::io::pipe()?;
+    match sys::fork_process()? {
+        None => {
+            drop(read);
+            let code = match f() {
+                Ok(()) => 0,
+                Err(e) => {
+                    let _ = write.write_all(e.to_string().as_bytes());
+                    1
+                }
+            };
+            std::process::exit(code)
+        }
+        Some(pid) => {
+            drop(write);
+            let mut message = String::new();
+            let _ = read.read_to_string(&mut message);
+            match sys::wait_for(Some(pid))? {
+                Some((_, Ended::Exited(0))) => Ok(()),
+                _ => Err(std::io::Error::other(if message.is_empty() {
+                    "failed".to_owned()
+                } else {
+                    message
+                })),
+            }
+        }
+    }
+}

@@ -1,0 +1,402 @@
+//! Sandboxes: create, exec inside, list, rm; isolation and limits, tested
+//! against real namespaces, mounts and rlimits on this host.
+
+use std::io::Read;
+use std::time::{Duration, Instant};
+
+use crate::support::TestHome;
+
+const VALUE: &str = "sk-sandboxed-9f8e7d6c";
+
+/// A home with a secret and a tightly limited template of its own.
+fn home() -> TestHome {
+    let home = TestHome::new();
+    home.set("API_KEY", VALUE);
+    let templates = home.path().join("sandbox-templates");
+    std::fs::create_dir_all(&templates).unwrap();
+    std::fs::write(
+        templates.join("tight.toml"),
+        "description = \"tight limits\"\n[runtime]\ninterpreter = \"sh\"\n\
+         [limits]\nprocesses = 24\nmemory_mb = 256\nopen_files = 64\nwall_seconds = 60\n",
+    )
+    .unwrap();
+    std::fs::write(
+        templates.join("networked.toml"),
+        "description = \"network on\"\n[network]\nenabled = true\n",
+    )
+    .unwrap();
+    home
+}
+
+fn create(home: &TestHome, args: &[&str]) -> String {
+    let mut full = vec!["sandbox", "create"];
+    full.extend_from_slice(args);
+    let out = home.run(&full);
+    let id = out.ok().trim().to_owned();
+    assert_eq!(id.len(), 36, "a uuid: {id:?}");
+    assert!(uuid_like(&id), "{id}");
+    id
+}
+
+fn uuid_like(text: &str) -> bool {
+    text.split('-').map(str::len).collect::<Vec<_>>() == [8, 4, 4, 4, 12]
+        && text.chars().all(|c| c == '-' || c.is_ascii_hexdigit())
+}
+
+fn sandbox_exec(home: &TestHome, id: &str, command: &[&str]) -> crate::support::Run {
+    let mut full = vec!["sandbox", "exec", id, "--"];
+    full.extend_from_slice(command);
+    home.run(&full)
+}
+
+#[test]
+fn create_prints_an_id_and_reports_the_isolation() {
+    let home = home();
+    let out = home.run(&["sandbox", "create", "--template", "bash"]);
+    let id = out.ok().trim().to_owned();
+    assert!(uuid_like(&id), "{id}");
+    for feature in [
+        "user_namespace",
+        "pid_namespace",
+        "net_namespace",
+        "private_tmp",
+        "read_only_system",
+        "cgroups",
+    ] {
+        assert!(
+            out.stderr.contains(feature),
+            "{feature} not reported: {}",
+            out.stderr
+        );
+    }
+    let json = home
+        .run(&["--json", "sandbox", "create", "--template", "python-3"])
+        .json();
+    assert!(uuid_like(json["id"].as_str().unwrap()));
+    let features = json["isolation"].as_array().unwrap();
+    let cgroups = features.iter().find(|f| f["name"] == "cgroups").unwrap();
+    assert_eq!(
+        cgroups["available"], false,
+        "reported, not silently dropped"
+    );
+    assert!(features
+        .iter()
+        .any(|f| f["name"] == "pid_namespace" && f["available"] == true));
+    assert_eq!(json["network"], false);
+}
+
+#[test]
+fn secrets_env_masking_and_exit_codes_work_inside() {
+    let home = home();
+    let id = create(
+        &home,
+        &[
+            "--template",
+            "bash",
+            "--secret",
+            "API_KEY",
+            "--env",
+            "MODE=sandboxed",
+        ],
+    );
+    let out = sandbox_exec(
+        &home,
+        &id,
+        &[
+            "sh",
+            "-c",
+            "echo $MODE $API_KEY; echo err $API_KEY >&2; exit 3",
+        ],
+    );
+    assert_eq!(out.code, 3);
+    assert_eq!(out.stdout_text(), "sandboxed <secret:api_key>\n");
+    assert_eq!(out.stderr, "err <secret:api_key>\n");
+    assert_eq!(sandbox_exec(&home, &id, &["no-such-program-xyz"]).code, 127);
+    let json = home.run(&["--json", "sandbox", "exec", &id, "--", "true"]);
+    let last: serde_json::Value =
+        serde_json::from_str(json.stdout_text().lines().last().unwrap()).unwrap();
+    assert_eq!(last["event"], "exit");
+    let list = home.run(&["sandbox", "list"]).ok();
+    assert!(list.contains(&id) && list.contains("bash"), "{list}");
+    let listed = home.run(&["--json", "sandbox", "list"]).json();
+    assert_eq!(listed["sandboxes"][0]["last_exit"], 0);
+    let audit = home.run(&["audit", "--limit", "1"]).ok();
+    assert!(audit.contains("secret.inject"), "{audit}");
+}
+
+#[test]
+fn files_persist_across_execs_and_tmp_is_private() {
+    let home = home();
+    let id = create(&home, &["--template", "bash"]);
+    let marker = format!("/tmp/shroud-private-tmp-{}", std::process::id());
+    let first = sandbox_exec(
+        &home,
+        &id,
+        &[
+            "sh",
+            "-c",
+            &format!("echo kept > notes.txt && echo gone > {marker} && cat {marker}"),
+        ],
+    );
+    assert_eq!(first.ok(), "gone\n", "/tmp is writable");
+    assert!(
+        !std::path::Path::new(&marker).exists(),
+        "the sandbox wrote the host's /tmp"
+    );
+    let second = sandbox_exec(
+        &home,
+        &id,
+        &[
+            "sh",
+            "-c",
+            &format!("cat notes.txt; test -e {marker} || echo fresh-tmp"),
+        ],
+    );
+    assert_eq!(second.ok(), "kept\nfresh-tmp\n");
+    // Another sandbox does not see the first one's files.
+    let other = create(&home, &["--template", "bash"]);
+    assert_ne!(sandbox_exec(&home, &other, &["cat", "notes.txt"]).code, 0);
+}
+
+#[test]
+fn the_shroud_home_is_not_reachable() {
+    let home = home();
+    let id = create(&home, &["--template", "bash"]);
+    let home_dir = home.path();
+    let script = format!(
+        "cat {0}/master.key; cat {0}/shroud.db | head -c 16; ls -a {0}; ls {0}/sandboxes",
+        home_dir.display()
+    );
+    let out = sandbox_exec(&home, &id, &["sh", "-c", &script]);
+    assert!(
+        !out.stdout_text().contains("SQLite format"),
+        "the database is readable: {out:?}"
+    );
+    let key = std::fs::read_to_string(home.key_path()).unwrap();
+    assert!(
+        !out.stdout_text().contains(key.trim()),
+        "the master key is readable"
+    );
+    let listing = out.stdout_text();
+    assert!(
+        !listing.contains("master.key") && !listing.contains("shroud.db"),
+        "{listing}"
+    );
+    assert!(
+        listing.contains(&id),
+        "only the sandbox's own directory is there: {listing}"
+    );
+}
+
+#[test]
+fn the_network_is_off_unless_the_template_allows_it() {
+    let home = home();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let connect = format!(
+        "import socket\ntry:\n    socket.create_connection(('127.0.0.1', {port}), timeout=3)\n    print('connected')\nexcept OSError as e:\n    print('refused', e)\n"
+    );
+    let off = create(&home, &["--template", "python-3"]);
+    let out = sandbox_exec(&home, &off, &["python3", "-c", &connect]);
+    assert!(out.ok().starts_with("refused"), "{out:?}");
+    let on = create(&home, &["--template", "networked"]);
+    let out = sandbox_exec(&home, &on, &["python3", "-c", &connect]);
+    assert_eq!(
+        out.ok(),
+        "connected\n",
+        "the positive control must connect: {out:?}"
+    );
+}
+
+#[test]
+fn a_fork_bomb_is_stopped_by_the_process_limit() {
+    let home = home();
+    let id = create(&home, &["--template", "tight"]);
+    let started = Instant::now();
+    let out = sandbox_exec(
+        &home,
+        &id,
+        &[
+            "sh",
+            "-c",
+            "i=0; while [ $i -lt 200 ]; do sleep 20 & i=$((i+1)); done; echo all-started",
+        ],
+    );
+    assert_ne!(
+        out.code, 0,
+        "200 processes started under a limit of 24: {out:?}"
+    );
+    assert!(!out.stdout_text().contains("all-started"));
+    assert!(out.stderr.to_lowercase().contains("fork"), "{}", out.stderr);
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "the bomb was not stopped"
+    );
+    let limits = sandbox_exec(&home, &id, &["cat", "/proc/self/limits"]).ok();
+    let soft = |name: &str| {
+        let line = limits
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("{name}: {limits}"));
+        line[name.len()..]
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(soft("Max processes"), "24");
+    assert_eq!(soft("Max open files"), "64");
+    assert_eq!(soft("Max address space"), (256u64 << 20).to_string());
+    assert_eq!(soft("Max core file size"), "0");
+}
+
+#[test]
+fn hitting_the_memory_limit_is_a_failure_not_a_hang() {
+    let home = home();
+    let id = create(&home, &["--template", "tight"]);
+    let out = sandbox_exec(
+        &home,
+        &id,
+        &[
+            "python3",
+            "-c",
+            "b = bytearray(1024 * 1024 * 1024); print('allocated')",
+        ],
+    );
+    assert_ne!(out.code, 0, "{out:?}");
+    assert!(!out.stdout_text().contains("allocated"));
+    assert!(out.stderr.contains("MemoryError"), "{}", out.stderr);
+}
+
+#[test]
+fn a_background_process_does_not_outlive_its_exec() {
+    let home = home();
+    let id = create(&home, &["--template", "bash"]);
+    let tag = format!("{}.{}", 31, std::process::id());
+    let out = sandbox_exec(
+        &home,
+        &id,
+        &["sh", "-c", &format!("sleep {tag} & echo started")],
+    );
+    assert_eq!(out.ok(), "started\n");
+    std::thread::sleep(Duration::from_millis(200));
+    let survivors = std::process::Command::new("pgrep")
+        .args(["-f", &format!("sleep {tag}")])
+        .output()
+        .unwrap();
+    assert!(
+        survivors.stdout.is_empty(),
+        "survived: {}",
+        String::from_utf8_lossy(&survivors.stdout)
+    );
+}
+
+#[test]
+fn malformed_templates_are_rejected_with_file_line_and_field() {
+    let home = home();
+    let templates = home.path().join("sandbox-templates");
+    std::fs::write(
+        templates.join("broken.toml"),
+        "description = \"x\"\n[limits]\nprocesess = 5\n",
+    )
+    .unwrap();
+    let out = home.run(&["sandbox", "create", "--template", "broken"]);
+    out.fails_with(2);
+    assert!(
+        out.stderr.contains("broken.toml")
+            && out.stderr.contains("line 3")
+            && out.stderr.contains("processes"),
+        "{}",
+        out.stderr
+    );
+    home.run(&["sandbox", "create", "--template", "no-such"])
+        .fails_with(2);
+    assert!(home.run(&["sandbox", "list"]).ok().is_empty());
+}
+
+#[test]
+fn what_the_host_cannot_give_is_reported_and_strict_refuses_it() {
+    let home = home();
+    let templates = home.path().join("sandbox-templates");
+    std::fs::write(
+        templates.join("exotic.toml"),
+        "[runtime]\ninterpreter = \"no-such-interpreter-xyz\"\n",
+    )
+    .unwrap();
+    let lenient = home.run(&["sandbox", "create", "--template", "exotic"]);
+    assert_eq!(lenient.code, 0);
+    assert!(
+        lenient.stderr.contains("warning: interpreter")
+            && lenient.stderr.contains("no-such-interpreter-xyz"),
+        "{}",
+        lenient.stderr
+    );
+    let strict = home.run(&["sandbox", "create", "--template", "exotic", "--strict"]);
+    strict.fails_with(1);
+    assert!(
+        strict.stderr.contains("--strict") && strict.stderr.contains("interpreter"),
+        "{}",
+        strict.stderr
+    );
+    assert!(strict.stdout.is_empty());
+    assert_eq!(
+        home.run(&["sandbox", "list"]).ok().lines().count(),
+        1,
+        "the strict one was not created"
+    );
+}
+
+#[test]
+fn rm_removes_the_files_and_later_execs_fail() {
+    let home = home();
+    let id = create(&home, &["--template", "bash"]);
+    sandbox_exec(&home, &id, &["sh", "-c", "echo data > file"]).ok();
+    let dir = home.path().join("sandboxes").join(&id);
+    assert!(dir.join("work/file").exists());
+    home.run(&["sandbox", "rm", &id]).ok();
+    assert!(!dir.exists());
+    let out = sandbox_exec(&home, &id, &["true"]);
+    assert_eq!(out.code, 125);
+    assert!(out.stderr.contains("not found"), "{}", out.stderr);
+    home.run(&["sandbox", "rm", &id]).fails_with(1);
+    assert!(!home.run(&["sandbox", "list"]).ok().contains(&id));
+}
+
+#[test]
+fn a_sandbox_command_gets_a_terminal_when_asked() {
+    let home = home();
+    let id = create(&home, &["--template", "bash"]);
+    let out = home.run(&[
+        "sandbox",
+        "exec",
+        &id,
+        "--tty",
+        "always",
+        "--",
+        "sh",
+        "-c",
+        "test -t 1 && echo tty",
+    ]);
+    assert_eq!(out.ok().replace('\r', ""), "tty\n");
+    let mut child = home
+        .command(&[
+            "sandbox",
+            "exec",
+            &id,
+            "--timeout",
+            "0.5",
+            "--",
+            "sleep",
+            "30",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut sink = Vec::new();
+    child.stdout.take().unwrap().read_to_end(&mut sink).unwrap();
+    assert_eq!(
+        child.wait().unwrap().code(),
+        Some(124),
+        "timeout inside a sandbox"
+    );
+}
