@@ -6,6 +6,9 @@
 //! - throughput: a child writing 256 MiB of log lines through `shroud exec`
 //!   (masking two secrets) against the same child piped to `cat`.
 //!
+//! - isolation: `shroud sandbox exec ID -- true` against `shroud exec -- true`
+//!   (namespaces, mounts, the init process and its fork).
+//!
 //! Run with `cargo bench --bench exec`.
 
 use std::hint::black_box;
@@ -109,5 +112,25 @@ fn throughput(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, overhead, throughput);
+fn sandbox_overhead(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let home = prepare_home(dir.path());
+    let created = shroud(&home).args(["sandbox", "create", "--template", "bash"]).output().unwrap();
+    assert!(created.status.success());
+    let id = String::from_utf8(created.stdout).unwrap().trim().to_owned();
+    let mut group = c.benchmark_group("sandbox overhead");
+    group.bench_function("shroud exec -- true", |b| {
+        b.iter(|| black_box(shroud(&home).args(["exec", "--", "true"]).status().unwrap()))
+    });
+    group.bench_function("shroud sandbox exec ID -- true", |b| {
+        b.iter(|| {
+            let status = shroud(&home).args(["sandbox", "exec", &id, "--", "true"]).status().unwrap();
+            assert!(status.success());
+            black_box(status)
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, overhead, throughput, sandbox_overhead);
 criterion_main!(benches);
