@@ -115,7 +115,10 @@ fn throughput(c: &mut Criterion) {
 fn sandbox_overhead(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let home = prepare_home(dir.path());
-    let created = shroud(&home).args(["sandbox", "create", "--template", "bash"]).output().unwrap();
+    let created = shroud(&home)
+        .args(["sandbox", "create", "--template", "bash"])
+        .output()
+        .unwrap();
     assert!(created.status.success());
     let id = String::from_utf8(created.stdout).unwrap().trim().to_owned();
     let mut group = c.benchmark_group("sandbox overhead");
@@ -124,7 +127,10 @@ fn sandbox_overhead(c: &mut Criterion) {
     });
     group.bench_function("shroud sandbox exec ID -- true", |b| {
         b.iter(|| {
-            let status = shroud(&home).args(["sandbox", "exec", &id, "--", "true"]).status().unwrap();
+            let status = shroud(&home)
+                .args(["sandbox", "exec", &id, "--", "true"])
+                .status()
+                .unwrap();
             assert!(status.success());
             black_box(status)
         })

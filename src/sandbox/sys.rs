@@ -603,3 +603,38 @@ pub fn exec_program(argv: &[std::ffi::OsString]) -> io::Error {
         _ => io::Error::new(io::ErrorKind::InvalidInput, "NUL byte in an argument"),
     }
 }
+
+/// Hands the terminal on `fd` to process group `pgid` (as a shell does for a
+/// foreground job) when this process's group holds it now. The returned guard
+/// takes it back. `None` when `fd` is not our controlling terminal's
+/// foreground, so nothing needs restoring.
+pub fn give_terminal_to(fd: std::os::fd::BorrowedFd<'_>, pgid: u32) -> Option<TerminalHandback> {
+    use nix::unistd::{getpgrp, tcgetpgrp, tcsetpgrp, Pid};
+    let ours = getpgrp();
+    if tcgetpgrp(fd).ok()? != ours {
+        return None;
+    }
+    tcsetpgrp(fd, Pid::from_raw(pgid as i32)).ok()?;
+    Some(TerminalHandback {
+        fd: std::os::fd::AsRawFd::as_raw_fd(&fd),
+        pgid: ours,
+    })
+}
+
+/// Gives the terminal back to shroud's process group when dropped.
+pub struct TerminalHandback {
+    fd: std::os::fd::RawFd,
+    pgid: nix::unistd::Pid,
+}
+
+impl Drop for TerminalHandback {
+    fn drop(&mut self) {
+        // A background group changing the foreground gets SIGTTOU: ignore it
+        // for the call.
+        let _ = ignore_signal(nix::sys::signal::Signal::SIGTTOU, true);
+        // SAFETY: the fd is the process's stdin, open for the process's life.
+        let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(self.fd) };
+        let _ = nix::unistd::tcsetpgrp(fd, self.pgid);
+        let _ = ignore_signal(nix::sys::signal::Signal::SIGTTOU, false);
+    }
+}

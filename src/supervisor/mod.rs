@@ -96,6 +96,13 @@ pub fn run(plan: ExecPlan) -> Result<ExitReport, SupervisorError> {
     } else {
         None
     };
+    // With pipes, the child reads shroud's terminal directly: it must be the
+    // terminal's foreground job, or reading would stop it (SIGTTIN).
+    let _terminal = if !pty && sys::is_terminal(stdin.as_fd()) {
+        sys::give_terminal_to(stdin.as_fd(), pgid)
+    } else {
+        None
+    };
 
     let deadline = plan.timeout.map(|t| started + t);
     let mut timed_out = false;

@@ -660,3 +660,28 @@ fn core_dumps_are_off_for_the_child_and_values_stay_out_of_logs() {
         out.stderr
     );
 }
+
+#[test]
+fn with_pipes_the_child_can_still_read_the_terminal() {
+    // script(1) gives shroud a controlling terminal, as a user's shell would;
+    // the child (in its own process group) must become its foreground job,
+    // or reading it would stop the child with SIGTTIN.
+    let home = home();
+    let inner = format!(
+        "{} --home {} exec --tty never -- sh -c 'read x; echo got=\\$x'",
+        crate::support::shroud_binary(),
+        home.path().display()
+    );
+    let shell = format!(
+        "(sleep 1; printf 'abc\\n'; sleep 1) | timeout 20 script -qec \"{inner}\" /dev/null"
+    );
+    let out = std::process::Command::new("sh")
+        .args(["-c", &shell])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).replace('\r', "");
+    assert!(
+        text.contains("got=abc"),
+        "the child could not read the terminal: {text:?}"
+    );
+}
