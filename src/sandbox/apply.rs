@@ -477,3 +477,44 @@ fn in_child(f: impl FnOnce() -> std::io::Result<()>) -> std::io::Result<()> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(run_as: Option<(u32, u32)>, network: bool) -> SandboxPolicy {
+        SandboxPolicy {
+            isolation: Isolation::default(),
+            network,
+            limits: Limits::default(),
+            workdir: PathBuf::from("/w"),
+            hide: vec![],
+            run_as,
+        }
+    }
+
+    #[test]
+    fn namespaces_follow_the_policy() {
+        // As a user, the outer process needs a user namespace for the rest.
+        let user = policy(None, false).namespaces();
+        assert!(user.user && user.mount && user.pid && user.net && user.ipc && user.uts);
+        // As root, the user namespace is the command's own, made after it
+        // drops to the sandbox's uid.
+        let root = policy(Some((200_001, 200_001)), false).namespaces();
+        assert!(!root.user && root.mount && root.pid && root.net);
+        // Network on: no network namespace.
+        assert!(!policy(None, true).namespaces().net);
+        let mut bare = policy(None, false);
+        bare.isolation.pid_namespace = false;
+        bare.isolation.uts_namespace = false;
+        let ns = bare.namespaces();
+        assert!(!ns.pid && !ns.uts && ns.mount);
+    }
+
+    #[test]
+    fn policy_round_trips_as_json_without_secrets() {
+        let p = policy(Some((1, 2)), false);
+        let text = serde_json::to_string(&p).unwrap();
+        assert_eq!(serde_json::from_str::<SandboxPolicy>(&text).unwrap(), p);
+    }
+}

@@ -400,3 +400,65 @@ fn a_sandbox_command_gets_a_terminal_when_asked() {
         "timeout inside a sandbox"
     );
 }
+
+#[test]
+fn an_unprivileged_user_gets_the_same_isolation() {
+    // As root, run shroud as `nobody` (setpriv), so that the user-namespace
+    // path is tested too; run as a user, every test here already takes it.
+    if !nix::unistd::getuid().is_root() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::os::unix::fs::chown(dir.path(), Some(65534), Some(65534)).unwrap();
+    let home = dir.path().join("home");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("setpriv")
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "--",
+                crate::support::shroud_binary(),
+                "--home",
+            ])
+            .arg(&home)
+            .args(args)
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    assert_eq!(run(&["secret", "set", "API_KEY", VALUE]).0, Some(0));
+    let (code, id, err) = run(&[
+        "sandbox",
+        "create",
+        "--template",
+        "bash",
+        "--secret",
+        "API_KEY",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("processes counted on your user"), "{err}");
+    let id = id.trim().to_owned();
+    let script = format!(
+        "echo $API_KEY; id -u; ps ax | wc -l; ls {}; touch /usr/x 2>/dev/null || echo read-only; echo kept > f",
+        home.display()
+    );
+    let (code, out, err) = run(&["sandbox", "exec", &id, "--", "sh", "-c", &script]);
+    assert_eq!(code, Some(0), "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "<secret:api_key>");
+    assert_eq!(lines[1], "0", "root inside its user namespace");
+    assert!(
+        lines[2].trim().parse::<u32>().unwrap() <= 6,
+        "only the sandbox's processes: {out}"
+    );
+    assert_eq!(lines[3], "sandboxes", "the home is hidden: {out}");
+    assert_eq!(lines[4], "read-only");
+    assert_eq!(run(&["sandbox", "exec", &id, "--", "cat", "f"]).1, "kept\n");
+}
