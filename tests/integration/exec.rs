@@ -663,25 +663,46 @@ fn core_dumps_are_off_for_the_child_and_values_stay_out_of_logs() {
 
 #[test]
 fn with_pipes_the_child_can_still_read_the_terminal() {
-    // script(1) gives shroud a controlling terminal, as a user's shell would;
-    // the child (in its own process group) must become its foreground job,
-    // or reading it would stop the child with SIGTTIN.
+    use std::os::unix::process::CommandExt;
+    // shroud gets a pseudo-terminal as its controlling terminal, as under a
+    // user's shell; with --tty never its child (in a process group of its
+    // own) must become the terminal's foreground job, or reading the
+    // terminal would stop it (SIGTTIN).
     let home = home();
-    let inner = format!(
-        "{} --home {} exec --tty never -- sh -c 'read x; echo got=\\$x'",
-        crate::support::shroud_binary(),
-        home.path().display()
-    );
-    let shell = format!(
-        "(sleep 1; printf 'abc\\n'; sleep 1) | timeout 20 script -qec \"{inner}\" /dev/null"
-    );
-    let out = std::process::Command::new("sh")
-        .args(["-c", &shell])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).replace('\r', "");
-    assert!(
-        text.contains("got=abc"),
-        "the child could not read the terminal: {text:?}"
-    );
+    let pty = nix::pty::openpty(None, None).unwrap();
+    let mut command = home.command(&[
+        "exec",
+        "--tty",
+        "never",
+        "--",
+        "sh",
+        "-c",
+        "read x; echo got=$x",
+    ]);
+    command
+        .stdin(Stdio::from(pty.slave.try_clone().unwrap()))
+        .stdout(Stdio::from(pty.slave.try_clone().unwrap()))
+        .stderr(Stdio::null());
+    // SAFETY: setsid and ioctl are async-signal-safe.
+    unsafe {
+        command.pre_exec(|| {
+            nix::unistd::setsid()?;
+            nix::ioctl_write_int_bad!(set_controlling_tty, nix::libc::TIOCSCTTY);
+            set_controlling_tty(0, 0)?;
+            Ok(())
+        });
+    }
+    let mut child = command.spawn().unwrap();
+    drop(pty.slave);
+    let mut master = std::fs::File::from(pty.master);
+    master.write_all(b"abc\n").unwrap();
+    let (done, result) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(read_until(&mut master, "got=abc"));
+    });
+    let seen = result
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the child never read the terminal (stopped by SIGTTIN?)");
+    assert!(seen.contains("got=abc"), "{seen:?}");
+    assert!(child.wait().unwrap().success());
 }
