@@ -615,6 +615,9 @@ pub fn give_terminal_to(fd: std::os::fd::BorrowedFd<'_>, pgid: u32) -> Option<Te
         return None;
     }
     tcsetpgrp(fd, Pid::from_raw(pgid as i32)).ok()?;
+    // The child may have read the terminal before it was handed over and
+    // been stopped by SIGTTIN: continue it, as a shell does for a job.
+    let _ = signal_group(pgid, nix::sys::signal::Signal::SIGCONT);
     Some(TerminalHandback {
         fd: std::os::fd::AsRawFd::as_raw_fd(&fd),
         pgid: ours,
