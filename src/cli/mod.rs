@@ -23,6 +23,7 @@ mod output;
 mod redact;
 mod sandbox;
 mod secret;
+mod token;
 mod var;
 mod vault;
 
@@ -79,6 +80,9 @@ pub enum Command {
     Redact(redact::RedactArgs),
     /// Run a program with only the granted secrets in its environment, masking them in its output.
     Exec(exec::ExecArgs),
+    /// Bearer tokens for the HTTP API, with grants per vault.
+    #[command(subcommand)]
+    Token(token::TokenCommand),
     /// Isolated, template-based environments with files of their own.
     #[command(subcommand)]
     Sandbox(sandbox::SandboxCommand),
@@ -128,7 +132,9 @@ impl CliError {
             CliError::Store(e) if e.is_key_error() => EXIT_USAGE,
             CliError::Store(StoreError::Invalid(_) | StoreError::ReferenceTtl(_)) => EXIT_USAGE,
             CliError::Store(e) if e.is_not_found() => EXIT_FAILURE,
-            CliError::Store(StoreError::Decrypt { .. } | StoreError::NoHome(_)) => EXIT_FAILURE,
+            CliError::Store(
+                StoreError::Decrypt { .. } | StoreError::NoHome(_) | StoreError::TokenExists(_),
+            ) => EXIT_FAILURE,
             CliError::Store(_) => EXIT_INTERNAL,
             CliError::Invalid(_) | CliError::Usage(_) => EXIT_USAGE,
             CliError::Io { .. } => EXIT_INTERNAL,
@@ -196,6 +202,7 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
     match command {
         Command::SandboxInit(_) => unreachable!("handled above"),
         Command::Sandbox(cmd) => sandbox::run(&ctx, cmd),
+        Command::Token(cmd) => token::run(&ctx, cmd),
         Command::Secret(cmd) => secret::run(&ctx, cmd),
         Command::Vault(cmd) => vault::run(&ctx, cmd),
         Command::Var(cmd) => var::run(&ctx, cmd),

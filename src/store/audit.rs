@@ -34,6 +34,8 @@ pub enum Action {
     VarSet,
     VarDelete,
     KeyRotate,
+    TokenCreate,
+    TokenRevoke,
 }
 
 impl Action {
@@ -50,6 +52,8 @@ impl Action {
             Action::VarSet => "var.set",
             Action::VarDelete => "var.delete",
             Action::KeyRotate => "key.rotate",
+            Action::TokenCreate => "token.create",
+            Action::TokenRevoke => "token.revoke",
         }
     }
 }

@@ -40,6 +40,7 @@ pub mod crypto;
 pub mod home;
 pub mod names;
 pub mod sqlite;
+pub mod tokens;
 
 use std::fs::{self, OpenOptions};
 use std::io;
@@ -85,6 +86,10 @@ pub enum StoreError {
     VarNotFound { vault: String, name: String },
     #[error("sandbox `{0}` not found (it was removed, or never created)")]
     SandboxNotFound(String),
+    #[error("token `{0}` not found (or already revoked)")]
+    TokenNotFound(String),
+    #[error("a token named `{0}` already exists; pick another name")]
+    TokenExists(String),
     #[error("secret reference not found, expired, or not yours")]
     ReferenceNotFound,
     #[error("invalid reference TTL {0}: must be from 1 to {MAX_REFERENCE_TTL_SECS} seconds")]
@@ -153,6 +158,7 @@ impl StoreError {
                 | StoreError::VersionNotFound { .. }
                 | StoreError::VarNotFound { .. }
                 | StoreError::SandboxNotFound(_)
+                | StoreError::TokenNotFound(_)
                 | StoreError::ReferenceNotFound
         )
     }
@@ -833,6 +839,97 @@ impl Store {
         tx.commit().db("committing a var delete")
     }
 
+    /// Creates an API token; returns the token text, shown this once.
+    pub fn create_token(
+        &mut self,
+        name: &str,
+        grants: &[tokens::Grant],
+        user: Option<&str>,
+    ) -> Result<Zeroizing<String>> {
+        names::check_name("token", name)?;
+        if let Some(user) = user {
+            names::check_name("user", user)?;
+        }
+        let mut raw = Zeroizing::new([0u8; 32]);
+        crypto::fill_random(raw.as_mut()).map_err(StoreError::Encrypt)?;
+        let token = Zeroizing::new(format!(
+            "{}{}",
+            tokens::TOKEN_PREFIX,
+            URL_SAFE_NO_PAD.encode(raw.as_ref())
+        ));
+        let now = now_ms();
+        let (tx, keys) = self.begin_write()?;
+        if sqlite::token_by_name(&tx, name)
+            .db("reading a token")?
+            .is_some()
+        {
+            return Err(StoreError::TokenExists(name.to_owned()));
+        }
+        let row = sqlite::TokenRow {
+            name: name.to_owned(),
+            token_hash: hash_reference_token(&token).to_vec(),
+            grants: tokens::encode_grants(grants),
+            user: user.map(str::to_owned),
+            created_at: now,
+            revoked_at: None,
+        };
+        sqlite::insert_token(&tx, &row).db("storing a token")?;
+        let entry = Entry::about(keys.actor.as_str(), Action::TokenCreate, "", name)
+            .with(None, Outcome::Ok);
+        audit::append(
+            &tx,
+            &Entry {
+                vault: None,
+                ..entry
+            },
+            now,
+        )
+        .db("writing the audit record")?;
+        tx.commit().db("committing a token")?;
+        Ok(token)
+    }
+
+    /// Every token, revoked ones included (never the tokens themselves).
+    pub fn list_tokens(&self) -> Result<Vec<tokens::TokenInfo>> {
+        Ok(sqlite::list_tokens(&self.conn)
+            .db("listing tokens")?
+            .into_iter()
+            .map(token_info)
+            .collect())
+    }
+
+    /// Revokes a token: it no longer authenticates.
+    pub fn revoke_token(&mut self, name: &str) -> Result<()> {
+        let now = now_ms();
+        let (tx, keys) = self.begin_write()?;
+        if !sqlite::revoke_token(&tx, name, now).db("revoking a token")? {
+            return Err(StoreError::TokenNotFound(name.to_owned()));
+        }
+        let entry = Entry::about(keys.actor.as_str(), Action::TokenRevoke, "", name)
+            .with(None, Outcome::Ok);
+        audit::append(
+            &tx,
+            &Entry {
+                vault: None,
+                ..entry
+            },
+            now,
+        )
+        .db("writing the audit record")?;
+        tx.commit().db("committing a token revocation")
+    }
+
+    /// The live token `presented` is, if any. The stored hash is compared
+    /// again in constant time after the lookup by hash.
+    pub fn authenticate(&self, presented: &str) -> Result<Option<tokens::TokenInfo>> {
+        let hash = hash_reference_token(presented);
+        let row = sqlite::token_by_hash(&self.conn, &hash).db("reading a token")?;
+        Ok(row
+            .filter(|r| r.revoked_at.is_none())
+            .filter(|r| constant_time_eq(&r.token_hash, &hash))
+            .map(token_info))
+    }
+
     /// Records a new sandbox.
     pub fn create_sandbox(&mut self, row: &SandboxRow) -> Result<()> {
         let (tx, _) = self.begin_write()?;
@@ -964,6 +1061,21 @@ impl Store {
         tx.commit().db("committing the key rotation")?;
         Ok(rows.len() as u64)
     }
+}
+
+fn token_info(row: sqlite::TokenRow) -> tokens::TokenInfo {
+    tokens::TokenInfo {
+        grants: tokens::decode_grants(&row.grants),
+        name: row.name,
+        user: row.user,
+        created_at_ms: row.created_at,
+        revoked_at_ms: row.revoked_at,
+    }
+}
+
+/// Byte equality whose time does not depend on where the inputs differ.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// The row of a secret that exists and has not expired.

@@ -33,6 +33,12 @@ pub enum ValidationError {
     SecretName { name: String, rule: &'static str },
     #[error("invalid var name {name}: {rule}")]
     VarName { name: String, rule: &'static str },
+    #[error("invalid {kind} name {name}: {rule}")]
+    Name {
+        kind: &'static str,
+        name: String,
+        rule: &'static str,
+    },
     #[error("invalid environment variable name {name}: {rule}")]
     EnvName { name: String, rule: &'static str },
     #[error("secret `{name}`: {rule}")]
@@ -145,6 +151,19 @@ impl SecretName {
 impl std::fmt::Display for SecretName {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)
+    }
+}
+
+/// Checks a token or user name (the same rule as secret names).
+pub fn check_name(kind: &'static str, name: &str) -> Result<(), ValidationError> {
+    if is_secret_name(name) {
+        Ok(())
+    } else {
+        Err(ValidationError::Name {
+            kind,
+            name: shown(name),
+            rule: SECRET_RULE,
+        })
     }
 }
 

@@ -20,7 +20,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use super::crypto::SealedSecret;
 
 /// The schema version this build writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 /// How many versions of a secret are kept.
 pub const KEPT_VERSIONS: u64 = 10;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -82,6 +82,14 @@ CREATE TABLE IF NOT EXISTS audit (
     hash      BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS audit_by_secret ON audit (vault, secret);
+CREATE TABLE IF NOT EXISTS tokens (
+    name       TEXT PRIMARY KEY,
+    token_hash BLOB NOT NULL UNIQUE,
+    grants     TEXT NOT NULL,
+    user_name  TEXT,
+    created_at INTEGER NOT NULL,
+    revoked_at INTEGER
+);
 CREATE TABLE IF NOT EXISTS sandboxes (
     id           TEXT PRIMARY KEY,
     template     TEXT NOT NULL,
@@ -473,6 +481,77 @@ pub fn delete_var(conn: &Connection, vault: &str, name: &str) -> rusqlite::Resul
     Ok(conn.execute(
         "DELETE FROM vars WHERE vault = ?1 AND name = ?2",
         params![vault, name],
+    )? > 0)
+}
+
+/// An API token as stored: only the SHA-256 of the token itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRow {
+    pub name: String,
+    pub token_hash: Vec<u8>,
+    /// `vault:read|write` entries, comma-separated.
+    pub grants: String,
+    pub user: Option<String>,
+    pub created_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
+fn token_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<TokenRow> {
+    Ok(TokenRow {
+        name: row.get(0)?,
+        token_hash: row.get(1)?,
+        grants: row.get(2)?,
+        user: row.get(3)?,
+        created_at: row.get(4)?,
+        revoked_at: row.get(5)?,
+    })
+}
+
+const TOKEN_COLUMNS: &str = "name, token_hash, grants, user_name, created_at, revoked_at";
+
+pub fn insert_token(conn: &Connection, row: &TokenRow) -> rusqlite::Result<()> {
+    conn.execute(
+        &format!("INSERT INTO tokens ({TOKEN_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"),
+        params![
+            row.name,
+            row.token_hash,
+            row.grants,
+            row.user,
+            row.created_at,
+            row.revoked_at
+        ],
+    )?;
+    Ok(())
+}
+
+pub fn token_by_name(conn: &Connection, name: &str) -> rusqlite::Result<Option<TokenRow>> {
+    conn.query_row(
+        &format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE name = ?1"),
+        [name],
+        token_from_row,
+    )
+    .optional()
+}
+
+pub fn token_by_hash(conn: &Connection, hash: &[u8]) -> rusqlite::Result<Option<TokenRow>> {
+    conn.prepare_cached(&format!(
+        "SELECT {TOKEN_COLUMNS} FROM tokens WHERE token_hash = ?1"
+    ))?
+    .query_row([hash], token_from_row)
+    .optional()
+}
+
+pub fn list_tokens(conn: &Connection) -> rusqlite::Result<Vec<TokenRow>> {
+    conn.prepare(&format!("SELECT {TOKEN_COLUMNS} FROM tokens ORDER BY name"))?
+        .query_map([], token_from_row)?
+        .collect()
+}
+
+/// Marks a token revoked; false when there was no live token by that name.
+pub fn revoke_token(conn: &Connection, name: &str, at: i64) -> rusqlite::Result<bool> {
+    Ok(conn.execute(
+        "UPDATE tokens SET revoked_at = ?2 WHERE name = ?1 AND revoked_at IS NULL",
+        params![name, at],
     )? > 0)
 }
 

@@ -13,6 +13,7 @@ mod sandbox;
 mod secrets;
 mod store_api;
 mod support;
+mod tokens;
 mod validation;
 mod vaults_and_vars;
 

@@ -1,0 +1,111 @@
+//! `shroud token create|list|revoke` and token authentication.
+
+use shroud::store::tokens::Access;
+use shroud::store::{OpenMode, Store, StoreConfig};
+
+use crate::support::{all_file_bytes, contains, TestHome};
+
+fn store(home: &TestHome) -> Store {
+    Store::open(
+        StoreConfig {
+            home: home.path(),
+            master_key_env: None,
+            actor: "test".to_owned(),
+        },
+        OpenMode::Existing,
+    )
+    .unwrap()
+}
+
+#[test]
+fn a_token_is_printed_once_stored_hashed_and_authenticates() {
+    let home = TestHome::new();
+    let out = home.run(&[
+        "token",
+        "create",
+        "ci",
+        "--grant",
+        "ci:write",
+        "--grant",
+        "prod:read",
+        "--user",
+        "alice",
+    ]);
+    let token = out.ok().trim().to_owned();
+    assert!(token.starts_with("shr_") && token.len() > 40, "{token}");
+    for (path, bytes) in all_file_bytes(&home.path()) {
+        assert!(
+            !contains(&bytes, token.as_bytes()),
+            "token stored in {path:?}"
+        );
+    }
+    let listed = home.run(&["token", "list"]).ok();
+    assert!(
+        listed.starts_with("ci\tci:write,prod:read\talice\t"),
+        "{listed}"
+    );
+    assert!(listed.trim_end().ends_with("active") && !listed.contains(&token));
+
+    let info = store(&home)
+        .authenticate(&token)
+        .unwrap()
+        .expect("authenticates");
+    assert_eq!(info.name, "ci");
+    assert_eq!(info.user.as_deref(), Some("alice"));
+    assert!(info.allows("ci", Access::Write) && info.allows("prod", Access::Read));
+    assert!(!info.allows("prod", Access::Write) && !info.allows("other", Access::Read));
+    assert!(store(&home)
+        .authenticate("shr_not-a-real-token")
+        .unwrap()
+        .is_none());
+    let mut altered = token.clone();
+    altered.pop();
+    assert!(store(&home).authenticate(&altered).unwrap().is_none());
+}
+
+#[test]
+fn a_revoked_token_no_longer_authenticates() {
+    let home = TestHome::new();
+    let token = home
+        .run(&["token", "create", "deploy", "--grant", "prod:write"])
+        .ok()
+        .trim()
+        .to_owned();
+    home.run(&["token", "revoke", "deploy"]).ok();
+    assert!(store(&home).authenticate(&token).unwrap().is_none());
+    let json = home.run(&["--json", "token", "list"]).json();
+    assert!(json["tokens"][0]["revoked_at"].is_string());
+    home.run(&["token", "revoke", "deploy"]).fails_with(1);
+    home.run(&["token", "revoke", "never-existed"])
+        .fails_with(1);
+    let audit = home.run(&["audit"]).ok();
+    assert!(
+        audit.contains("token.create\t-\tdeploy") && audit.contains("token.revoke\t-\tdeploy"),
+        "{audit}"
+    );
+    assert!(!audit.contains(&token));
+}
+
+#[test]
+fn bad_token_requests_are_refused() {
+    let home = TestHome::new();
+    home.run(&["token", "create", "ci", "--grant", "ci:admin"])
+        .fails_with(2);
+    home.run(&["token", "create", "ci", "--grant", "Bad Vault:read"])
+        .fails_with(2);
+    home.run(&["token", "create", "bad name"]).fails_with(2);
+    home.run(&["token", "create", "ci", "--user", "bad user"])
+        .fails_with(2);
+    home.run(&["token", "create", "ci", "--grant", "ci:read"])
+        .ok();
+    let again = home.run(&["token", "create", "ci", "--grant", "ci:read"]);
+    again.fails_with(1);
+    assert!(again.stderr.contains("already exists"), "{}", again.stderr);
+    assert_eq!(home.run(&["token", "list"]).ok().lines().count(), 1);
+    let ungranted = home.run(&["token", "create", "nothing"]);
+    assert!(
+        ungranted.stderr.contains("no grants"),
+        "{}",
+        ungranted.stderr
+    );
+}
