@@ -22,8 +22,11 @@
 //!   hash-chained audit log).
 //! - [`mask`]: the streaming masker (secrets and their encodings → replacements).
 //! - [`sandbox`]: process hardening and isolation syscalls.
+//! - [`supervisor`]: runs one child: environment, masking, signals, exit codes.
+//! - [`api`]: the HTTP API of `shroud serve`.
 //! - [`cli`]: the `shroud` command line.
 
+pub mod api;
 pub mod cli;
 pub mod clock;
 pub mod mask;

@@ -23,6 +23,7 @@ mod output;
 mod redact;
 mod sandbox;
 mod secret;
+mod serve;
 mod token;
 mod var;
 mod vault;
@@ -80,6 +81,8 @@ pub enum Command {
     Redact(redact::RedactArgs),
     /// Run a program with only the granted secrets in its environment, masking them in its output.
     Exec(exec::ExecArgs),
+    /// Serve the HTTP API.
+    Serve(serve::ServeArgs),
     /// Bearer tokens for the HTTP API, with grants per vault.
     #[command(subcommand)]
     Token(token::TokenCommand),
@@ -153,7 +156,7 @@ impl CliError {
 pub struct Context {
     pub home: PathBuf,
     pub out: Output,
-    master_key_env: Option<Zeroizing<String>>,
+    pub(crate) master_key_env: Option<Zeroizing<String>>,
 }
 
 impl Context {
@@ -203,6 +206,7 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
         Command::SandboxInit(_) => unreachable!("handled above"),
         Command::Sandbox(cmd) => sandbox::run(&ctx, cmd),
         Command::Token(cmd) => token::run(&ctx, cmd),
+        Command::Serve(args) => serve::run(&ctx, args),
         Command::Secret(cmd) => secret::run(&ctx, cmd),
         Command::Vault(cmd) => vault::run(&ctx, cmd),
         Command::Var(cmd) => var::run(&ctx, cmd),

@@ -521,6 +521,11 @@ impl Store {
         &self.keys.key_source
     }
 
+    /// Acts as `actor` from now on (a server reuses one store per request).
+    pub fn set_actor(&mut self, actor: &str) {
+        actor.clone_into(&mut self.keys.actor);
+    }
+
     /// The actor written to audit records.
     pub fn actor(&self) -> &str {
         &self.keys.actor

@@ -2,6 +2,7 @@
 //! temporary home, real processes. One test binary (as ripgrep and nextest
 //! do), one module per capability; `support` holds the helpers.
 
+mod api;
 mod audit_log;
 mod concurrency;
 mod encryption;

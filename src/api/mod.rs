@@ -1,0 +1,125 @@
+//! The HTTP API (`shroud serve`): axum on tokio, JSON in and out.
+//!
+//! [`router`] lists every route in one place and is testable with
+//! `tower::ServiceExt::oneshot`; [`serve`] runs it on a listener until
+//! SIGINT or SIGTERM, finishing requests in flight. Authentication is the
+//! [`auth::Caller`] extractor; every failure is an [`error::ApiError`].
+//!
+//! The store is synchronous: each request borrows a store connection from a
+//! small pool and runs on tokio's blocking threads, acting as the calling
+//! token (its name is the actor of the audit records it writes).
+
+pub mod auth;
+pub mod error;
+mod handlers;
+mod json;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use axum::Router;
+use tower_http::catch_panic::CatchPanicLayer;
+use zeroize::Zeroizing;
+
+use crate::store::{OpenMode, Store, StoreConfig, StoreError};
+use error::ApiError;
+
+/// Largest request body accepted (413 beyond).
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// What every request shares: where the vault is, and open connections to it.
+pub struct ApiState {
+    home: PathBuf,
+    master_key_env: Option<Zeroizing<String>>,
+    pool: Mutex<Vec<Store>>,
+}
+
+impl ApiState {
+    pub fn new(home: PathBuf, master_key_env: Option<Zeroizing<String>>) -> Arc<Self> {
+        Arc::new(ApiState {
+            home,
+            master_key_env,
+            pool: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Opens the store once, so that a bad home or key fails at start.
+    pub fn check(self: &Arc<Self>) -> Result<(), StoreError> {
+        let store = self.open()?;
+        self.pool.lock().expect("pool lock").push(store);
+        Ok(())
+    }
+
+    fn open(&self) -> Result<Store, StoreError> {
+        Store::open(
+            StoreConfig {
+                home: self.home.clone(),
+                master_key_env: self.master_key_env.clone(),
+                actor: "api".to_owned(),
+            },
+            OpenMode::Create,
+        )
+    }
+
+    /// Runs `f` on a store acting as `actor`, on a blocking thread.
+    pub async fn with_store<T, F>(self: &Arc<Self>, actor: &str, f: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Store) -> Result<T, StoreError> + Send + 'static,
+    {
+        let state = Arc::clone(self);
+        let actor = actor.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let pooled = state.pool.lock().expect("pool lock").pop();
+            let mut store = match pooled {
+                Some(store) => store,
+                None => state.open()?,
+            };
+            store.set_actor(&actor);
+            let result = f(&mut store);
+            state.pool.lock().expect("pool lock").push(store);
+            result
+        })
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::from)
+    }
+}
+
+/// Every route of the API.
+pub fn router(state: Arc<ApiState>) -> Router {
+    Router::new()
+        .route("/api/vaults/secrets", post(handlers::set_secrets))
+        .route("/api/vaults/vars", post(handlers::set_var))
+        .route("/api/vaults/{vault}/secrets", get(handlers::list_secrets))
+        .route(
+            "/api/vaults/{vault}/secrets/{name}",
+            get(handlers::secret_metadata).delete(handlers::delete_secret),
+        )
+        .route("/api/audit", get(handlers::audit))
+        .fallback(handlers::not_found)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(handlers::log_request))
+        .layer(CatchPanicLayer::custom(handlers::panic_response))
+        .with_state(state)
+}
+
+/// Serves `router` on `listener` until SIGINT or SIGTERM.
+pub async fn serve(listener: tokio::net::TcpListener, state: Arc<ApiState>) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    tokio::select! {
+        _ = interrupt => {}
+        _ = terminate.recv() => {}
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}

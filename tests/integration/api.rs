@@ -1,0 +1,401 @@
+//! The HTTP API: the router with `oneshot` for every status code, and a real
+//! `shroud serve` on 127.0.0.1 spoken to over TCP.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use shroud::api::{router, ApiState};
+use tower::ServiceExt;
+
+use crate::support::TestHome;
+
+const VALUE: &str = "api-secret-value-0x5eed";
+
+/// A home with a token `ci` (ci:write, prod:read) and a revoked `old`.
+fn setup() -> (TestHome, String, String) {
+    let home = TestHome::new();
+    let token = home
+        .run(&[
+            "token",
+            "create",
+            "ci",
+            "--grant",
+            "ci:write",
+            "--grant",
+            "prod:read",
+        ])
+        .ok()
+        .trim()
+        .to_owned();
+    let old = home
+        .run(&["token", "create", "old", "--grant", "ci:write"])
+        .ok()
+        .trim()
+        .to_owned();
+    home.run(&["token", "revoke", "old"]).ok();
+    home.run(&[
+        "secret",
+        "set",
+        "PROD_KEY",
+        "prod-value-123",
+        "--vault",
+        "prod",
+    ])
+    .ok();
+    (home, token, old)
+}
+
+fn request(method: &str, uri: &str, token: Option<&str>, json: Option<&str>) -> Request<Body> {
+    let mut builder = Request::builder().method(method).uri(uri);
+    if let Some(token) = token {
+        builder = builder.header("authorization", format!("Bearer {token}"));
+    }
+    match json {
+        Some(body) => builder
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_owned()))
+            .unwrap(),
+        None => builder.body(Body::empty()).unwrap(),
+    }
+}
+
+async fn call(home: &TestHome, req: Request<Body>) -> (StatusCode, serde_json::Value) {
+    let state = ApiState::new(home.path(), None);
+    let response = router(Arc::clone(&state)).oneshot(req).await.unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let json = if bytes.is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_json::from_slice(&bytes).unwrap()
+    };
+    (status, json)
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn authentication_and_grants() {
+    let (home, token, old) = setup();
+    runtime().block_on(async {
+        let (status, body) =
+            call(&home, request("GET", "/api/vaults/ci/secrets", None, None)).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "missing header");
+        assert!(body["error"].as_str().unwrap().contains("Authorization"));
+        let (status, _) = call(
+            &home,
+            request("GET", "/api/vaults/ci/secrets", Some("shr_unknown"), None),
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "unknown token");
+        let (status, _) = call(
+            &home,
+            request("GET", "/api/vaults/ci/secrets", Some(&old), None),
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "revoked token");
+        let basic = Request::builder()
+            .uri("/api/vaults/ci/secrets")
+            .header("authorization", "Basic abc")
+            .body(Body::empty())
+            .unwrap();
+        assert_eq!(call(&home, basic).await.0, StatusCode::UNAUTHORIZED);
+        let (status, _) = call(
+            &home,
+            request("GET", "/api/vaults/ci/secrets", Some(&token), None),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        let (status, body) = call(
+            &home,
+            request("GET", "/api/vaults/other/secrets", Some(&token), None),
+        )
+        .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "no grant on the vault");
+        assert!(body["error"].as_str().unwrap().contains("no read grant"));
+        let write_prod = r#"{"vault_name":"prod","secrets":[{"name":"X","secret":"xxxx-1"}]}"#;
+        let (status, _) = call(
+            &home,
+            request(
+                "POST",
+                "/api/vaults/secrets",
+                Some(&token),
+                Some(write_prod),
+            ),
+        )
+        .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "read grant only");
+        let (status, _) = call(
+            &home,
+            request(
+                "DELETE",
+                "/api/vaults/prod/secrets/PROD_KEY",
+                Some(&token),
+                None,
+            ),
+        )
+        .await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        assert_eq!(home.list("prod"), vec!["PROD_KEY"], "nothing changed");
+    });
+}
+
+#[test]
+fn bulk_set_is_not_atomic_and_names_each_failure() {
+    let (home, token, _) = setup();
+    runtime().block_on(async {
+        let body = format!(
+            r#"{{"vault_name":"ci","secrets":[{{"name":"GOOD","secret":"{VALUE}","description":"d"}},{{"name":"EMPTY","secret":""}},{{"name":"bad name","secret":"{VALUE}"}}]}}"#
+        );
+        let (status, json) = call(&home, request("POST", "/api/vaults/secrets", Some(&token), Some(&body))).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(json["error"].as_str().unwrap().contains("2 of 3"));
+        let errors = json["errors"].as_array().unwrap();
+        assert_eq!(errors.len(), 2);
+        assert_eq!(errors[0]["name"], "EMPTY");
+        assert_eq!(errors[1]["name"], "bad name");
+        assert_eq!(json["set_secrets"], serde_json::json!(["GOOD"]));
+        assert_eq!(json["versions"], serde_json::json!({"GOOD": 1}));
+        assert!(!json.to_string().contains(VALUE), "a value in an error body");
+        let ok = format!(r#"{{"vault_name":"ci","secrets":[{{"name":"GOOD","secret":"{VALUE}-2"}}]}}"#);
+        let (status, json) = call(&home, request("POST", "/api/vaults/secrets", Some(&token), Some(&ok))).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(json["versions"]["GOOD"], 2);
+    });
+    assert_eq!(
+        home.run(&["secret", "reveal", "GOOD", "--vault", "ci"])
+            .ok(),
+        format!("{VALUE}-2\n")
+    );
+    let audit = home.run(&["audit", "--secret", "GOOD"]).ok();
+    assert!(
+        audit.contains("\tci\tsecret.set\tci\tGOOD"),
+        "the actor is the token: {audit}"
+    );
+}
+
+#[test]
+fn bodies_must_be_json_small_and_well_formed() {
+    let (home, token, _) = setup();
+    runtime().block_on(async {
+        let plain = Request::builder()
+            .method("POST")
+            .uri("/api/vaults/secrets")
+            .header("authorization", format!("Bearer {token}"))
+            .body(Body::from("{}"))
+            .unwrap();
+        let (status, json) = call(&home, plain).await;
+        assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+        assert!(
+            json["error"].as_str().unwrap().contains("application/json"),
+            "a JSON error body"
+        );
+        let huge = format!(
+            r#"{{"vault_name":"ci","var":{{"name":"V","value":"{}"}}}}"#,
+            "x".repeat(2 << 20)
+        );
+        let (status, json) = call(
+            &home,
+            request("POST", "/api/vaults/vars", Some(&token), Some(&huge)),
+        )
+        .await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+        assert!(json["error"].is_string());
+        let (status, _) = call(
+            &home,
+            request("POST", "/api/vaults/vars", Some(&token), Some("{not json")),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        // A wrong type must not echo the value it got.
+        let wrong = format!(r#"{{"vault_name":"ci","secrets":"{VALUE}"}}"#);
+        let (status, json) = call(
+            &home,
+            request("POST", "/api/vaults/secrets", Some(&token), Some(&wrong)),
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(!json.to_string().contains(VALUE), "{json}");
+        let (status, _) = call(&home, request("GET", "/api/nowhere", Some(&token), None)).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+    });
+}
+
+#[test]
+fn vars_metadata_head_delete_and_audit() {
+    let (home, token, _) = setup();
+    runtime().block_on(async {
+        let var = r#"{"vault_name":"ci","var":{"name":"region","value":"eu-west-1"}}"#;
+        let (status, json) = call(
+            &home,
+            request("POST", "/api/vaults/vars", Some(&token), Some(var)),
+        )
+        .await;
+        assert_eq!((status, json), (StatusCode::OK, serde_json::json!({})));
+        let set = format!(r#"{{"vault_name":"ci","secrets":[{{"name":"K","secret":"{VALUE}"}}]}}"#);
+        call(
+            &home,
+            request("POST", "/api/vaults/secrets", Some(&token), Some(&set)),
+        )
+        .await;
+        let (status, json) = call(
+            &home,
+            request("GET", "/api/vaults/ci/secrets/K", Some(&token), None),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(
+            (json["name"].as_str(), json["version"].as_u64()),
+            (Some("K"), Some(1))
+        );
+        assert!(!json.to_string().contains(VALUE), "metadata only");
+        let (status, json) = call(
+            &home,
+            request("GET", "/api/vaults/ci/secrets", Some(&token), None),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(json["secrets"][0]["name"], "K");
+        assert_eq!(
+            call(
+                &home,
+                request("HEAD", "/api/vaults/ci/secrets/K", Some(&token), None)
+            )
+            .await
+            .0,
+            StatusCode::OK
+        );
+        assert_eq!(
+            call(
+                &home,
+                request("HEAD", "/api/vaults/ci/secrets/NOPE", Some(&token), None)
+            )
+            .await
+            .0,
+            StatusCode::NOT_FOUND
+        );
+        let (status, json) = call(
+            &home,
+            request("DELETE", "/api/vaults/ci/secrets/K", Some(&token), None),
+        )
+        .await;
+        assert_eq!(
+            (status, json),
+            (StatusCode::OK, serde_json::json!({"deleted": true}))
+        );
+        let (status, _) = call(
+            &home,
+            request("DELETE", "/api/vaults/ci/secrets/K", Some(&token), None),
+        )
+        .await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        let (status, json) = call(&home, request("GET", "/api/audit", Some(&token), None)).await;
+        assert_eq!(status, StatusCode::OK);
+        let actions: Vec<&str> = json["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["action"].as_str().unwrap())
+            .collect();
+        assert!(
+            actions.contains(&"secret.set")
+                && actions.contains(&"secret.delete")
+                && actions.contains(&"var.set"),
+            "{actions:?}"
+        );
+        assert!(json["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["vault"] == "ci" || r["vault"] == "prod"));
+        assert!(!json.to_string().contains(VALUE));
+    });
+    assert_eq!(
+        home.run(&["var", "get", "region", "--vault", "ci"]).ok(),
+        "eu-west-1\n"
+    );
+}
+
+/// A minimal HTTP/1.1 client: one request per connection.
+fn http(port: u16, method: &str, path: &str, token: &str, body: Option<&str>) -> (u16, String) {
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let body = body.unwrap_or("");
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response[9..12].parse().unwrap();
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+#[test]
+fn a_real_server_serves_and_stops_on_sigterm() {
+    let (home, token, _) = setup();
+    let mut server = home
+        .command(&["serve", "--listen", "127.0.0.1:0"])
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(server.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    let port: u16 = line
+        .trim()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap_or_else(|_| panic!("{line}"));
+    let set = format!(r#"{{"vault_name":"ci","secrets":[{{"name":"LIVE","secret":"{VALUE}"}}]}}"#);
+    let (status, body) = http(port, "POST", "/api/vaults/secrets", &token, Some(&set));
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = http(port, "GET", "/api/vaults/ci/secrets/LIVE", &token, None);
+    assert_eq!(status, 200);
+    assert!(
+        body.contains("\"version\":1") && !body.contains(VALUE),
+        "{body}"
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(server.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    assert!(
+        server.wait().unwrap().success(),
+        "graceful shutdown exits 0"
+    );
+    let mut rest = String::new();
+    stderr.read_to_string(&mut rest).unwrap();
+    assert!(
+        !rest.contains(VALUE) && !rest.contains(&token),
+        "a value or token in the server log: {rest}"
+    );
+}
+
+#[test]
+fn serve_refuses_to_start_with_the_wrong_key() {
+    let (home, _, _) = setup();
+    let out = home.run_with_key(
+        &crate::support::random_key(),
+        &["serve", "--listen", "127.0.0.1:0"],
+    );
+    out.fails_with(2);
+}
