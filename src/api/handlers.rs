@@ -263,3 +263,190 @@ pub async fn log_request(request: Request, next: Next) -> Response {
 pub fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     ApiError::internal("a handler panicked").into_response()
 }
+
+#[derive(Deserialize)]
+pub struct RenderQuery {
+    mode: Option<String>,
+    #[serde(rename = "secret-name-filter")]
+    filter: Option<String>,
+}
+
+/// A preview that shows at most 3 characters, and only of a long value.
+fn preview(value: &[u8]) -> String {
+    match std::str::from_utf8(value) {
+        Ok(text) if text.chars().count() >= 12 => {
+            let head: String = text.chars().take(3).collect();
+            format!("{head}********")
+        }
+        _ => "********".to_owned(),
+    }
+}
+
+/// `GET /api/vaults/{vault}/rendered?mode=Full|PreviewOnly&secret-name-filter=a,b`:
+/// values in full, or masked previews. Needs the read grant; every value read
+/// is audited (`secret.render`) before it is returned.
+pub async fn rendered(
+    State(state): State<Arc<ApiState>>,
+    caller: Caller,
+    Path(vault_name): Path<String>,
+    Query(query): Query<RenderQuery>,
+) -> ApiResult {
+    let vault = vault(&vault_name)?;
+    caller.require(vault.as_str(), Access::Read)?;
+    let full = match query.mode.as_deref() {
+        None | Some("Full") => true,
+        Some("PreviewOnly") => false,
+        Some(other) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("invalid mode {other:?}: expected Full or PreviewOnly"),
+            ))
+        }
+    };
+    let wanted: Option<Vec<SecretName>> = match &query.filter {
+        Some(list) => Some(
+            list.split(',')
+                .filter(|n| !n.is_empty())
+                .map(secret_name)
+                .collect::<Result<_, _>>()?,
+        ),
+        None => None,
+    };
+    let v = vault.clone();
+    let rendered = state
+        .with_store(caller.name(), move |store| {
+            let names = match wanted {
+                Some(names) => names,
+                None => store
+                    .list_secret_names(&v)?
+                    .iter()
+                    .filter_map(|n| SecretName::parse(n).ok())
+                    .collect(),
+            };
+            let values =
+                store.read_secrets(crate::store::audit::Action::SecretRender, &v, &names)?;
+            Ok(names.into_iter().zip(values).collect::<Vec<_>>())
+        })
+        .await?;
+    let items: Vec<_> = rendered
+        .iter()
+        .map(|(name, revealed)| {
+            let mut item =
+                serde_json::json!({ "name": name.as_str(), "version": revealed.version });
+            let value = revealed.value.expose();
+            if !full {
+                item["preview"] = preview(value).into();
+            } else if let Ok(text) = std::str::from_utf8(value) {
+                item["value"] = text.into();
+            } else {
+                use base64::Engine as _;
+                item["value_base64"] = base64::engine::general_purpose::STANDARD
+                    .encode(value)
+                    .into();
+            }
+            item
+        })
+        .collect();
+    Ok(Json(serde_json::json!({ "vault": vault.as_str(), "mode": if full { "Full" } else { "PreviewOnly" }, "secrets": items })).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScopedBody {
+    name: String,
+    #[serde(default)]
+    value: Option<String>,
+    scope: String,
+    #[serde(default)]
+    ttl: Option<u64>,
+}
+
+/// The vault of a scope: `workspace` (needs a grant on it) or the caller's
+/// own `user.<name>` vault (needs a token with a user).
+fn scope_vault(caller: &Caller, scope: &str, access: Access) -> Result<VaultName, ApiError> {
+    match scope {
+        "workspace" => {
+            caller.require("workspace", access)?;
+            vault("workspace")
+        }
+        "user" => match &caller.0.user {
+            Some(user) => vault(&format!("user.{}", user.to_lowercase())),
+            None => Err(ApiError::new(StatusCode::BAD_REQUEST, "user_required")),
+        },
+        other => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("invalid scope {other:?}: expected workspace or user"),
+        )),
+    }
+}
+
+fn not_found_error() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found")
+}
+
+/// `POST /api/secrets/set`: stores the value, returns a reference to it.
+pub async fn scoped_set(
+    State(state): State<Arc<ApiState>>,
+    caller: Caller,
+    ApiJson(body): ApiJson<ScopedBody>,
+) -> ApiResult {
+    let vault = scope_vault(&caller, &body.scope, Access::Write)?;
+    let name = secret_name(&body.name)?;
+    let value = SecretValue::new(body.value.unwrap_or_default().into_bytes());
+    let secret = NewSecret::new(name.clone(), value, None, body.ttl)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
+    let reference = state
+        .with_store(caller.name(), move |store| {
+            store.set_secret(&vault, secret)?;
+            store.create_reference(&vault, &name, crate::store::DEFAULT_REFERENCE_TTL_SECS)
+        })
+        .await?;
+    Ok(Json(serde_json::json!({ "ref": reference.reference.as_str(), "expires_at": rfc3339(reference.expires_at_ms) })).into_response())
+}
+
+/// `POST /api/secrets/get`: a reference to the secret (never its value).
+pub async fn scoped_get(
+    State(state): State<Arc<ApiState>>,
+    caller: Caller,
+    ApiJson(body): ApiJson<ScopedBody>,
+) -> ApiResult {
+    let vault = scope_vault(&caller, &body.scope, Access::Read)?;
+    let name = secret_name(&body.name)?;
+    let ttl = body.ttl.unwrap_or(crate::store::DEFAULT_REFERENCE_TTL_SECS);
+    let reference = state
+        .with_store(caller.name(), move |store| {
+            store.create_reference(&vault, &name, ttl)
+        })
+        .await
+        .map_err(|e| {
+            if e.status == StatusCode::NOT_FOUND {
+                not_found_error()
+            } else {
+                e
+            }
+        })?;
+    Ok(Json(serde_json::json!({ "ref": reference.reference.as_str(), "expires_at": rfc3339(reference.expires_at_ms) })).into_response())
+}
+
+/// `POST /api/secrets/delete`.
+pub async fn scoped_delete(
+    State(state): State<Arc<ApiState>>,
+    caller: Caller,
+    ApiJson(body): ApiJson<ScopedBody>,
+) -> ApiResult {
+    let vault = scope_vault(&caller, &body.scope, Access::Write)?;
+    let name = secret_name(&body.name)?;
+    state
+        .with_store(caller.name(), move |store| {
+            store.delete_secret(&vault, &name)
+        })
+        .await
+        .map_err(|e| {
+            if e.status == StatusCode::NOT_FOUND {
+                not_found_error()
+            } else {
+                e
+            }
+        })?;
+    Ok(Json(serde_json::json!({ "deleted": true })).into_response())
+}

@@ -98,6 +98,10 @@ pub fn router(state: Arc<ApiState>) -> Router {
             "/api/vaults/{vault}/secrets/{name}",
             get(handlers::secret_metadata).delete(handlers::delete_secret),
         )
+        .route("/api/vaults/{vault}/rendered", get(handlers::rendered))
+        .route("/api/secrets/set", post(handlers::scoped_set))
+        .route("/api/secrets/get", post(handlers::scoped_get))
+        .route("/api/secrets/delete", post(handlers::scoped_delete))
         .route("/api/audit", get(handlers::audit))
         .fallback(handlers::not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

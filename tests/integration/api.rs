@@ -399,3 +399,185 @@ fn serve_refuses_to_start_with_the_wrong_key() {
     );
     out.fails_with(2);
 }
+
+#[test]
+fn rendered_gives_values_or_previews_and_is_audited() {
+    let (home, token, _) = setup();
+    home.run(&[
+        "secret",
+        "set",
+        "LONG",
+        "sk-live-0123456789abcdef",
+        "--vault",
+        "prod",
+    ])
+    .ok();
+    home.run(&["secret", "set", "SHORT", "abcd1234", "--vault", "prod"])
+        .ok();
+    runtime().block_on(async {
+        let (status, json) = call(
+            &home,
+            request(
+                "GET",
+                "/api/vaults/prod/rendered?mode=Full",
+                Some(&token),
+                None,
+            ),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        let secrets = json["secrets"].as_array().unwrap();
+        assert_eq!(secrets.len(), 3);
+        assert_eq!(secrets[0]["name"], "LONG");
+        assert_eq!(secrets[0]["value"], "sk-live-0123456789abcdef");
+        let uri = "/api/vaults/prod/rendered?mode=PreviewOnly&secret-name-filter=LONG,SHORT";
+        let (status, json) = call(&home, request("GET", uri, Some(&token), None)).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(json["secrets"][0]["preview"], "sk-********");
+        assert_eq!(
+            json["secrets"][1]["preview"], "********",
+            "short values show nothing"
+        );
+        assert!(!json.to_string().contains("0123456789") && !json.to_string().contains("abcd"));
+        let (status, _) = call(
+            &home,
+            request(
+                "GET",
+                "/api/vaults/prod/rendered?secret-name-filter=NOPE",
+                Some(&token),
+                None,
+            ),
+        )
+        .await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        let (status, _) = call(
+            &home,
+            request("GET", "/api/vaults/other/rendered", Some(&token), None),
+        )
+        .await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        let (status, _) = call(
+            &home,
+            request(
+                "GET",
+                "/api/vaults/prod/rendered?mode=Everything",
+                Some(&token),
+                None,
+            ),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+    });
+    let audit = home.run(&["audit", "--vault", "prod"]).ok();
+    assert!(audit.contains("\tci\tsecret.render\tprod\tLONG"), "{audit}");
+}
+
+#[test]
+fn scoped_secrets_give_references_per_workspace_and_user() {
+    let home = TestHome::new();
+    let alice = home
+        .run(&[
+            "token",
+            "create",
+            "alice",
+            "--grant",
+            "workspace:write",
+            "--user",
+            "Alice",
+        ])
+        .ok()
+        .trim()
+        .to_owned();
+    let nouser = home
+        .run(&["token", "create", "robot", "--grant", "workspace:read"])
+        .ok()
+        .trim()
+        .to_owned();
+    runtime().block_on(async {
+        let set = format!(r#"{{"name":"TOKEN","value":"{VALUE}","scope":"workspace"}}"#);
+        let (status, json) = call(
+            &home,
+            request("POST", "/api/secrets/set", Some(&alice), Some(&set)),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        let reference = json["ref"].as_str().unwrap().to_owned();
+        assert!(reference.starts_with("$secret:") && !json.to_string().contains(VALUE));
+        let get = r#"{"name":"TOKEN","scope":"workspace","ttl":60}"#;
+        let (status, json) = call(
+            &home,
+            request("POST", "/api/secrets/get", Some(&nouser), Some(get)),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "a read grant may get references");
+        assert!(json["ref"].as_str().unwrap().starts_with("$secret:"));
+        let (status, json) = call(
+            &home,
+            request("POST", "/api/secrets/set", Some(&nouser), Some(&set)),
+        )
+        .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{json}");
+        let missing = r#"{"name":"NOPE","scope":"workspace"}"#;
+        let (status, json) = call(
+            &home,
+            request("POST", "/api/secrets/get", Some(&alice), Some(missing)),
+        )
+        .await;
+        assert_eq!(
+            (status, json["error"].as_str()),
+            (StatusCode::NOT_FOUND, Some("not_found"))
+        );
+        let user_set = format!(r#"{{"name":"MINE","value":"{VALUE}-user","scope":"user"}}"#);
+        let (status, json) = call(
+            &home,
+            request("POST", "/api/secrets/set", Some(&nouser), Some(&user_set)),
+        )
+        .await;
+        assert_eq!(
+            (status, json["error"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("user_required"))
+        );
+        let (status, _) = call(
+            &home,
+            request("POST", "/api/secrets/set", Some(&alice), Some(&user_set)),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        let delete = r#"{"name":"TOKEN","scope":"workspace"}"#;
+        let (status, json) = call(
+            &home,
+            request("POST", "/api/secrets/delete", Some(&alice), Some(delete)),
+        )
+        .await;
+        assert_eq!(
+            (status, json),
+            (StatusCode::OK, serde_json::json!({"deleted": true}))
+        );
+        let (status, json) = call(
+            &home,
+            request("POST", "/api/secrets/delete", Some(&alice), Some(delete)),
+        )
+        .await;
+        assert_eq!(
+            (status, json["error"].as_str()),
+            (StatusCode::NOT_FOUND, Some("not_found"))
+        );
+        // The reference resolves for the token that made it, and only for it.
+        let resolve_as = |actor: &str| {
+            let mut store = shroud::store::Store::open(
+                shroud::store::StoreConfig {
+                    home: home.path(),
+                    master_key_env: None,
+                    actor: actor.to_owned(),
+                },
+                shroud::store::OpenMode::Existing,
+            )
+            .unwrap();
+            store.resolve_reference(&reference).map(|r| r.name)
+        };
+        assert!(resolve_as("robot").is_err(), "another token's reference");
+        // (deleted above, so even its owner now finds no secret behind it)
+        assert!(resolve_as("alice").is_err());
+    });
+    assert_eq!(home.list("user.alice"), vec!["MINE"]);
+}
