@@ -11,6 +11,7 @@
 
 pub mod auth;
 pub mod error;
+mod fetch;
 mod handlers;
 mod json;
 
@@ -34,6 +35,7 @@ pub struct ApiState {
     home: PathBuf,
     master_key_env: Option<Zeroizing<String>>,
     pool: Mutex<Vec<Store>>,
+    http: std::sync::OnceLock<reqwest::Client>,
 }
 
 impl ApiState {
@@ -42,6 +44,18 @@ impl ApiState {
             home,
             master_key_env,
             pool: Mutex::new(Vec::new()),
+            http: std::sync::OnceLock::new(),
+        })
+    }
+
+    /// The client of `POST /api/fetch` (rustls; redirects are not followed,
+    /// so a resolved value never travels to a host the caller did not name).
+    pub fn http_client(&self) -> &reqwest::Client {
+        self.http.get_or_init(|| {
+            reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("the HTTP client builds")
         })
     }
 
@@ -102,6 +116,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/secrets/set", post(handlers::scoped_set))
         .route("/api/secrets/get", post(handlers::scoped_get))
         .route("/api/secrets/delete", post(handlers::scoped_delete))
+        .route("/api/fetch", post(fetch::fetch))
         .route("/api/audit", get(handlers::audit))
         .fallback(handlers::not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

@@ -581,3 +581,142 @@ fn scoped_secrets_give_references_per_workspace_and_user() {
     });
     assert_eq!(home.list("user.alice"), vec!["MINE"]);
 }
+
+/// A one-shot HTTP target on 127.0.0.1: records the raw request it gets and
+/// answers with it as the body (and a header echoing its Authorization).
+fn echo_target() -> (u16, std::sync::mpsc::Receiver<String>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (sent, received) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        let mut raw = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = stream.read(&mut buf).unwrap_or(0);
+            raw.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&raw).into_owned();
+            if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                let length = head
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length: ")
+                            .map(|v| v.trim().parse::<usize>().unwrap())
+                    })
+                    .unwrap_or(0);
+                if body.len() >= length {
+                    break;
+                }
+            }
+            if n == 0 {
+                break;
+            }
+        }
+        let request = String::from_utf8_lossy(&raw).into_owned();
+        let auth = request
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("authorization: ")
+                    .or_else(|| l.strip_prefix("Authorization: "))
+            })
+            .unwrap_or("")
+            .to_owned();
+        let response = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nX-Echo: {auth}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{request}",
+            request.len()
+        );
+        stream.write_all(response.as_bytes()).unwrap();
+        sent.send(request).unwrap();
+    });
+    (port, received)
+}
+
+#[test]
+fn fetch_resolves_references_in_every_field_and_masks_the_response() {
+    let home = TestHome::new();
+    let token = home
+        .run(&["token", "create", "agent", "--grant", "workspace:write"])
+        .ok()
+        .trim()
+        .to_owned();
+    let other = home
+        .run(&["token", "create", "other", "--grant", "workspace:write"])
+        .ok()
+        .trim()
+        .to_owned();
+    let values = [
+        ("API_TOKEN", "tok-abcdef-123456"),
+        ("DB_PASS", "pw-zyxwvu-987654"),
+        ("QUERY_KEY", "qk-55555-44444"),
+        ("URL_PART", "segment-777-888"),
+    ];
+    runtime().block_on(async {
+        let mut refs = std::collections::HashMap::new();
+        for (name, value) in values {
+            let set = format!(r#"{{"name":"{name}","value":"{value}","scope":"workspace"}}"#);
+            let (status, json) = call(&home, request("POST", "/api/secrets/set", Some(&token), Some(&set))).await;
+            assert_eq!(status, StatusCode::OK);
+            refs.insert(name, json["ref"].as_str().unwrap().to_owned());
+        }
+        let (port, received) = echo_target();
+        let fetch = serde_json::json!({
+            "url": format!("http://127.0.0.1:{port}/v1/{}/items", refs["URL_PART"]),
+            "method": "POST",
+            "headers": { "X-Db": format!("pass={}", refs["DB_PASS"]) },
+            "query": { "key": refs["QUERY_KEY"] },
+            "body": format!("{{\"token\":\"{}\"}}", refs["API_TOKEN"]),
+            "auth": { "type": "bearer", "token": refs["API_TOKEN"] },
+        })
+        .to_string();
+        let (status, json) = call(&home, request("POST", "/api/fetch", Some(&token), Some(&fetch))).await;
+        assert_eq!(status, StatusCode::OK, "{json}");
+        let sent = received.recv_timeout(std::time::Duration::from_secs(10)).unwrap();
+        for (_, value) in values {
+            assert!(sent.contains(value), "the target did not get {value}: {sent}");
+        }
+        assert!(!sent.contains("$secret:"), "an unresolved reference was sent");
+        assert_eq!(json["status"], 200);
+        let reply = json.to_string();
+        for (_, value) in values {
+            assert!(!reply.contains(value), "{value} came back unmasked: {reply}");
+        }
+        assert!(json["headers"]["x-echo"].as_str().unwrap().contains("<secret:api_token>"), "{reply}");
+        assert!(json["body"].as_str().unwrap().contains("<secret:db_pass>"), "{reply}");
+        assert!(json["body"].as_str().unwrap().contains("/v1/<secret:url_part>/items?key=<secret:query_key>"), "{reply}");
+
+        // Another token's reference: 400, and nothing is sent.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let quiet_port = listener.local_addr().unwrap().port();
+        let foreign = serde_json::json!({
+            "url": format!("http://127.0.0.1:{quiet_port}/"),
+            "headers": { "X-Key": refs["DB_PASS"] },
+        })
+        .to_string();
+        let (status, json) = call(&home, request("POST", "/api/fetch", Some(&other), Some(&foreign))).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{json}");
+        assert!(json["error"].as_str().unwrap().contains("nothing was sent"));
+        assert!(listener.accept().is_err(), "a request was sent with a foreign reference");
+        // An unknown reference: the same.
+        let unknown = serde_json::json!({ "url": format!("http://127.0.0.1:{quiet_port}/?k=$secret:{}", "A".repeat(43)) }).to_string();
+        assert_eq!(call(&home, request("POST", "/api/fetch", Some(&token), Some(&unknown))).await.0, StatusCode::BAD_REQUEST);
+        // A target that is not there: 502, and the error does not echo the URL's value.
+        let closed = serde_json::json!({ "url": format!("http://127.0.0.1:1/{}", refs["URL_PART"]) }).to_string();
+        let (status, json) = call(&home, request("POST", "/api/fetch", Some(&token), Some(&closed))).await;
+        assert_eq!(status, StatusCode::BAD_GATEWAY, "{json}");
+        assert!(!json.to_string().contains("segment-777"), "{json}");
+    });
+    let audit = home.run(&["audit"]).ok();
+    assert!(
+        audit.contains("\tagent\treference.resolve\tworkspace\tAPI_TOKEN\t"),
+        "{audit}"
+    );
+    assert!(
+        audit.contains("\tother\treference.resolve\t-\t-\t-\tdenied"),
+        "{audit}"
+    );
+}

@@ -1,0 +1,261 @@
+//! `POST /api/fetch`: an HTTP request made on the caller's behalf, with
+//! `$secret:` references resolved just before it is sent and every resolved
+//! value masked in what comes back.
+//!
+//! References may appear in the url, header values, query values, the body
+//! and the auth fields. They are resolved (as the calling token: a reference
+//! resolves only for the token that made it) before anything is sent; one
+//! that is unknown, expired or foreign fails the whole call with 400 and no
+//! request leaves. The response (status, headers, body up to 10 MiB) comes
+//! back through a masker holding the resolved values, and error messages are
+//! built without the URL (which may now hold a value) and masked as well.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+
+use super::auth::Caller;
+use super::error::ApiError;
+use super::json::ApiJson;
+use super::ApiState;
+use crate::mask::{MaskSet, MaskStyle};
+use crate::secret::SecretValue;
+use crate::store::REFERENCE_PREFIX;
+
+/// Largest response body passed back.
+pub const MAX_RESPONSE_BYTES: usize = 10 * 1024 * 1024;
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+const MAX_TIMEOUT: Duration = Duration::from_secs(120);
+/// Characters of a reference token (256 bits, base64url without padding).
+const TOKEN_CHARS: usize = 43;
+
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum FetchAuth {
+    Bearer { token: String },
+    Basic { username: String, password: String },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FetchBody {
+    url: String,
+    #[serde(default)]
+    method: Option<String>,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    #[serde(default)]
+    query: BTreeMap<String, String>,
+    #[serde(default)]
+    body: Option<String>,
+    #[serde(default)]
+    auth: Option<FetchAuth>,
+    #[serde(default)]
+    timeout_ms: Option<u64>,
+}
+
+/// Every `$secret:<token>` in `text`.
+fn references_in(text: &str, found: &mut Vec<String>) {
+    let mut rest = text;
+    while let Some(at) = rest.find(REFERENCE_PREFIX) {
+        let after = &rest[at + REFERENCE_PREFIX.len()..];
+        let len = after
+            .bytes()
+            .take_while(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_')
+            .count();
+        if len == TOKEN_CHARS {
+            let reference = format!("{REFERENCE_PREFIX}{}", &after[..len]);
+            if !found.contains(&reference) {
+                found.push(reference);
+            }
+        }
+        rest = &after[len..];
+    }
+}
+
+/// A resolved reference: its text, the secret's name and value.
+struct Resolved {
+    reference: String,
+    name: String,
+    value: SecretValue,
+}
+
+fn substitute(text: &str, resolved: &[Resolved]) -> Result<String, ApiError> {
+    let mut out = text.to_owned();
+    for r in resolved {
+        if out.contains(&r.reference) {
+            let value = std::str::from_utf8(r.value.expose()).map_err(|_| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    format!(
+                        "secret `{}` is not text and cannot go into a request",
+                        r.name
+                    ),
+                )
+            })?;
+            out = out.replace(&r.reference, value);
+        }
+    }
+    Ok(out)
+}
+
+fn bad_gateway(message: String, set: &Arc<MaskSet>) -> ApiError {
+    let masked = String::from_utf8_lossy(&set.mask_all(message.as_bytes())).into_owned();
+    ApiError::new(StatusCode::BAD_GATEWAY, masked)
+}
+
+/// `POST /api/fetch`.
+pub async fn fetch(
+    State(state): State<Arc<ApiState>>,
+    caller: Caller,
+    ApiJson(body): ApiJson<FetchBody>,
+) -> Result<Response, ApiError> {
+    let mut references = Vec::new();
+    references_in(&body.url, &mut references);
+    for value in body
+        .headers
+        .values()
+        .chain(body.query.values())
+        .chain(body.body.iter())
+    {
+        references_in(value, &mut references);
+    }
+    match &body.auth {
+        Some(FetchAuth::Bearer { token }) => references_in(token, &mut references),
+        Some(FetchAuth::Basic { username, password }) => {
+            references_in(username, &mut references);
+            references_in(password, &mut references);
+        }
+        None => {}
+    }
+    let wanted = references.clone();
+    let resolved: Vec<Resolved> = state
+        .with_store(caller.name(), move |store| {
+            wanted
+                .into_iter()
+                .map(|reference| {
+                    let r = store.resolve_reference(&reference)?;
+                    Ok(Resolved { reference, name: r.name, value: r.secret.value })
+                })
+                .collect()
+        })
+        .await
+        .map_err(|e| {
+            if e.status == StatusCode::NOT_FOUND {
+                ApiError::new(StatusCode::BAD_REQUEST, "a $secret: reference is unknown, expired, or not this token's; nothing was sent")
+            } else {
+                e
+            }
+        })?;
+    let mut builder = MaskSet::builder(MaskStyle::Label);
+    for r in &resolved {
+        builder.add(&r.name, &r.value);
+    }
+    let mask = builder.build();
+
+    let method = reqwest::Method::from_bytes(
+        body.method
+            .as_deref()
+            .unwrap_or("GET")
+            .to_ascii_uppercase()
+            .as_bytes(),
+    )
+    .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "invalid method"))?;
+    let url = reqwest::Url::parse(&substitute(&body.url, &resolved)?)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("invalid url: {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "the url must be http or https",
+        ));
+    }
+    let timeout = body
+        .timeout_ms
+        .map_or(DEFAULT_TIMEOUT, Duration::from_millis)
+        .min(MAX_TIMEOUT);
+    let mut request = state.http_client().request(method, url).timeout(timeout);
+    for (name, value) in &body.headers {
+        request = request.header(name.as_str(), substitute(value, &resolved)?);
+    }
+    let mut query = Vec::with_capacity(body.query.len());
+    for (name, value) in &body.query {
+        query.push((name.clone(), substitute(value, &resolved)?));
+    }
+    if !query.is_empty() {
+        request = request.query(&query);
+    }
+    if let Some(text) = &body.body {
+        request = request.body(substitute(text, &resolved)?);
+    }
+    request = match &body.auth {
+        Some(FetchAuth::Bearer { token }) => request.bearer_auth(substitute(token, &resolved)?),
+        Some(FetchAuth::Basic { username, password }) => request.basic_auth(
+            substitute(username, &resolved)?,
+            Some(substitute(password, &resolved)?),
+        ),
+        None => request,
+    };
+    drop(resolved);
+
+    let mut response = request.send().await.map_err(|e| {
+        if e.is_timeout() {
+            ApiError::new(StatusCode::GATEWAY_TIMEOUT, "the request timed out")
+        } else {
+            bad_gateway(format!("the request failed: {}", e.without_url()), &mask)
+        }
+    })?;
+    let status = response.status().as_u16();
+    let mut headers = BTreeMap::new();
+    for (name, value) in response.headers() {
+        let masked = mask.mask_all(value.as_bytes());
+        headers.insert(
+            name.as_str().to_owned(),
+            String::from_utf8_lossy(&masked).into_owned(),
+        );
+    }
+    let mut masker = crate::mask::Masker::new(Arc::clone(&mask));
+    let mut masked = Vec::new();
+    let mut received = 0usize;
+    while let Some(chunk) = response.chunk().await.map_err(|e| {
+        bad_gateway(
+            format!("reading the response failed: {}", e.without_url()),
+            &mask,
+        )
+    })? {
+        received += chunk.len();
+        if received > MAX_RESPONSE_BYTES {
+            return Err(ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                format!("the response is larger than {MAX_RESPONSE_BYTES} bytes"),
+            ));
+        }
+        masker.push(&chunk, &mut masked);
+    }
+    masker.finish(&mut masked);
+    Ok(Json(serde_json::json!({
+        "status": status,
+        "headers": headers,
+        "body": String::from_utf8_lossy(&masked),
+    }))
+    .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::references_in;
+
+    #[test]
+    fn references_are_found_whole() {
+        let token = "A".repeat(43);
+        let text = format!("x $secret:{token} y $secret:short $secret:{token}z");
+        let mut found = Vec::new();
+        references_in(&text, &mut found);
+        assert_eq!(found, vec![format!("$secret:{token}")]);
+    }
+}
