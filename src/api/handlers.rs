@@ -243,6 +243,18 @@ pub async fn audit(
     Ok(Json(serde_json::json!({ "records": items })).into_response())
 }
 
+/// The OpenAPI document of this API (`api/openapi.json` in the repository).
+pub const OPENAPI: &str = include_str!("../../api/openapi.json");
+
+/// `GET /api/openapi.json` (no token needed).
+pub async fn openapi() -> Response {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        OPENAPI,
+    )
+        .into_response()
+}
+
 /// Unknown routes: a JSON 404.
 pub async fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "no such route")

@@ -118,6 +118,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/secrets/delete", post(handlers::scoped_delete))
         .route("/api/fetch", post(fetch::fetch))
         .route("/api/audit", get(handlers::audit))
+        .route("/api/openapi.json", get(handlers::openapi))
         .fallback(handlers::not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn(handlers::log_request))

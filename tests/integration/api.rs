@@ -720,3 +720,38 @@ fn fetch_resolves_references_in_every_field_and_masks_the_response() {
         "{audit}"
     );
 }
+
+#[test]
+fn the_openapi_document_is_served_and_lists_every_route() {
+    let home = TestHome::new();
+    let (status, doc) =
+        runtime().block_on(call(&home, request("GET", "/api/openapi.json", None, None)));
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(doc["openapi"], "3.0.3");
+    let on_disk: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/api/openapi.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        doc, on_disk,
+        "the served document is the one in the repository"
+    );
+    // Every route the router lists is documented (and nothing else).
+    let source =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/api/mod.rs")).unwrap();
+    let mut routed: Vec<String> = source
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix(".route(\""))
+        .map(|rest| rest.split('"').next().unwrap().to_owned())
+        .collect();
+    routed.extend(
+        source
+            .lines()
+            .filter(|l| l.trim_start().starts_with("\"/api/"))
+            .map(|l| l.trim().trim_matches(|c| c == '"' || c == ',').to_owned()),
+    );
+    routed.sort();
+    let mut documented: Vec<String> = doc["paths"].as_object().unwrap().keys().cloned().collect();
+    documented.sort();
+    assert_eq!(routed, documented);
+}
