@@ -85,9 +85,8 @@ pub async fn set_secrets(
     let outcomes = if valid.is_empty() {
         Vec::new()
     } else {
-        let vault = vault.clone();
         state
-            .with_store(caller.name(), move |store| store.set_secrets(&vault, valid))
+            .write_secrets(caller.name(), vault.clone(), valid)
             .await?
     };
     let names: Vec<&str> = outcomes.iter().map(|o| o.name.as_str()).collect();

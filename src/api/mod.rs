@@ -36,7 +36,19 @@ pub struct ApiState {
     master_key_env: Option<Zeroizing<String>>,
     pool: Mutex<Vec<Store>>,
     http: std::sync::OnceLock<reqwest::Client>,
+    writer: std::sync::OnceLock<std::sync::mpsc::Sender<WriteJob>>,
 }
+
+/// One request's secrets, queued for the writer thread.
+struct WriteJob {
+    actor: String,
+    vault: crate::store::VaultName,
+    secrets: Vec<crate::store::NewSecret>,
+    reply: tokio::sync::oneshot::Sender<Result<Vec<crate::store::SetOutcome>, ApiError>>,
+}
+
+/// Requests committed together at most.
+const MAX_BATCH: usize = 256;
 
 impl ApiState {
     pub fn new(home: PathBuf, master_key_env: Option<Zeroizing<String>>) -> Arc<Self> {
@@ -45,6 +57,7 @@ impl ApiState {
             master_key_env,
             pool: Mutex::new(Vec::new()),
             http: std::sync::OnceLock::new(),
+            writer: std::sync::OnceLock::new(),
         })
     }
 
@@ -57,6 +70,81 @@ impl ApiState {
                 .build()
                 .expect("the HTTP client builds")
         })
+    }
+
+    /// Sets secrets through the writer thread, which commits every request
+    /// waiting at that moment in one transaction: concurrent writers share
+    /// one durable commit instead of queueing for one each.
+    pub async fn write_secrets(
+        self: &Arc<Self>,
+        actor: &str,
+        vault: crate::store::VaultName,
+        secrets: Vec<crate::store::NewSecret>,
+    ) -> Result<Vec<crate::store::SetOutcome>, ApiError> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let job = WriteJob {
+            actor: actor.to_owned(),
+            vault,
+            secrets,
+            reply,
+        };
+        let sender = self.writer.get_or_init(|| self.start_writer());
+        sender
+            .send(job)
+            .map_err(|_| ApiError::internal("the writer thread is gone"))?;
+        answer.await.map_err(ApiError::internal)?
+    }
+
+    fn start_writer(self: &Arc<Self>) -> std::sync::mpsc::Sender<WriteJob> {
+        let (sender, jobs) = std::sync::mpsc::channel::<WriteJob>();
+        let state = Arc::clone(self);
+        std::thread::Builder::new()
+            .name("shroud-writer".to_owned())
+            .spawn(move || {
+                let mut store = None;
+                while let Ok(first) = jobs.recv() {
+                    let mut batch = vec![first];
+                    while batch.len() < MAX_BATCH {
+                        match jobs.try_recv() {
+                            Ok(job) => batch.push(job),
+                            Err(_) => break,
+                        }
+                    }
+                    tracing::debug!(requests = batch.len(), "group commit");
+                    let opened = match store.take() {
+                        Some(s) => Ok(s),
+                        None => state.open(),
+                    };
+                    let mut replies = Vec::with_capacity(batch.len());
+                    let work: Vec<_> = batch
+                        .into_iter()
+                        .map(|job| {
+                            replies.push(job.reply);
+                            (job.actor, job.vault, job.secrets)
+                        })
+                        .collect();
+                    let results = opened.and_then(|mut s| {
+                        let r = s.set_secrets_batch(work);
+                        store = Some(s);
+                        r
+                    });
+                    match results {
+                        Ok(results) => {
+                            for (reply, outcomes) in replies.into_iter().zip(results) {
+                                let _ = reply.send(Ok(outcomes));
+                            }
+                        }
+                        Err(e) => {
+                            let message = e.to_string();
+                            for reply in replies {
+                                let _ = reply.send(Err(ApiError::internal(&message)));
+                            }
+                        }
+                    }
+                }
+            })
+            .expect("the writer thread starts");
+        sender
     }
 
     /// Opens the store once, so that a bad home or key fails at start.

@@ -561,6 +561,27 @@ impl Store {
         Ok(outcomes)
     }
 
+    /// Group commit: sets the secrets of several requests, each with its own
+    /// actor, in one transaction (one durable commit for all of them).
+    pub fn set_secrets_batch(
+        &mut self,
+        batch: Vec<(String, VaultName, Vec<NewSecret>)>,
+    ) -> Result<Vec<Vec<SetOutcome>>> {
+        let now = now_ms();
+        let (tx, keys) = self.begin_write()?;
+        let mut results = Vec::with_capacity(batch.len());
+        for (actor, vault, secrets) in batch {
+            sqlite::ensure_vault(&tx, vault.as_str(), now).db("recording the vault")?;
+            let mut outcomes = Vec::with_capacity(secrets.len());
+            for secret in secrets {
+                outcomes.push(set_in_tx(&tx, &keys.master, &actor, &vault, &secret, now)?);
+            }
+            results.push(outcomes);
+        }
+        tx.commit().db("committing secrets")?;
+        Ok(results)
+    }
+
     /// Metadata of a live secret, or `None`.
     pub fn secret_meta(&self, vault: &VaultName, name: &SecretName) -> Result<Option<SecretMeta>> {
         let row =

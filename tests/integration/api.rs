@@ -755,3 +755,51 @@ fn the_openapi_document_is_served_and_lists_every_route() {
     documented.sort();
     assert_eq!(routed, documented);
 }
+
+#[test]
+fn two_thousand_concurrent_writes_over_16_connections_lose_nothing() {
+    let (home, token, _) = setup();
+    let mut server = home
+        .command(&["serve", "--listen", "127.0.0.1:0"])
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(server.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    let port: u16 = line.trim().rsplit(':').next().unwrap().parse().unwrap();
+    std::thread::scope(|scope| {
+        for connection in 0..16 {
+            let token = &token;
+            scope.spawn(move || {
+                for i in 0..125 {
+                    let body = format!(r#"{{"vault_name":"ci","secrets":[{{"name":"C{connection}_{i}","secret":"value-{connection}-{i}"}}]}}"#);
+                    let (status, reply) = http(port, "POST", "/api/vaults/secrets", token, Some(&body));
+                    assert_eq!(status, 200, "{reply}");
+                }
+            });
+        }
+    });
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(server.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    assert!(server.wait().unwrap().success());
+    assert_eq!(home.list("ci").len(), 2000);
+    assert_eq!(
+        home.run(&["secret", "reveal", "C7_99", "--vault", "ci"])
+            .ok(),
+        "value-7-99\n"
+    );
+    let verified = home.run(&["--json", "audit", "verify"]).json();
+    assert_eq!(verified["ok"], true);
+    let sets = home
+        .run(&["audit", "--vault", "ci"])
+        .ok()
+        .lines()
+        .filter(|l| l.contains("secret.set"))
+        .count();
+    assert_eq!(sets, 2000, "one audit record per write");
+}
