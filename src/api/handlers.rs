@@ -391,8 +391,21 @@ fn scope_vault(caller: &Caller, scope: &str, access: Access) -> Result<VaultName
     }
 }
 
-fn not_found_error() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "not_found")
+/// The scoped routes answer a missing secret with `{"error": "not_found"}`.
+fn scoped_not_found(e: ApiError) -> ApiError {
+    if e.status == StatusCode::NOT_FOUND {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found")
+    } else {
+        e
+    }
+}
+
+fn reference_json(reference: &crate::store::SecretReference) -> Response {
+    Json(serde_json::json!({
+        "ref": reference.reference.as_str(),
+        "expires_at": rfc3339(reference.expires_at_ms),
+    }))
+    .into_response()
 }
 
 /// `POST /api/secrets/set`: stores the value, returns a reference to it.
@@ -412,7 +425,7 @@ pub async fn scoped_set(
             store.create_reference(&vault, &name, crate::store::DEFAULT_REFERENCE_TTL_SECS)
         })
         .await?;
-    Ok(Json(serde_json::json!({ "ref": reference.reference.as_str(), "expires_at": rfc3339(reference.expires_at_ms) })).into_response())
+    Ok(reference_json(&reference))
 }
 
 /// `POST /api/secrets/get`: a reference to the secret (never its value).
@@ -429,14 +442,8 @@ pub async fn scoped_get(
             store.create_reference(&vault, &name, ttl)
         })
         .await
-        .map_err(|e| {
-            if e.status == StatusCode::NOT_FOUND {
-                not_found_error()
-            } else {
-                e
-            }
-        })?;
-    Ok(Json(serde_json::json!({ "ref": reference.reference.as_str(), "expires_at": rfc3339(reference.expires_at_ms) })).into_response())
+        .map_err(scoped_not_found)?;
+    Ok(reference_json(&reference))
 }
 
 /// `POST /api/secrets/delete`.
@@ -452,12 +459,6 @@ pub async fn scoped_delete(
             store.delete_secret(&vault, &name)
         })
         .await
-        .map_err(|e| {
-            if e.status == StatusCode::NOT_FOUND {
-                not_found_error()
-            } else {
-                e
-            }
-        })?;
+        .map_err(scoped_not_found)?;
     Ok(Json(serde_json::json!({ "deleted": true })).into_response())
 }

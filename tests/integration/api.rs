@@ -325,6 +325,34 @@ fn vars_metadata_head_delete_and_audit() {
     );
 }
 
+/// Starts `shroud serve` on a free port of 127.0.0.1; returns the process,
+/// the port, and the rest of its log.
+fn start_server(
+    home: &TestHome,
+) -> (
+    std::process::Child,
+    u16,
+    BufReader<std::process::ChildStderr>,
+) {
+    let mut server = home
+        .command(&["serve", "--listen", "127.0.0.1:0"])
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(server.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    let port = line
+        .trim()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap_or_else(|_| panic!("{line}"));
+    (server, port, stderr)
+}
+
 /// A minimal HTTP/1.1 client: one request per connection.
 fn http(port: u16, method: &str, path: &str, token: &str, body: Option<&str>) -> (u16, String) {
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -348,22 +376,7 @@ fn http(port: u16, method: &str, path: &str, token: &str, body: Option<&str>) ->
 #[test]
 fn a_real_server_serves_and_stops_on_sigterm() {
     let (home, token, _) = setup();
-    let mut server = home
-        .command(&["serve", "--listen", "127.0.0.1:0"])
-        .stderr(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(server.stderr.take().unwrap());
-    let mut line = String::new();
-    stderr.read_line(&mut line).unwrap();
-    let port: u16 = line
-        .trim()
-        .rsplit(':')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap_or_else(|_| panic!("{line}"));
+    let (mut server, port, mut stderr) = start_server(&home);
     let set = format!(r#"{{"vault_name":"ci","secrets":[{{"name":"LIVE","secret":"{VALUE}"}}]}}"#);
     let (status, body) = http(port, "POST", "/api/vaults/secrets", &token, Some(&set));
     assert_eq!(status, 200, "{body}");
@@ -759,16 +772,7 @@ fn the_openapi_document_is_served_and_lists_every_route() {
 #[test]
 fn two_thousand_concurrent_writes_over_16_connections_lose_nothing() {
     let (home, token, _) = setup();
-    let mut server = home
-        .command(&["serve", "--listen", "127.0.0.1:0"])
-        .stderr(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(server.stderr.take().unwrap());
-    let mut line = String::new();
-    stderr.read_line(&mut line).unwrap();
-    let port: u16 = line.trim().rsplit(':').next().unwrap().parse().unwrap();
+    let (mut server, port, _stderr) = start_server(&home);
     std::thread::scope(|scope| {
         for connection in 0..16 {
             let token = &token;
