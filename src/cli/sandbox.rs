@@ -243,20 +243,7 @@ fn create(ctx: &Context, args: CreateArgs) -> Result<u8, CliError> {
         .filter(|f| !f.available && f.name != "cgroups")
         .collect();
     for feature in &missing {
-        match feature.name.as_str() {
-            "user_namespace" => policy.isolation.user_namespace = false,
-            "mount_namespace" | "private_tmp" | "read_only_system" | "hidden_home" => {
-                policy.isolation.mount_namespace = false;
-                policy.isolation.private_tmp = false;
-                policy.isolation.read_only_system = false;
-            }
-            "pid_namespace" => policy.isolation.pid_namespace = false,
-            "net_namespace" => policy.network = true,
-            "ipc_namespace" => policy.isolation.ipc_namespace = false,
-            "uts_namespace" => policy.isolation.uts_namespace = false,
-            "no_new_privs" => policy.isolation.no_new_privs = false,
-            _ => {}
-        }
+        policy.without(&feature.name);
     }
     if args.strict && !missing.is_empty() {
         let _ = std::fs::remove_dir_all(&dir);

@@ -53,6 +53,27 @@ pub struct SandboxPolicy {
 }
 
 impl SandboxPolicy {
+    /// The same policy without a feature this host cannot give (by the
+    /// feature's name in a probe report). Without a mount namespace, the
+    /// features that need one go too.
+    pub fn without(&mut self, feature: &str) {
+        let iso = &mut self.isolation;
+        match feature {
+            "user_namespace" => iso.user_namespace = false,
+            "mount_namespace" | "private_tmp" | "read_only_system" | "hidden_home" => {
+                iso.mount_namespace = false;
+                iso.private_tmp = false;
+                iso.read_only_system = false;
+            }
+            "pid_namespace" => iso.pid_namespace = false,
+            "net_namespace" => self.network = true,
+            "ipc_namespace" => iso.ipc_namespace = false,
+            "uts_namespace" => iso.uts_namespace = false,
+            "no_new_privs" => iso.no_new_privs = false,
+            _ => {}
+        }
+    }
+
     /// The namespaces the outer process creates. As root the user namespace
     /// is the command's own (created after it drops to its uid).
     fn namespaces(&self) -> Namespaces {
@@ -91,14 +112,22 @@ pub fn run_init(policy: &SandboxPolicy, command: &[OsString]) -> ! {
 
 enum Never {}
 
-fn outer(policy: &SandboxPolicy, command: &[OsString]) -> std::io::Result<Never> {
+/// Unshares the policy's namespaces; in a user namespace, maps root inside
+/// to this process's uid and gid outside.
+fn enter_namespaces(policy: &SandboxPolicy) -> std::io::Result<()> {
     let (uid, gid) = sys::ids();
-    let processes_before = count_processes_of(policy.run_as.map_or(uid, |(u, _)| u));
     let namespaces = policy.namespaces();
     sys::unshare_namespaces(namespaces)?;
     if namespaces.user {
         sys::map_root_to(uid, gid)?;
     }
+    Ok(())
+}
+
+fn outer(policy: &SandboxPolicy, command: &[OsString]) -> std::io::Result<Never> {
+    let (uid, _) = sys::ids();
+    let processes_before = count_processes_of(policy.run_as.map_or(uid, |(u, _)| u));
+    enter_namespaces(policy)?;
     let (status_read, status_write) = std::io::pipe()?;
     match sys::fork_process()? {
         None => {
@@ -366,28 +395,26 @@ pub fn probe(policy: &SandboxPolicy) -> Vec<Feature> {
             || iso.pid_namespace
             || !policy.hide.is_empty());
     if mounts_wanted {
-        // The whole mount setup, as a command would get it.
+        // The whole mount setup, as a command would get it, with what this
+        // host lacks turned off (a missing mount namespace fails it).
         let mut trial = policy.clone();
+        let mut mount_namespace = true;
         for f in features.iter().filter(|f| !f.available) {
-            match f.name.as_str() {
-                "user_namespace" => trial.isolation.user_namespace = false,
-                "pid_namespace" => trial.isolation.pid_namespace = false,
-                "net_namespace" => trial.network = true,
-                "ipc_namespace" => trial.isolation.ipc_namespace = false,
-                "uts_namespace" => trial.isolation.uts_namespace = false,
-                _ => {}
+            if f.name == "mount_namespace" {
+                mount_namespace = false;
+            } else {
+                trial.without(&f.name);
             }
         }
-        let result = in_child(|| {
-            let (uid, gid) = sys::ids();
-            let namespaces = trial.namespaces();
-            sys::unshare_namespaces(namespaces)?;
-            if namespaces.user {
-                sys::map_root_to(uid, gid)?;
-            }
-            // A pid namespace applies to children: mount /proc from one.
-            in_child(|| setup_mounts(&trial))
-        });
+        let result = if mount_namespace {
+            in_child(|| {
+                enter_namespaces(&trial)?;
+                // A pid namespace applies to children: mount /proc from one.
+                in_child(|| setup_mounts(&trial))
+            })
+        } else {
+            Err(std::io::Error::other("no mount namespace"))
+        };
         for (name, wanted) in [
             ("private_tmp", iso.private_tmp),
             ("read_only_system", iso.read_only_system),
@@ -509,6 +536,23 @@ mod tests {
         bare.isolation.uts_namespace = false;
         let ns = bare.namespaces();
         assert!(!ns.pid && !ns.uts && ns.mount);
+    }
+
+    #[test]
+    fn without_turns_off_a_feature_and_what_depends_on_it() {
+        let mut p = policy(None, false);
+        p.without("net_namespace");
+        assert!(p.network);
+        p.without("private_tmp");
+        assert!(
+            !p.isolation.mount_namespace
+                && !p.isolation.private_tmp
+                && !p.isolation.read_only_system
+        );
+        assert!(p.isolation.pid_namespace && p.isolation.no_new_privs);
+        p.without("cgroups");
+        p.without("no_new_privs");
+        assert!(!p.isolation.no_new_privs && p.isolation.user_namespace);
     }
 
     #[test]

@@ -545,20 +545,9 @@ impl Store {
         vault: &VaultName,
         secrets: Vec<NewSecret>,
     ) -> Result<Vec<SetOutcome>> {
-        let now = now_ms();
-        let (tx, keys) = self.begin_write()?;
-        let actor = keys.actor.as_str();
-        let master = &keys.master;
-        sqlite::ensure_vault(&tx, vault.as_str(), now).db("recording the vault")?;
-        let mut outcomes = Vec::with_capacity(secrets.len());
-        for secret in secrets {
-            outcomes.push(set_in_tx(&tx, master, actor, vault, &secret, now)?);
-        }
-        tx.commit().db("committing secrets")?;
-        for outcome in &outcomes {
-            tracing::debug!(vault = %vault, name = %outcome.name, version = outcome.version, "secret set");
-        }
-        Ok(outcomes)
+        let actor = self.keys.actor.clone();
+        let mut results = self.set_secrets_batch(vec![(actor, vault.clone(), secrets)])?;
+        Ok(results.pop().expect("one result per request"))
     }
 
     /// Group commit: sets the secrets of several requests, each with its own
@@ -576,10 +565,15 @@ impl Store {
             for secret in secrets {
                 outcomes.push(set_in_tx(&tx, &keys.master, &actor, &vault, &secret, now)?);
             }
-            results.push(outcomes);
+            results.push((vault, outcomes));
         }
         tx.commit().db("committing secrets")?;
-        Ok(results)
+        for (vault, outcomes) in &results {
+            for outcome in outcomes {
+                tracing::debug!(vault = %vault, name = %outcome.name, version = outcome.version, "secret set");
+            }
+        }
+        Ok(results.into_iter().map(|(_, outcomes)| outcomes).collect())
     }
 
     /// Metadata of a live secret, or `None`.
@@ -900,17 +894,11 @@ impl Store {
             revoked_at: None,
         };
         sqlite::insert_token(&tx, &row).db("storing a token")?;
-        let entry = Entry::about(keys.actor.as_str(), Action::TokenCreate, "", name)
-            .with(None, Outcome::Ok);
-        audit::append(
-            &tx,
-            &Entry {
-                vault: None,
-                ..entry
-            },
-            now,
-        )
-        .db("writing the audit record")?;
+        let entry = Entry {
+            secret: Some(name),
+            ..Entry::global(keys.actor.as_str(), Action::TokenCreate, Outcome::Ok)
+        };
+        audit::append(&tx, &entry, now).db("writing the audit record")?;
         tx.commit().db("committing a token")?;
         Ok(token)
     }
@@ -931,17 +919,11 @@ impl Store {
         if !sqlite::revoke_token(&tx, name, now).db("revoking a token")? {
             return Err(StoreError::TokenNotFound(name.to_owned()));
         }
-        let entry = Entry::about(keys.actor.as_str(), Action::TokenRevoke, "", name)
-            .with(None, Outcome::Ok);
-        audit::append(
-            &tx,
-            &Entry {
-                vault: None,
-                ..entry
-            },
-            now,
-        )
-        .db("writing the audit record")?;
+        let entry = Entry {
+            secret: Some(name),
+            ..Entry::global(keys.actor.as_str(), Action::TokenRevoke, Outcome::Ok)
+        };
+        audit::append(&tx, &entry, now).db("writing the audit record")?;
         tx.commit().db("committing a token revocation")
     }
 
