@@ -13,15 +13,15 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 
 use super::{CliError, Context};
-use crate::mask::{MaskSet, MaskStyle};
+use crate::mask::MaskStyle;
 use crate::sandbox::sys;
-use crate::sandbox::template::{EnvPolicy, Template};
-use crate::store::audit::Action;
-use crate::store::names::{check_env_name, MIN_MASKABLE_BYTES};
-use crate::store::{OpenMode, SecretName, VaultName};
-use crate::supervisor::output::OutputMode;
-use crate::supervisor::spawn::{ChildEnv, ChildSpec, EnvValue, StdioMode};
-use crate::supervisor::{self, ExecPlan};
+use crate::sandbox::template::Template;
+use crate::store::names::MIN_MASKABLE_BYTES;
+use crate::store::{OpenMode, SecretName, Store};
+use crate::supervisor::output::{Destination, OutputMode};
+use crate::supervisor::plan::{self, SecretGrant, StoreAccess};
+use crate::supervisor::spawn::{ChildSpec, StdioMode};
+use crate::supervisor::{self, Control, ExecPlan};
 
 /// Exit code for shroud's own failures around a run.
 pub const EXIT_SHROUD_FAILED: u8 = 125;
@@ -63,42 +63,6 @@ pub struct ExecArgs {
     /// The program and its arguments, after `--`.
     #[arg(last = true, required = true, value_name = "PROGRAM [ARGS]")]
     command: Vec<OsString>,
-}
-
-/// A `--secret` grant: which secret, under which variable name.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Grant {
-    pub env: String,
-    pub secret: SecretName,
-}
-
-impl Grant {
-    /// The `ENV=NAME` text this grant parses from.
-    pub fn text(&self) -> String {
-        format!("{}={}", self.env, self.secret)
-    }
-
-    /// Parses `NAME` or `ENV=NAME`.
-    pub fn parse(text: &str) -> Result<Self, CliError> {
-        let (env, name) = match text.split_once('=') {
-            Some((env, name)) => (env, name),
-            None => (text, text),
-        };
-        let secret = SecretName::parse(name)?;
-        check_env_name(env).map_err(|e| {
-            if env == name {
-                CliError::Usage(format!(
-                    "secret `{name}` cannot be an environment variable name ({e}); use --secret ENV={name}"
-                ))
-            } else {
-                CliError::Invalid(e)
-            }
-        })?;
-        Ok(Grant {
-            env: env.to_owned(),
-            secret,
-        })
-    }
 }
 
 pub fn parse_timeout(text: &str) -> Result<Duration, CliError> {
@@ -161,28 +125,38 @@ fn prepare(ctx: &Context, args: ExecArgs) -> Result<ExecPlan, CliError> {
         }
         None => Template::plain(),
     };
-    let (env, mask) =
-        build_environment(ctx, &template.env, &extra_env, &vault, &grants, args.mask)?;
+    let open = || Store::open(ctx.store_config(), OpenMode::Existing);
+    let prepared = plan::build_environment(
+        StoreAccess::Lazy(&open),
+        &template.env,
+        &extra_env,
+        &vault,
+        &grants,
+        args.mask,
+    )?;
+    warn_unmasked(ctx, &prepared.unmasked);
     let mut command = args.command.into_iter();
     let program = command.next().expect("clap requires a program");
     Ok(ExecPlan {
         child: ChildSpec {
             program,
             args: command.collect(),
-            env,
+            env: prepared.env,
             cwd: args.cwd,
             stdio: stdio_mode(ctx, args.tty),
         },
-        mask,
+        mask: prepared.mask,
         output: output_mode(ctx),
+        destination: Destination::Stdio,
+        control: Control::Process,
         timeout,
         output_limit: None,
     })
 }
 
 /// Parses `--secret` grants.
-pub fn parse_grants(texts: &[String]) -> Result<Vec<Grant>, CliError> {
-    texts.iter().map(|g| Grant::parse(g)).collect()
+pub fn parse_grants(texts: &[String]) -> Result<Vec<SecretGrant>, CliError> {
+    Ok(plan::parse_grants(texts)?)
 }
 
 /// Parses `--env K=V` pairs.
@@ -195,49 +169,19 @@ pub fn parse_env_pairs(pairs: &[String]) -> Result<Vec<(String, String)>, CliErr
                 pair.split('=').next().unwrap_or("")
             ))
         })?;
-        check_env_name(name)?;
-        if value.contains('\0') {
-            return Err(CliError::Usage(format!(
-                "--env {name}: the value contains a NUL byte"
-            )));
-        }
+        plan::check_env_pair(name, value)?;
         parsed.push((name.to_owned(), value.to_owned()));
     }
     Ok(parsed)
 }
 
-/// The child's environment (template layer, `--env`, then the granted
-/// secrets, decrypted with one `secret.inject` audit record each) and the
-/// mask set of those secrets.
-pub fn build_environment(
-    ctx: &Context,
-    policy: &EnvPolicy,
-    extra_env: &[(String, String)],
-    vault: &VaultName,
-    grants: &[Grant],
-    style: MaskStyle,
-) -> Result<(ChildEnv, std::sync::Arc<MaskSet>), CliError> {
-    let mut env = ChildEnv::from_template(policy, |name| std::env::var_os(name));
-    for (name, value) in extra_env {
-        env.set(name, EnvValue::Plain(value.into()));
+/// Warns about granted secrets too short to be masked.
+pub fn warn_unmasked(ctx: &Context, unmasked: &[SecretName]) {
+    for name in unmasked {
+        ctx.out.warn(&format!(
+            "secret `{name}` is shorter than {MIN_MASKABLE_BYTES} bytes and is not masked"
+        ));
     }
-    let mut builder = MaskSet::builder(style);
-    if !grants.is_empty() {
-        let names: Vec<SecretName> = grants.iter().map(|g| g.secret.clone()).collect();
-        let mut store = ctx.open_store(OpenMode::Existing)?;
-        let values = store.read_secrets(Action::SecretInject, vault, &names)?;
-        for (grant, revealed) in grants.iter().zip(values) {
-            if !builder.add(grant.secret.as_str(), &revealed.value) {
-                ctx.out.warn(&format!(
-                    "secret `{}` is shorter than {MIN_MASKABLE_BYTES} bytes and is not masked",
-                    grant.secret
-                ));
-            }
-            env.set(&grant.env, EnvValue::Secret(revealed.value));
-        }
-    }
-    tracing::debug!(env = ?env.names().collect::<Vec<_>>(), "child environment (names only)");
-    Ok((env, builder.build()))
 }
 
 /// Pipes or a pseudo-terminal, from `--tty` and where shroud's stdout goes.
@@ -271,18 +215,6 @@ pub fn output_mode(ctx: &Context) -> OutputMode {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn grants_parse() {
-        let g = Grant::parse("API_KEY").unwrap();
-        assert_eq!((g.env.as_str(), g.secret.as_str()), ("API_KEY", "API_KEY"));
-        let g = Grant::parse("DB=db.password").unwrap();
-        assert_eq!((g.env.as_str(), g.secret.as_str()), ("DB", "db.password"));
-        let err = Grant::parse("db.password").unwrap_err().to_string();
-        assert!(err.contains("--secret ENV=db.password"), "{err}");
-        assert!(Grant::parse("1X=NAME").is_err());
-        assert!(Grant::parse("X=").is_err());
-    }
 
     #[test]
     fn timeouts_parse() {

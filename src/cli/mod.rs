@@ -152,6 +152,19 @@ impl CliError {
     }
 }
 
+impl From<crate::supervisor::plan::PlanError> for CliError {
+    fn from(e: crate::supervisor::plan::PlanError) -> Self {
+        use crate::supervisor::plan::PlanError;
+        match e {
+            PlanError::Store(e) => CliError::Store(e),
+            PlanError::Invalid(e) => CliError::Invalid(e),
+            PlanError::Usage(m) => CliError::Usage(m),
+            PlanError::Refused(m) => CliError::Reported(m),
+            PlanError::Io { context, source } => CliError::Io { context, source },
+        }
+    }
+}
+
 /// What every command needs: where the home is, how to print, the key source.
 pub struct Context {
     pub home: PathBuf,
@@ -162,12 +175,16 @@ pub struct Context {
 impl Context {
     /// Opens the store as the CLI actor.
     pub fn open_store(&self, mode: OpenMode) -> Result<Store, CliError> {
-        let config = StoreConfig {
+        Ok(Store::open(self.store_config(), mode)?)
+    }
+
+    /// The store's configuration for the CLI actor.
+    pub fn store_config(&self) -> StoreConfig {
+        StoreConfig {
             home: self.home.clone(),
             master_key_env: self.master_key_env.clone(),
             actor: "cli".to_owned(),
-        };
-        Ok(Store::open(config, mode)?)
+        }
     }
 }
 

@@ -77,6 +77,20 @@ pub fn nonblocking_pipe() -> io::Result<(std::os::fd::OwnedFd, std::os::fd::Owne
         .map_err(|e| io::Error::other(format!("pipe2(O_NONBLOCK | O_CLOEXEC): {e}")))
 }
 
+/// A pidfd for `pid` (readable once the process has exited), so a run can
+/// wait for its child in `poll` without a process-wide SIGCHLD handler.
+pub fn pidfd_open(pid: u32) -> io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
+    let fd = unsafe { nix::libc::syscall(nix::libc::SYS_pidfd_open, pid as nix::libc::pid_t, 0) };
+    if fd < 0 {
+        let e = io::Error::last_os_error();
+        return Err(io::Error::new(e.kind(), format!("pidfd_open({pid}): {e}")));
+    }
+    // SAFETY: the kernel just returned this fd to us, and nothing else owns it.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) })
+}
+
 /// Reads and discards whatever a non-blocking fd has ready.
 pub fn drain(fd: std::os::fd::BorrowedFd<'_>) {
     let mut buf = [0u8; 256];

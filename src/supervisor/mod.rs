@@ -15,10 +15,12 @@
 //! group and holds them open does not keep shroud waiting.
 
 pub mod output;
+pub mod plan;
+pub mod sandboxes;
 pub mod signals;
 pub mod spawn;
 
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,7 +29,7 @@ use thiserror::Error;
 
 use crate::mask::MaskSet;
 use crate::sandbox::sys::{self, ReadOutcome};
-use output::{ExitEvent, OutputMode, OutputSinks, Stream};
+use output::{Captured, Destination, ExitEvent, OutputMode, OutputSinks, Stream};
 use spawn::{ChildSpec, SpawnError, StdioMode};
 
 /// Exit code when `--timeout` ended the run.
@@ -56,19 +58,59 @@ impl SupervisorError {
     }
 }
 
+/// Who a run answers to.
+#[derive(Debug)]
+pub enum Control {
+    /// A command at a shell: SIGINT, SIGTERM and SIGHUP sent to shroud go to
+    /// the child's group, the child reads shroud's stdin (with a pty, shroud
+    /// forwards it), and SIGWINCH resizes the child's terminal.
+    Process,
+    /// A run inside the server: no signal handler is touched (the process
+    /// is shared), the child's stdin is /dev/null, the child's exit is
+    /// watched through a pidfd, and the run is killed when its
+    /// [`CancelGuard`] is dropped (say, the HTTP client went away).
+    Detached(CancelWatch),
+}
+
+/// Ends a detached run when dropped.
+#[derive(Debug)]
+pub struct CancelGuard {
+    _write_end: OwnedFd,
+}
+
+/// The supervisor's side of a [`CancelGuard`]: readable (hung up) once the
+/// guard is gone.
+#[derive(Debug)]
+pub struct CancelWatch {
+    read_end: OwnedFd,
+}
+
+/// A guard for the caller and the watch for [`Control::Detached`].
+pub fn cancel_pair() -> std::io::Result<(CancelGuard, CancelWatch)> {
+    let (read_end, write_end) = sys::nonblocking_pipe()?;
+    Ok((
+        CancelGuard {
+            _write_end: write_end,
+        },
+        CancelWatch { read_end },
+    ))
+}
+
 /// One run.
 #[derive(Debug)]
 pub struct ExecPlan {
     pub child: ChildSpec,
     pub mask: Arc<MaskSet>,
     pub output: OutputMode,
+    pub destination: Destination,
+    pub control: Control,
     pub timeout: Option<Duration>,
     /// Bytes of output (both streams) after which the group is killed.
     pub output_limit: Option<u64>,
 }
 
 /// How a run ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExitReport {
     /// shroud's exit code for it.
     pub code: u8,
@@ -77,41 +119,80 @@ pub struct ExitReport {
     pub timed_out: bool,
     /// The output limit was reached and the group killed.
     pub output_limit_reached: bool,
+    /// A detached run was cancelled (its guard dropped, or its channel's
+    /// reader gone) and the group killed.
+    pub cancelled: bool,
     pub duration: Duration,
+    /// The masked output, with [`Destination::Capture`].
+    pub captured: Captured,
+}
+
+/// How often a detached run looks at its child when the kernel has no
+/// pidfd, and at a full output channel.
+const TICK: Duration = Duration::from_millis(5);
+/// How long the last output may wait for room in a full channel.
+const FINAL_FLUSH: Duration = Duration::from_secs(30);
+
+/// Adds `fd` to the poll set; returns its index.
+fn slot<'a>(fds: &mut Vec<BorrowedFd<'a>>, fd: BorrowedFd<'a>) -> usize {
+    fds.push(fd);
+    fds.len() - 1
 }
 
 /// Runs the plan to the end.
 pub fn run(plan: ExecPlan) -> Result<ExitReport, SupervisorError> {
+    let ExecPlan {
+        child,
+        mask,
+        output,
+        destination,
+        control,
+        timeout,
+        output_limit,
+    } = plan;
     // Handlers first, so no SIGCHLD or SIGINT is missed.
-    let signals = signals::SignalWatch::install()?;
-    let pty = matches!(plan.child.stdio, StdioMode::Pty(_));
+    let (signals, cancel) = match control {
+        Control::Process => (Some(signals::SignalWatch::install()?), None),
+        Control::Detached(watch) => (None, Some(watch)),
+    };
+    let attached = signals.is_some();
+    let pty = matches!(child.stdio, StdioMode::Pty(_));
     let started = Instant::now();
-    let mut spawned = spawn::spawn(plan.child)?;
-    tracing::debug!(pid = spawned.pgid, pty, "child started");
+    let mut spawned = spawn::spawn(child)?;
+    tracing::debug!(pid = spawned.pgid, pty, attached, "child started");
     let pgid = spawned.pgid;
-    let mut sinks = OutputSinks::new(plan.output, &plan.mask);
+    // Detached: the child's exit wakes the poll through a pidfd (without
+    // one, the loop looks every TICK).
+    let pidfd = if attached {
+        None
+    } else {
+        sys::pidfd_open(pgid).ok()
+    };
+    let mut sinks = OutputSinks::new(output, destination, &mask);
     let stdin = std::io::stdin();
-    let _raw_terminal = if pty && sys::is_terminal(stdin.as_fd()) {
+    let stdin_terminal = attached && sys::is_terminal(stdin.as_fd());
+    let _raw_terminal = if pty && stdin_terminal {
         sys::raw_mode(stdin.as_fd()).ok()
     } else {
         None
     };
     // With pipes, the child reads shroud's terminal directly: it must be the
     // terminal's foreground job, or reading would stop it (SIGTTIN).
-    let _terminal = if !pty && sys::is_terminal(stdin.as_fd()) {
+    let _terminal = if !pty && stdin_terminal {
         sys::give_terminal_to(stdin.as_fd(), pgid)
     } else {
         None
     };
 
-    let deadline = plan.timeout.map(|t| started + t);
+    let deadline = timeout.map(|t| started + t);
     let mut timed_out = false;
+    let mut cancelled = false;
     let mut kill_at: Option<Instant> = None;
     let mut exited = None;
     let mut drain_until: Option<Instant> = None;
     let mut out_open = true;
     let mut err_open = spawned.stderr.is_some();
-    let mut stdin_open = pty;
+    let mut stdin_open = pty && attached;
     let mut stdin_last = b'\n';
     let mut interrupts = 0u32;
     let mut output_total = 0u64;
@@ -119,6 +200,12 @@ pub fn run(plan: ExecPlan) -> Result<ExitReport, SupervisorError> {
     let mut buf = vec![0u8; READ_BLOCK];
 
     loop {
+        sinks.flush();
+        if !cancelled && sinks.reader_gone() {
+            tracing::debug!("the output's reader is gone; killing the run");
+            cancelled = true;
+            sys::signal_group(pgid, Signal::SIGKILL)?;
+        }
         let now = Instant::now();
         if exited.is_none() {
             if let Some(status) = spawned.child.try_wait()? {
@@ -147,31 +234,43 @@ pub fn run(plan: ExecPlan) -> Result<ExitReport, SupervisorError> {
             kill_at = None;
         }
 
-        let wake_at = [deadline.filter(|_| !timed_out), kill_at, drain_until]
+        // A full output channel: stop reading the child (its pipes fill and
+        // it waits, as under a slow terminal) and retry soon.
+        let backlogged = sinks.backlogged();
+        let tick =
+            (backlogged || (!attached && pidfd.is_none() && exited.is_none())).then(|| now + TICK);
+        let wake_at = [deadline.filter(|_| !timed_out), kill_at, drain_until, tick]
             .into_iter()
             .flatten()
             .min();
-        let timeout = wake_at.map(|at| at.saturating_duration_since(now));
-        let mut fds: Vec<BorrowedFd<'_>> = vec![signals.wake_fd()];
-        let out_slot = out_open.then(|| {
-            fds.push(spawned.stdout.as_fd());
-            fds.len() - 1
-        });
-        let err_slot = match (&spawned.stderr, err_open) {
-            (Some(fd), true) => {
-                fds.push(fd.as_fd());
-                Some(fds.len() - 1)
-            }
+        let poll_timeout = wake_at.map(|at| at.saturating_duration_since(now));
+        let mut fds: Vec<BorrowedFd<'_>> = Vec::with_capacity(6);
+        let signal_slot = signals.as_ref().map(|s| slot(&mut fds, s.wake_fd()));
+        let cancel_slot = cancel
+            .as_ref()
+            .filter(|_| !cancelled)
+            .map(|c| slot(&mut fds, c.read_end.as_fd()));
+        let pidfd_slot = pidfd
+            .as_ref()
+            .filter(|_| exited.is_none())
+            .map(|p| slot(&mut fds, p.as_fd()));
+        let out_slot = (out_open && !backlogged).then(|| slot(&mut fds, spawned.stdout.as_fd()));
+        let err_slot = match (&spawned.stderr, err_open && !backlogged) {
+            (Some(fd), true) => Some(slot(&mut fds, fd.as_fd())),
             _ => None,
         };
-        let stdin_slot = (stdin_open && exited.is_none()).then(|| {
-            fds.push(stdin.as_fd());
-            fds.len() - 1
-        });
-        let ready = sys::wait_readable(&fds, timeout)?;
+        let stdin_slot = (stdin_open && exited.is_none()).then(|| slot(&mut fds, stdin.as_fd()));
+        let ready = sys::wait_readable(&fds, poll_timeout)?;
         drop(fds);
+        let is_ready = |slot: Option<usize>| slot.is_some_and(|i| ready[i]);
 
-        if ready[0] {
+        if is_ready(cancel_slot) {
+            tracing::debug!("run cancelled; killing it");
+            cancelled = true;
+            sys::signal_group(pgid, Signal::SIGKILL)?;
+        }
+        let _ = pidfd_slot; // only wakes the loop; try_wait above reaps
+        if let (true, Some(signals)) = (is_ready(signal_slot), &signals) {
             for signal in signals.take() {
                 match signal {
                     Signal::SIGCHLD => {}
@@ -195,8 +294,7 @@ pub fn run(plan: ExecPlan) -> Result<ExitReport, SupervisorError> {
             }
         }
         for (slot, stream) in [(out_slot, Stream::Stdout), (err_slot, Stream::Stderr)] {
-            let Some(slot) = slot else { continue };
-            if !ready[slot] {
+            if !is_ready(slot) {
                 continue;
             }
             let fd = match stream {
@@ -208,12 +306,11 @@ pub fn run(plan: ExecPlan) -> Result<ExitReport, SupervisorError> {
                     let _ = n; // over the limit: drained, not forwarded
                 }
                 ReadOutcome::Data(n) => {
-                    let allowed = plan
-                        .output_limit
-                        .map_or(n as u64, |limit| (limit - output_total).min(n as u64));
+                    let allowed =
+                        output_limit.map_or(n as u64, |limit| (limit - output_total).min(n as u64));
                     sinks.write(stream, &buf[..allowed as usize]);
                     output_total += n as u64;
-                    if plan.output_limit.is_some_and(|limit| output_total > limit) {
+                    if output_limit.is_some_and(|limit| output_total > limit) {
                         output_limit_reached = true;
                         sys::signal_group(pgid, Signal::SIGKILL)?;
                     }
@@ -228,26 +325,24 @@ pub fn run(plan: ExecPlan) -> Result<ExitReport, SupervisorError> {
                 }
             }
         }
-        if let Some(slot) = stdin_slot {
-            if ready[slot] {
-                // With a pty, shroud forwards its stdin to the child's terminal.
-                match sys::read_some(stdin.as_fd(), &mut buf)? {
-                    ReadOutcome::Data(n) => {
-                        stdin_last = buf[n - 1];
-                        let _ = sys::write_all_fd(spawned.stdout.as_fd(), &buf[..n]);
-                    }
-                    ReadOutcome::WouldBlock => {}
-                    ReadOutcome::Closed => {
-                        // End of input: the terminal's EOF character (twice
-                        // after a partial line: once to send it, once for EOF).
-                        let eof: &[u8] = if stdin_last == b'\n' {
-                            b"\x04"
-                        } else {
-                            b"\x04\x04"
-                        };
-                        let _ = sys::write_all_fd(spawned.stdout.as_fd(), eof);
-                        stdin_open = false;
-                    }
+        if is_ready(stdin_slot) {
+            // With a pty, shroud forwards its stdin to the child's terminal.
+            match sys::read_some(stdin.as_fd(), &mut buf)? {
+                ReadOutcome::Data(n) => {
+                    stdin_last = buf[n - 1];
+                    let _ = sys::write_all_fd(spawned.stdout.as_fd(), &buf[..n]);
+                }
+                ReadOutcome::WouldBlock => {}
+                ReadOutcome::Closed => {
+                    // End of input: the terminal's EOF character (twice
+                    // after a partial line: once to send it, once for EOF).
+                    let eof: &[u8] = if stdin_last == b'\n' {
+                        b"\x04"
+                    } else {
+                        b"\x04\x04"
+                    };
+                    let _ = sys::write_all_fd(spawned.stdout.as_fd(), eof);
+                    stdin_open = false;
                 }
             }
         }
@@ -259,12 +354,14 @@ pub fn run(plan: ExecPlan) -> Result<ExitReport, SupervisorError> {
         None => spawned.child.wait()?,
     };
     let (code, signal) = spawn::exit_code(status);
-    let report = ExitReport {
+    let mut report = ExitReport {
         code: if timed_out { EXIT_TIMEOUT } else { code },
         signal,
         timed_out,
         output_limit_reached,
+        cancelled,
         duration: started.elapsed(),
+        captured: Captured::default(),
     };
     sinks.exit_event(&ExitEvent {
         ts: crate::clock::rfc3339(crate::clock::now_ms()),
@@ -274,5 +371,7 @@ pub fn run(plan: ExecPlan) -> Result<ExitReport, SupervisorError> {
         duration_ms: report.duration.as_millis() as u64,
         timed_out: report.timed_out,
     });
+    sinks.flush_within(FINAL_FLUSH);
+    report.captured = sinks.into_captured();
     Ok(report)
 }

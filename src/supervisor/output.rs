@@ -1,5 +1,6 @@
-//! Where the child's masked output goes: shroud's own stdout and stderr, or
-//! JSON lines on stdout.
+//! Where the child's masked output goes: shroud's own stdout and stderr, a
+//! buffer returned with the run (the API's buffered exec), or a channel (the
+//! API's streamed exec); as the raw streams or as JSON lines.
 //!
 //! Each of the child's streams has its own [`Masker`]; whatever a masker
 //! releases is written at once (no line buffering, so prompts show). In JSON
@@ -25,7 +26,7 @@ pub enum Stream {
 }
 
 impl Stream {
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             Stream::Stdout => "stdout",
             Stream::Stderr => "stderr",
@@ -40,6 +41,36 @@ pub enum OutputMode {
     Streams,
     /// JSON lines on our stdout.
     JsonLines,
+}
+
+/// Where masked output is written.
+#[derive(Debug)]
+pub enum Destination {
+    /// shroud's own stdout and stderr (JSON lines: stdout). A closed one is
+    /// dropped and the child keeps running, as under a shell.
+    Stdio,
+    /// Kept in memory and returned in [`Captured`]; bound it with the
+    /// plan's output limit.
+    Capture,
+    /// Each release (or JSON line) sent as it happens. Sending blocks while
+    /// the channel is full, so a slow reader slows the child down like a
+    /// full pipe would; a closed channel ends the run (its reader is gone).
+    Channel(tokio::sync::mpsc::Sender<Chunk>),
+}
+
+/// One piece of output sent over a [`Destination::Channel`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chunk {
+    /// `None` for a JSON line (it names its stream itself).
+    pub stream: Option<Stream>,
+    pub bytes: Vec<u8>,
+}
+
+/// Output kept by [`Destination::Capture`], masked.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Captured {
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
 }
 
 /// One release of masked output, in JSON mode.
@@ -69,11 +100,88 @@ struct StreamState {
     finished: bool,
 }
 
+/// The writing end of a [`Destination`].
+enum Writer {
+    Stdio {
+        stdout: Option<File>,
+        stderr: Option<File>,
+    },
+    Capture(Captured),
+    Channel {
+        /// `None` once the reader is gone.
+        sender: Option<tokio::sync::mpsc::Sender<Chunk>>,
+        /// Chunks waiting for room in the channel.
+        pending: std::collections::VecDeque<Chunk>,
+    },
+}
+
+impl Writer {
+    /// Writes `bytes` of `stream` (`None`: a JSON line, to stdout).
+    fn write(&mut self, stream: Option<Stream>, bytes: &[u8]) {
+        match self {
+            Writer::Stdio { stdout, stderr } => {
+                let sink = match stream {
+                    Some(Stream::Stderr) => stderr,
+                    _ => stdout,
+                };
+                if let Some(file) = sink {
+                    // A closed terminal or pipe: keep draining the child, drop output.
+                    if file.write_all(bytes).is_err() {
+                        *sink = None;
+                    }
+                }
+            }
+            Writer::Capture(captured) => match stream {
+                Some(Stream::Stderr) => captured.stderr.extend_from_slice(bytes),
+                _ => captured.stdout.extend_from_slice(bytes),
+            },
+            Writer::Channel { sender, pending } => {
+                if sender.is_some() {
+                    pending.push_back(Chunk {
+                        stream,
+                        bytes: bytes.to_vec(),
+                    });
+                }
+            }
+        }
+        self.flush();
+    }
+
+    /// Channel: sends what is pending, as far as the channel has room.
+    fn flush(&mut self) {
+        use tokio::sync::mpsc::error::TrySendError;
+        let Writer::Channel { sender, pending } = self else {
+            return;
+        };
+        let Some(channel) = sender else {
+            pending.clear();
+            return;
+        };
+        while let Some(chunk) = pending.pop_front() {
+            match channel.try_send(chunk) {
+                Ok(()) => {}
+                Err(TrySendError::Full(chunk)) => {
+                    pending.push_front(chunk);
+                    return;
+                }
+                Err(TrySendError::Closed(_)) => {
+                    *sender = None;
+                    pending.clear();
+                    return;
+                }
+            }
+        }
+    }
+
+    fn backlogged(&self) -> bool {
+        matches!(self, Writer::Channel { pending, .. } if !pending.is_empty())
+    }
+}
+
 /// Masks both streams and writes them out.
 pub struct OutputSinks {
     mode: OutputMode,
-    stdout: Option<File>,
-    stderr: Option<File>,
+    writer: Writer,
     streams: [StreamState; 2],
     masked: Vec<u8>,
 }
@@ -83,7 +191,7 @@ fn dup_file(fd: std::os::fd::BorrowedFd<'_>) -> Option<File> {
 }
 
 impl OutputSinks {
-    pub fn new(mode: OutputMode, set: &Arc<MaskSet>) -> Self {
+    pub fn new(mode: OutputMode, destination: Destination, set: &Arc<MaskSet>) -> Self {
         let state = || StreamState {
             masker: Masker::new(Arc::clone(set)),
             carry: Vec::new(),
@@ -91,8 +199,17 @@ impl OutputSinks {
         };
         OutputSinks {
             mode,
-            stdout: dup_file(std::io::stdout().as_fd()),
-            stderr: dup_file(std::io::stderr().as_fd()),
+            writer: match destination {
+                Destination::Stdio => Writer::Stdio {
+                    stdout: dup_file(std::io::stdout().as_fd()),
+                    stderr: dup_file(std::io::stderr().as_fd()),
+                },
+                Destination::Capture => Writer::Capture(Captured::default()),
+                Destination::Channel(sender) => Writer::Channel {
+                    sender: Some(sender),
+                    pending: std::collections::VecDeque::new(),
+                },
+            },
             streams: [state(), state()],
             masked: Vec::with_capacity(256 * 1024),
         }
@@ -143,18 +260,7 @@ impl OutputSinks {
             return;
         }
         match self.mode {
-            OutputMode::Streams => {
-                let sink = match stream {
-                    Stream::Stdout => &mut self.stdout,
-                    Stream::Stderr => &mut self.stderr,
-                };
-                if let Some(file) = sink {
-                    // A closed terminal or pipe: keep draining the child, drop output.
-                    if file.write_all(masked).is_err() {
-                        *sink = None;
-                    }
-                }
-            }
+            OutputMode::Streams => self.writer.write(Some(stream), masked),
             OutputMode::JsonLines => self.emit_json(stream, masked, false),
         }
     }
@@ -181,13 +287,46 @@ impl OutputSinks {
     }
 
     fn write_line(&mut self, line: &str) {
-        if let Some(file) = &mut self.stdout {
-            let mut text = Vec::with_capacity(line.len() + 1);
-            text.extend_from_slice(line.as_bytes());
-            text.push(b'\n');
-            if file.write_all(&text).is_err() {
-                self.stdout = None;
-            }
+        let mut text = Vec::with_capacity(line.len() + 1);
+        text.extend_from_slice(line.as_bytes());
+        text.push(b'\n');
+        self.writer.write(None, &text);
+    }
+
+    /// True when the reader of a channel destination went away: nobody will
+    /// see the rest of the output, so the run should end.
+    pub fn reader_gone(&self) -> bool {
+        matches!(self.writer, Writer::Channel { sender: None, .. })
+    }
+
+    /// Sends output waiting for room in a channel destination, as far as
+    /// there is room now.
+    pub fn flush(&mut self) {
+        self.writer.flush();
+    }
+
+    /// True while output waits for room in a channel destination: the
+    /// supervisor stops reading the child until there is.
+    pub fn backlogged(&self) -> bool {
+        self.writer.backlogged()
+    }
+
+    /// At the end of a run: waits up to `limit` for the channel to take
+    /// what is pending, then drops the rest.
+    pub fn flush_within(&mut self, limit: std::time::Duration) {
+        let give_up = std::time::Instant::now() + limit;
+        self.flush();
+        while self.backlogged() && std::time::Instant::now() < give_up {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+            self.flush();
+        }
+    }
+
+    /// The captured output (empty unless the destination was `Capture`).
+    pub fn into_captured(self) -> Captured {
+        match self.writer {
+            Writer::Capture(captured) => captured,
+            _ => Captured::default(),
         }
     }
 

@@ -124,6 +124,9 @@ impl ChildEnv {
 pub enum StdioMode {
     /// stdin inherited, stdout and stderr through two pipes.
     Pipes,
+    /// stdin from /dev/null, stdout and stderr through two pipes (runs
+    /// started by the server, which has no input to give).
+    NullInput,
     /// One pseudo-terminal for all three, sized like this.
     Pty(Option<nix::pty::Winsize>),
 }
@@ -178,10 +181,15 @@ pub fn spawn(spec: ChildSpec) -> Result<Spawned, SpawnError> {
     };
     let mut pty_master = None;
     match spec.stdio {
-        StdioMode::Pipes => {
+        StdioMode::Pipes | StdioMode::NullInput => {
+            let stdin = if spec.stdio == StdioMode::Pipes {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            };
             command
                 .process_group(0)
-                .stdin(Stdio::inherit())
+                .stdin(stdin)
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped());
         }
@@ -224,7 +232,7 @@ pub fn spawn(spec: ChildSpec) -> Result<Spawned, SpawnError> {
     };
     for fd in std::iter::once(&stdout).chain(stderr.as_ref()) {
         sys::set_nonblocking(fd.as_raw_fd()).map_err(other)?;
-        if spec.stdio == StdioMode::Pipes {
+        if !matches!(spec.stdio, StdioMode::Pty(_)) {
             sys::enlarge_pipe(std::os::fd::AsFd::as_fd(fd), PIPE_BYTES);
         }
     }

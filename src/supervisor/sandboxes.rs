@@ -1,0 +1,347 @@
+//! Sandboxes as the CLI and the API share them: create, prepare an exec,
+//! remove.
+//!
+//! A sandbox is a template, grants and environment remembered under an id,
+//! with a working directory of its own (`<home>/sandboxes/<id>/work`) whose
+//! files persist between execs. [`SandboxHost::create`] probes the host for
+//! what the template asks (namespaces, mounts, no_new_privs, the
+//! interpreter) and reports what it cannot give; nothing is dropped silently.
+//! [`SandboxHost::prepare_exec`] turns one command into an [`ExecPlan`] that
+//! runs `shroud __sandbox-init` (see `sandbox::apply`) under the supervisor,
+//! with everything `exec` gives: environment from nothing, masking, exit
+//! codes, timeouts, the output limit.
+//!
+//! A sandbox records who made it: the API lets only that token use it; the
+//! CLI (the operator, on the host) can use any.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::output::{Destination, OutputMode};
+use super::plan::{self, PlanError, SecretGrant, StoreAccess};
+use super::spawn::{ChildSpec, StdioMode};
+use super::{Control, ExecPlan};
+use crate::mask::MaskStyle;
+use crate::sandbox::apply::{Feature, SandboxPolicy};
+use crate::sandbox::sys;
+use crate::sandbox::template::{EnvPolicy, Limits, Template};
+use crate::store::{SandboxRow, Store, StoreError, VaultName};
+
+/// Where sandboxes live and which binary runs their init.
+#[derive(Debug, Clone)]
+pub struct SandboxHost {
+    pub home: PathBuf,
+    /// The shroud executable (it runs `__sandbox-init`).
+    pub binary: PathBuf,
+}
+
+/// What a sandbox remembers (stored as JSON; never a secret value).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SandboxConfig {
+    /// `ENV=NAME` grants.
+    pub grants: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub env_policy: EnvPolicy,
+    /// The policy applied: what the template asked and the host gives.
+    pub policy: SandboxPolicy,
+    /// What the host gave, as probed at create.
+    pub features: Vec<Feature>,
+    /// Who created it: `cli`, or the API token's name.
+    #[serde(default)]
+    pub owner: Option<String>,
+}
+
+/// A request to create a sandbox.
+#[derive(Debug)]
+pub struct CreateRequest {
+    pub template: String,
+    pub vault: VaultName,
+    pub grants: Vec<SecretGrant>,
+    pub env: Vec<(String, String)>,
+    /// Refuse if the host cannot give everything the template asks for.
+    pub strict: bool,
+    pub owner: String,
+}
+
+/// A created sandbox.
+#[derive(Debug)]
+pub struct Created {
+    pub id: String,
+    pub template: String,
+    pub workdir: PathBuf,
+    pub network: bool,
+    pub limits: Limits,
+    /// Every feature probed, given or not.
+    pub features: Vec<Feature>,
+}
+
+/// One command to run in a sandbox.
+#[derive(Debug)]
+pub struct ExecRequest {
+    /// Secrets for this command only, beside the sandbox's own.
+    pub grants: Vec<SecretGrant>,
+    /// Variables for this command only, after the sandbox's own.
+    pub env: Vec<(String, String)>,
+    pub command: Vec<OsString>,
+    /// Default: the template's `wall_seconds`.
+    pub timeout: Option<Duration>,
+    pub mask: MaskStyle,
+    pub stdio: StdioMode,
+    pub output: OutputMode,
+    pub destination: Destination,
+    pub control: Control,
+    /// A bound on output below the template's `output_mb` (the API's
+    /// buffered exec keeps output in memory).
+    pub output_cap: Option<u64>,
+}
+
+/// A prepared exec: the plan and what the caller reports.
+pub struct PreparedExec {
+    pub id: String,
+    pub plan: ExecPlan,
+    /// Granted secrets too short to be masked.
+    pub unmasked: Vec<crate::store::SecretName>,
+}
+
+impl SandboxHost {
+    fn dir(&self, id: &str) -> PathBuf {
+        sandbox_dir(&self.home, id)
+    }
+
+    /// Creates a sandbox from `request.template`. Every granted secret must
+    /// exist in the vault now (its value is read at each exec).
+    pub fn create(&self, store: &mut Store, request: CreateRequest) -> Result<Created, PlanError> {
+        let template = Template::load(&request.template, &self.home)
+            .map_err(|e| PlanError::Usage(e.to_string()))?;
+        for grant in &request.grants {
+            if store.secret_meta(&request.vault, &grant.secret)?.is_none() {
+                return Err(PlanError::Store(StoreError::SecretNotFound {
+                    vault: request.vault.to_string(),
+                    name: grant.secret.to_string(),
+                }));
+            }
+        }
+        let id = uuid::Uuid::new_v4();
+        let dir = self.dir(&id.to_string());
+        let workdir = dir.join("work");
+        let io = |context| move |source| PlanError::Io { context, source };
+        crate::store::home::create_private_dir(&self.home.join("sandboxes"))
+            .map_err(io("create the sandboxes directory"))?;
+        std::fs::create_dir_all(&workdir).map_err(io("create the sandbox's working directory"))?;
+        let result = self.create_in(store, request, &template, id, &workdir);
+        if result.is_err() {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        result
+    }
+
+    fn create_in(
+        &self,
+        store: &mut Store,
+        request: CreateRequest,
+        template: &Template,
+        id: uuid::Uuid,
+        workdir: &Path,
+    ) -> Result<Created, PlanError> {
+        let io = |context| move |source| PlanError::Io { context, source };
+        let (uid, _) = sys::ids();
+        let run_as = (uid == 0).then(|| {
+            let sandbox_uid = sandbox_uid(&id);
+            (sandbox_uid, sandbox_uid)
+        });
+        if let Some((u, g)) = run_as {
+            std::os::unix::fs::chown(workdir, Some(u), Some(g))
+                .map_err(io("give the working directory to the sandbox's uid"))?;
+        }
+        let mut policy = SandboxPolicy {
+            isolation: template.isolation,
+            network: template.network.enabled,
+            limits: template.limits,
+            workdir: workdir.to_owned(),
+            hide: vec![self.home.clone()],
+            run_as,
+        };
+        let mut features = self
+            .probe(&policy)
+            .map_err(io("probe the host's isolation features"))?;
+        if let Some(interpreter) = &template.runtime.interpreter {
+            let path = std::env::var_os("PATH").unwrap_or_default();
+            let found = std::env::split_paths(&path).any(|dir| dir.join(interpreter).is_file());
+            features.push(Feature {
+                name: "interpreter".to_owned(),
+                available: found,
+                detail: if found {
+                    format!("`{interpreter}` found on PATH")
+                } else {
+                    format!("not available: `{interpreter}` is not on PATH")
+                },
+            });
+        }
+        // What the host cannot give is not applied, and said so.
+        let missing: Vec<&Feature> = features
+            .iter()
+            .filter(|f| !f.available && f.name != "cgroups")
+            .collect();
+        for feature in &missing {
+            policy.without(&feature.name);
+        }
+        if request.strict && !missing.is_empty() {
+            let names: Vec<String> = missing
+                .iter()
+                .map(|f| format!("{} ({})", f.name, f.detail))
+                .collect();
+            return Err(PlanError::Refused(format!(
+                "this host cannot give what template `{}` asks for: {}",
+                template.name,
+                names.join("; ")
+            )));
+        }
+        let config = SandboxConfig {
+            grants: request.grants.iter().map(SecretGrant::text).collect(),
+            env: request.env,
+            env_policy: template.env.clone(),
+            policy,
+            features: features.clone(),
+            owner: Some(request.owner),
+        };
+        store.create_sandbox(&SandboxRow {
+            id: id.to_string(),
+            template: template.name.clone(),
+            vault: request.vault.to_string(),
+            config: serde_json::to_string(&config).expect("config serializes"),
+            created_at: crate::clock::now_ms(),
+            last_exit: None,
+            last_exec_at: None,
+        })?;
+        Ok(Created {
+            id: id.to_string(),
+            template: template.name.clone(),
+            workdir: workdir.to_owned(),
+            network: config.policy.network,
+            limits: config.policy.limits,
+            features,
+        })
+    }
+
+    /// Runs `__sandbox-init --probe` for `policy` and parses its report.
+    fn probe(&self, policy: &SandboxPolicy) -> std::io::Result<Vec<Feature>> {
+        let output = Command::new(&self.binary)
+            .args(["__sandbox-init", "--probe", "--policy"])
+            .arg(serde_json::to_string(policy).expect("policy serializes"))
+            .env_clear()
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .output()?;
+        serde_json::from_slice(&output.stdout).map_err(std::io::Error::other)
+    }
+
+    /// The sandbox `id` and its configuration.
+    pub fn load(&self, store: &Store, id: &str) -> Result<(SandboxRow, SandboxConfig), PlanError> {
+        let row = store.sandbox(id)?;
+        let config: SandboxConfig = serde_json::from_str(&row.config).map_err(|e| {
+            PlanError::Usage(format!("sandbox {id} has an unreadable configuration: {e}"))
+        })?;
+        Ok((row, config))
+    }
+
+    /// Everything one exec needs, resolved before anything starts: the
+    /// sandbox's grants and the request's, decrypted and audited; the
+    /// environment; the timeout; the init's command line.
+    pub fn prepare_exec(
+        &self,
+        store: StoreAccess<'_>,
+        row: SandboxRow,
+        config: SandboxConfig,
+        request: ExecRequest,
+    ) -> Result<PreparedExec, PlanError> {
+        if request.command.is_empty() {
+            return Err(PlanError::Usage("no command to run".to_owned()));
+        }
+        if !config.policy.workdir.is_dir() {
+            return Err(PlanError::Usage(format!(
+                "sandbox {} has no working directory any more",
+                row.id
+            )));
+        }
+        let vault = VaultName::parse(&row.vault)?;
+        let mut grants = plan::parse_grants(&config.grants)?;
+        grants.extend(request.grants);
+        let mut env = config.env.clone();
+        env.extend(request.env);
+        let timeout = request
+            .timeout
+            .or_else(|| config.policy.limits.wall_seconds.map(Duration::from_secs));
+        let prepared = plan::build_environment(
+            store,
+            &config.env_policy,
+            &env,
+            &vault,
+            &grants,
+            request.mask,
+        )?;
+        let mut init_args: Vec<OsString> = vec![
+            "__sandbox-init".into(),
+            "--policy".into(),
+            serde_json::to_string(&config.policy)
+                .expect("policy serializes")
+                .into(),
+            "--".into(),
+        ];
+        init_args.extend(request.command);
+        let limits: Limits = config.policy.limits;
+        let template_limit = limits.output_mb.map(|mb| mb * 1024 * 1024);
+        let output_limit = match (template_limit, request.output_cap) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        Ok(PreparedExec {
+            id: row.id,
+            plan: ExecPlan {
+                child: ChildSpec {
+                    program: self.binary.clone().into_os_string(),
+                    args: init_args,
+                    env: prepared.env,
+                    cwd: None,
+                    stdio: request.stdio,
+                },
+                mask: prepared.mask,
+                output: request.output,
+                destination: request.destination,
+                control: request.control,
+                timeout,
+                output_limit,
+            },
+            unmasked: prepared.unmasked,
+        })
+    }
+
+    /// Removes the sandbox `id`: its files, then its record.
+    pub fn remove(&self, store: &mut Store, id: &str) -> Result<(), PlanError> {
+        store.sandbox(id)?;
+        let dir = self.dir(id);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).map_err(|source| PlanError::Io {
+                context: "remove the sandbox's files",
+                source,
+            })?;
+        }
+        store.delete_sandbox(id)?;
+        Ok(())
+    }
+}
+
+fn sandbox_dir(home: &Path, id: &str) -> PathBuf {
+    home.join("sandboxes").join(id)
+}
+
+/// The unprivileged uid a sandbox runs as when shroud is root: one per
+/// sandbox (so RLIMIT_NPROC counts only its processes), above the ranges
+/// distributions give to users.
+fn sandbox_uid(id: &uuid::Uuid) -> u32 {
+    let bytes = id.as_bytes();
+    200_000 + u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) % 800_000
+}
