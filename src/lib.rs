@@ -22,7 +22,8 @@
 //!   hash-chained audit log).
 //! - [`mask`]: the streaming masker (secrets and their encodings → replacements).
 //! - [`sandbox`]: process hardening and isolation syscalls.
-//! - [`supervisor`]: runs one child: environment, masking, signals, exit codes.
+//! - [`supervisor`]: runs one child: environment, masking, signals, exit codes;
+//!   builds runs and sandboxes for both the CLI and the API.
 //! - [`api`]: the HTTP API of `shroud serve`.
 //! - [`cli`]: the `shroud` command line.
 

@@ -77,11 +77,16 @@ fn init_tracing() {
     }
 }
 
-/// A panic prints one `error:` line and exits 125. No code path formats a
-/// plaintext value (`SecretValue` has no `Display` and a redacted `Debug`), so
-/// the payload is safe to show.
+/// A panic on the main thread prints one `error:` line and exits 125. On any
+/// other thread (the server's workers and blocking threads) it is logged and
+/// unwinds, so the server answers that one request with a bare 500 (its
+/// `CatchPanicLayer`, or a failed join) and keeps serving. No code path
+/// formats a plaintext value (`SecretValue` has no `Display` and a redacted
+/// `Debug`), so the payload is safe to show.
 fn install_panic_hook() {
     std::panic::set_hook(Box::new(|info| {
+        let thread = std::thread::current();
+        let on_main = thread.name() == Some("main");
         let payload = info
             .payload()
             .downcast_ref::<&str>()
@@ -92,6 +97,11 @@ fn install_panic_hook() {
             .location()
             .map(|l| format!(" at {}:{}", l.file(), l.line()))
             .unwrap_or_default();
+        if !on_main {
+            let name = thread.name().unwrap_or("unnamed");
+            tracing::error!(thread = name, "panic: {payload}{location}");
+            return;
+        }
         let _ = writeln!(
             std::io::stderr(),
             "error: internal error: {payload}{location}"

@@ -14,12 +14,13 @@ pub mod error;
 mod fetch;
 mod handlers;
 mod json;
+mod sandboxes;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
 use zeroize::Zeroizing;
@@ -33,6 +34,8 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// What every request shares: where the vault is, and open connections to it.
 pub struct ApiState {
     home: PathBuf,
+    /// The shroud executable sandboxes run their init with.
+    shroud_binary: PathBuf,
     master_key_env: Option<Zeroizing<String>>,
     pool: Mutex<Vec<Store>>,
     http: std::sync::OnceLock<reqwest::Client>,
@@ -51,9 +54,22 @@ struct WriteJob {
 const MAX_BATCH: usize = 256;
 
 impl ApiState {
+    /// State for a server run by this shroud binary.
     pub fn new(home: PathBuf, master_key_env: Option<Zeroizing<String>>) -> Arc<Self> {
+        let binary = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("shroud"));
+        Self::with_shroud_binary(home, master_key_env, binary)
+    }
+
+    /// State whose sandboxes run `binary __sandbox-init` (an embedding
+    /// program, or a test harness, is not itself shroud).
+    pub fn with_shroud_binary(
+        home: PathBuf,
+        master_key_env: Option<Zeroizing<String>>,
+        shroud_binary: PathBuf,
+    ) -> Arc<Self> {
         Arc::new(ApiState {
             home,
+            shroud_binary,
             master_key_env,
             pool: Mutex::new(Vec::new()),
             http: std::sync::OnceLock::new(),
@@ -171,28 +187,54 @@ impl ApiState {
         T: Send + 'static,
         F: FnOnce(&mut Store) -> Result<T, StoreError> + Send + 'static,
     {
+        self.with_store_as(actor, f).await
+    }
+
+    /// [`Self::with_store`] for work whose errors are not the store's.
+    pub async fn with_store_as<T, E, F>(self: &Arc<Self>, actor: &str, f: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        E: Into<ApiError> + From<StoreError> + Send + 'static,
+        F: FnOnce(&mut Store) -> Result<T, E> + Send + 'static,
+    {
         let state = Arc::clone(self);
         let actor = actor.to_owned();
-        tokio::task::spawn_blocking(move || {
-            let pooled = state.pool.lock().expect("pool lock").pop();
-            let mut store = match pooled {
-                Some(store) => store,
-                None => state.open()?,
-            };
-            store.set_actor(&actor);
-            let result = f(&mut store);
-            state.pool.lock().expect("pool lock").push(store);
-            result
-        })
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(ApiError::from)
+        tokio::task::spawn_blocking(move || state.store_blocking(&actor, f))
+            .await
+            .map_err(ApiError::internal)?
+            .map_err(Into::into)
+    }
+
+    /// Runs `f` on a pooled store acting as `actor`, on this thread (a
+    /// blocking one).
+    pub fn store_blocking<T, E, F>(&self, actor: &str, f: F) -> Result<T, E>
+    where
+        E: From<StoreError>,
+        F: FnOnce(&mut Store) -> Result<T, E>,
+    {
+        let pooled = self.pool.lock().expect("pool lock").pop();
+        let mut store = match pooled {
+            Some(store) => store,
+            None => self.open()?,
+        };
+        store.set_actor(actor);
+        let result = f(&mut store);
+        self.pool.lock().expect("pool lock").push(store);
+        result
+    }
+
+    /// Where sandboxes live and what runs them.
+    pub fn sandbox_host(&self) -> crate::supervisor::sandboxes::SandboxHost {
+        crate::supervisor::sandboxes::SandboxHost {
+            home: self.home.clone(),
+            binary: self.shroud_binary.clone(),
+        }
     }
 }
 
 /// Every route of the API.
 pub fn router(state: Arc<ApiState>) -> Router {
-    Router::new()
+    let routes = Router::new()
         .route("/api/vaults/secrets", post(handlers::set_secrets))
         .route("/api/vaults/vars", post(handlers::set_var))
         .route("/api/vaults/{vault}/secrets", get(handlers::list_secrets))
@@ -205,13 +247,23 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/secrets/get", post(handlers::scoped_get))
         .route("/api/secrets/delete", post(handlers::scoped_delete))
         .route("/api/fetch", post(fetch::fetch))
+        .route("/api/sandboxes", post(sandboxes::create))
+        .route("/api/sandboxes/{id}", delete(sandboxes::remove))
+        .route("/api/sandboxes/{id}/exec", post(sandboxes::exec))
         .route("/api/audit", get(handlers::audit))
         .route("/api/openapi.json", get(handlers::openapi))
-        .fallback(handlers::not_found)
+        .fallback(handlers::not_found);
+    with_layers(routes).with_state(state)
+}
+
+/// The layers every route runs under: the body limit (413), request logs,
+/// and a panic turned into a bare 500. Public so that a test can put a
+/// route of its own under exactly these.
+pub fn with_layers<S: Clone + Send + Sync + 'static>(routes: Router<S>) -> Router<S> {
+    routes
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn(handlers::log_request))
         .layer(CatchPanicLayer::custom(handlers::panic_response))
-        .with_state(state)
 }
 
 /// Serves `router` on `listener` until SIGINT or SIGTERM.

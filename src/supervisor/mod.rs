@@ -2,10 +2,16 @@
 //! and maps how it ended to an exit code.
 //!
 //! [`run`] is one event loop on one thread. It polls the child's output
-//! (two pipes, or one pseudo-terminal), a wake-up pipe fed by signal handlers
-//! ([`signals`]), and, with a pty, shroud's own stdin. Output is read as it
-//! comes (both streams at once: reading one after the other deadlocks at a
-//! full pipe), masked per stream and written out at once ([`output`]).
+//! (two pipes, or one pseudo-terminal), and what the run answers to
+//! ([`Control`]): for a command at a shell, a wake-up pipe fed by signal
+//! handlers ([`signals`]) and, with a pty, shroud's own stdin; for a run
+//! started by the server, the child's pidfd and a cancel pipe (no handler of
+//! the shared process is touched). Output is read as it comes (both streams
+//! at once: reading one after the other deadlocks at a full pipe), masked
+//! per stream and written out at once to its [`output::Destination`]:
+//! shroud's stdout and stderr, a buffer, or a channel to an HTTP response.
+//! What a run is made of (grants, environment, mask set) is built by
+//! [`plan`]; sandboxes by [`sandboxes`].
 //!
 //! Endings: the child's own code; 128 + N when signal N killed it; 124 when
 //! `--timeout` passed (SIGTERM to the group, SIGKILL 10 s later). SIGINT,

@@ -15,7 +15,7 @@ use crate::support::TestHome;
 const VALUE: &str = "api-secret-value-0x5eed";
 
 /// A home with a token `ci` (ci:write, prod:read) and a revoked `old`.
-fn setup() -> (TestHome, String, String) {
+pub(crate) fn setup() -> (TestHome, String, String) {
     let home = TestHome::new();
     let token = home
         .run(&[
@@ -48,7 +48,12 @@ fn setup() -> (TestHome, String, String) {
     (home, token, old)
 }
 
-fn request(method: &str, uri: &str, token: Option<&str>, json: Option<&str>) -> Request<Body> {
+pub(crate) fn request(
+    method: &str,
+    uri: &str,
+    token: Option<&str>,
+    json: Option<&str>,
+) -> Request<Body> {
     let mut builder = Request::builder().method(method).uri(uri);
     if let Some(token) = token {
         builder = builder.header("authorization", format!("Bearer {token}"));
@@ -75,7 +80,7 @@ async fn call(home: &TestHome, req: Request<Body>) -> (StatusCode, serde_json::V
     (status, json)
 }
 
-fn runtime() -> tokio::runtime::Runtime {
+pub(crate) fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -327,7 +332,7 @@ fn vars_metadata_head_delete_and_audit() {
 
 /// Starts `shroud serve` on a free port of 127.0.0.1; returns the process,
 /// the port, and the rest of its log.
-fn start_server(
+pub(crate) fn start_server(
     home: &TestHome,
 ) -> (
     std::process::Child,
@@ -354,7 +359,13 @@ fn start_server(
 }
 
 /// A minimal HTTP/1.1 client: one request per connection.
-fn http(port: u16, method: &str, path: &str, token: &str, body: Option<&str>) -> (u16, String) {
+pub(crate) fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: Option<&str>,
+) -> (u16, String) {
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     let body = body.unwrap_or("");
     write!(

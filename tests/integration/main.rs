@@ -3,6 +3,7 @@
 //! do), one module per capability; `support` holds the helpers.
 
 mod api;
+mod api_sandboxes;
 mod audit_log;
 mod concurrency;
 mod encryption;
@@ -20,16 +21,7 @@ mod vaults_and_vars;
 
 /// Every version's (wrapped_key, sealed_value), in a stable order.
 pub fn encryption_blobs(home: &support::TestHome) -> Vec<(Vec<u8>, Vec<u8>)> {
-    let conn = home.sqlite();
-    let mut stmt = conn
-        .prepare(
-            "SELECT wrapped_key, sealed_value FROM secret_versions ORDER BY vault, name, version",
-        )
-        .unwrap();
-    let rows = stmt
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .unwrap()
-        .collect::<Result<Vec<_>, _>>()
-        .unwrap();
-    rows
+    home.query_pairs(
+        "SELECT wrapped_key, sealed_value FROM secret_versions ORDER BY vault, name, version",
+    )
 }

@@ -152,6 +152,22 @@ impl TestHome {
     pub fn sqlite(&self) -> rusqlite::Connection {
         rusqlite::Connection::open(self.db_path()).expect("open db")
     }
+
+    /// The two columns of every row `sql` selects.
+    pub fn query_pairs<A, B>(&self, sql: &str) -> Vec<(A, B)>
+    where
+        A: rusqlite::types::FromSql,
+        B: rusqlite::types::FromSql,
+    {
+        let conn = self.sqlite();
+        let mut stmt = conn.prepare(sql).expect("prepare");
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .expect("query")
+            .collect::<Result<Vec<_>, _>>()
+            .expect("rows");
+        rows
+    }
 }
 
 /// Every byte of every regular file below `dir`.

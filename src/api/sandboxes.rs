@@ -1,0 +1,348 @@
+//! The sandbox routes: `POST /api/sandboxes`, `POST /api/sandboxes/{id}/exec`
+//! (a buffered JSON result, or JSON lines as they happen) and
+//! `DELETE /api/sandboxes/{id}`.
+//!
+//! They are `shroud sandbox create|exec|rm` over HTTP, built on the same
+//! `supervisor::sandboxes` code: the same environment from nothing, the same
+//! masking and exit codes. What differs is who the run answers to: a run
+//! started here is [`Control::Detached`] (no signal handler of the shared
+//! server process is touched, the child's stdin is /dev/null) and ends when
+//! its client goes away: the cancel guard lives in the handler (buffered) or
+//! in the response body (stream), and dropping either kills the group.
+//!
+//! Access: a sandbox belongs to a vault (`"vault"`, default `default`);
+//! creating and using it needs the read grant there, and only the token that
+//! created it can exec in it or remove it (others get 404, as if it did not
+//! exist). The CLI, the operator on the host, can use any.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+
+use super::auth::Caller;
+use super::error::ApiError;
+use super::json::ApiJson;
+use super::ApiState;
+use crate::mask::MaskStyle;
+use crate::store::names::DEFAULT_VAULT;
+use crate::store::tokens::Access;
+use crate::store::{SandboxRow, StoreError, VaultName};
+use crate::supervisor::output::{Chunk, Destination, OutputMode};
+use crate::supervisor::plan::{self, PlanError, SecretGrant, StoreAccess};
+use crate::supervisor::sandboxes::{CreateRequest, ExecRequest, SandboxConfig};
+use crate::supervisor::spawn::StdioMode;
+use crate::supervisor::{self, cancel_pair, Control};
+
+/// Output kept for a buffered exec at most (both streams); beyond it the
+/// command is killed, as with the template's `output_mb`.
+pub const BUFFERED_OUTPUT_CAP: u64 = 16 * 1024 * 1024;
+/// Chunks of a streamed exec waiting for the client at most.
+const STREAM_BACKLOG: usize = 64;
+
+type ApiResult = Result<Response, ApiError>;
+
+impl From<PlanError> for ApiError {
+    fn from(e: PlanError) -> Self {
+        match e {
+            // A granted secret that is missing is a bad request, not a
+            // missing route target; only the sandbox itself is a 404.
+            PlanError::Store(StoreError::SandboxNotFound(_)) => {
+                ApiError::new(StatusCode::NOT_FOUND, e.to_string())
+            }
+            PlanError::Store(ref store) if store.is_not_found() => {
+                ApiError::new(StatusCode::BAD_REQUEST, e.to_string())
+            }
+            PlanError::Store(store) => ApiError::from(store),
+            PlanError::Invalid(_) | PlanError::Usage(_) => {
+                ApiError::new(StatusCode::BAD_REQUEST, e.to_string())
+            }
+            PlanError::Refused(why) => {
+                ApiError::new(StatusCode::BAD_REQUEST, format!("strict: {why}"))
+            }
+            PlanError::Io { .. } => ApiError::internal(e),
+        }
+    }
+}
+
+fn bad_request(e: impl std::fmt::Display) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, e.to_string())
+}
+
+fn parse_grants(texts: &[String]) -> Result<Vec<SecretGrant>, ApiError> {
+    plan::parse_grants(texts).map_err(bad_request)
+}
+
+fn parse_env(env: BTreeMap<String, String>) -> Result<Vec<(String, String)>, ApiError> {
+    env.into_iter()
+        .map(|(name, value)| {
+            plan::check_env_pair(&name, &value).map_err(bad_request)?;
+            Ok((name, value))
+        })
+        .collect()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateBody {
+    template: String,
+    /// `NAME` or `ENV=NAME`: secrets every command of the sandbox gets.
+    #[serde(default)]
+    secrets: Vec<String>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    #[serde(default)]
+    vault: Option<String>,
+    /// Refuse to create it if the host cannot give everything asked for.
+    #[serde(default)]
+    strict: bool,
+}
+
+/// `POST /api/sandboxes` → `{"id", "template", "network", "limits", "isolation"}`.
+pub async fn create(
+    State(state): State<Arc<ApiState>>,
+    caller: Caller,
+    ApiJson(body): ApiJson<CreateBody>,
+) -> ApiResult {
+    let vault =
+        VaultName::parse(body.vault.as_deref().unwrap_or(DEFAULT_VAULT)).map_err(bad_request)?;
+    caller.require(vault.as_str(), Access::Read)?;
+    let request = CreateRequest {
+        template: body.template,
+        vault,
+        grants: parse_grants(&body.secrets)?,
+        env: parse_env(body.env)?,
+        strict: body.strict,
+        owner: caller.0.name.clone(),
+    };
+    let host = state.sandbox_host();
+    let created = state
+        .with_store_as(&caller.0.name, move |store| host.create(store, request))
+        .await?;
+    Ok(Json(serde_json::json!({
+        "id": created.id,
+        "template": created.template,
+        "network": created.network,
+        "limits": created.limits,
+        "isolation": created.features,
+    }))
+    .into_response())
+}
+
+/// The sandbox `id` if `caller` may use it: its owner, with read on its vault.
+async fn owned_sandbox(
+    state: &Arc<ApiState>,
+    caller: &Caller,
+    id: String,
+) -> Result<(SandboxRow, SandboxConfig), ApiError> {
+    let host = state.sandbox_host();
+    let lookup = id.clone();
+    let (row, config) = state
+        .with_store_as(&caller.0.name, move |store| host.load(store, &lookup))
+        .await?;
+    if config.owner.as_deref() != Some(caller.0.name.as_str()) {
+        return Err(PlanError::Store(StoreError::SandboxNotFound(id)).into());
+    }
+    caller.require(&row.vault, Access::Read)?;
+    Ok((row, config))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecBody {
+    /// The program and its arguments.
+    command: Vec<String>,
+    /// Secrets for this command only, beside the sandbox's own.
+    #[serde(default)]
+    secrets: Vec<String>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    timeout_ms: Option<u64>,
+    #[serde(default)]
+    stream: bool,
+    /// `label` (default) or `stars`.
+    mask: Option<String>,
+}
+
+/// `POST /api/sandboxes/{id}/exec`: the command's masked output and exit
+/// code, as one JSON object or as JSON lines while it runs.
+pub async fn exec(
+    State(state): State<Arc<ApiState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<ExecBody>,
+) -> ApiResult {
+    if body.command.is_empty() || body.command[0].is_empty() {
+        return Err(bad_request("`command` needs a program"));
+    }
+    if body.command.iter().any(|arg| arg.contains('\0')) {
+        return Err(bad_request("`command` contains a NUL byte"));
+    }
+    let timeout = match body.timeout_ms {
+        Some(0) => return Err(bad_request("`timeout_ms` must be greater than 0")),
+        Some(ms) => Some(Duration::from_millis(ms)),
+        None => None,
+    };
+    let mask = match body.mask.as_deref() {
+        None | Some("label") => MaskStyle::Label,
+        Some("stars") => MaskStyle::Stars,
+        Some(_) => return Err(bad_request("`mask` is `label` or `stars`")),
+    };
+    let grants = parse_grants(&body.secrets)?;
+    let env = parse_env(body.env)?;
+    let (row, config) = owned_sandbox(&state, &caller, id).await?;
+
+    let (guard, watch) = cancel_pair().map_err(ApiError::internal)?;
+    let (destination, output, receiver) = if body.stream {
+        let (sender, receiver) = tokio::sync::mpsc::channel(STREAM_BACKLOG);
+        (
+            Destination::Channel(sender),
+            OutputMode::JsonLines,
+            Some(receiver),
+        )
+    } else {
+        (Destination::Capture, OutputMode::Streams, None)
+    };
+    let request = ExecRequest {
+        grants,
+        env,
+        command: body.command.into_iter().map(OsString::from).collect(),
+        timeout,
+        mask,
+        stdio: StdioMode::NullInput,
+        output,
+        destination,
+        control: Control::Detached(watch),
+        output_cap: (!body.stream).then_some(BUFFERED_OUTPUT_CAP),
+    };
+    let host = state.sandbox_host();
+    let prepared = state
+        .with_store_as(&caller.0.name, move |store| {
+            host.prepare_exec(StoreAccess::Open(store), row, config, request)
+        })
+        .await?;
+    let unmasked: Vec<String> = prepared.unmasked.iter().map(|n| n.to_string()).collect();
+    let id = prepared.id;
+    let actor = caller.0.name.clone();
+    let runner = Arc::clone(&state);
+    let run = move |error_lines: Option<tokio::sync::mpsc::Sender<Chunk>>| {
+        let result = supervisor::run(prepared.plan);
+        match &result {
+            Ok(report) => {
+                let code = i64::from(report.code);
+                let recorded =
+                    runner.store_blocking(&actor, |store| store.record_sandbox_exit(&id, code));
+                if let Err(e) = recorded {
+                    tracing::warn!(sandbox = %id, error = %e, "cannot record the exit");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(sandbox = %id, error = %e, "sandbox exec failed");
+                if let Some(lines) = error_lines {
+                    let _ = lines.blocking_send(error_line(e));
+                }
+            }
+        }
+        result
+    };
+
+    match receiver {
+        None => {
+            let result = tokio::task::spawn_blocking(move || run(None))
+                .await
+                .map_err(ApiError::internal)?;
+            drop(guard);
+            let report = result.map_err(|e| match e {
+                supervisor::SupervisorError::Spawn(e) => ApiError::internal(e),
+                supervisor::SupervisorError::Io(e) => ApiError::internal(e),
+            })?;
+            let mut body = serde_json::json!({
+                "exit_code": report.code,
+                "stdout": String::from_utf8_lossy(&report.captured.stdout),
+                "stderr": String::from_utf8_lossy(&report.captured.stderr),
+                "duration_ms": report.duration.as_millis() as u64,
+                "signal": report.signal,
+                "timed_out": report.timed_out,
+                "output_limit_reached": report.output_limit_reached,
+            });
+            if !unmasked.is_empty() {
+                body["unmasked_secrets"] = serde_json::json!(unmasked);
+            }
+            Ok(Json(body).into_response())
+        }
+        Some(receiver) => {
+            // The error line needs a sender of its own: the run's is moved
+            // into the plan.
+            let (error_sender, error_receiver) = tokio::sync::mpsc::channel(1);
+            tokio::task::spawn_blocking(move || run(Some(error_sender)));
+            let body = stream_body(receiver, error_receiver, guard);
+            Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response())
+        }
+    }
+}
+
+/// The last line of a stream whose run failed inside shroud.
+fn error_line(e: &supervisor::SupervisorError) -> Chunk {
+    let line = serde_json::json!({
+        "ts": crate::clock::rfc3339(crate::clock::now_ms()),
+        "event": "exit",
+        "code": e.exit_code(),
+        "signal": null,
+        "duration_ms": 0,
+        "error": "the command could not be run",
+    });
+    Chunk {
+        stream: None,
+        bytes: format!("{line}\n").into_bytes(),
+    }
+}
+
+/// The response body of a streamed exec: the run's JSON lines, then an
+/// error line if it failed. It owns the cancel guard, so a client that goes
+/// away (hyper drops the body) kills the run.
+fn stream_body(
+    lines: tokio::sync::mpsc::Receiver<Chunk>,
+    error: tokio::sync::mpsc::Receiver<Chunk>,
+    guard: supervisor::CancelGuard,
+) -> Body {
+    struct Streaming {
+        lines: tokio::sync::mpsc::Receiver<Chunk>,
+        error: tokio::sync::mpsc::Receiver<Chunk>,
+        _guard: supervisor::CancelGuard,
+    }
+    let state = Streaming {
+        lines,
+        error,
+        _guard: guard,
+    };
+    let stream = futures_util::stream::unfold(state, |mut state| async move {
+        let chunk = match state.lines.recv().await {
+            Some(chunk) => chunk,
+            None => state.error.recv().await?,
+        };
+        Some((Ok::<_, std::convert::Infallible>(chunk.bytes), state))
+    });
+    Body::from_stream(stream)
+}
+
+/// `DELETE /api/sandboxes/{id}` → `{"id", "deleted": true}`.
+pub async fn remove(
+    State(state): State<Arc<ApiState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult {
+    let (row, _) = owned_sandbox(&state, &caller, id).await?;
+    let host = state.sandbox_host();
+    let removed = row.id.clone();
+    state
+        .with_store_as(&caller.0.name, move |store| host.remove(store, &removed))
+        .await?;
+    Ok(Json(serde_json::json!({ "id": row.id, "deleted": true })).into_response())
+}
