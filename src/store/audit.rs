@@ -36,6 +36,10 @@ pub enum Action {
     KeyRotate,
     TokenCreate,
     TokenRevoke,
+    SandboxCreate,
+    /// A command ran in a sandbox (recorded when it ended).
+    SandboxExec,
+    SandboxDelete,
 }
 
 impl Action {
@@ -54,6 +58,9 @@ impl Action {
             Action::KeyRotate => "key.rotate",
             Action::TokenCreate => "token.create",
             Action::TokenRevoke => "token.revoke",
+            Action::SandboxCreate => "sandbox.create",
+            Action::SandboxExec => "sandbox.exec",
+            Action::SandboxDelete => "sandbox.delete",
         }
     }
 }

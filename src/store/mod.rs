@@ -938,10 +938,11 @@ impl Store {
             .map(token_info))
     }
 
-    /// Records a new sandbox.
+    /// Records a new sandbox (audited `sandbox.create`).
     pub fn create_sandbox(&mut self, row: &SandboxRow) -> Result<()> {
-        let (tx, _) = self.begin_write()?;
+        let (tx, keys) = self.begin_write()?;
         sqlite::insert_sandbox(&tx, row).db("storing a sandbox")?;
+        sandbox_audit(&tx, keys, Action::SandboxCreate, row)?;
         tx.commit().db("committing a sandbox")
     }
 
@@ -957,19 +958,27 @@ impl Store {
         sqlite::list_sandboxes(&self.conn).db("listing sandboxes")
     }
 
-    /// Forgets a sandbox (its files are the caller's to remove).
+    /// Forgets a sandbox (its files are the caller's to remove); audited
+    /// `sandbox.delete`.
     pub fn delete_sandbox(&mut self, id: &str) -> Result<()> {
-        let (tx, _) = self.begin_write()?;
-        if !sqlite::delete_sandbox(&tx, id).db("deleting a sandbox")? {
-            return Err(StoreError::SandboxNotFound(id.to_owned()));
-        }
+        let (tx, keys) = self.begin_write()?;
+        let row = sqlite::sandbox(&tx, id)
+            .db("reading a sandbox")?
+            .ok_or_else(|| StoreError::SandboxNotFound(id.to_owned()))?;
+        sqlite::delete_sandbox(&tx, id).db("deleting a sandbox")?;
+        sandbox_audit(&tx, keys, Action::SandboxDelete, &row)?;
         tx.commit().db("committing a sandbox delete")
     }
 
-    /// Notes how the sandbox's last command ended.
+    /// Notes how the sandbox's last command ended; audited `sandbox.exec`
+    /// (the secrets it was given have their own `secret.inject` records).
     pub fn record_sandbox_exit(&mut self, id: &str, code: i64) -> Result<()> {
-        let (tx, _) = self.begin_write()?;
+        let (tx, keys) = self.begin_write()?;
+        let row = sqlite::sandbox(&tx, id)
+            .db("reading a sandbox")?
+            .ok_or_else(|| StoreError::SandboxNotFound(id.to_owned()))?;
         sqlite::record_sandbox_exit(&tx, id, code, now_ms()).db("recording a sandbox exit")?;
+        sandbox_audit(&tx, keys, Action::SandboxExec, &row)?;
         tx.commit().db("committing a sandbox exit")
     }
 
@@ -1292,4 +1301,21 @@ fn read_in_tx(
     };
     audit::append(tx, &entry, now).db("writing the audit record")?;
     result
+}
+
+/// The audit record of a sandbox event: its vault, and its id in the name
+/// column (as tokens' records carry the token's name).
+fn sandbox_audit(
+    tx: &Transaction<'_>,
+    keys: &KeyRing,
+    action: Action,
+    row: &SandboxRow,
+) -> Result<()> {
+    let entry = Entry {
+        vault: Some(row.vault.as_str()),
+        secret: Some(row.id.as_str()),
+        ..Entry::global(keys.actor.as_str(), action, Outcome::Ok)
+    };
+    audit::append(tx, &entry, now_ms()).db("writing the audit record")?;
+    Ok(())
 }

@@ -224,6 +224,10 @@ fn create_exec_and_delete_answer_with_the_right_status_codes() {
         assert_eq!(status, StatusCode::OK, "{body}");
         assert_eq!(body["deleted"], true);
         assert!(!home.path().join("sandboxes").join(&id).exists());
+        let deleted: Vec<(String, String)> = home.query_pairs(&format!(
+            "SELECT action, actor FROM audit WHERE secret = '{id}' AND action = 'sandbox.delete'"
+        ));
+        assert_eq!(deleted, [("sandbox.delete".to_owned(), "agent".to_owned())]);
         let (status, _) = call(home, "DELETE", &path, &s.agent, None).await;
         assert_eq!(status, StatusCode::NOT_FOUND);
         let (status, _) = call(
@@ -312,6 +316,18 @@ fn a_real_server_runs_sandbox_commands_masked_with_the_cli_exit_codes() {
     assert!(injected.len() >= 8, "{injected:?}");
     assert!(injected.iter().all(|(actor, _)| actor == "agent"));
     assert!(injected.iter().any(|(_, secret)| secret == "EXTRA"));
+    let events: Vec<(String, String)> = s.home.query_pairs(&format!(
+        "SELECT action, actor FROM audit WHERE secret = '{id}' ORDER BY seq"
+    ));
+    assert_eq!(events[0], ("sandbox.create".to_owned(), "agent".to_owned()));
+    assert_eq!(
+        events.len(),
+        1 + 7,
+        "one sandbox.exec per command: {events:?}"
+    );
+    assert!(events[1..]
+        .iter()
+        .all(|(action, actor)| action == "sandbox.exec" && actor == "agent"));
 
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(server.id() as i32),

@@ -120,8 +120,11 @@ fn secrets_env_masking_and_exit_codes_work_inside() {
     assert!(list.contains(&id) && list.contains("bash"), "{list}");
     let listed = home.run(&["--json", "sandbox", "list"]).json();
     assert_eq!(listed["sandboxes"][0]["last_exit"], 0);
-    let audit = home.run(&["audit", "--limit", "1"]).ok();
-    assert!(audit.contains("secret.inject"), "{audit}");
+    let audit = home.run(&["audit", "--limit", "2"]).ok();
+    assert!(
+        audit.contains("secret.inject") && audit.contains(&format!("sandbox.exec\tdefault\t{id}")),
+        "{audit}"
+    );
 }
 
 #[test]
