@@ -40,6 +40,19 @@ pub struct ApiState {
     pool: Mutex<Vec<Store>>,
     http: std::sync::OnceLock<reqwest::Client>,
     writer: std::sync::OnceLock<std::sync::mpsc::Sender<WriteJob>>,
+    /// Ends every running sandbox command when the server shuts down: the
+    /// guard is dropped then, and each run watches a copy of the watch.
+    shutdown: Mutex<Shutdown>,
+}
+
+enum Shutdown {
+    /// No command started yet.
+    Idle,
+    Running {
+        _guard: crate::supervisor::CancelGuard,
+        watch: crate::supervisor::CancelWatch,
+    },
+    ShuttingDown,
 }
 
 /// One request's secrets, queued for the writer thread.
@@ -74,6 +87,7 @@ impl ApiState {
             pool: Mutex::new(Vec::new()),
             http: std::sync::OnceLock::new(),
             writer: std::sync::OnceLock::new(),
+            shutdown: Mutex::new(Shutdown::Idle),
         })
     }
 
@@ -223,6 +237,28 @@ impl ApiState {
         result
     }
 
+    /// A watch that fires when the server shuts down; `None` once it is.
+    pub fn shutdown_watch(&self) -> std::io::Result<Option<crate::supervisor::CancelWatch>> {
+        let mut shutdown = self.shutdown.lock().expect("shutdown lock");
+        if let Shutdown::Idle = *shutdown {
+            let (guard, watch) = crate::supervisor::cancel_pair()?;
+            *shutdown = Shutdown::Running {
+                _guard: guard,
+                watch,
+            };
+        }
+        match &*shutdown {
+            Shutdown::Running { watch, .. } => watch.try_clone().map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    /// Kills every running sandbox command (their clients get their exit)
+    /// and refuses new ones.
+    pub fn begin_shutdown(&self) {
+        *self.shutdown.lock().expect("shutdown lock") = Shutdown::ShuttingDown;
+    }
+
     /// Where sandboxes live and what runs them.
     pub fn sandbox_host(&self) -> crate::supervisor::sandboxes::SandboxHost {
         crate::supervisor::sandboxes::SandboxHost {
@@ -267,9 +303,16 @@ pub fn with_layers<S: Clone + Send + Sync + 'static>(routes: Router<S>) -> Route
 }
 
 /// Serves `router` on `listener` until SIGINT or SIGTERM.
+/// Requests in flight finish; sandbox commands still running are killed
+/// first, so that their clients get an answer and shutdown does not wait
+/// for a command's whole wall time.
 pub async fn serve(listener: tokio::net::TcpListener, state: Arc<ApiState>) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown_signal())
+    let app = router(Arc::clone(&state));
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            state.begin_shutdown();
+        })
         .await
 }
 

@@ -200,6 +200,15 @@ pub async fn exec(
     let (row, config) = owned_sandbox(&state, &caller, id).await?;
 
     let (guard, watch) = cancel_pair().map_err(ApiError::internal)?;
+    let shutdown = state
+        .shutdown_watch()
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the server is shutting down",
+            )
+        })?;
     let (destination, output, receiver) = if body.stream {
         let (sender, receiver) = tokio::sync::mpsc::channel(STREAM_BACKLOG);
         (
@@ -219,7 +228,7 @@ pub async fn exec(
         stdio: StdioMode::NullInput,
         output,
         destination,
-        control: Control::Detached(watch),
+        control: Control::Detached(vec![watch, shutdown]),
         output_cap: (!body.stream).then_some(BUFFERED_OUTPUT_CAP),
     };
     let host = state.sandbox_host();
@@ -271,6 +280,7 @@ pub async fn exec(
                 "signal": report.signal,
                 "timed_out": report.timed_out,
                 "output_limit_reached": report.output_limit_reached,
+                "cancelled": report.cancelled,
             });
             if !unmasked.is_empty() {
                 body["unmasked_secrets"] = serde_json::json!(unmasked);

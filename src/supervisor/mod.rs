@@ -73,9 +73,10 @@ pub enum Control {
     Process,
     /// A run inside the server: no signal handler is touched (the process
     /// is shared), the child's stdin is /dev/null, the child's exit is
-    /// watched through a pidfd, and the run is killed when its
-    /// [`CancelGuard`] is dropped (say, the HTTP client went away).
-    Detached(CancelWatch),
+    /// watched through a pidfd, and the run is killed when any of its
+    /// [`CancelGuard`]s is dropped (say, the HTTP client went away, or the
+    /// server is shutting down).
+    Detached(Vec<CancelWatch>),
 }
 
 /// Ends a detached run when dropped.
@@ -89,6 +90,15 @@ pub struct CancelGuard {
 #[derive(Debug)]
 pub struct CancelWatch {
     read_end: OwnedFd,
+}
+
+impl CancelWatch {
+    /// Another watch on the same guard (one guard can end many runs).
+    pub fn try_clone(&self) -> std::io::Result<Self> {
+        Ok(CancelWatch {
+            read_end: self.read_end.try_clone()?,
+        })
+    }
 }
 
 /// A guard for the caller and the watch for [`Control::Detached`].
@@ -157,9 +167,9 @@ pub fn run(plan: ExecPlan) -> Result<ExitReport, SupervisorError> {
         output_limit,
     } = plan;
     // Handlers first, so no SIGCHLD or SIGINT is missed.
-    let (signals, cancel) = match control {
-        Control::Process => (Some(signals::SignalWatch::install()?), None),
-        Control::Detached(watch) => (None, Some(watch)),
+    let (signals, cancels) = match control {
+        Control::Process => (Some(signals::SignalWatch::install()?), Vec::new()),
+        Control::Detached(watches) => (None, watches),
     };
     let attached = signals.is_some();
     let pty = matches!(child.stdio, StdioMode::Pty(_));
@@ -252,10 +262,14 @@ pub fn run(plan: ExecPlan) -> Result<ExitReport, SupervisorError> {
         let poll_timeout = wake_at.map(|at| at.saturating_duration_since(now));
         let mut fds: Vec<BorrowedFd<'_>> = Vec::with_capacity(6);
         let signal_slot = signals.as_ref().map(|s| slot(&mut fds, s.wake_fd()));
-        let cancel_slot = cancel
-            .as_ref()
-            .filter(|_| !cancelled)
-            .map(|c| slot(&mut fds, c.read_end.as_fd()));
+        let cancel_slots: Vec<usize> = if cancelled {
+            Vec::new()
+        } else {
+            cancels
+                .iter()
+                .map(|c| slot(&mut fds, c.read_end.as_fd()))
+                .collect()
+        };
         let pidfd_slot = pidfd
             .as_ref()
             .filter(|_| exited.is_none())
@@ -270,7 +284,7 @@ pub fn run(plan: ExecPlan) -> Result<ExitReport, SupervisorError> {
         drop(fds);
         let is_ready = |slot: Option<usize>| slot.is_some_and(|i| ready[i]);
 
-        if is_ready(cancel_slot) {
+        if cancel_slots.iter().any(|&i| ready[i]) {
             tracing::debug!("run cancelled; killing it");
             cancelled = true;
             sys::signal_group(pgid, Signal::SIGKILL)?;

@@ -467,3 +467,38 @@ fn a_client_that_goes_away_kills_its_command() {
     server.kill().unwrap();
     server.wait().unwrap();
 }
+
+#[test]
+fn shutting_down_the_server_ends_running_commands_and_answers_their_clients() {
+    let s = setup();
+    let (mut server, port, _log, id) = serve_with_sandbox(&s, r#"{"template":"bash"}"#);
+    let started = workdir(&s.home, &id).join("started");
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let body = r#"{"command":["sh","-c","touch started; sleep 120"]}"#;
+    write!(
+        stream,
+        "POST /api/sandboxes/{id}/exec HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        s.agent,
+        body.len()
+    )
+    .unwrap();
+    eventually(Duration::from_secs(30), "the command to start", || {
+        started.exists().then_some(())
+    });
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(server.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    // The client still gets its answer (a read timeout bounds a hang).
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    let result = json(response.split_once("\r\n\r\n").unwrap().1);
+    assert_eq!(result["exit_code"], 128 + 9, "{result}");
+    assert_eq!(result["cancelled"], true);
+    assert!(server.wait().unwrap().success(), "a clean shutdown");
+}
