@@ -95,11 +95,25 @@ impl ApiState {
     /// so a resolved value never travels to a host the caller did not name).
     pub fn http_client(&self) -> &reqwest::Client {
         self.http.get_or_init(|| {
-            reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .expect("the HTTP client builds")
+            fetch_client(Vec::new()).expect("the HTTP client builds without extra roots")
         })
+    }
+
+    /// Makes `POST /api/fetch` trust the certificates of `pem` (one or more
+    /// PEM certificates: a private CA) beside the bundled Mozilla roots.
+    /// Returns how many were added. Call it before serving.
+    pub fn trust_certificates(&self, pem: &[u8]) -> Result<usize, String> {
+        let certificates = reqwest::Certificate::from_pem_bundle(pem)
+            .map_err(|e| format!("not PEM certificates: {e}"))?;
+        if certificates.is_empty() {
+            return Err("no PEM certificate in it".to_owned());
+        }
+        let count = certificates.len();
+        let client = fetch_client(certificates).map_err(|e| e.to_string())?;
+        self.http
+            .set(client)
+            .map_err(|_| "the fetch client is already in use".to_owned())?;
+        Ok(count)
     }
 
     /// Sets secrets through the writer thread, which commits every request
@@ -266,6 +280,15 @@ impl ApiState {
             binary: self.shroud_binary.clone(),
         }
     }
+}
+
+/// The fetch client: rustls, no redirects, the bundled roots plus `extra`.
+fn fetch_client(extra: Vec<reqwest::Certificate>) -> reqwest::Result<reqwest::Client> {
+    let mut builder = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none());
+    for certificate in extra {
+        builder = builder.add_root_certificate(certificate);
+    }
+    builder.build()
 }
 
 /// Every route of the API.

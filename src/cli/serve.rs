@@ -1,4 +1,6 @@
-//! `shroud serve [--listen ADDR]`: the HTTP API (default 127.0.0.1:7878).
+//! `shroud serve [--listen ADDR] [--ca-file PEM]`: the HTTP API (default
+//! 127.0.0.1:7878). `--ca-file` adds certificates (a private CA) that
+//! `POST /api/fetch` trusts beside the bundled Mozilla roots.
 //!
 //! The store is opened once before listening, so a bad home or master key
 //! fails at start (exit 2), not at the first request. The bound address is
@@ -14,11 +16,23 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7878")]
     listen: std::net::SocketAddr,
+    /// PEM certificates `POST /api/fetch` trusts too (a private CA).
+    #[arg(long, value_name = "PEM")]
+    ca_file: Option<std::path::PathBuf>,
 }
 
 pub fn run(ctx: &Context, args: ServeArgs) -> Result<u8, CliError> {
     let state = ApiState::new(ctx.home.clone(), ctx.master_key_env.clone());
     state.check()?;
+    if let Some(file) = &args.ca_file {
+        let pem = std::fs::read(file).map_err(|e| {
+            CliError::Usage(format!("--ca-file {}: cannot read it: {e}", file.display()))
+        })?;
+        let added = state
+            .trust_certificates(&pem)
+            .map_err(|e| CliError::Usage(format!("--ca-file {}: {e}", file.display())))?;
+        tracing::info!(added, "fetch trusts extra certificates");
+    }
     let io = |context| move |source| CliError::Io { context, source };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -339,8 +339,22 @@ pub(crate) fn start_server(
     u16,
     BufReader<std::process::ChildStderr>,
 ) {
+    start_server_with(home, &[])
+}
+
+/// [`start_server`] with more `shroud serve` flags.
+pub(crate) fn start_server_with(
+    home: &TestHome,
+    flags: &[&str],
+) -> (
+    std::process::Child,
+    u16,
+    BufReader<std::process::ChildStderr>,
+) {
+    let mut args = vec!["serve", "--listen", "127.0.0.1:0"];
+    args.extend_from_slice(flags);
     let mut server = home
-        .command(&["serve", "--listen", "127.0.0.1:0"])
+        .command(&args)
         .stderr(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
         .spawn()
@@ -613,50 +627,162 @@ fn echo_target() -> (u16, std::sync::mpsc::Receiver<String>) {
     let port = listener.local_addr().unwrap().port();
     let (sent, received) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        let (mut stream, _) = listener.accept().unwrap();
+        let (stream, _) = listener.accept().unwrap();
         stream
             .set_read_timeout(Some(std::time::Duration::from_secs(5)))
             .unwrap();
-        let mut raw = Vec::new();
-        let mut buf = [0u8; 4096];
-        loop {
-            let n = stream.read(&mut buf).unwrap_or(0);
-            raw.extend_from_slice(&buf[..n]);
-            let text = String::from_utf8_lossy(&raw).into_owned();
-            if let Some((head, body)) = text.split_once("\r\n\r\n") {
-                let length = head
-                    .lines()
-                    .find_map(|l| {
-                        l.to_ascii_lowercase()
-                            .strip_prefix("content-length: ")
-                            .map(|v| v.trim().parse::<usize>().unwrap())
-                    })
-                    .unwrap_or(0);
-                if body.len() >= length {
-                    break;
-                }
+        sent.send(answer_with_echo(stream)).unwrap();
+    });
+    (port, received)
+}
+
+/// The same target behind TLS, with the test certificate of `localhost`
+/// and 127.0.0.1 (tests/fixtures/tls, signed by the test CA `ca.pem`).
+fn tls_echo_target() -> (u16, std::sync::mpsc::Receiver<String>) {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tls");
+    let chain = vec![CertificateDer::from_pem_file(fixtures.join("server.pem")).unwrap()];
+    let key = PrivateKeyDer::from_pem_file(fixtures.join("server.key")).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (sent, received) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        // A refused handshake (an untrusted certificate) closes the
+        // connection; keep accepting until a request comes through.
+        for stream in listener.incoming() {
+            let stream = stream.unwrap();
+            stream
+                .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+                .unwrap();
+            let connection = rustls::ServerConnection::new(Arc::new(config.clone())).unwrap();
+            let request = answer_with_echo(rustls::StreamOwned::new(connection, stream));
+            if !request.is_empty() {
+                sent.send(request).unwrap();
+                return;
             }
-            if n == 0 {
+        }
+    });
+    (port, received)
+}
+
+/// Reads one request from `stream`, answers with it as the body, and
+/// returns it (empty when nothing readable came).
+fn answer_with_echo(mut stream: impl Read + Write) -> String {
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = stream.read(&mut buf).unwrap_or(0);
+        raw.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&raw).into_owned();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let length = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length: ")
+                        .map(|v| v.trim().parse::<usize>().unwrap())
+                })
+                .unwrap_or(0);
+            if body.len() >= length {
                 break;
             }
         }
-        let request = String::from_utf8_lossy(&raw).into_owned();
-        let auth = request
-            .lines()
-            .find_map(|l| {
-                l.strip_prefix("authorization: ")
-                    .or_else(|| l.strip_prefix("Authorization: "))
-            })
-            .unwrap_or("")
-            .to_owned();
-        let response = format!(
-            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nX-Echo: {auth}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{request}",
-            request.len()
-        );
-        stream.write_all(response.as_bytes()).unwrap();
-        sent.send(request).unwrap();
+        if n == 0 {
+            break;
+        }
+    }
+    let request = String::from_utf8_lossy(&raw).into_owned();
+    if request.is_empty() {
+        return request;
+    }
+    let auth = request
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("authorization: ")
+                .or_else(|| l.strip_prefix("Authorization: "))
+        })
+        .unwrap_or("")
+        .to_owned();
+    let response = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nX-Echo: {auth}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{request}",
+        request.len()
+    );
+    stream.write_all(response.as_bytes()).unwrap();
+    stream.flush().unwrap();
+    request
+}
+
+#[test]
+fn fetch_speaks_tls_and_trusts_only_known_roots() {
+    let home = TestHome::new();
+    let token = home
+        .run(&["token", "create", "agent", "--grant", "workspace:write"])
+        .ok()
+        .trim()
+        .to_owned();
+    let value = "tls-carried-secret-424242";
+    let ca = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tls/ca.pem");
+    // A file that is missing, or holds no certificate, stops the server at start.
+    let not_pem = home.path().join("not.pem");
+    std::fs::write(&not_pem, "hello").unwrap();
+    for bad in ["/nonexistent/ca.pem", not_pem.to_str().unwrap()] {
+        let out = home.run(&["serve", "--listen", "127.0.0.1:0", "--ca-file", bad]);
+        out.fails_with(2);
+        assert!(out.stderr.contains("error: --ca-file"), "{}", out.stderr);
+    }
+    let (mut server, port, _log) = start_server_with(&home, &["--ca-file", ca.to_str().unwrap()]);
+    let set = format!(r#"{{"name":"TLS_KEY","value":"{value}","scope":"workspace"}}"#);
+    let (status, body) = http(port, "POST", "/api/secrets/set", &token, Some(&set));
+    assert_eq!(status, 200, "{body}");
+    let reference: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let reference = reference["ref"].as_str().unwrap().to_owned();
+
+    // Trusted through --ca-file: the value crosses TLS, and comes back masked.
+    let (target, received) = tls_echo_target();
+    let fetch = serde_json::json!({
+        "url": format!("https://localhost:{target}/tls"),
+        "headers": { "X-Key": reference },
+    })
+    .to_string();
+    let (status, body) = http(port, "POST", "/api/fetch", &token, Some(&fetch));
+    assert_eq!(status, 200, "{body}");
+    let sent = received
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .unwrap();
+    assert!(sent.contains(value), "{sent}");
+    assert!(!body.contains(value), "{body}");
+    assert!(body.contains("<secret:tls_key>"), "{body}");
+
+    // Without that root (the router's default client): the certificate is
+    // refused, a 502, and nothing readable reaches the target.
+    let (target, received) = tls_echo_target();
+    let fetch = serde_json::json!({
+        "url": format!("https://localhost:{target}/tls"),
+        "headers": { "X-Key": reference },
+    })
+    .to_string();
+    runtime().block_on(async {
+        let (status, json) = call(
+            &home,
+            request("POST", "/api/fetch", Some(&token), Some(&fetch)),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_GATEWAY, "{json}");
     });
-    (port, received)
+    assert!(received
+        .recv_timeout(std::time::Duration::from_millis(500))
+        .is_err());
+    server.kill().unwrap();
+    server.wait().unwrap();
 }
 
 #[test]
