@@ -7,7 +7,10 @@
 //!   (masking two secrets) against the same child piped to `cat`.
 //!
 //! - isolation: `shroud sandbox exec ID -- true` against `shroud exec -- true`
-//!   (namespaces, mounts, the init process and its fork).
+//!   (namespaces, mounts, the init process and its fork);
+//! - the API: `POST /api/sandboxes/{id}/exec` of `true` (with a secret) to a
+//!   running `shroud serve`, one connection per request, against the CLI's
+//!   `sandbox exec` (which pays for starting shroud and opening the vault).
 //!
 //! Run with `cargo bench --bench exec`.
 
@@ -138,5 +141,97 @@ fn sandbox_overhead(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, overhead, throughput, sandbox_overhead);
+/// `shroud serve` on a free port of 127.0.0.1, killed on drop.
+struct Server {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_server(home: &std::path::Path) -> Server {
+    use std::io::BufRead;
+    let mut child = shroud(home)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stderr.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port = line.trim().rsplit(':').next().unwrap().parse().unwrap();
+    Server { child, port }
+}
+
+/// One request on its own connection; the response body.
+fn post(port: u16, path: &str, token: &str, body: &str) -> String {
+    use std::io::Write;
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    response.split_once("\r\n\r\n").unwrap().1.to_owned()
+}
+
+fn api_sandbox_exec(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let home = prepare_home(dir.path());
+    let token = shroud(&home)
+        .args(["token", "create", "bench", "--grant", "default:read"])
+        .output()
+        .unwrap();
+    let token = String::from_utf8(token.stdout).unwrap().trim().to_owned();
+    let server = start_server(&home);
+    let created = post(
+        server.port,
+        "/api/sandboxes",
+        &token,
+        r#"{"template":"bash","secrets":["A"]}"#,
+    );
+    let id = created.split('"').nth(3).unwrap().to_owned();
+    let cli_id = {
+        let out = shroud(&home)
+            .args(["sandbox", "create", "--template", "bash", "--secret", "A"])
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    };
+    let mut group = c.benchmark_group("api sandbox exec");
+    group.bench_function("shroud sandbox exec ID -- true (CLI, secret A)", |b| {
+        b.iter(|| {
+            let status = shroud(&home)
+                .args(["sandbox", "exec", &cli_id, "--", "true"])
+                .status()
+                .unwrap();
+            assert!(status.success());
+            black_box(status)
+        })
+    });
+    let path = format!("/api/sandboxes/{id}/exec");
+    group.bench_function("POST /api/sandboxes/ID/exec true (secret A)", |b| {
+        b.iter(|| black_box(post(server.port, &path, &token, r#"{"command":["true"]}"#)))
+    });
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    overhead,
+    throughput,
+    sandbox_overhead,
+    api_sandbox_exec
+);
 criterion_main!(benches);
