@@ -243,6 +243,36 @@ fn create_exec_and_delete_answer_with_the_right_status_codes() {
 }
 
 #[test]
+fn a_server_shutting_down_refuses_new_commands_with_503() {
+    let s = setup();
+    runtime().block_on(async {
+        let (status, created) = call(
+            &s.home,
+            "POST",
+            "/api/sandboxes",
+            &s.agent,
+            Some(r#"{"template":"bash"}"#),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        let id = created["id"].as_str().unwrap();
+        let state = ApiState::with_shroud_binary(s.home.path(), None, shroud_binary().into());
+        state.begin_shutdown();
+        let response = router(state)
+            .oneshot(request(
+                "POST",
+                &format!("/api/sandboxes/{id}/exec"),
+                Some(&s.agent),
+                Some(r#"{"command":["true"]}"#),
+            ))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(last_exit(&s.home, id), None, "nothing ran");
+    });
+}
+
+#[test]
 fn a_panicking_handler_is_a_bare_500_and_the_router_goes_on() {
     runtime().block_on(async {
         async fn boom() -> &'static str {
