@@ -69,7 +69,9 @@ impl FromRequestParts<Arc<ApiState>> for Caller {
                 )
             })?;
         let info = state
-            .with_store("api", move |store| store.authenticate(&token))
+            .with_store(crate::store::API_ACTOR, move |store| {
+                store.authenticate(&token)
+            })
             .await?;
         info.map(Caller)
             .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "unknown or revoked token"))

@@ -203,7 +203,7 @@ impl ApiState {
             StoreConfig {
                 home: self.home.clone(),
                 master_key_env: self.master_key_env.clone(),
-                actor: "api".to_owned(),
+                actor: crate::store::API_ACTOR.to_owned(),
             },
             OpenMode::Create,
         )

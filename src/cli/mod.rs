@@ -183,7 +183,7 @@ impl Context {
         StoreConfig {
             home: self.home.clone(),
             master_key_env: self.master_key_env.clone(),
-            actor: "cli".to_owned(),
+            actor: store::CLI_ACTOR.to_owned(),
         }
     }
 }

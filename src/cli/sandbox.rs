@@ -165,7 +165,7 @@ fn create(ctx: &Context, args: CreateArgs) -> Result<u8, CliError> {
                 grants,
                 env,
                 strict: args.strict,
-                owner: "cli".to_owned(),
+                owner: crate::store::CLI_ACTOR.to_owned(),
             },
         )
         .map_err(|e| match e {

@@ -61,6 +61,13 @@ use crypto::{CryptoError, Key, RecordId};
 use home::KeySource;
 pub use names::{SecretName, ValidationError, VaultName};
 
+/// The audit actor of the command line.
+pub const CLI_ACTOR: &str = "cli";
+/// The audit actor of the server's own work (authenticating a token).
+pub const API_ACTOR: &str = "api";
+/// Actor names shroud itself uses: no token may take one.
+pub const RESERVED_ACTORS: &[&str] = &[CLI_ACTOR, API_ACTOR];
+
 /// Prefix of an opaque secret reference.
 pub const REFERENCE_PREFIX: &str = "$secret:";
 /// Default lifetime of a secret reference, in seconds.
@@ -867,6 +874,13 @@ impl Store {
         user: Option<&str>,
     ) -> Result<Zeroizing<String>> {
         names::check_name("token", name)?;
+        if RESERVED_ACTORS.contains(&name) {
+            return Err(StoreError::Invalid(ValidationError::Name {
+                kind: "token",
+                name: name.to_owned(),
+                rule: "is reserved: shroud itself acts under that name in the audit log",
+            }));
+        }
         if let Some(user) = user {
             names::check_name("user", user)?;
         }

@@ -94,6 +94,13 @@ fn bad_token_requests_are_refused() {
     home.run(&["token", "create", "ci", "--grant", "Bad Vault:read"])
         .fails_with(2);
     home.run(&["token", "create", "bad name"]).fails_with(2);
+    // shroud's own actors: a token named so would pass for the CLI in the
+    // audit log and own the CLI's sandboxes.
+    for reserved in ["cli", "api"] {
+        let out = home.run(&["token", "create", reserved, "--grant", "ci:read"]);
+        out.fails_with(2);
+        assert!(out.stderr.contains("reserved"), "{}", out.stderr);
+    }
     home.run(&["token", "create", "ci", "--user", "bad user"])
         .fails_with(2);
     home.run(&["token", "create", "ci", "--grant", "ci:read"])
