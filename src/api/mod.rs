@@ -43,7 +43,13 @@ pub struct ApiState {
     /// Ends every running sandbox command when the server shuts down: the
     /// guard is dropped then, and each run watches a copy of the watch.
     shutdown: Mutex<Shutdown>,
+    /// Sandbox commands running at once at most (429 beyond).
+    runs: Arc<tokio::sync::Semaphore>,
+    max_runs: std::sync::atomic::AtomicUsize,
 }
+
+/// Sandbox commands a server runs at once by default.
+pub const DEFAULT_MAX_RUNS: usize = 64;
 
 enum Shutdown {
     /// No command started yet.
@@ -88,6 +94,8 @@ impl ApiState {
             http: std::sync::OnceLock::new(),
             writer: std::sync::OnceLock::new(),
             shutdown: Mutex::new(Shutdown::Idle),
+            runs: Arc::new(tokio::sync::Semaphore::new(DEFAULT_MAX_RUNS)),
+            max_runs: std::sync::atomic::AtomicUsize::new(DEFAULT_MAX_RUNS),
         })
     }
 
@@ -249,6 +257,32 @@ impl ApiState {
         let result = f(&mut store);
         self.pool.lock().expect("pool lock").push(store);
         result
+    }
+
+    /// Sets how many sandbox commands may run at once (call it before
+    /// serving: it counts on none running).
+    pub fn set_max_runs(&self, max_runs: usize) {
+        let before = self
+            .max_runs
+            .swap(max_runs, std::sync::atomic::Ordering::SeqCst);
+        if max_runs > before {
+            self.runs.add_permits(max_runs - before);
+        } else {
+            self.runs.forget_permits(before - max_runs);
+        }
+    }
+
+    /// A slot for one sandbox command, if fewer than the maximum run.
+    pub fn try_start_run(&self) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+        Arc::clone(&self.runs).try_acquire_owned().map_err(|_| {
+            ApiError::new(
+                axum::http::StatusCode::TOO_MANY_REQUESTS,
+                format!(
+                    "{} sandbox commands are running, the most this server runs at once; try again when one ends",
+                    self.max_runs.load(std::sync::atomic::Ordering::SeqCst)
+                ),
+            )
+        })
     }
 
     /// A watch that fires when the server shuts down; `None` once it is.

@@ -199,6 +199,7 @@ pub async fn exec(
     let env = parse_env(body.env)?;
     let (row, config) = owned_sandbox(&state, &caller, id).await?;
 
+    let slot = state.try_start_run()?;
     let (guard, watch) = cancel_pair().map_err(ApiError::internal)?;
     let shutdown = state
         .shutdown_watch()
@@ -242,6 +243,7 @@ pub async fn exec(
     let actor = caller.0.name.clone();
     let runner = Arc::clone(&state);
     let run = move |error_lines: Option<tokio::sync::mpsc::Sender<Chunk>>| {
+        let _slot = slot; // held until the command has ended
         let result = supervisor::run(prepared.plan);
         match &result {
             Ok(report) => {

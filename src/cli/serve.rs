@@ -19,10 +19,14 @@ pub struct ServeArgs {
     /// PEM certificates `POST /api/fetch` trusts too (a private CA).
     #[arg(long, value_name = "PEM")]
     ca_file: Option<std::path::PathBuf>,
+    /// Sandbox commands run at once at most; more get 429.
+    #[arg(long, value_name = "N", default_value_t = api::DEFAULT_MAX_RUNS as u32, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    max_runs: u32,
 }
 
 pub fn run(ctx: &Context, args: ServeArgs) -> Result<u8, CliError> {
     let state = ApiState::new(ctx.home.clone(), ctx.master_key_env.clone());
+    state.set_max_runs(args.max_runs as usize);
     state.check()?;
     if let Some(file) = &args.ca_file {
         let pem = std::fs::read(file).map_err(|e| {

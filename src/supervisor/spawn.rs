@@ -152,6 +152,20 @@ pub struct Spawned {
     pub stderr: Option<OwnedFd>,
 }
 
+impl Drop for Spawned {
+    /// A run cut short by an error of the supervisor's own: nothing it
+    /// started may outlive it, and the child is reaped (no zombie piles up
+    /// in a long-lived server). A finished run's child was reaped already
+    /// (`try_wait` then returns its status again).
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = sys::signal_group(self.pgid, nix::sys::signal::Signal::SIGKILL);
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 /// Kernel buffer asked for on the child's output pipes.
 const PIPE_BYTES: usize = 1024 * 1024;
 

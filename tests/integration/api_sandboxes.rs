@@ -10,7 +10,7 @@ use http_body_util::BodyExt;
 use shroud::api::{router, ApiState};
 use tower::ServiceExt;
 
-use super::api::{http, request, runtime, start_server};
+use super::api::{http, request, runtime, start_server, start_server_with};
 use crate::support::{shroud_binary, TestHome};
 
 const VALUE: &str = "sk-api-sandboxed-5a4b3c2d";
@@ -531,4 +531,54 @@ fn shutting_down_the_server_ends_running_commands_and_answers_their_clients() {
     assert_eq!(result["exit_code"], 128 + 9, "{result}");
     assert_eq!(result["cancelled"], true);
     assert!(server.wait().unwrap().success(), "a clean shutdown");
+}
+
+#[test]
+fn commands_beyond_max_runs_get_429_until_one_ends() {
+    let s = setup();
+    let (mut server, port, _log) = start_server_with(&s.home, &["--max-runs", "1"]);
+    let (status, created) = http(
+        port,
+        "POST",
+        "/api/sandboxes",
+        &s.agent,
+        Some(r#"{"template":"bash"}"#),
+    );
+    assert_eq!(status, 200, "{created}");
+    let id = json(&created)["id"].as_str().unwrap().to_owned();
+    let exec = format!("/api/sandboxes/{id}/exec");
+    runtime().block_on(async {
+        let long = r#"{"stream":true,"command":["sh","-c","echo started; sleep 120"]}"#;
+        let mut running = post_stream(port, &exec, &s.agent, long).await;
+        let mut pending = Vec::new();
+        assert!(next_line(&mut running, &mut pending)
+            .await
+            .unwrap()
+            .contains("started"));
+        let refused = post_stream(port, &exec, &s.agent, r#"{"command":["true"]}"#).await;
+        assert_eq!(refused.status(), 429);
+        let error: serde_json::Value = refused.json().await.unwrap();
+        assert!(error["error"]
+            .as_str()
+            .unwrap()
+            .contains("1 sandbox commands are running"));
+        drop(running); // the client goes away: its command is killed, its slot freed
+    });
+    let done = eventually(Duration::from_secs(30), "a free slot", || {
+        let (status, body) = http(
+            port,
+            "POST",
+            &exec,
+            &s.agent,
+            Some(r#"{"command":["true"]}"#),
+        );
+        (status == 200).then_some(body)
+    });
+    assert_eq!(json(&done)["exit_code"], 0);
+    let bad = s
+        .home
+        .run(&["serve", "--listen", "127.0.0.1:0", "--max-runs", "0"]);
+    bad.fails_with(2);
+    server.kill().unwrap();
+    server.wait().unwrap();
 }
