@@ -340,7 +340,10 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/secrets/get", post(handlers::scoped_get))
         .route("/api/secrets/delete", post(handlers::scoped_delete))
         .route("/api/fetch", post(fetch::fetch))
-        .route("/api/sandboxes", post(sandboxes::create))
+        .route(
+            "/api/sandboxes",
+            post(sandboxes::create).get(sandboxes::list),
+        )
         .route("/api/sandboxes/{id}", delete(sandboxes::remove))
         .route("/api/sandboxes/{id}/exec", post(sandboxes::exec))
         .route("/api/audit", get(handlers::audit))

@@ -1,6 +1,6 @@
-//! The sandbox routes: `POST /api/sandboxes`, `POST /api/sandboxes/{id}/exec`
-//! (a buffered JSON result, or JSON lines as they happen) and
-//! `DELETE /api/sandboxes/{id}`.
+//! The sandbox routes: `POST /api/sandboxes`, `GET /api/sandboxes` (the
+//! caller's own), `POST /api/sandboxes/{id}/exec` (a buffered JSON result,
+//! or JSON lines as they happen) and `DELETE /api/sandboxes/{id}`.
 //!
 //! They are `shroud sandbox create|exec|rm` over HTTP, built on the same
 //! `supervisor::sandboxes` code: the same environment from nothing, the same
@@ -37,7 +37,7 @@ use crate::store::tokens::Access;
 use crate::store::{SandboxRow, StoreError, VaultName};
 use crate::supervisor::output::{Chunk, Destination, OutputMode};
 use crate::supervisor::plan::{self, PlanError, SecretGrant, StoreAccess};
-use crate::supervisor::sandboxes::{CreateRequest, ExecRequest, SandboxConfig};
+use crate::supervisor::sandboxes::{self, CreateRequest, ExecRequest, SandboxConfig};
 use crate::supervisor::spawn::StdioMode;
 use crate::supervisor::{self, cancel_pair, Control};
 
@@ -134,6 +134,18 @@ pub async fn create(
         "isolation": created.features,
     }))
     .into_response())
+}
+
+/// `GET /api/sandboxes` → `{"sandboxes": [{"id", "template", "vault",
+/// "created_at", "last_exit", "last_exec_at"}]}`: the caller's own, oldest
+/// first (to find and remove what a crashed client left behind).
+pub async fn list(State(state): State<Arc<ApiState>>, caller: Caller) -> ApiResult {
+    let host = state.sandbox_host();
+    let owner = caller.0.name.clone();
+    let rows = state
+        .with_store_as(&caller.0.name, move |store| host.owned_by(store, &owner))
+        .await?;
+    Ok(Json(sandboxes::listing_json(&rows)).into_response())
 }
 
 /// The sandbox `id` if `caller` may use it: its owner, with read on its vault.

@@ -16,7 +16,7 @@ use crate::sandbox::apply::{self, SandboxPolicy};
 use crate::store::{OpenMode, Store};
 use crate::supervisor::output::Destination;
 use crate::supervisor::plan::{PlanError, StoreAccess};
-use crate::supervisor::sandboxes::{CreateRequest, ExecRequest, PreparedExec, SandboxHost};
+use crate::supervisor::sandboxes::{self, CreateRequest, ExecRequest, PreparedExec, SandboxHost};
 use crate::supervisor::{self, Control};
 
 #[derive(Debug, Subcommand)]
@@ -233,20 +233,7 @@ fn list(ctx: &Context) -> Result<u8, CliError> {
     let store = ctx.open_store(OpenMode::Existing)?;
     let rows = store.list_sandboxes()?;
     if ctx.out.is_json() {
-        let items: Vec<_> = rows
-            .iter()
-            .map(|r| {
-                serde_json::json!({
-                    "id": r.id,
-                    "template": r.template,
-                    "vault": r.vault,
-                    "created_at": rfc3339(r.created_at),
-                    "last_exit": r.last_exit,
-                    "last_exec_at": r.last_exec_at.map(rfc3339),
-                })
-            })
-            .collect();
-        ctx.out.json(&serde_json::json!({ "sandboxes": items }))?;
+        ctx.out.json(&sandboxes::listing_json(&rows))?;
     } else {
         ctx.out.lines(rows.iter().map(|r| {
             let last = r.last_exit.map_or("-".to_owned(), |c| c.to_string());

@@ -319,6 +319,18 @@ impl SandboxHost {
         })
     }
 
+    /// The sandboxes `owner` created, oldest first.
+    pub fn owned_by(&self, store: &Store, owner: &str) -> Result<Vec<SandboxRow>, PlanError> {
+        Ok(store
+            .list_sandboxes()?
+            .into_iter()
+            .filter(|row| {
+                serde_json::from_str::<SandboxConfig>(&row.config)
+                    .is_ok_and(|config| config.owner.as_deref() == Some(owner))
+            })
+            .collect())
+    }
+
     /// Removes the sandbox `id`: its files, then its record.
     pub fn remove(&self, store: &mut Store, id: &str) -> Result<(), PlanError> {
         store.sandbox(id)?;
@@ -332,6 +344,26 @@ impl SandboxHost {
         store.delete_sandbox(id)?;
         Ok(())
     }
+}
+
+/// How a sandbox is listed, by `sandbox list --json` and `GET /api/sandboxes`
+/// alike: `{"sandboxes": [{"id", "template", "vault", "created_at",
+/// "last_exit", "last_exec_at"}]}`.
+pub fn listing_json(rows: &[SandboxRow]) -> serde_json::Value {
+    let items: Vec<_> = rows
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "id": r.id,
+                "template": r.template,
+                "vault": r.vault,
+                "created_at": crate::clock::rfc3339(r.created_at),
+                "last_exit": r.last_exit,
+                "last_exec_at": r.last_exec_at.map(crate::clock::rfc3339),
+            })
+        })
+        .collect();
+    serde_json::json!({ "sandboxes": items })
 }
 
 fn sandbox_dir(home: &Path, id: &str) -> PathBuf {

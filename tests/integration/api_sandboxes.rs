@@ -170,6 +170,15 @@ fn create_exec_and_delete_answer_with_the_right_status_codes() {
         assert_eq!(created["template"], "bash");
         assert!(created["isolation"].as_array().unwrap().len() >= 5);
 
+        // Listing: each token sees its own.
+        let (status, listed) = call(home, "GET", "/api/sandboxes", &s.agent, None).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(listed["sandboxes"].as_array().unwrap().len(), 1, "{listed}");
+        assert_eq!(listed["sandboxes"][0]["id"], id.as_str());
+        assert_eq!(listed["sandboxes"][0]["last_exit"], serde_json::Value::Null);
+        let (_, listed) = call(home, "GET", "/api/sandboxes", &s.other, None).await;
+        assert_eq!(listed["sandboxes"], serde_json::json!([]));
+
         // Exec: only the owner; bad requests are 400 with nothing run.
         let exec = format!("/api/sandboxes/{id}/exec");
         let (status, _) = call(
