@@ -67,8 +67,21 @@ pub struct MaskSetBuilder {
     style: MaskStyle,
     /// (pattern bytes, secret index), in the order they will get ids.
     patterns: Vec<(Zeroizing<Vec<u8>>, u32)>,
+    /// Pattern indices by a (randomly keyed) hash of their bytes, so adding
+    /// 10,000 secrets does not compare every pattern with every other.
+    seen: std::collections::HashMap<u64, Vec<usize>>,
+    /// Hashes the patterns for `seen`.
+    hasher: std::collections::hash_map::RandomState,
+    /// Line-wrapped base64 forms, added at build time if there are at most
+    /// [`WRAPPED_MAX_SECRETS`] secrets.
+    wrapped: Vec<(Zeroizing<Vec<u8>>, u32)>,
     replacements: Vec<Vec<u8>>,
 }
+
+/// Up to this many secrets, their line-wrapped base64 forms are masked too
+/// (about 48 patterns for a 24-byte value). A run's few grants always get
+/// them; `redact --all` over a big vault keeps its speed without them.
+pub const WRAPPED_MAX_SECRETS: usize = 128;
 
 impl MaskSetBuilder {
     /// Adds a secret and its variants. Returns false (and adds nothing) when
@@ -83,20 +96,39 @@ impl MaskSetBuilder {
             MaskStyle::Stars => b"********".to_vec(),
         });
         for form in variants::forms(value.expose()) {
-            // Identical bytes from an earlier secret keep that secret's label.
-            if !self
-                .patterns
-                .iter()
-                .any(|(p, _)| p.as_slice() == form.as_slice())
-            {
-                self.patterns.push((form, index));
-            }
+            self.push_pattern(form, index);
+        }
+        if self.replacements.len() <= WRAPPED_MAX_SECRETS {
+            let wrapped = variants::wrapped_base64_forms(value.expose());
+            self.wrapped
+                .extend(wrapped.into_iter().map(|form| (form, index)));
+        } else {
+            self.wrapped = Vec::new();
         }
         true
     }
 
+    /// Adds a pattern unless an earlier secret has the same bytes (it keeps
+    /// that secret's label).
+    fn push_pattern(&mut self, form: Zeroizing<Vec<u8>>, index: u32) {
+        use std::hash::BuildHasher;
+        let key = self.hasher.hash_one(form.as_slice());
+        let same = self.seen.entry(key).or_default();
+        if same
+            .iter()
+            .any(|&i| self.patterns[i].0.as_slice() == form.as_slice())
+        {
+            return;
+        }
+        same.push(self.patterns.len());
+        self.patterns.push((form, index));
+    }
+
     /// Compiles the patterns.
-    pub fn build(self) -> Arc<MaskSet> {
+    pub fn build(mut self) -> Arc<MaskSet> {
+        for (form, index) in std::mem::take(&mut self.wrapped) {
+            self.push_pattern(form, index);
+        }
         let views: Vec<&[u8]> = self.patterns.iter().map(|(p, _)| p.as_slice()).collect();
         let (automaton, prefilter) = if views.is_empty() {
             (None, None)
@@ -132,6 +164,9 @@ impl MaskSet {
         MaskSetBuilder {
             style,
             patterns: Vec::new(),
+            seen: std::collections::HashMap::new(),
+            hasher: std::collections::hash_map::RandomState::new(),
+            wrapped: Vec::new(),
             replacements: Vec::new(),
         }
     }

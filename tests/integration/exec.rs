@@ -160,6 +160,23 @@ fn a_secret_written_byte_by_byte_with_pauses_is_masked() {
 }
 
 #[test]
+fn a_secret_cut_by_base64_line_wrapping_is_still_masked() {
+    let home = home();
+    // `base64` wraps at 76 columns; the padding moves the value's encoding
+    // across every position of a line end (without the wrapped forms, 19 of
+    // these 61 encodings leaked).
+    let script = r#"for n in $(seq 0 60); do printf '%*s%s and more text after it\n' "$n" '' "$API_KEY" | base64; echo; done"#;
+    let out = exec(&home, &["--secret", "API_KEY", "--", "sh", "-c", script]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let text = out.stdout_text();
+    assert_eq!(
+        text.matches("<secret:api_key>").count(),
+        61,
+        "one mask per encoding:\n{text}"
+    );
+}
+
+#[test]
 fn exit_codes_follow_the_child() {
     let home = home();
     assert_eq!(exec(&home, &["--", "sh", "-c", "exit 3"]).code, 3);
