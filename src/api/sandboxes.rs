@@ -25,6 +25,7 @@ use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use base64::Engine as _;
 use serde::Deserialize;
 
 use super::auth::Caller;
@@ -296,6 +297,17 @@ pub async fn exec(
                 "output_limit_reached": report.output_limit_reached,
                 "cancelled": report.cancelled,
             });
+            // Output that is not UTF-8 (an image, a tarball) also comes
+            // whole, as base64, beside its lossy text.
+            for (field, bytes) in [
+                ("stdout_base64", &report.captured.stdout),
+                ("stderr_base64", &report.captured.stderr),
+            ] {
+                if std::str::from_utf8(bytes).is_err() {
+                    body[field] =
+                        serde_json::json!(base64::engine::general_purpose::STANDARD.encode(bytes));
+                }
+            }
             if !unmasked.is_empty() {
                 body["unmasked_secrets"] = serde_json::json!(unmasked);
             }

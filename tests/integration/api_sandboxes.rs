@@ -340,6 +340,11 @@ fn a_real_server_runs_sandbox_commands_masked_with_the_cli_exit_codes() {
     let timed = exec(r#"{"command":["sleep","30"],"timeout_ms":300}"#);
     assert_eq!(timed["exit_code"], 124, "{timed}");
     assert_eq!(timed["timed_out"], true);
+    // Output that is not UTF-8 comes whole as base64 too; text does not.
+    let binary = exec(r#"{"command":["printf","\\377\\376ok"]}"#);
+    assert_eq!(binary["stdout_base64"], "//5vaw==", "{binary}");
+    assert!(binary.get("stderr_base64").is_none(), "{binary}");
+    assert!(ran.get("stdout_base64").is_none());
     // Files persist between execs, as with the CLI.
     exec(r#"{"command":["sh","-c","echo kept > note.txt"]}"#);
     assert_eq!(
@@ -361,7 +366,7 @@ fn a_real_server_runs_sandbox_commands_masked_with_the_cli_exit_codes() {
     assert_eq!(events[0], ("sandbox.create".to_owned(), "agent".to_owned()));
     assert_eq!(
         events.len(),
-        1 + 7,
+        1 + 8,
         "one sandbox.exec per command: {events:?}"
     );
     assert!(events[1..]
