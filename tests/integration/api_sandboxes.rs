@@ -596,3 +596,32 @@ fn commands_beyond_max_runs_get_429_until_one_ends() {
     server.kill().unwrap();
     server.wait().unwrap();
 }
+
+#[test]
+fn concurrent_execs_each_get_their_own_output_and_exit_code() {
+    let s = setup();
+    let (mut server, port, _log, id) =
+        serve_with_sandbox(&s, r#"{"template":"bash","secrets":["API_KEY"]}"#);
+    let results: Vec<(usize, serde_json::Value)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..12)
+            .map(|n| {
+                let (s, id) = (&s, &id);
+                scope.spawn(move || {
+                    let body = format!(
+                        r#"{{"command":["sh","-c","echo run-{n} $API_KEY; echo err-{n} >&2; exit {}"]}}"#,
+                        n % 5
+                    );
+                    (n, exec_buffered(port, s, id, &body))
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (n, result) in results {
+        assert_eq!(result["stdout"], format!("run-{n} <secret:api_key>\n"));
+        assert_eq!(result["stderr"], format!("err-{n}\n"));
+        assert_eq!(result["exit_code"], n % 5);
+    }
+    server.kill().unwrap();
+    server.wait().unwrap();
+}
