@@ -904,6 +904,27 @@ fn the_openapi_document_is_served_and_lists_every_route() {
     let mut documented: Vec<String> = doc["paths"].as_object().unwrap().keys().cloned().collect();
     documented.sort();
     assert_eq!(routed, documented);
+    // Every documented method of every path is routed: without a token it
+    // gets the 403 of authentication (the openapi document itself, a 200),
+    // never the fallback's 404 or a 405.
+    runtime().block_on(async {
+        for (path, methods) in doc["paths"].as_object().unwrap() {
+            let uri = path
+                .replace("{vault}", "ci")
+                .replace("{name}", "X")
+                .replace("{id}", "00000000-0000-0000-0000-000000000000");
+            for method in methods.as_object().unwrap().keys() {
+                let method = method.to_uppercase();
+                let (status, _) = call(&home, request(&method, &uri, None, Some("{}"))).await;
+                let expected = if path == "/api/openapi.json" {
+                    StatusCode::OK
+                } else {
+                    StatusCode::FORBIDDEN
+                };
+                assert_eq!(status, expected, "{method} {path}");
+            }
+        }
+    });
 }
 
 #[test]
