@@ -144,6 +144,7 @@ fn prepare(ctx: &Context, args: ExecArgs) -> Result<ExecPlan, CliError> {
             env: prepared.env,
             cwd: args.cwd,
             stdio: stdio_mode(ctx, args.tty),
+            env_through_pipe: false,
         },
         mask: prepared.mask,
         output: output_mode(ctx),

@@ -104,7 +104,15 @@ pub fn run_init(args: InitArgs) -> Result<u8, CliError> {
     if args.command.is_empty() {
         return Err(CliError::Usage("no command".to_owned()));
     }
-    apply::run_init(&policy, &args.command)
+    let fd: i32 = std::env::var(apply::ENV_FD_VAR)
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| CliError::Usage(format!("{} is not set", apply::ENV_FD_VAR)))?;
+    let env = crate::sandbox::sys::read_inherited_fd(fd).map_err(|source| CliError::Io {
+        context: "read the command's environment",
+        source,
+    })?;
+    apply::run_init(&policy, &args.command, &apply::env_entries(&env))
 }
 
 pub fn run(ctx: &Context, command: SandboxCommand) -> Result<u8, CliError> {

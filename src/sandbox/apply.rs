@@ -36,6 +36,19 @@ use serde::{Deserialize, Serialize};
 use super::sys::{self, Ended, Namespaces, Rlimit};
 use super::template::{Isolation, Limits};
 
+/// The one variable `__sandbox-init` starts with: the number of the fd on
+/// which it receives the command's environment (`NAME=VALUE` entries, each
+/// ended by a NUL byte). The init has nothing else in its environment, so
+/// nothing a caller puts in the command's (`LD_PRELOAD`,
+/// `LD_LIBRARY_PATH`...) acts on the init, which runs as root before it drops
+/// to the sandbox's uid; and values never sit in argv.
+pub const ENV_FD_VAR: &str = "SHROUD_ENV_FD";
+
+/// Splits an environment received through [`ENV_FD_VAR`] into its entries.
+pub fn env_entries(blob: &[u8]) -> Vec<&[u8]> {
+    blob.split(|&b| b == 0).filter(|e| !e.is_empty()).collect()
+}
+
 /// What `__sandbox-init` applies (plain data, passed as JSON in its argv;
 /// it holds no secret).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -100,8 +113,8 @@ pub struct Feature {
 const MIB: u64 = 1024 * 1024;
 
 /// Runs the sandbox init (see the module docs); never returns.
-pub fn run_init(policy: &SandboxPolicy, command: &[OsString]) -> ! {
-    match outer(policy, command) {
+pub fn run_init(policy: &SandboxPolicy, command: &[OsString], env: &[&[u8]]) -> ! {
+    match outer(policy, command, env) {
         Ok(never) => match never {},
         Err(e) => {
             let _ = writeln!(std::io::stderr(), "error: sandbox: {e}");
@@ -124,7 +137,7 @@ fn enter_namespaces(policy: &SandboxPolicy) -> std::io::Result<()> {
     Ok(())
 }
 
-fn outer(policy: &SandboxPolicy, command: &[OsString]) -> std::io::Result<Never> {
+fn outer(policy: &SandboxPolicy, command: &[OsString], env: &[&[u8]]) -> std::io::Result<Never> {
     let (uid, _) = sys::ids();
     let processes_before = count_processes_of(policy.run_as.map_or(uid, |(u, _)| u));
     enter_namespaces(policy)?;
@@ -132,7 +145,7 @@ fn outer(policy: &SandboxPolicy, command: &[OsString]) -> std::io::Result<Never>
     match sys::fork_process()? {
         None => {
             drop(status_read);
-            let code = match init(policy, command, status_write, processes_before) {
+            let code = match init(policy, command, env, status_write, processes_before) {
                 Ok(code) => code,
                 Err(e) => {
                     let _ = writeln!(std::io::stderr(), "error: sandbox: {e}");
@@ -174,6 +187,7 @@ fn outer(policy: &SandboxPolicy, command: &[OsString]) -> std::io::Result<Never>
 fn init(
     policy: &SandboxPolicy,
     command: &[OsString],
+    env: &[&[u8]],
     mut status: std::io::PipeWriter,
     processes_before: u64,
 ) -> std::io::Result<i32> {
@@ -182,7 +196,7 @@ fn init(
         sys::set_hostname("sandbox")?;
     }
     let command_pid = match sys::fork_process()? {
-        None => run_command(policy, command, processes_before),
+        None => run_command(policy, command, env, processes_before),
         Some(pid) => pid,
     };
     // Reap every process of the sandbox until the command itself ends.
@@ -247,7 +261,12 @@ fn setup_mounts(policy: &SandboxPolicy) -> std::io::Result<()> {
 }
 
 /// The command process: limits, then exec. Never returns.
-fn run_command(policy: &SandboxPolicy, command: &[OsString], processes_before: u64) -> ! {
+fn run_command(
+    policy: &SandboxPolicy,
+    command: &[OsString],
+    env: &[&[u8]],
+    processes_before: u64,
+) -> ! {
     let prepared = (|| -> std::io::Result<()> {
         if let Some((uid, gid)) = policy.run_as {
             sys::become_user(uid, gid)?;
@@ -290,7 +309,7 @@ fn run_command(policy: &SandboxPolicy, command: &[OsString], processes_before: u
         let _ = writeln!(std::io::stderr(), "error: sandbox: {e}");
         std::process::exit(125);
     }
-    let error = sys::exec_program(command);
+    let error = sys::exec_program(command, env);
     let program = command
         .first()
         .map(|p| p.to_string_lossy().into_owned())

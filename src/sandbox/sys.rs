@@ -91,6 +91,48 @@ pub fn pidfd_open(pid: u32) -> io::Result<std::os::fd::OwnedFd> {
     Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) })
 }
 
+/// A pipe (close-on-exec) whose two ends are numbered 10 or above, so that
+/// neither can be one of the low numbers a child's fds are moved to.
+pub fn high_pipe() -> io::Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
+    use nix::fcntl::{fcntl, FcntlArg};
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| io::Error::other(format!("pipe2(O_CLOEXEC): {e}")))?;
+    let raise = |fd: std::os::fd::OwnedFd| -> io::Result<std::os::fd::OwnedFd> {
+        let high = fcntl(fd.as_raw_fd(), FcntlArg::F_DUPFD_CLOEXEC(10))
+            .map_err(|e| io::Error::other(format!("fcntl(F_DUPFD_CLOEXEC, 10): {e}")))?;
+        // SAFETY: fcntl just returned this new fd, owned by nothing else.
+        Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(high) })
+    };
+    Ok((raise(read)?, raise(write)?))
+}
+
+/// In a forked child before exec: lets `fd` survive the exec (clears its
+/// close-on-exec flag). Async-signal-safe (fcntl only).
+pub fn keep_across_exec(fd: std::os::fd::RawFd) -> io::Result<()> {
+    use nix::fcntl::{fcntl, FcntlArg, FdFlag};
+    fcntl(fd, FcntlArg::F_SETFD(FdFlag::empty()))
+        .map(drop)
+        .map_err(io::Error::from)
+}
+
+/// Reads the inherited fd `fd` to its end and closes it. For secret
+/// material: the bytes are returned zeroizing.
+pub fn read_inherited_fd(fd: std::os::fd::RawFd) -> io::Result<zeroize::Zeroizing<Vec<u8>>> {
+    use std::io::Read;
+    use std::os::fd::FromRawFd;
+    if nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFD).is_err() {
+        return Err(io::Error::other(format!("fd {fd} is not open")));
+    }
+    // SAFETY: the fd is open (checked above) and was handed to this process
+    // for it alone; the File closes it when dropped.
+    let mut file = unsafe { std::fs::File::from_raw_fd(fd) };
+    let mut bytes = zeroize::Zeroizing::new(Vec::new());
+    file.read_to_end(&mut bytes)
+        .map_err(|e| io::Error::new(e.kind(), format!("read fd {fd}: {e}")))?;
+    Ok(bytes)
+}
+
 /// Reads and discards whatever a non-blocking fd has ready.
 pub fn drain(fd: std::os::fd::BorrowedFd<'_>) {
     let mut buf = [0u8; 256];
@@ -592,14 +634,19 @@ pub fn find_program(
     first_match
 }
 
-/// execv(2) of `program` (looked up on $PATH when it has no `/`) with
-/// `argv`; returns only the error (NotFound when nothing was found).
-pub fn exec_program(argv: &[std::ffi::OsString]) -> io::Error {
+/// execve(2) of `program` (looked up on the `PATH` of `env` when it has no
+/// `/`) with `argv` and exactly the environment `env` (`NAME=VALUE`
+/// entries); returns only the error (NotFound when nothing was found).
+pub fn exec_program(argv: &[std::ffi::OsString], env: &[&[u8]]) -> io::Error {
     use std::os::unix::ffi::OsStrExt;
     let Some(program) = argv.first() else {
         return io::Error::new(io::ErrorKind::InvalidInput, "empty command");
     };
-    let path = match find_program(program, std::env::var_os("PATH").as_deref()) {
+    let path_var = env
+        .iter()
+        .find_map(|entry| entry.strip_prefix(b"PATH="))
+        .map(std::ffi::OsStr::from_bytes);
+    let path = match find_program(program, path_var) {
         Some(found) => found,
         None if program.as_encoded_bytes().contains(&b'/') => std::path::PathBuf::from(program),
         None => return io::Error::new(io::ErrorKind::NotFound, "not found on PATH"),
@@ -609,11 +656,22 @@ pub fn exec_program(argv: &[std::ffi::OsString]) -> io::Error {
         .map(|a| std::ffi::CString::new(a.as_bytes()))
         .collect();
     let file = std::ffi::CString::new(path.as_os_str().as_bytes());
-    match (file, args) {
-        (Ok(file), Ok(args)) => match nix::unistd::execv(&file, &args) {
-            Err(e) => io::Error::from(e),
-            Ok(never) => match never {},
-        },
+    let env: Result<Vec<std::ffi::CString>, _> = env
+        .iter()
+        .map(|entry| std::ffi::CString::new(*entry))
+        .collect();
+    match (file, args, env) {
+        (Ok(file), Ok(args), Ok(env)) => {
+            let result = nix::unistd::execve(&file, &args, &env);
+            // Only reached when execve failed: wipe the copies of values.
+            for entry in env {
+                zeroize::Zeroize::zeroize(&mut entry.into_bytes());
+            }
+            match result {
+                Err(e) => io::Error::from(e),
+                Ok(never) => match never {},
+            }
+        }
         _ => io::Error::new(io::ErrorKind::InvalidInput, "NUL byte in an argument"),
     }
 }

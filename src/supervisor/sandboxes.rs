@@ -307,6 +307,7 @@ impl SandboxHost {
                     env: prepared.env,
                     cwd: None,
                     stdio: request.stdio,
+                    env_through_pipe: true,
                 },
                 mask: prepared.mask,
                 output: request.output,

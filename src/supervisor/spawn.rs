@@ -8,6 +8,7 @@
 //! supervisor can signal everything it started at once.
 
 use std::ffi::{OsStr, OsString};
+use std::io::Write;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -107,6 +108,21 @@ impl ChildEnv {
         self.0.iter().map(|(n, _)| n.as_str())
     }
 
+    /// The environment as `NAME=VALUE` entries, each ended by NUL.
+    fn to_entries(&self) -> zeroize::Zeroizing<Vec<u8>> {
+        let mut blob = zeroize::Zeroizing::new(Vec::new());
+        for (name, value) in &self.0 {
+            blob.extend_from_slice(name.as_bytes());
+            blob.push(b'=');
+            match value {
+                EnvValue::Plain(v) => blob.extend_from_slice(v.as_encoded_bytes()),
+                EnvValue::Secret(v) => blob.extend_from_slice(v.expose()),
+            }
+            blob.push(0);
+        }
+        blob
+    }
+
     fn apply(&self, command: &mut Command) {
         command.env_clear();
         for (name, value) in &self.0 {
@@ -139,6 +155,11 @@ pub struct ChildSpec {
     pub env: ChildEnv,
     pub cwd: Option<std::path::PathBuf>,
     pub stdio: StdioMode,
+    /// The child starts with only `SHROUD_ENV_FD=N` in its environment and
+    /// `env` reaches it through a pipe on fd N instead (`NAME=VALUE`, each
+    /// ended by NUL). For `__sandbox-init`, which must not itself be shaped
+    /// by what a caller puts in the command's environment (`LD_PRELOAD`).
+    pub env_through_pipe: bool,
 }
 
 /// A started child and the supervisor's ends of its output.
@@ -185,7 +206,24 @@ pub fn spawn(spec: ChildSpec) -> Result<Spawned, SpawnError> {
         None => Command::new(&spec.program),
     };
     command.args(&spec.args);
-    spec.env.apply(&mut command);
+    let mut env_pipe = None;
+    if spec.env_through_pipe {
+        let (read, write) = sys::high_pipe().map_err(|source| SpawnError::Other {
+            program: program_text.clone(),
+            source,
+        })?;
+        let fd = read.as_raw_fd();
+        command
+            .env_clear()
+            .env(crate::sandbox::apply::ENV_FD_VAR, fd.to_string());
+        // SAFETY: fcntl is async-signal-safe; `read` outlives the spawn.
+        unsafe {
+            command.pre_exec(move || sys::keep_across_exec(fd));
+        }
+        env_pipe = Some((read, write));
+    } else {
+        spec.env.apply(&mut command);
+    }
     if let Some(cwd) = &spec.cwd {
         command.current_dir(cwd);
     }
@@ -235,6 +273,14 @@ pub fn spawn(spec: ChildSpec) -> Result<Spawned, SpawnError> {
         }
         _ => other(source),
     })?;
+    if let Some((read, write)) = env_pipe {
+        drop(read);
+        sys::enlarge_pipe(std::os::fd::AsFd::as_fd(&write), PIPE_BYTES);
+        let blob = spec.env.to_entries();
+        // The child reads it all at once; a closed pipe means the child is
+        // already gone, which the supervisor will see.
+        let _ = std::fs::File::from(write).write_all(&blob);
+    }
     let pgid = child.id();
     let (stdout, stderr) = match pty_master {
         Some(master) => (master, None),

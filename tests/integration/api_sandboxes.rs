@@ -340,6 +340,13 @@ fn a_real_server_runs_sandbox_commands_masked_with_the_cli_exit_codes() {
     let timed = exec(r#"{"command":["sleep","30"],"timeout_ms":300}"#);
     assert_eq!(timed["exit_code"], 124, "{timed}");
     assert_eq!(timed["timed_out"], true);
+    // The caller's environment shapes the command only, never shroud's own
+    // init (root until it drops to the sandbox's uid): the loader names a
+    // missing LD_PRELOAD once per process it starts, here `true` alone.
+    let preload =
+        exec(r#"{"command":["true"],"env":{"LD_PRELOAD":"/nonexistent/preload-xyz.so"}}"#);
+    let stderr = preload["stderr"].as_str().unwrap();
+    assert_eq!(stderr.matches("preload-xyz.so").count(), 1, "{stderr}");
     // Output that is not UTF-8 comes whole as base64 too; text does not.
     let binary = exec(r#"{"command":["printf","\\377\\376ok"]}"#);
     assert_eq!(binary["stdout_base64"], "//5vaw==", "{binary}");
@@ -366,7 +373,7 @@ fn a_real_server_runs_sandbox_commands_masked_with_the_cli_exit_codes() {
     assert_eq!(events[0], ("sandbox.create".to_owned(), "agent".to_owned()));
     assert_eq!(
         events.len(),
-        1 + 8,
+        1 + 9,
         "one sandbox.exec per command: {events:?}"
     );
     assert!(events[1..]
