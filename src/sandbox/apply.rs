@@ -192,6 +192,9 @@ fn init(
     processes_before: u64,
 ) -> std::io::Result<i32> {
     setup_mounts(policy)?;
+    if policy.namespaces().net {
+        sys::bring_up_loopback()?;
+    }
     if policy.isolation.uts_namespace {
         sys::set_hostname("sandbox")?;
     }

@@ -545,6 +545,47 @@ pub fn mount_proc() -> io::Result<()> {
     )
 }
 
+/// Brings the loopback interface up in this process's network namespace
+/// (a new one starts with `lo` down): programs that talk to themselves over
+/// 127.0.0.1 work, and nothing outside is reachable (the namespace has no
+/// other interface). Needs CAP_NET_ADMIN over the namespace.
+pub fn bring_up_loopback() -> io::Result<()> {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let what = |call: &str, e: io::Error| io::Error::new(e.kind(), format!("{call} lo: {e}"));
+    // SAFETY: socket(2) with constant arguments; the fd is owned below.
+    let fd = unsafe {
+        nix::libc::socket(
+            nix::libc::AF_INET,
+            nix::libc::SOCK_DGRAM | nix::libc::SOCK_CLOEXEC,
+            0,
+        )
+    };
+    if fd < 0 {
+        return Err(what("socket(AF_INET) for", io::Error::last_os_error()));
+    }
+    // SAFETY: the kernel just returned this fd; nothing else owns it.
+    let socket = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: ifreq is plain old data; all-zero is a valid value.
+    let mut request: nix::libc::ifreq = unsafe { std::mem::zeroed() };
+    for (slot, byte) in request.ifr_name.iter_mut().zip(b"lo\0") {
+        *slot = *byte as nix::libc::c_char;
+    }
+    let raw = std::os::fd::AsRawFd::as_raw_fd(&socket);
+    // SAFETY: SIOCGIFFLAGS/SIOCSIFFLAGS read and write the ifreq passed,
+    // which lives for both calls.
+    unsafe {
+        if nix::libc::ioctl(raw, nix::libc::SIOCGIFFLAGS, &mut request) < 0 {
+            return Err(what("ioctl(SIOCGIFFLAGS)", io::Error::last_os_error()));
+        }
+        request.ifr_ifru.ifru_flags |=
+            (nix::libc::IFF_UP | nix::libc::IFF_RUNNING) as nix::libc::c_short;
+        if nix::libc::ioctl(raw, nix::libc::SIOCSIFFLAGS, &request) < 0 {
+            return Err(what("ioctl(SIOCSIFFLAGS)", io::Error::last_os_error()));
+        }
+    }
+    Ok(())
+}
+
 /// sethostname(2).
 pub fn set_hostname(name: &str) -> io::Result<()> {
     call(

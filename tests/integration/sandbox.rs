@@ -202,6 +202,17 @@ fn the_network_is_off_unless_the_template_allows_it() {
     let off = create(&home, &["--template", "python-3"]);
     let out = sandbox_exec(&home, &off, &["python3", "-c", &connect]);
     assert!(out.ok().starts_with("refused"), "{out:?}");
+    // Its own loopback is up: a server inside answers a client inside.
+    let inside = [
+        "import socket, threading",
+        "s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(1)",
+        "threading.Thread(target=lambda: s.accept()[0].sendall(b'hello'), daemon=True).start()",
+        "c = socket.create_connection(s.getsockname(), timeout=3)",
+        "print(c.recv(5).decode())",
+    ]
+    .join("\n");
+    let out = sandbox_exec(&home, &off, &["python3", "-c", &inside]);
+    assert_eq!(out.ok(), "hello\n", "{out:?}");
     let on = create(&home, &["--template", "networked"]);
     let out = sandbox_exec(&home, &on, &["python3", "-c", &connect]);
     assert_eq!(
