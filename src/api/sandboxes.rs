@@ -6,8 +6,8 @@
 //! `supervisor::sandboxes` code: the same environment from nothing, the same
 //! masking and exit codes. What differs is who the run answers to: a run
 //! started here is [`Control::Detached`] (no signal handler of the shared
-//! server process is touched, the child's stdin is /dev/null) and ends when
-//! its client goes away: the cancel guard lives in the handler (buffered) or
+//! server process is touched; the child reads the request's `stdin`, or
+//! nothing) and ends when its client goes away: the cancel guard lives in the handler (buffered) or
 //! in the response body (stream), and dropping either kills the group.
 //!
 //! Access: a sandbox belongs to a vault (`"vault"`, default `default`);
@@ -182,6 +182,8 @@ pub struct ExecBody {
     stream: bool,
     /// `label` (default) or `stars`.
     mask: Option<String>,
+    /// What the command reads on stdin (default: nothing, end of file).
+    stdin: Option<String>,
 }
 
 /// `POST /api/sandboxes/{id}/exec`: the command's masked output and exit
@@ -239,7 +241,10 @@ pub async fn exec(
         command: body.command.into_iter().map(OsString::from).collect(),
         timeout,
         mask,
-        stdio: StdioMode::NullInput,
+        stdio: StdioMode::GivenInput,
+        input: body
+            .stdin
+            .map(|text| zeroize::Zeroizing::new(text.into_bytes())),
         output,
         destination,
         control: Control::Detached(vec![watch, shutdown]),

@@ -145,6 +145,7 @@ fn prepare(ctx: &Context, args: ExecArgs) -> Result<ExecPlan, CliError> {
             cwd: args.cwd,
             stdio: stdio_mode(ctx, args.tty),
             env_through_pipe: false,
+            input: None,
         },
         mask: prepared.mask,
         output: output_mode(ctx),

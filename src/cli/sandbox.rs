@@ -227,6 +227,7 @@ fn prepare_exec(ctx: &Context, args: SandboxExecArgs) -> Result<PreparedExec, Cl
             timeout,
             mask: args.mask,
             stdio: exec::stdio_mode(ctx, args.tty),
+            input: None,
             output: exec::output_mode(ctx),
             destination: Destination::Stdio,
             control: Control::Process,

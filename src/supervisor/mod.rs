@@ -72,7 +72,8 @@ pub enum Control {
     /// forwards it), and SIGWINCH resizes the child's terminal.
     Process,
     /// A run inside the server: no signal handler is touched (the process
-    /// is shared), the child's stdin is /dev/null, the child's exit is
+    /// is shared), shroud's stdin is not the child's (see
+    /// `StdioMode::GivenInput`), the child's exit is
     /// watched through a pidfd, and the run is killed when any of its
     /// [`CancelGuard`]s is dropped (say, the HTTP client went away, or the
     /// server is shutting down).

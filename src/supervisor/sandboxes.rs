@@ -91,6 +91,8 @@ pub struct ExecRequest {
     pub timeout: Option<Duration>,
     pub mask: MaskStyle,
     pub stdio: StdioMode,
+    /// With [`StdioMode::GivenInput`]: the command's stdin.
+    pub input: Option<zeroize::Zeroizing<Vec<u8>>>,
     pub output: OutputMode,
     pub destination: Destination,
     pub control: Control,
@@ -308,6 +310,7 @@ impl SandboxHost {
                     cwd: None,
                     stdio: request.stdio,
                     env_through_pipe: true,
+                    input: request.input,
                 },
                 mask: prepared.mask,
                 output: request.output,

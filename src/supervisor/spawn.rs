@@ -140,9 +140,10 @@ impl ChildEnv {
 pub enum StdioMode {
     /// stdin inherited, stdout and stderr through two pipes.
     Pipes,
-    /// stdin from /dev/null, stdout and stderr through two pipes (runs
-    /// started by the server, which has no input to give).
-    NullInput,
+    /// stdin is [`ChildSpec::input`] (or /dev/null without it), stdout and
+    /// stderr through two pipes: runs started by the server, whose own
+    /// stdin is nobody's.
+    GivenInput,
     /// One pseudo-terminal for all three, sized like this.
     Pty(Option<nix::pty::Winsize>),
 }
@@ -160,6 +161,9 @@ pub struct ChildSpec {
     /// ended by NUL). For `__sandbox-init`, which must not itself be shaped
     /// by what a caller puts in the command's environment (`LD_PRELOAD`).
     pub env_through_pipe: bool,
+    /// With [`StdioMode::GivenInput`]: what the child reads on stdin, then
+    /// end of file.
+    pub input: Option<zeroize::Zeroizing<Vec<u8>>>,
 }
 
 /// A started child and the supervisor's ends of its output.
@@ -233,11 +237,11 @@ pub fn spawn(spec: ChildSpec) -> Result<Spawned, SpawnError> {
     };
     let mut pty_master = None;
     match spec.stdio {
-        StdioMode::Pipes | StdioMode::NullInput => {
-            let stdin = if spec.stdio == StdioMode::Pipes {
-                Stdio::inherit()
-            } else {
-                Stdio::null()
+        StdioMode::Pipes | StdioMode::GivenInput => {
+            let stdin = match (spec.stdio, &spec.input) {
+                (StdioMode::Pipes, _) => Stdio::inherit(),
+                (_, Some(_)) => Stdio::piped(),
+                (_, None) => Stdio::null(),
             };
             command
                 .process_group(0)
@@ -281,6 +285,9 @@ pub fn spawn(spec: ChildSpec) -> Result<Spawned, SpawnError> {
         // already gone, which the supervisor will see.
         let _ = std::fs::File::from(write).write_all(&blob);
     }
+    if let (Some(input), Some(stdin)) = (spec.input, child.stdin.take()) {
+        feed_input(input, stdin);
+    }
     let pgid = child.id();
     let (stdout, stderr) = match pty_master {
         Some(master) => (master, None),
@@ -302,6 +309,20 @@ pub fn spawn(spec: ChildSpec) -> Result<Spawned, SpawnError> {
         stdout,
         stderr,
     })
+}
+
+/// Writes `input` to the child's stdin from a thread of its own (the child
+/// may read it slowly, or not at all), then closes it. A child that exits
+/// without reading it all ends the write with EPIPE, and the thread with it.
+fn feed_input(input: zeroize::Zeroizing<Vec<u8>>, mut stdin: std::process::ChildStdin) {
+    let spawned = std::thread::Builder::new()
+        .name("shroud-stdin".to_owned())
+        .spawn(move || {
+            let _ = stdin.write_all(&input);
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "cannot start the thread feeding stdin; the child gets none");
+    }
 }
 
 /// The exit code for a finished child (the child's code, or 128 + signal)

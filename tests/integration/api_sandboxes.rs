@@ -347,6 +347,17 @@ fn a_real_server_runs_sandbox_commands_masked_with_the_cli_exit_codes() {
         exec(r#"{"command":["true"],"env":{"LD_PRELOAD":"/nonexistent/preload-xyz.so"}}"#);
     let stderr = preload["stderr"].as_str().unwrap();
     assert_eq!(stderr.matches("preload-xyz.so").count(), 1, "{stderr}");
+    // stdin: what the request gives, then end of file (nothing without it);
+    // 600 KB (over a pipe's buffer) arrives whole, and a command that does
+    // not read it still ends.
+    let fed = exec(r#"{"command":["sh","-c","wc -l; echo $API_KEY"],"stdin":"one\ntwo\nthree\n"}"#);
+    assert_eq!(fed["stdout"], "3\n<secret:api_key>\n", "{fed}");
+    assert_eq!(exec(r#"{"command":["wc","-c"]}"#)["stdout"], "0\n");
+    let big = "x".repeat(600_000);
+    let counted = exec(&format!(r#"{{"command":["wc","-c"],"stdin":"{big}"}}"#));
+    assert_eq!(counted["stdout"], "600000\n", "{}", counted["stderr"]);
+    let ignored = exec(&format!(r#"{{"command":["true"],"stdin":"{big}"}}"#));
+    assert_eq!(ignored["exit_code"], 0);
     // Output that is not UTF-8 comes whole as base64 too; text does not.
     let binary = exec(r#"{"command":["printf","\\377\\376ok"]}"#);
     assert_eq!(binary["stdout_base64"], "//5vaw==", "{binary}");
@@ -373,7 +384,7 @@ fn a_real_server_runs_sandbox_commands_masked_with_the_cli_exit_codes() {
     assert_eq!(events[0], ("sandbox.create".to_owned(), "agent".to_owned()));
     assert_eq!(
         events.len(),
-        1 + 9,
+        1 + 13,
         "one sandbox.exec per command: {events:?}"
     );
     assert!(events[1..]
