@@ -9,9 +9,10 @@
 //!   `printf '%s\n' "$S" | base64` or a value embedded in a longer base64 blob
 //!   is caught whatever the neighbouring bytes and the value's length;
 //! - its standard base64 form as a wrapping encoder prints it across line
-//!   ends (64 and 76 columns, every start column), so a value in the middle
-//!   of `base64` or PEM output is caught even when a line break cuts it
-//!   ([`wrapped_base64_forms`]; used for runs of up to 128 secrets);
+//!   ends (64 and 76 columns, `\n` or MIME's `\r\n`, every start column),
+//!   so a value in the middle of `base64`, PEM or MIME output is caught even
+//!   when a line break cuts it ([`wrapped_base64_forms`]; used for runs of
+//!   up to 128 secrets);
 //! - its percent-encoded form (RFC 3986 unreserved characters kept) with upper-
 //!   and lower-case hex;
 //! - its JSON string-escaped form, and the all-ASCII (`\uXXXX`) form when the
@@ -81,13 +82,13 @@ fn base64_core(value: &[u8], alignment: usize) -> Zeroizing<Vec<u8>> {
     )
 }
 
-/// Line widths of wrapped base64: 76 (`base64`, MIME) and 64 (PEM,
-/// `openssl base64`).
-pub const WRAP_WIDTHS: [usize; 2] = [64, 76];
+/// How base64 is wrapped in practice: 64 columns (PEM, `openssl base64`),
+/// 76 (`base64`), and 76 with CRLF line ends (MIME, RFC 2045).
+pub const WRAP_STYLES: [(usize, &[u8]); 3] = [(64, b"\n"), (76, b"\n"), (76, b"\r\n")];
 
 /// The standard base64 forms of `value` as a wrapping encoder prints them
-/// when they cross a line end: for each alignment, each width of
-/// [`WRAP_WIDTHS`] and each column the value's characters can start at
+/// when they cross a line end: for each alignment, each style of
+/// [`WRAP_STYLES`] and each column the value's characters can start at
 /// (the same residue mod 4 as the alignment's first character), the core
 /// with `\n` where the lines break. Forms that fit in one line are not
 /// repeated (the plain core covers them).
@@ -97,17 +98,18 @@ pub fn wrapped_base64_forms(value: &[u8]) -> Vec<Zeroizing<Vec<u8>>> {
         let core = base64_core(value, alignment);
         // The core's first character sits at this offset in its 4-char group.
         let offset = (8 * alignment).div_ceil(6) % 4;
-        for width in WRAP_WIDTHS {
+        for (width, line_end) in WRAP_STYLES {
             for column in (offset..width).step_by(4) {
                 let first_line = width - column;
                 if core.len() <= first_line {
                     continue;
                 }
+                let breaks = core.len() / width + 1;
                 let mut form =
-                    Zeroizing::new(Vec::with_capacity(core.len() + core.len() / width + 2));
+                    Zeroizing::new(Vec::with_capacity(core.len() + breaks * line_end.len()));
                 form.extend_from_slice(&core[..first_line]);
                 for line in core[first_line..].chunks(width) {
-                    form.push(b'\n');
+                    form.extend_from_slice(line_end);
                     form.extend_from_slice(line);
                 }
                 out.push(form);
@@ -217,7 +219,7 @@ mod tests {
     fn wrapped_base64_is_covered_wherever_the_value_starts() {
         let value = b"sk-live-4f9a8b7c6d5e3f2a1b0c9d8e"; // 32 bytes: 43 characters
         let wrapped = wrapped_base64_forms(value);
-        for width in WRAP_WIDTHS {
+        for (width, line_end) in WRAP_STYLES {
             for prefix_len in 0..80 {
                 let mut data = vec![b'Q'; prefix_len];
                 data.extend_from_slice(value);
@@ -225,7 +227,7 @@ mod tests {
                 let encoded = STANDARD.encode(&data).into_bytes();
                 let lines: Vec<u8> = encoded
                     .chunks(width)
-                    .flat_map(|line| line.iter().copied().chain(*b"\n"))
+                    .flat_map(|line| line.iter().chain(line_end).copied())
                     .collect();
                 let mut all = forms(value);
                 all.extend(wrapped.iter().cloned());
