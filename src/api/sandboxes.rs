@@ -33,6 +33,7 @@ use super::error::ApiError;
 use super::json::ApiJson;
 use super::ApiState;
 use crate::mask::MaskStyle;
+use crate::secret::SecretValue;
 use crate::store::names::DEFAULT_VAULT;
 use crate::store::tokens::Access;
 use crate::store::{SandboxRow, StoreError, VaultName};
@@ -242,9 +243,9 @@ pub async fn exec(
         timeout,
         mask,
         stdio: StdioMode::GivenInput,
-        input: body
-            .stdin
-            .map(|text| zeroize::Zeroizing::new(text.into_bytes())),
+        // The client's input may hold its own secrets: kept zeroizing and
+        // out of Debug output like a value.
+        input: body.stdin.map(|text| SecretValue::new(text.into_bytes())),
         output,
         destination,
         control: Control::Detached(vec![watch, shutdown]),

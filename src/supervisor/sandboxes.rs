@@ -29,6 +29,7 @@ use crate::mask::MaskStyle;
 use crate::sandbox::apply::{Feature, SandboxPolicy};
 use crate::sandbox::sys;
 use crate::sandbox::template::{EnvPolicy, Limits, Template};
+use crate::secret::SecretValue;
 use crate::store::{SandboxRow, Store, StoreError, VaultName};
 
 /// Where sandboxes live and which binary runs their init.
@@ -92,7 +93,7 @@ pub struct ExecRequest {
     pub mask: MaskStyle,
     pub stdio: StdioMode,
     /// With [`StdioMode::GivenInput`]: the command's stdin.
-    pub input: Option<zeroize::Zeroizing<Vec<u8>>>,
+    pub input: Option<SecretValue>,
     pub output: OutputMode,
     pub destination: Destination,
     pub control: Control,

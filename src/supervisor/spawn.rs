@@ -163,7 +163,7 @@ pub struct ChildSpec {
     pub env_through_pipe: bool,
     /// With [`StdioMode::GivenInput`]: what the child reads on stdin, then
     /// end of file.
-    pub input: Option<zeroize::Zeroizing<Vec<u8>>>,
+    pub input: Option<SecretValue>,
 }
 
 /// A started child and the supervisor's ends of its output.
@@ -314,11 +314,11 @@ pub fn spawn(spec: ChildSpec) -> Result<Spawned, SpawnError> {
 /// Writes `input` to the child's stdin from a thread of its own (the child
 /// may read it slowly, or not at all), then closes it. A child that exits
 /// without reading it all ends the write with EPIPE, and the thread with it.
-fn feed_input(input: zeroize::Zeroizing<Vec<u8>>, mut stdin: std::process::ChildStdin) {
+fn feed_input(input: SecretValue, mut stdin: std::process::ChildStdin) {
     let spawned = std::thread::Builder::new()
         .name("shroud-stdin".to_owned())
         .spawn(move || {
-            let _ = stdin.write_all(&input);
+            let _ = stdin.write_all(input.expose());
         });
     if let Err(e) = spawned {
         tracing::warn!(error = %e, "cannot start the thread feeding stdin; the child gets none");
