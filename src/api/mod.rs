@@ -7,7 +7,11 @@
 //!
 //! The store is synchronous: each request borrows a store connection from a
 //! small pool and runs on tokio's blocking threads, acting as the calling
-//! token (its name is the actor of the audit records it writes).
+//! token (its name is the actor of the audit records it writes). Secret
+//! writes go through one group-commit writer thread. Sandbox commands run
+//! on blocking threads too, at most `--max-runs` at once, each detached from
+//! the server's process and killed when its client goes away or the server
+//! shuts down (see `sandboxes`).
 
 pub mod auth;
 pub mod error;
