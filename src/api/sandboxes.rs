@@ -195,22 +195,7 @@ pub async fn exec(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<ExecBody>,
 ) -> ApiResult {
-    if body.command.is_empty() || body.command[0].is_empty() {
-        return Err(bad_request("`command` needs a program"));
-    }
-    if body.command.iter().any(|arg| arg.contains('\0')) {
-        return Err(bad_request("`command` contains a NUL byte"));
-    }
-    let timeout = match body.timeout_ms {
-        Some(0) => return Err(bad_request("`timeout_ms` must be greater than 0")),
-        Some(ms) => Some(Duration::from_millis(ms)),
-        None => None,
-    };
-    let mask = match body.mask.as_deref() {
-        None | Some("label") => MaskStyle::Label,
-        Some("stars") => MaskStyle::Stars,
-        Some(_) => return Err(bad_request("`mask` is `label` or `stars`")),
-    };
+    let (timeout, mask) = check_exec_body(&body)?;
     let grants = parse_grants(&body.secrets)?;
     let env = parse_env(body.env)?;
     let (row, config) = owned_sandbox(&state, &caller, id).await?;
@@ -289,35 +274,8 @@ pub async fn exec(
                 .await
                 .map_err(ApiError::internal)?;
             drop(guard);
-            let report = result.map_err(|e| match e {
-                supervisor::SupervisorError::Spawn(e) => ApiError::internal(e),
-                supervisor::SupervisorError::Io(e) => ApiError::internal(e),
-            })?;
-            let mut body = serde_json::json!({
-                "exit_code": report.code,
-                "stdout": String::from_utf8_lossy(&report.captured.stdout),
-                "stderr": String::from_utf8_lossy(&report.captured.stderr),
-                "duration_ms": report.duration.as_millis() as u64,
-                "signal": report.signal,
-                "timed_out": report.timed_out,
-                "output_limit_reached": report.output_limit_reached,
-                "cancelled": report.cancelled,
-            });
-            // Output that is not UTF-8 (an image, a tarball) also comes
-            // whole, as base64, beside its lossy text.
-            for (field, bytes) in [
-                ("stdout_base64", &report.captured.stdout),
-                ("stderr_base64", &report.captured.stderr),
-            ] {
-                if std::str::from_utf8(bytes).is_err() {
-                    body[field] =
-                        serde_json::json!(base64::engine::general_purpose::STANDARD.encode(bytes));
-                }
-            }
-            if !unmasked.is_empty() {
-                body["unmasked_secrets"] = serde_json::json!(unmasked);
-            }
-            Ok(Json(body).into_response())
+            let report = result.map_err(ApiError::internal)?;
+            Ok(Json(buffered_result(&report, &unmasked)).into_response())
         }
         Some(receiver) => {
             // The error line needs a sender of its own: the run's is moved
@@ -328,6 +286,61 @@ pub async fn exec(
             Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response())
         }
     }
+}
+
+/// Checks what an exec body can get wrong before anything is looked up;
+/// returns its timeout and mask style.
+fn check_exec_body(body: &ExecBody) -> Result<(Option<Duration>, MaskStyle), ApiError> {
+    if body
+        .command
+        .first()
+        .is_none_or(|program| program.is_empty())
+    {
+        return Err(bad_request("`command` needs a program"));
+    }
+    if body.command.iter().any(|arg| arg.contains('\0')) {
+        return Err(bad_request("`command` contains a NUL byte"));
+    }
+    let timeout = match body.timeout_ms {
+        Some(0) => return Err(bad_request("`timeout_ms` must be greater than 0")),
+        Some(ms) => Some(Duration::from_millis(ms)),
+        None => None,
+    };
+    let mask = match body.mask.as_deref() {
+        None | Some("label") => MaskStyle::Label,
+        Some("stars") => MaskStyle::Stars,
+        Some(_) => return Err(bad_request("`mask` is `label` or `stars`")),
+    };
+    Ok((timeout, mask))
+}
+
+/// The JSON answer of a buffered exec.
+fn buffered_result(report: &supervisor::ExitReport, unmasked: &[String]) -> serde_json::Value {
+    let mut body = serde_json::json!({
+        "exit_code": report.code,
+        "stdout": String::from_utf8_lossy(&report.captured.stdout),
+        "stderr": String::from_utf8_lossy(&report.captured.stderr),
+        "duration_ms": report.duration.as_millis() as u64,
+        "signal": report.signal,
+        "timed_out": report.timed_out,
+        "output_limit_reached": report.output_limit_reached,
+        "cancelled": report.cancelled,
+    });
+    // Output that is not UTF-8 (an image, a tarball) also comes whole, as
+    // base64, beside its lossy text.
+    for (field, bytes) in [
+        ("stdout_base64", &report.captured.stdout),
+        ("stderr_base64", &report.captured.stderr),
+    ] {
+        if std::str::from_utf8(bytes).is_err() {
+            body[field] =
+                serde_json::json!(base64::engine::general_purpose::STANDARD.encode(bytes));
+        }
+    }
+    if !unmasked.is_empty() {
+        body["unmasked_secrets"] = serde_json::json!(unmasked);
+    }
+    body
 }
 
 /// The last line of a stream whose run failed inside shroud.
