@@ -12,7 +12,7 @@ use nix::sys::termios::{self, LocalFlags, SetArg};
 use zeroize::Zeroizing;
 
 /// Makes this process undumpable: no core file (RLIMIT_CORE = 0) and no
-/// ptrace or /proc/<pid>/mem access by other same-user processes
+/// ptrace or `/proc/<pid>/mem` access by other same-user processes
 /// (PR_SET_DUMPABLE = 0), so decrypted values in memory never reach a disk.
 pub fn disable_core_dumps() -> io::Result<()> {
     setrlimit(Resource::RLIMIT_CORE, 0, 0)
