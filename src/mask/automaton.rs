@@ -46,23 +46,59 @@ pub struct Automaton {
 impl Automaton {
     /// Builds the automaton. Patterns must be non-empty and distinct.
     pub fn new(patterns: &[&[u8]]) -> Self {
-        // Trie construction with per-node sorted child lists.
-        let mut children: Vec<Vec<(u8, StateId)>> = vec![Vec::new()];
+        // The trie, as first-child / next-sibling lists in flat arrays (no
+        // allocation per node: most nodes have one child), with the root's
+        // children in a dense table.
+        let mut root_next = Box::new([NONE; 256]);
+        let mut first_child = vec![NONE];
+        let mut next_sibling = vec![NONE];
+        let mut label = vec![0u8];
         let mut output = vec![NONE];
         let mut depth = vec![0u32];
+        let total_bytes: usize = patterns.iter().map(|p| p.len()).sum();
+        for list in [&mut first_child, &mut next_sibling, &mut output] {
+            list.reserve(total_bytes);
+        }
+        label.reserve(total_bytes);
+        depth.reserve(total_bytes);
+        let find = |root_next: &[StateId; 256],
+                    first_child: &[StateId],
+                    next_sibling: &[StateId],
+                    label: &[u8],
+                    node: StateId,
+                    byte: u8|
+         -> Option<StateId> {
+            if node == ROOT {
+                let next = root_next[byte as usize];
+                return (next != NONE).then_some(next);
+            }
+            let mut c = first_child[node as usize];
+            while c != NONE {
+                if label[c as usize] == byte {
+                    return Some(c);
+                }
+                c = next_sibling[c as usize];
+            }
+            None
+        };
         for (id, pattern) in patterns.iter().enumerate() {
             let mut node = ROOT;
             for &byte in pattern.iter() {
-                let list = &children[node as usize];
-                node = match list.binary_search_by_key(&byte, |&(b, _)| b) {
-                    Ok(i) => list[i].1,
-                    Err(i) => {
-                        let new = children.len() as StateId;
-                        let parent_depth = depth[node as usize];
-                        children[node as usize].insert(i, (byte, new));
-                        children.push(Vec::new());
+                node = match find(&root_next, &first_child, &next_sibling, &label, node, byte) {
+                    Some(next) => next,
+                    None => {
+                        let new = label.len() as StateId;
+                        label.push(byte);
+                        first_child.push(NONE);
                         output.push(NONE);
-                        depth.push(parent_depth + 1);
+                        depth.push(depth[node as usize] + 1);
+                        if node == ROOT {
+                            next_sibling.push(NONE);
+                            root_next[byte as usize] = new;
+                        } else {
+                            next_sibling.push(first_child[node as usize]);
+                            first_child[node as usize] = new;
+                        }
                         new
                     }
                 };
@@ -71,23 +107,65 @@ impl Automaton {
                 output[node as usize] = id as u32;
             }
         }
-        let count = children.len();
-        let child = |node: StateId, byte: u8| -> Option<StateId> {
-            let list = &children[node as usize];
-            list.binary_search_by_key(&byte, |&(b, _)| b)
-                .ok()
-                .map(|i| list[i].1)
+        let count = label.len();
+        // The children of `node`, sorted by byte, into `out`.
+        let children_of = |node: StateId, out: &mut Vec<(u8, StateId)>| {
+            out.clear();
+            if node == ROOT {
+                out.extend(
+                    root_next
+                        .iter()
+                        .enumerate()
+                        .filter(|&(_, &next)| next != NONE)
+                        .map(|(byte, &next)| (byte as u8, next)),
+                );
+            } else {
+                let mut c = first_child[node as usize];
+                while c != NONE {
+                    out.push((label[c as usize], c));
+                    c = next_sibling[c as usize];
+                }
+                out.sort_unstable_by_key(|&(byte, _)| byte);
+            }
+        };
+        let child = |node: StateId, byte: u8| {
+            find(&root_next, &first_child, &next_sibling, &label, node, byte)
         };
 
-        // Breadth-first: failure links and dictionary links.
+        // Breadth-first: failure links and dictionary links. The BFS order
+        // also visits a node's failure target (shallower) before the node.
         let mut fail = vec![ROOT; count];
         let mut dict = vec![NONE; count];
-        let mut queue = std::collections::VecDeque::with_capacity(count);
-        for &(_, next) in &children[ROOT as usize] {
-            queue.push_back(next);
-        }
-        while let Some(node) = queue.pop_front() {
-            for &(byte, next) in &children[node as usize] {
+        let mut order: Vec<StateId> = Vec::with_capacity(count);
+        let mut edges = Vec::new();
+        order.push(ROOT);
+        let mut i = 0;
+        while i < order.len() {
+            let node = order[i];
+            i += 1;
+            let mut c = if node == ROOT {
+                NONE
+            } else {
+                first_child[node as usize]
+            };
+            if node == ROOT {
+                children_of(ROOT, &mut edges);
+            }
+            let mut root_edges = edges.iter();
+            loop {
+                let (byte, next) = if node == ROOT {
+                    match root_edges.next() {
+                        Some(&edge) => edge,
+                        None => break,
+                    }
+                } else {
+                    if c == NONE {
+                        break;
+                    }
+                    let edge = (label[c as usize], c);
+                    c = next_sibling[c as usize];
+                    edge
+                };
                 // A depth-1 node fails to the root; deeper ones follow their
                 // parent's failure chain until some state has this edge.
                 if node != ROOT {
@@ -108,45 +186,38 @@ impl Automaton {
                 } else {
                     dict[fl]
                 };
-                queue.push_back(next);
+                order.push(next);
             }
         }
 
-        // Breadth-first order visits a node's failure target (shallower) first.
         let mut live_depth = vec![0u32; count];
-        let mut order = Vec::with_capacity(count);
-        order.push(ROOT);
-        let mut i = 0;
-        while i < order.len() {
-            let node = order[i];
-            order.extend(children[node as usize].iter().map(|&(_, next)| next));
-            i += 1;
-        }
         for &node in &order[1..] {
-            live_depth[node as usize] = if children[node as usize].is_empty() {
+            live_depth[node as usize] = if first_child[node as usize] == NONE {
                 live_depth[fail[node as usize] as usize]
             } else {
                 depth[node as usize]
             };
         }
 
-        let mut root_next = Box::new([ROOT; 256]);
-        for &(byte, next) in &children[ROOT as usize] {
-            root_next[byte as usize] = next;
-        }
         let mut edge_start = Vec::with_capacity(count + 1);
-        let total: usize = children.iter().map(Vec::len).sum();
-        let mut edge_bytes = Vec::with_capacity(total);
-        let mut edge_targets = Vec::with_capacity(total);
-        for list in &mut children {
+        let mut edge_bytes = Vec::with_capacity(count);
+        let mut edge_targets = Vec::with_capacity(count);
+        for node in 0..count as StateId {
             edge_start.push(edge_bytes.len() as u32);
-            for &(byte, next) in list.iter() {
+            children_of(node, &mut edges);
+            for &(byte, next) in &edges {
                 edge_bytes.push(byte);
                 edge_targets.push(next);
             }
-            list.zeroize();
         }
         edge_start.push(edge_bytes.len() as u32);
+        edges.zeroize();
+        label.zeroize();
+        for slot in root_next.iter_mut() {
+            if *slot == NONE {
+                *slot = ROOT;
+            }
+        }
         Automaton {
             root_next,
             fail,
