@@ -29,6 +29,13 @@ fn setup() -> Setup {
     let home = TestHome::new();
     home.set("API_KEY", VALUE);
     home.set("EXTRA", EXTRA);
+    let templates = home.path().join("sandbox-templates");
+    std::fs::create_dir_all(&templates).unwrap();
+    std::fs::write(
+        templates.join("exotic.toml"),
+        "[runtime]\ninterpreter = \"no-such-interpreter-xyz\"\n",
+    )
+    .unwrap();
     let token = |name: &str, grant: &str| {
         home.run(&["token", "create", name, "--grant", grant])
             .ok()
@@ -146,6 +153,11 @@ fn create_exec_and_delete_answer_with_the_right_status_codes() {
             (r#"{"template":"bash","secrets":["1X=API_KEY"]}"#, "1X"),
             (r#"{"template":"bash","env":{"BAD NAME":"v"}}"#, "BAD NAME"),
             (r#"{"template":"bash","vault":"../etc"}"#, "vault"),
+            // What the host cannot give, with `strict`: refused, naming it.
+            (
+                r#"{"template":"exotic","strict":true}"#,
+                "strict: this host cannot give",
+            ),
         ] {
             let (status, body) = call(home, "POST", "/api/sandboxes", &s.agent, Some(bad)).await;
             assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
