@@ -168,6 +168,10 @@ fn create_exec_and_delete_answer_with_the_right_status_codes() {
             home.run(&["sandbox", "list"]).ok().is_empty(),
             "nothing created"
         );
+        let left = std::fs::read_dir(home.path().join("sandboxes"))
+            .map(|dir| dir.count())
+            .unwrap_or(0);
+        assert_eq!(left, 0, "no working directory left behind");
 
         let (status, created) = call(
             home,
