@@ -34,6 +34,12 @@ impl ApiError {
         }
     }
 
+    /// A 400 whose message is `e` (a validation error: it names the thing,
+    /// never a value).
+    pub fn bad_request(e: impl std::fmt::Display) -> Self {
+        ApiError::new(StatusCode::BAD_REQUEST, e.to_string())
+    }
+
     pub fn internal(detail: impl std::fmt::Display) -> Self {
         tracing::error!(%detail, "internal error");
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
@@ -43,9 +49,7 @@ impl ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match &e {
-            StoreError::Invalid(_) | StoreError::ReferenceTtl(_) => {
-                ApiError::new(StatusCode::BAD_REQUEST, e.to_string())
-            }
+            StoreError::Invalid(_) | StoreError::ReferenceTtl(_) => ApiError::bad_request(e),
             e if e.is_not_found() => ApiError::new(StatusCode::NOT_FOUND, e.to_string()),
             _ => ApiError::internal(e),
         }

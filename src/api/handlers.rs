@@ -23,12 +23,12 @@ use crate::store::{NewSecret, SecretMeta, SecretName, VaultName};
 
 type ApiResult = Result<Response, ApiError>;
 
-fn vault(name: &str) -> Result<VaultName, ApiError> {
-    VaultName::parse(name).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))
+pub(super) fn vault(name: &str) -> Result<VaultName, ApiError> {
+    VaultName::parse(name).map_err(ApiError::bad_request)
 }
 
 fn secret_name(name: &str) -> Result<SecretName, ApiError> {
-    SecretName::parse(name).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))
+    SecretName::parse(name).map_err(ApiError::bad_request)
 }
 
 fn meta_json(meta: &SecretMeta) -> serde_json::Value {
@@ -130,8 +130,7 @@ pub async fn set_var(
 ) -> ApiResult {
     let vault = vault(&body.vault_name)?;
     caller.require(vault.as_str(), Access::Write)?;
-    let name = SecretName::parse_var(&body.var.name)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
+    let name = SecretName::parse_var(&body.var.name).map_err(ApiError::bad_request)?;
     let value = body.var.value;
     state
         .with_store(caller.name(), move |store| {
@@ -417,8 +416,8 @@ pub async fn scoped_set(
     let vault = scope_vault(&caller, &body.scope, Access::Write)?;
     let name = secret_name(&body.name)?;
     let value = SecretValue::new(body.value.unwrap_or_default().into_bytes());
-    let secret = NewSecret::new(name.clone(), value, None, body.ttl)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
+    let secret =
+        NewSecret::new(name.clone(), value, None, body.ttl).map_err(ApiError::bad_request)?;
     let reference = state
         .with_store(caller.name(), move |store| {
             store.set_secret(&vault, secret)?;

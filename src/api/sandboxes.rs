@@ -36,7 +36,7 @@ use crate::mask::MaskStyle;
 use crate::secret::SecretValue;
 use crate::store::names::DEFAULT_VAULT;
 use crate::store::tokens::Access;
-use crate::store::{SandboxRow, StoreError, VaultName};
+use crate::store::{SandboxRow, StoreError};
 use crate::supervisor::output::{Chunk, Destination, OutputMode};
 use crate::supervisor::plan::{self, PlanError, SecretGrant, StoreAccess};
 use crate::supervisor::sandboxes::{self, CreateRequest, ExecRequest, SandboxConfig};
@@ -59,13 +59,9 @@ impl From<PlanError> for ApiError {
             PlanError::Store(StoreError::SandboxNotFound(_)) => {
                 ApiError::new(StatusCode::NOT_FOUND, e.to_string())
             }
-            PlanError::Store(ref store) if store.is_not_found() => {
-                ApiError::new(StatusCode::BAD_REQUEST, e.to_string())
-            }
+            PlanError::Store(ref store) if store.is_not_found() => ApiError::bad_request(e),
             PlanError::Store(store) => ApiError::from(store),
-            PlanError::Invalid(_) | PlanError::Usage(_) => {
-                ApiError::new(StatusCode::BAD_REQUEST, e.to_string())
-            }
+            PlanError::Invalid(_) | PlanError::Usage(_) => ApiError::bad_request(e),
             PlanError::Refused(why) => {
                 ApiError::new(StatusCode::BAD_REQUEST, format!("strict: {why}"))
             }
@@ -74,18 +70,14 @@ impl From<PlanError> for ApiError {
     }
 }
 
-fn bad_request(e: impl std::fmt::Display) -> ApiError {
-    ApiError::new(StatusCode::BAD_REQUEST, e.to_string())
-}
-
 fn parse_grants(texts: &[String]) -> Result<Vec<SecretGrant>, ApiError> {
-    plan::parse_grants(texts).map_err(bad_request)
+    plan::parse_grants(texts).map_err(ApiError::bad_request)
 }
 
 fn parse_env(env: BTreeMap<String, String>) -> Result<Vec<(String, String)>, ApiError> {
     env.into_iter()
         .map(|(name, value)| {
-            plan::check_env_pair(&name, &value).map_err(bad_request)?;
+            plan::check_env_pair(&name, &value).map_err(ApiError::bad_request)?;
             Ok((name, value))
         })
         .collect()
@@ -113,8 +105,7 @@ pub async fn create(
     caller: Caller,
     ApiJson(body): ApiJson<CreateBody>,
 ) -> ApiResult {
-    let vault =
-        VaultName::parse(body.vault.as_deref().unwrap_or(DEFAULT_VAULT)).map_err(bad_request)?;
+    let vault = super::handlers::vault(body.vault.as_deref().unwrap_or(DEFAULT_VAULT))?;
     caller.require(vault.as_str(), Access::Read)?;
     let request = CreateRequest {
         template: body.template,
@@ -122,11 +113,11 @@ pub async fn create(
         grants: parse_grants(&body.secrets)?,
         env: parse_env(body.env)?,
         strict: body.strict,
-        owner: caller.0.name.clone(),
+        owner: caller.name().to_owned(),
     };
     let host = state.sandbox_host();
     let created = state
-        .with_store_as(&caller.0.name, move |store| host.create(store, request))
+        .with_store_as(caller.name(), move |store| host.create(store, request))
         .await?;
     Ok(Json(serde_json::json!({
         "id": created.id,
@@ -143,9 +134,9 @@ pub async fn create(
 /// first (to find and remove what a crashed client left behind).
 pub async fn list(State(state): State<Arc<ApiState>>, caller: Caller) -> ApiResult {
     let host = state.sandbox_host();
-    let owner = caller.0.name.clone();
+    let owner = caller.name().to_owned();
     let rows = state
-        .with_store_as(&caller.0.name, move |store| host.owned_by(store, &owner))
+        .with_store_as(caller.name(), move |store| host.owned_by(store, &owner))
         .await?;
     Ok(Json(sandboxes::listing_json(&rows)).into_response())
 }
@@ -159,9 +150,9 @@ async fn owned_sandbox(
     let host = state.sandbox_host();
     let lookup = id.clone();
     let (row, config) = state
-        .with_store_as(&caller.0.name, move |store| host.load(store, &lookup))
+        .with_store_as(caller.name(), move |store| host.load(store, &lookup))
         .await?;
-    if config.owner.as_deref() != Some(caller.0.name.as_str()) {
+    if config.owner.as_deref() != Some(caller.name()) {
         return Err(PlanError::Store(StoreError::SandboxNotFound(id)).into());
     }
     caller.require(&row.vault, Access::Read)?;
@@ -238,13 +229,13 @@ pub async fn exec(
     };
     let host = state.sandbox_host();
     let prepared = state
-        .with_store_as(&caller.0.name, move |store| {
+        .with_store_as(caller.name(), move |store| {
             host.prepare_exec(StoreAccess::Open(store), row, config, request)
         })
         .await?;
     let unmasked: Vec<String> = prepared.unmasked.iter().map(|n| n.to_string()).collect();
     let id = prepared.id;
-    let actor = caller.0.name.clone();
+    let actor = caller.name().to_owned();
     let runner = Arc::clone(&state);
     let run = move |error_lines: Option<tokio::sync::mpsc::Sender<Chunk>>| {
         let _slot = slot; // held until the command has ended
@@ -296,20 +287,20 @@ fn check_exec_body(body: &ExecBody) -> Result<(Option<Duration>, MaskStyle), Api
         .first()
         .is_none_or(|program| program.is_empty())
     {
-        return Err(bad_request("`command` needs a program"));
+        return Err(ApiError::bad_request("`command` needs a program"));
     }
     if body.command.iter().any(|arg| arg.contains('\0')) {
-        return Err(bad_request("`command` contains a NUL byte"));
+        return Err(ApiError::bad_request("`command` contains a NUL byte"));
     }
     let timeout = match body.timeout_ms {
-        Some(0) => return Err(bad_request("`timeout_ms` must be greater than 0")),
+        Some(0) => return Err(ApiError::bad_request("`timeout_ms` must be greater than 0")),
         Some(ms) => Some(Duration::from_millis(ms)),
         None => None,
     };
     let mask = match body.mask.as_deref() {
         None | Some("label") => MaskStyle::Label,
         Some("stars") => MaskStyle::Stars,
-        Some(_) => return Err(bad_request("`mask` is `label` or `stars`")),
+        Some(_) => return Err(ApiError::bad_request("`mask` is `label` or `stars`")),
     };
     Ok((timeout, mask))
 }
@@ -397,7 +388,7 @@ pub async fn remove(
     let host = state.sandbox_host();
     let removed = row.id.clone();
     state
-        .with_store_as(&caller.0.name, move |store| host.remove(store, &removed))
+        .with_store_as(caller.name(), move |store| host.remove(store, &removed))
         .await?;
     Ok(Json(serde_json::json!({ "id": row.id, "deleted": true })).into_response())
 }
