@@ -17,24 +17,8 @@ const VALUE: &str = "api-secret-value-0x5eed";
 /// A home with a token `ci` (ci:write, prod:read) and a revoked `old`.
 pub(crate) fn setup() -> (TestHome, String, String) {
     let home = TestHome::new();
-    let token = home
-        .run(&[
-            "token",
-            "create",
-            "ci",
-            "--grant",
-            "ci:write",
-            "--grant",
-            "prod:read",
-        ])
-        .ok()
-        .trim()
-        .to_owned();
-    let old = home
-        .run(&["token", "create", "old", "--grant", "ci:write"])
-        .ok()
-        .trim()
-        .to_owned();
+    let token = home.create_token("ci", &["--grant", "ci:write", "--grant", "prod:read"]);
+    let old = home.create_token("old", &["--grant", "ci:write"]);
     home.run(&["token", "revoke", "old"]).ok();
     home.run(&[
         "secret",
@@ -513,24 +497,8 @@ fn rendered_gives_values_or_previews_and_is_audited() {
 #[test]
 fn scoped_secrets_give_references_per_workspace_and_user() {
     let home = TestHome::new();
-    let alice = home
-        .run(&[
-            "token",
-            "create",
-            "alice",
-            "--grant",
-            "workspace:write",
-            "--user",
-            "Alice",
-        ])
-        .ok()
-        .trim()
-        .to_owned();
-    let nouser = home
-        .run(&["token", "create", "robot", "--grant", "workspace:read"])
-        .ok()
-        .trim()
-        .to_owned();
+    let alice = home.create_token("alice", &["--grant", "workspace:write", "--user", "Alice"]);
+    let nouser = home.create_token("robot", &["--grant", "workspace:read"]);
     runtime().block_on(async {
         let set = format!(r#"{{"name":"TOKEN","value":"{VALUE}","scope":"workspace"}}"#);
         let (status, json) = call(
@@ -724,11 +692,7 @@ fn answer_with_echo(mut stream: impl Read + Write) -> String {
 #[test]
 fn fetch_speaks_tls_and_trusts_only_known_roots() {
     let home = TestHome::new();
-    let token = home
-        .run(&["token", "create", "agent", "--grant", "workspace:write"])
-        .ok()
-        .trim()
-        .to_owned();
+    let token = home.create_token("agent", &["--grant", "workspace:write"]);
     let value = "tls-carried-secret-424242";
     let ca = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tls/ca.pem");
     // A file that is missing, or holds no certificate, stops the server at start.
@@ -788,16 +752,8 @@ fn fetch_speaks_tls_and_trusts_only_known_roots() {
 #[test]
 fn fetch_resolves_references_in_every_field_and_masks_the_response() {
     let home = TestHome::new();
-    let token = home
-        .run(&["token", "create", "agent", "--grant", "workspace:write"])
-        .ok()
-        .trim()
-        .to_owned();
-    let other = home
-        .run(&["token", "create", "other", "--grant", "workspace:write"])
-        .ok()
-        .trim()
-        .to_owned();
+    let token = home.create_token("agent", &["--grant", "workspace:write"]);
+    let other = home.create_token("other", &["--grant", "workspace:write"]);
     let values = [
         ("API_TOKEN", "tok-abcdef-123456"),
         ("DB_PASS", "pw-zyxwvu-987654"),

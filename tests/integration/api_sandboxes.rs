@@ -36,15 +36,9 @@ fn setup() -> Setup {
         "[runtime]\ninterpreter = \"no-such-interpreter-xyz\"\n",
     )
     .unwrap();
-    let token = |name: &str, grant: &str| {
-        home.run(&["token", "create", name, "--grant", grant])
-            .ok()
-            .trim()
-            .to_owned()
-    };
-    let agent = token("agent", "default:read");
-    let other = token("other", "default:read");
-    let writer = token("writer", "ci:write");
+    let agent = home.create_token("agent", &["--grant", "default:read"]);
+    let other = home.create_token("other", &["--grant", "default:read"]);
+    let writer = home.create_token("writer", &["--grant", "ci:write"]);
     Setup {
         home,
         agent,

@@ -125,6 +125,15 @@ impl TestHome {
         self.run(&["secret", "set", name, value]).ok();
     }
 
+    /// `shroud token create NAME FLAGS...`, asserting success; returns the
+    /// token it printed.
+    #[track_caller]
+    pub fn create_token(&self, name: &str, flags: &[&str]) -> String {
+        let mut args = vec!["token", "create", name];
+        args.extend_from_slice(flags);
+        self.run(&args).ok().trim().to_owned()
+    }
+
     /// Reveals a secret, asserting success; the trailing newline is removed.
     #[track_caller]
     pub fn reveal(&self, name: &str) -> String {

@@ -66,11 +66,7 @@ fn a_token_is_printed_once_stored_hashed_and_authenticates() {
 #[test]
 fn a_revoked_token_no_longer_authenticates() {
     let home = TestHome::new();
-    let token = home
-        .run(&["token", "create", "deploy", "--grant", "prod:write"])
-        .ok()
-        .trim()
-        .to_owned();
+    let token = home.create_token("deploy", &["--grant", "prod:write"]);
     home.run(&["token", "revoke", "deploy"]).ok();
     assert!(store(&home).authenticate(&token).unwrap().is_none());
     let json = home.run(&["--json", "token", "list"]).json();
