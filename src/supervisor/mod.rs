@@ -271,10 +271,10 @@ pub fn run(plan: ExecPlan) -> Result<ExitReport, SupervisorError> {
                 .map(|c| slot(&mut fds, c.read_end.as_fd()))
                 .collect()
         };
-        let pidfd_slot = pidfd
-            .as_ref()
-            .filter(|_| exited.is_none())
-            .map(|p| slot(&mut fds, p.as_fd()));
+        // The pidfd only wakes the loop: `try_wait` above reaps the child.
+        if let (Some(pidfd), None) = (&pidfd, &exited) {
+            fds.push(pidfd.as_fd());
+        }
         let out_slot = (out_open && !backlogged).then(|| slot(&mut fds, spawned.stdout.as_fd()));
         let err_slot = match (&spawned.stderr, err_open && !backlogged) {
             (Some(fd), true) => Some(slot(&mut fds, fd.as_fd())),
@@ -290,7 +290,6 @@ pub fn run(plan: ExecPlan) -> Result<ExitReport, SupervisorError> {
             cancelled = true;
             sys::signal_group(pgid, Signal::SIGKILL)?;
         }
-        let _ = pidfd_slot; // only wakes the loop; try_wait above reaps
         if let (true, Some(signals)) = (is_ready(signal_slot), &signals) {
             for signal in signals.take() {
                 match signal {
