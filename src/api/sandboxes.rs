@@ -38,7 +38,7 @@ use crate::store::names::DEFAULT_VAULT;
 use crate::store::tokens::Access;
 use crate::store::{SandboxRow, StoreError};
 use crate::supervisor::output::{Chunk, Destination, OutputMode};
-use crate::supervisor::plan::{self, PlanError, SecretGrant, StoreAccess};
+use crate::supervisor::plan::{self, PlanError, StoreAccess};
 use crate::supervisor::sandboxes::{self, CreateRequest, ExecRequest, SandboxConfig};
 use crate::supervisor::spawn::StdioMode;
 use crate::supervisor::{self, cancel_pair, Control};
@@ -70,14 +70,10 @@ impl From<PlanError> for ApiError {
     }
 }
 
-fn parse_grants(texts: &[String]) -> Result<Vec<SecretGrant>, ApiError> {
-    plan::parse_grants(texts).map_err(ApiError::bad_request)
-}
-
 fn parse_env(env: BTreeMap<String, String>) -> Result<Vec<(String, String)>, ApiError> {
     env.into_iter()
         .map(|(name, value)| {
-            plan::check_env_pair(&name, &value).map_err(ApiError::bad_request)?;
+            plan::check_env_pair(&name, &value)?;
             Ok((name, value))
         })
         .collect()
@@ -110,7 +106,7 @@ pub async fn create(
     let request = CreateRequest {
         template: body.template,
         vault,
-        grants: parse_grants(&body.secrets)?,
+        grants: plan::parse_grants(&body.secrets)?,
         env: parse_env(body.env)?,
         strict: body.strict,
         owner: caller.name().to_owned(),
@@ -187,7 +183,7 @@ pub async fn exec(
     ApiJson(body): ApiJson<ExecBody>,
 ) -> ApiResult {
     let (timeout, mask) = check_exec_body(&body)?;
-    let grants = parse_grants(&body.secrets)?;
+    let grants = plan::parse_grants(&body.secrets)?;
     let env = parse_env(body.env)?;
     let (row, config) = owned_sandbox(&state, &caller, id).await?;
 

@@ -19,7 +19,7 @@ use crate::sandbox::template::Template;
 use crate::store::names::MIN_MASKABLE_BYTES;
 use crate::store::{OpenMode, SecretName, Store};
 use crate::supervisor::output::{Destination, OutputMode};
-use crate::supervisor::plan::{self, SecretGrant, StoreAccess};
+use crate::supervisor::plan::{self, StoreAccess};
 use crate::supervisor::spawn::{ChildSpec, StdioMode};
 use crate::supervisor::{self, Control, ExecPlan};
 
@@ -108,7 +108,7 @@ pub fn report_run(
 /// Resolves everything a run needs, before anything is started.
 fn prepare(ctx: &Context, args: ExecArgs) -> Result<ExecPlan, CliError> {
     let vault = args.vault.parse()?;
-    let grants = parse_grants(&args.secrets)?;
+    let grants = plan::parse_grants(&args.secrets)?;
     let extra_env = parse_env_pairs(&args.env)?;
     let timeout = args.timeout.as_deref().map(parse_timeout).transpose()?;
     if let Some(dir) = &args.cwd {
@@ -154,11 +154,6 @@ fn prepare(ctx: &Context, args: ExecArgs) -> Result<ExecPlan, CliError> {
         timeout,
         output_limit: None,
     })
-}
-
-/// Parses `--secret` grants.
-pub fn parse_grants(texts: &[String]) -> Result<Vec<SecretGrant>, CliError> {
-    Ok(plan::parse_grants(texts)?)
 }
 
 /// Parses `--env K=V` pairs.

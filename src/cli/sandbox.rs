@@ -15,7 +15,7 @@ use crate::mask::MaskStyle;
 use crate::sandbox::apply::{self, SandboxPolicy};
 use crate::store::{OpenMode, Store};
 use crate::supervisor::output::Destination;
-use crate::supervisor::plan::{PlanError, StoreAccess};
+use crate::supervisor::plan::{self, PlanError, StoreAccess};
 use crate::supervisor::sandboxes::{self, CreateRequest, ExecRequest, PreparedExec, SandboxHost};
 use crate::supervisor::{self, Control};
 
@@ -161,7 +161,7 @@ fn host(ctx: &Context) -> Result<SandboxHost, CliError> {
 
 fn create(ctx: &Context, args: CreateArgs) -> Result<u8, CliError> {
     let vault = args.vault.parse()?;
-    let grants = exec::parse_grants(&args.secrets)?;
+    let grants = plan::parse_grants(&args.secrets)?;
     let env = exec::parse_env_pairs(&args.env)?;
     let mut store = ctx.open_store(OpenMode::Create)?;
     let created = host(ctx)?
@@ -221,7 +221,7 @@ fn prepare_exec(ctx: &Context, args: SandboxExecArgs) -> Result<PreparedExec, Cl
         row,
         config,
         ExecRequest {
-            grants: exec::parse_grants(&args.secrets)?,
+            grants: plan::parse_grants(&args.secrets)?,
             env: exec::parse_env_pairs(&args.env)?,
             command: args.command,
             timeout,
