@@ -690,6 +690,63 @@ fn answer_with_echo(mut stream: impl Read + Write) -> String {
 }
 
 #[test]
+fn fetch_bounds_the_wait_and_the_response_size_with_clear_errors() {
+    let home = TestHome::new();
+    let token = home.create_token("agent", &["--grant", "workspace:write"]);
+    // A target that accepts and never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let (stream, _) = silent.accept().unwrap();
+        std::thread::sleep(std::time::Duration::from_secs(20));
+        drop(stream);
+    });
+    // A target that answers with 11 MiB.
+    let large = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let large_port = large.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let (mut stream, _) = large.accept().unwrap();
+        let mut buf = [0u8; 4096];
+        let _ = stream.read(&mut buf);
+        let size = 11 * 1024 * 1024;
+        let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {size}\r\n\r\n");
+        let _ = stream.write_all(head.as_bytes());
+        let block = vec![b'x'; 64 * 1024];
+        for _ in 0..size / block.len() {
+            if stream.write_all(&block).is_err() {
+                break;
+            }
+        }
+    });
+    runtime().block_on(async {
+        let wait = serde_json::json!({
+            "url": format!("http://127.0.0.1:{silent_port}/"),
+            "timeout_ms": 300,
+        })
+        .to_string();
+        let (status, json) = call(
+            &home,
+            request("POST", "/api/fetch", Some(&token), Some(&wait)),
+        )
+        .await;
+        assert_eq!(status, StatusCode::GATEWAY_TIMEOUT, "{json}");
+        assert_eq!(json["error"], "the request timed out");
+        let big =
+            serde_json::json!({ "url": format!("http://127.0.0.1:{large_port}/") }).to_string();
+        let (status, json) = call(
+            &home,
+            request("POST", "/api/fetch", Some(&token), Some(&big)),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_GATEWAY, "{json}");
+        assert_eq!(
+            json["error"],
+            format!("the response is larger than {} bytes", 10 * 1024 * 1024)
+        );
+    });
+}
+
+#[test]
 fn fetch_speaks_tls_and_trusts_only_known_roots() {
     let home = TestHome::new();
     let token = home.create_token("agent", &["--grant", "workspace:write"]);
