@@ -115,29 +115,45 @@ fn throughput(c: &mut Criterion) {
     group.finish();
 }
 
-fn sandbox_overhead(c: &mut Criterion) {
-    let dir = tempfile::tempdir().unwrap();
-    let home = prepare_home(dir.path());
-    let created = shroud(&home)
+/// `shroud sandbox create --template bash FLAGS...`; returns the id.
+fn create_sandbox(home: &std::path::Path, flags: &[&str]) -> String {
+    let created = shroud(home)
         .args(["sandbox", "create", "--template", "bash"])
+        .args(flags)
         .output()
         .unwrap();
     assert!(created.status.success());
-    let id = String::from_utf8(created.stdout).unwrap().trim().to_owned();
-    let mut group = c.benchmark_group("sandbox overhead");
-    group.bench_function("shroud exec -- true", |b| {
-        b.iter(|| black_box(shroud(&home).args(["exec", "--", "true"]).status().unwrap()))
-    });
-    group.bench_function("shroud sandbox exec ID -- true", |b| {
+    String::from_utf8(created.stdout).unwrap().trim().to_owned()
+}
+
+/// Benchmarks `shroud sandbox exec ID -- true` as `name`.
+fn bench_sandbox_exec(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    name: &str,
+    home: &std::path::Path,
+    id: &str,
+) {
+    group.bench_function(name, |b| {
         b.iter(|| {
-            let status = shroud(&home)
-                .args(["sandbox", "exec", &id, "--", "true"])
+            let status = shroud(home)
+                .args(["sandbox", "exec", id, "--", "true"])
                 .status()
                 .unwrap();
             assert!(status.success());
             black_box(status)
         })
     });
+}
+
+fn sandbox_overhead(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let home = prepare_home(dir.path());
+    let id = create_sandbox(&home, &[]);
+    let mut group = c.benchmark_group("sandbox overhead");
+    group.bench_function("shroud exec -- true", |b| {
+        b.iter(|| black_box(shroud(&home).args(["exec", "--", "true"]).status().unwrap()))
+    });
+    bench_sandbox_exec(&mut group, "shroud sandbox exec ID -- true", &home, &id);
     group.finish();
 }
 
@@ -202,24 +218,14 @@ fn api_sandbox_exec(c: &mut Criterion) {
         r#"{"template":"bash","secrets":["A"]}"#,
     );
     let id = created.split('"').nth(3).unwrap().to_owned();
-    let cli_id = {
-        let out = shroud(&home)
-            .args(["sandbox", "create", "--template", "bash", "--secret", "A"])
-            .output()
-            .unwrap();
-        String::from_utf8(out.stdout).unwrap().trim().to_owned()
-    };
+    let cli_id = create_sandbox(&home, &["--secret", "A"]);
     let mut group = c.benchmark_group("api sandbox exec");
-    group.bench_function("shroud sandbox exec ID -- true (CLI, secret A)", |b| {
-        b.iter(|| {
-            let status = shroud(&home)
-                .args(["sandbox", "exec", &cli_id, "--", "true"])
-                .status()
-                .unwrap();
-            assert!(status.success());
-            black_box(status)
-        })
-    });
+    bench_sandbox_exec(
+        &mut group,
+        "shroud sandbox exec ID -- true (CLI, secret A)",
+        &home,
+        &cli_id,
+    );
     let path = format!("/api/sandboxes/{id}/exec");
     group.bench_function("POST /api/sandboxes/ID/exec true (secret A)", |b| {
         b.iter(|| black_box(post(server.port, &path, &token, r#"{"command":["true"]}"#)))
