@@ -21,7 +21,8 @@
 //! - [`store`]: the encrypted vault (SQLite, AES-256-GCM envelope encryption,
 //!   hash-chained audit log).
 //! - [`mask`]: the streaming masker (secrets and their encodings → replacements).
-//! - [`sandbox`]: process hardening and isolation syscalls.
+//! - [`sys`]: the OS layer (fds, poll, terminals, ptys, signals, processes).
+//! - [`sandbox`]: templates, and the isolation applied to a sandboxed command.
 //! - [`supervisor`]: runs one child: environment, masking, signals, exit codes;
 //!   builds runs and sandboxes for both the CLI and the API.
 //! - [`api`]: the HTTP API of `shroud serve`.
@@ -35,3 +36,4 @@ pub mod sandbox;
 pub mod secret;
 pub mod store;
 pub mod supervisor;
+pub mod sys;

@@ -9,7 +9,7 @@ use shroud::cli::{self, Cli, EXIT_INTERNAL};
 
 fn main() -> ExitCode {
     // Before any secret is read: no core dumps, no ptrace by same-user peers.
-    let hardened = shroud::sandbox::sys::disable_core_dumps();
+    let hardened = shroud::sys::proc::disable_core_dumps();
     install_panic_hook();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,

@@ -14,7 +14,6 @@ use clap::{Args, ValueEnum};
 
 use super::{CliError, Context};
 use crate::mask::MaskStyle;
-use crate::sandbox::sys;
 use crate::sandbox::template::Template;
 use crate::store::names::MIN_MASKABLE_BYTES;
 use crate::store::{OpenMode, SecretName, Store};
@@ -22,6 +21,7 @@ use crate::supervisor::output::{Destination, OutputMode};
 use crate::supervisor::plan::{self, StoreAccess};
 use crate::supervisor::spawn::{ChildSpec, StdioMode};
 use crate::supervisor::{self, Control, ExecPlan};
+use crate::sys::term::{self as sys, WindowSize};
 
 /// Exit code for shroud's own failures around a run.
 pub const EXIT_SHROUD_FAILED: u8 = 125;
@@ -191,12 +191,7 @@ pub fn stdio_mode(ctx: &Context, tty: TtyMode) -> StdioMode {
     if !use_pty {
         return StdioMode::Pipes;
     }
-    let size = sys::window_size(std::io::stdout().as_fd()).unwrap_or(nix::pty::Winsize {
-        ws_row: 24,
-        ws_col: 80,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    });
+    let size = sys::window_size(std::io::stdout().as_fd()).unwrap_or(WindowSize::DEFAULT);
     StdioMode::Pty(Some(size))
 }
 

@@ -12,7 +12,6 @@ use clap::Args;
 
 use super::{CliError, Context, EXIT_OK};
 use crate::mask::{MaskSet, MaskStyle, Masker};
-use crate::sandbox::sys;
 use crate::store::audit::Action;
 use crate::store::names::MIN_MASKABLE_BYTES;
 use crate::store::{OpenMode, SecretName};
@@ -88,8 +87,8 @@ fn filter(set: std::sync::Arc<MaskSet>) -> Result<u8, CliError> {
             .try_clone_to_owned()
             .map_err(io_error("open standard output"))?,
     );
-    sys::enlarge_pipe(input.as_fd(), PIPE_BYTES);
-    sys::enlarge_pipe(output.as_fd(), PIPE_BYTES);
+    crate::sys::fd::enlarge_pipe(input.as_fd(), PIPE_BYTES);
+    crate::sys::fd::enlarge_pipe(output.as_fd(), PIPE_BYTES);
     let mut masker = Masker::new(set);
     let mut block = vec![0u8; BLOCK];
     let mut masked = Vec::with_capacity(BLOCK + 4096);

@@ -108,7 +108,7 @@ pub fn run_init(args: InitArgs) -> Result<u8, CliError> {
         .ok()
         .and_then(|n| n.parse().ok())
         .ok_or_else(|| CliError::Usage(format!("{} is not set", apply::ENV_FD_VAR)))?;
-    let env = crate::sandbox::sys::read_inherited_fd(fd).map_err(|source| CliError::Io {
+    let env = crate::sys::fd::read_inherited_fd(fd).map_err(|source| CliError::Io {
         context: "read the command's environment",
         source,
     })?;

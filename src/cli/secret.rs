@@ -13,10 +13,10 @@ use serde::Serialize;
 
 use super::{CliError, Context, VaultArg, EXIT_FAILURE, EXIT_OK};
 use crate::clock::rfc3339;
-use crate::sandbox::sys;
 use crate::secret::SecretValue;
 use crate::store::names::{self, MAX_VALUE_BYTES, MIN_MASKABLE_BYTES};
 use crate::store::{NewSecret, OpenMode, SecretMeta, SecretName, DEFAULT_REFERENCE_TTL_SECS};
+use crate::sys::term as sys;
 
 #[derive(Debug, Subcommand)]
 pub enum SecretCommand {

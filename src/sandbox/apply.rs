@@ -30,11 +30,13 @@ use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
-use nix::sys::signal::Signal;
 use serde::{Deserialize, Serialize};
 
-use super::sys::{self, Ended, Namespaces, Rlimit};
+use super::ns::{self, Namespaces, Rlimit};
 use super::template::{Isolation, Limits};
+use crate::sys::fd;
+use crate::sys::proc::{self, Ended};
+use crate::sys::signal::{self, Signal};
 
 /// The one variable `__sandbox-init` starts with: the number of the fd on
 /// which it receives the command's environment (`NAME=VALUE` entries, each
@@ -128,21 +130,21 @@ enum Never {}
 /// Unshares the policy's namespaces; in a user namespace, maps root inside
 /// to this process's uid and gid outside.
 fn enter_namespaces(policy: &SandboxPolicy) -> std::io::Result<()> {
-    let (uid, gid) = sys::ids();
+    let (uid, gid) = proc::ids();
     let namespaces = policy.namespaces();
-    sys::unshare_namespaces(namespaces)?;
+    ns::unshare_namespaces(namespaces)?;
     if namespaces.user {
-        sys::map_root_to(uid, gid)?;
+        ns::map_root_to(uid, gid)?;
     }
     Ok(())
 }
 
 fn outer(policy: &SandboxPolicy, command: &[OsString], env: &[&[u8]]) -> std::io::Result<Never> {
-    let (uid, _) = sys::ids();
+    let (uid, _) = proc::ids();
     let processes_before = count_processes_of(policy.run_as.map_or(uid, |(u, _)| u));
     enter_namespaces(policy)?;
     let (status_read, status_write) = std::io::pipe()?;
-    match sys::fork_process()? {
+    match proc::fork_process()? {
         None => {
             drop(status_read);
             let code = match init(policy, command, env, status_write, processes_before) {
@@ -158,10 +160,10 @@ fn outer(policy: &SandboxPolicy, command: &[OsString], env: &[&[u8]]) -> std::io
             drop(status_write);
             // The command gets these through the process group; the outer
             // process only waits.
-            for signal in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
-                sys::ignore_signal(signal, true)?;
+            for sig in [Signal::INTERRUPT, Signal::TERMINATE, Signal::HANGUP] {
+                signal::ignore_signal(sig, true)?;
             }
-            let ended = sys::wait_for(Some(pid))?;
+            let ended = proc::wait_for(Some(pid))?;
             let mut report = [0u8; 5];
             let mut reader = status_read;
             let reported = reader.read_exact(&mut report).is_ok();
@@ -177,7 +179,7 @@ fn outer(policy: &SandboxPolicy, command: &[OsString], env: &[&[u8]]) -> std::io
             };
             match ended {
                 Ended::Exited(code) => std::process::exit(code),
-                Ended::Signaled(signal) => sys::die_by_signal(signal),
+                Ended::Signaled(signal) => signal::die_by_signal(signal),
             }
         }
     }
@@ -193,18 +195,18 @@ fn init(
 ) -> std::io::Result<i32> {
     setup_mounts(policy)?;
     if policy.namespaces().net {
-        sys::bring_up_loopback()?;
+        ns::bring_up_loopback()?;
     }
     if policy.isolation.uts_namespace {
-        sys::set_hostname("sandbox")?;
+        ns::set_hostname("sandbox")?;
     }
-    let command_pid = match sys::fork_process()? {
+    let command_pid = match proc::fork_process()? {
         None => run_command(policy, command, env, processes_before),
         Some(pid) => pid,
     };
     // Reap every process of the sandbox until the command itself ends.
     loop {
-        match sys::wait_for(None)? {
+        match proc::wait_for(None)? {
             Some((pid, ended)) if pid == command_pid => {
                 let (kind, value) = match ended {
                     Ended::Exited(code) => (b'E', code),
@@ -226,17 +228,17 @@ fn setup_mounts(policy: &SandboxPolicy) -> std::io::Result<()> {
     if !iso.mount_namespace {
         return Ok(());
     }
-    sys::make_mounts_private()?;
+    ns::make_mounts_private()?;
     // Opened in this mount namespace, before anything covers it.
-    let workdir = sys::open_dir_handle(&policy.workdir)?;
+    let workdir = fd::open_dir_handle(&policy.workdir)?;
     if iso.private_tmp {
-        sys::mount_tmpfs(Path::new("/tmp"), "mode=1777")?;
+        ns::mount_tmpfs(Path::new("/tmp"), "mode=1777")?;
     }
     // Cover the shroud home (unless the new /tmp already hid it).
     let mut hidden = Vec::new();
     for dir in &policy.hide {
         if dir.is_dir() {
-            sys::mount_tmpfs(dir, "mode=755,size=64k")?;
+            ns::mount_tmpfs(dir, "mode=755,size=64k")?;
             hidden.push(dir);
         }
     }
@@ -249,16 +251,16 @@ fn setup_mounts(policy: &SandboxPolicy) -> std::io::Result<()> {
         )
     })?;
     let source = PathBuf::from(format!("/proc/self/fd/{}", workdir.as_raw_fd()));
-    sys::bind_mount(&source, &policy.workdir)?;
+    ns::bind_mount(&source, &policy.workdir)?;
     drop(workdir);
     for dir in hidden {
-        sys::remount_read_only(dir, false)?;
+        ns::remount_read_only(dir, false)?;
     }
     if iso.read_only_system {
-        sys::remount_read_only(Path::new("/"), true)?;
+        ns::remount_read_only(Path::new("/"), true)?;
     }
     if iso.pid_namespace {
-        sys::mount_proc()?;
+        ns::mount_proc()?;
     }
     Ok(())
 }
@@ -272,22 +274,22 @@ fn run_command(
 ) -> ! {
     let prepared = (|| -> std::io::Result<()> {
         if let Some((uid, gid)) = policy.run_as {
-            sys::become_user(uid, gid)?;
+            ns::become_user(uid, gid)?;
             if policy.isolation.user_namespace {
-                sys::unshare_namespaces(Namespaces {
+                ns::unshare_namespaces(Namespaces {
                     user: true,
                     ..Namespaces::default()
                 })?;
-                sys::map_root_to(uid, gid)?;
+                ns::map_root_to(uid, gid)?;
             }
         }
         std::env::set_current_dir(&policy.workdir).map_err(|e| {
             std::io::Error::new(e.kind(), format!("chdir {}: {e}", policy.workdir.display()))
         })?;
         let limits = policy.limits;
-        sys::set_rlimit(Rlimit::CoreBytes, 0)?;
+        ns::set_rlimit(Rlimit::CoreBytes, 0)?;
         let apply = |which, value: Option<u64>, scale: u64| match value {
-            Some(v) => sys::set_rlimit(which, v.saturating_mul(scale)),
+            Some(v) => ns::set_rlimit(which, v.saturating_mul(scale)),
             None => Ok(()),
         };
         apply(Rlimit::CpuSeconds, limits.cpu_seconds, 1)?;
@@ -304,7 +306,7 @@ fn run_command(
         };
         apply(Rlimit::Processes, limits.processes.map(|p| p + base), 1)?;
         if policy.isolation.no_new_privs {
-            sys::set_no_new_privs()?;
+            ns::set_no_new_privs()?;
         }
         Ok(())
     })();
@@ -312,7 +314,7 @@ fn run_command(
         let _ = writeln!(std::io::stderr(), "error: sandbox: {e}");
         std::process::exit(125);
     }
-    let error = sys::exec_program(command, env);
+    let error = proc::exec_program(command, env);
     let program = command
         .first()
         .map(|p| p.to_string_lossy().into_owned())
@@ -394,9 +396,9 @@ pub fn probe(policy: &SandboxPolicy) -> Vec<Feature> {
     if iso.user_namespace {
         let result = in_child(|| {
             if let Some((uid, gid)) = policy.run_as {
-                sys::become_user(uid, gid)?;
+                ns::become_user(uid, gid)?;
             }
-            sys::unshare_namespaces(Namespaces {
+            ns::unshare_namespaces(Namespaces {
                 user: true,
                 ..Namespaces::default()
             })
@@ -407,7 +409,7 @@ pub fn probe(policy: &SandboxPolicy) -> Vec<Feature> {
         if wanted {
             features.push(feature(
                 name,
-                in_child(|| sys::unshare_namespaces(namespaces)),
+                in_child(|| ns::unshare_namespaces(namespaces)),
             ));
         }
     }
@@ -448,7 +450,7 @@ pub fn probe(policy: &SandboxPolicy) -> Vec<Feature> {
         }
     }
     if iso.no_new_privs {
-        features.push(feature("no_new_privs", in_child(sys::set_no_new_privs)));
+        features.push(feature("no_new_privs", in_child(ns::set_no_new_privs)));
     }
     features.push(Feature {
         name: "rlimits".to_owned(),
@@ -499,7 +501,7 @@ fn clone_result(result: &std::io::Result<()>) -> std::io::Result<()> {
 /// Runs `f` in a forked child and reports whether it succeeded.
 fn in_child(f: impl FnOnce() -> std::io::Result<()>) -> std::io::Result<()> {
     let (mut read, mut write) = std::io::pipe()?;
-    match sys::fork_process()? {
+    match proc::fork_process()? {
         None => {
             drop(read);
             let code = match f() {
@@ -515,7 +517,7 @@ fn in_child(f: impl FnOnce() -> std::io::Result<()>) -> std::io::Result<()> {
             drop(write);
             let mut message = String::new();
             let _ = read.read_to_string(&mut message);
-            match sys::wait_for(Some(pid))? {
+            match proc::wait_for(Some(pid))? {
                 Some((_, Ended::Exited(0))) => Ok(()),
                 _ => Err(std::io::Error::other(if message.is_empty() {
                     "failed".to_owned()

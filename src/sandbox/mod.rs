@@ -1,11 +1,11 @@
 //! Sandboxing: the policy a process runs under and the syscalls that apply it.
 //!
-//! [`template`] turns `sandbox-templates/*.toml` into plain data (for now,
-//! the environment a run starts from); [`sys`] is the one file that calls into
-//! the kernel (core dumps, terminals, pipes, signals to process groups).
-//! Namespace isolation and resource limits join them with the sandbox
-//! commands.
+//! [`template`] turns `sandbox-templates/*.toml` into plain data (the
+//! environment, limits, network and isolation a sandbox asks for);
+//! [`apply`] is the `__sandbox-init` process that applies it, through
+//! [`ns`], the one file that makes isolation syscalls (namespaces, mounts,
+//! rlimits, privileges).
 
 pub mod apply;
-pub mod sys;
+pub mod ns;
 pub mod template;

@@ -4,7 +4,7 @@
 //! [`run`] is one event loop on one thread. It polls the child's output
 //! (two pipes, or one pseudo-terminal), and what the run answers to
 //! ([`Control`]): for a command at a shell, a wake-up pipe fed by signal
-//! handlers ([`signals`]) and, with a pty, shroud's own stdin; for a run
+//! handlers (`sys::signal::SignalWatch`) and, with a pty, shroud's own stdin; for a run
 //! started by the server, the child's pidfd and a cancel pipe (no handler of
 //! the shared process is touched). Output is read as it comes (both streams
 //! at once: reading one after the other deadlocks at a full pipe), masked
@@ -23,18 +23,18 @@
 pub mod output;
 pub mod plan;
 pub mod sandboxes;
-pub mod signals;
 pub mod spawn;
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::Signal;
 use thiserror::Error;
 
 use crate::mask::MaskSet;
-use crate::sandbox::sys::{self, ReadOutcome};
+use crate::sys::fd::{self, ReadOutcome};
+use crate::sys::signal::{signal_group, Signal, SignalWatch};
+use crate::sys::{poll, proc, term};
 use output::{Captured, Destination, ExitEvent, OutputMode, OutputSinks, Stream};
 use spawn::{ChildSpec, SpawnError, StdioMode};
 
@@ -104,7 +104,7 @@ impl CancelWatch {
 
 /// A guard for the caller and the watch for [`Control::Detached`].
 pub fn cancel_pair() -> std::io::Result<(CancelGuard, CancelWatch)> {
-    let (read_end, write_end) = sys::nonblocking_pipe()?;
+    let (read_end, write_end) = fd::nonblocking_pipe()?;
     Ok((
         CancelGuard {
             _write_end: write_end,
@@ -169,7 +169,7 @@ pub fn run(plan: ExecPlan) -> Result<ExitReport, SupervisorError> {
     } = plan;
     // Handlers first, so no SIGCHLD or SIGINT is missed.
     let (signals, cancels) = match control {
-        Control::Process => (Some(signals::SignalWatch::install()?), Vec::new()),
+        Control::Process => (Some(SignalWatch::install()?), Vec::new()),
         Control::Detached(watches) => (None, watches),
     };
     let attached = signals.is_some();
@@ -183,20 +183,20 @@ pub fn run(plan: ExecPlan) -> Result<ExitReport, SupervisorError> {
     let pidfd = if attached {
         None
     } else {
-        sys::pidfd_open(pgid).ok()
+        proc::pidfd_open(pgid).ok()
     };
     let mut sinks = OutputSinks::new(output, destination, &mask);
     let stdin = std::io::stdin();
-    let stdin_terminal = attached && sys::is_terminal(stdin.as_fd());
+    let stdin_terminal = attached && term::is_terminal(stdin.as_fd());
     let _raw_terminal = if pty && stdin_terminal {
-        sys::raw_mode(stdin.as_fd()).ok()
+        term::raw_mode(stdin.as_fd()).ok()
     } else {
         None
     };
     // With pipes, the child reads shroud's terminal directly: it must be the
     // terminal's foreground job, or reading would stop it (SIGTTIN).
     let _terminal = if !pty && stdin_terminal {
-        sys::give_terminal_to(stdin.as_fd(), pgid)
+        term::give_terminal_to(stdin.as_fd(), pgid)
     } else {
         None
     };
@@ -221,14 +221,14 @@ pub fn run(plan: ExecPlan) -> Result<ExitReport, SupervisorError> {
         if !cancelled && sinks.reader_gone() {
             tracing::debug!("the output's reader is gone; killing the run");
             cancelled = true;
-            sys::signal_group(pgid, Signal::SIGKILL)?;
+            signal_group(pgid, Signal::KILL)?;
         }
         let now = Instant::now();
         if exited.is_none() {
             if let Some(status) = spawned.child.try_wait()? {
                 exited = Some(status);
                 // Whatever is left in the group goes with the child.
-                sys::signal_group(pgid, Signal::SIGKILL)?;
+                signal_group(pgid, Signal::KILL)?;
                 drain_until = Some(now + DRAIN_BOUND);
             }
         }
@@ -242,12 +242,12 @@ pub fn run(plan: ExecPlan) -> Result<ExitReport, SupervisorError> {
         if let Some(deadline) = deadline {
             if !timed_out && exited.is_none() && now >= deadline {
                 timed_out = true;
-                sys::signal_group(pgid, Signal::SIGTERM)?;
+                signal_group(pgid, Signal::TERMINATE)?;
                 kill_at = Some(now + TIMEOUT_GRACE);
             }
         }
         if kill_at.is_some_and(|at| now >= at) {
-            sys::signal_group(pgid, Signal::SIGKILL)?;
+            signal_group(pgid, Signal::KILL)?;
             kill_at = None;
         }
 
@@ -281,35 +281,35 @@ pub fn run(plan: ExecPlan) -> Result<ExitReport, SupervisorError> {
             _ => None,
         };
         let stdin_slot = (stdin_open && exited.is_none()).then(|| slot(&mut fds, stdin.as_fd()));
-        let ready = sys::wait_readable(&fds, poll_timeout)?;
+        let ready = poll::wait_readable(&fds, poll_timeout)?;
         drop(fds);
         let is_ready = |slot: Option<usize>| slot.is_some_and(|i| ready[i]);
 
         if cancel_slots.iter().any(|&i| ready[i]) {
             tracing::debug!("run cancelled; killing it");
             cancelled = true;
-            sys::signal_group(pgid, Signal::SIGKILL)?;
+            signal_group(pgid, Signal::KILL)?;
         }
         if let (true, Some(signals)) = (is_ready(signal_slot), &signals) {
             for signal in signals.take() {
                 match signal {
-                    Signal::SIGCHLD => {}
-                    Signal::SIGWINCH if pty => {
-                        if let Some(size) = sys::window_size(std::io::stdout().as_fd()) {
-                            let _ = sys::set_window_size(spawned.stdout.as_fd(), &size);
+                    Signal::CHILD => {}
+                    Signal::WINDOW_CHANGE if pty => {
+                        if let Some(size) = term::window_size(std::io::stdout().as_fd()) {
+                            let _ = term::set_window_size(spawned.stdout.as_fd(), size);
                         }
                     }
-                    Signal::SIGWINCH => {}
-                    Signal::SIGINT => {
+                    Signal::WINDOW_CHANGE => {}
+                    Signal::INTERRUPT => {
                         interrupts += 1;
                         let forward = if interrupts >= 2 {
-                            Signal::SIGKILL
+                            Signal::KILL
                         } else {
-                            Signal::SIGINT
+                            Signal::INTERRUPT
                         };
-                        sys::signal_group(pgid, forward)?;
+                        signal_group(pgid, forward)?;
                     }
-                    other => sys::signal_group(pgid, other)?,
+                    other => signal_group(pgid, other)?,
                 }
             }
         }
@@ -321,7 +321,7 @@ pub fn run(plan: ExecPlan) -> Result<ExitReport, SupervisorError> {
                 Stream::Stdout => spawned.stdout.as_fd(),
                 Stream::Stderr => spawned.stderr.as_ref().expect("stderr pipe").as_fd(),
             };
-            match sys::read_some(fd, &mut buf)? {
+            match fd::read_some(fd, &mut buf)? {
                 ReadOutcome::Data(n) if output_limit_reached => {
                     let _ = n; // over the limit: drained, not forwarded
                 }
@@ -332,7 +332,7 @@ pub fn run(plan: ExecPlan) -> Result<ExitReport, SupervisorError> {
                     output_total += n as u64;
                     if output_limit.is_some_and(|limit| output_total > limit) {
                         output_limit_reached = true;
-                        sys::signal_group(pgid, Signal::SIGKILL)?;
+                        signal_group(pgid, Signal::KILL)?;
                     }
                 }
                 ReadOutcome::WouldBlock => {}
@@ -347,10 +347,10 @@ pub fn run(plan: ExecPlan) -> Result<ExitReport, SupervisorError> {
         }
         if is_ready(stdin_slot) {
             // With a pty, shroud forwards its stdin to the child's terminal.
-            match sys::read_some(stdin.as_fd(), &mut buf)? {
+            match fd::read_some(stdin.as_fd(), &mut buf)? {
                 ReadOutcome::Data(n) => {
                     stdin_last = buf[n - 1];
-                    let _ = sys::write_all_fd(spawned.stdout.as_fd(), &buf[..n]);
+                    let _ = fd::write_all_fd(spawned.stdout.as_fd(), &buf[..n]);
                 }
                 ReadOutcome::WouldBlock => {}
                 ReadOutcome::Closed => {
@@ -361,7 +361,7 @@ pub fn run(plan: ExecPlan) -> Result<ExitReport, SupervisorError> {
                     } else {
                         b"\x04\x04"
                     };
-                    let _ = sys::write_all_fd(spawned.stdout.as_fd(), eof);
+                    let _ = fd::write_all_fd(spawned.stdout.as_fd(), eof);
                     stdin_open = false;
                 }
             }

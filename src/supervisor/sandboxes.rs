@@ -27,7 +27,6 @@ use super::spawn::{ChildSpec, StdioMode};
 use super::{Control, ExecPlan};
 use crate::mask::MaskStyle;
 use crate::sandbox::apply::{Feature, SandboxPolicy};
-use crate::sandbox::sys;
 use crate::sandbox::template::{EnvPolicy, Limits, Template};
 use crate::secret::SecretValue;
 use crate::store::{SandboxRow, Store, StoreError, VaultName};
@@ -151,7 +150,7 @@ impl SandboxHost {
         workdir: &Path,
     ) -> Result<Created, PlanError> {
         let io = |context| move |source| PlanError::Io { context, source };
-        let (uid, _) = sys::ids();
+        let (uid, _) = crate::sys::proc::ids();
         let run_as = (uid == 0).then(|| {
             let sandbox_uid = sandbox_uid(&id);
             (sandbox_uid, sandbox_uid)

@@ -15,9 +15,9 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 
 use thiserror::Error;
 
-use crate::sandbox::sys;
 use crate::sandbox::template::EnvPolicy;
 use crate::secret::SecretValue;
+use crate::sys::{fd, proc, pty, signal};
 
 /// Used when neither the caller nor the template provides PATH.
 pub const FALLBACK_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
@@ -145,7 +145,7 @@ pub enum StdioMode {
     /// stdin is nobody's.
     GivenInput,
     /// One pseudo-terminal for all three, sized like this.
-    Pty(Option<nix::pty::Winsize>),
+    Pty(Option<crate::sys::term::WindowSize>),
 }
 
 /// What to start.
@@ -184,7 +184,7 @@ impl Drop for Spawned {
     /// (`try_wait` then returns its status again).
     fn drop(&mut self) {
         if let Ok(None) = self.child.try_wait() {
-            let _ = sys::signal_group(self.pgid, nix::sys::signal::Signal::SIGKILL);
+            let _ = signal::signal_group(self.pgid, signal::Signal::KILL);
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
@@ -201,7 +201,7 @@ pub fn spawn(spec: ChildSpec) -> Result<Spawned, SpawnError> {
         Some(EnvValue::Plain(path)) => Some(path.as_os_str()),
         _ => None,
     };
-    let mut command = match sys::find_program(&spec.program, path) {
+    let mut command = match proc::find_program(&spec.program, path) {
         Some(resolved) => {
             let mut command = Command::new(resolved);
             command.arg0(&spec.program);
@@ -212,17 +212,17 @@ pub fn spawn(spec: ChildSpec) -> Result<Spawned, SpawnError> {
     command.args(&spec.args);
     let mut env_pipe = None;
     if spec.env_through_pipe {
-        let (read, write) = sys::high_pipe().map_err(|source| SpawnError::Other {
+        let (read, write) = fd::high_pipe().map_err(|source| SpawnError::Other {
             program: program_text.clone(),
             source,
         })?;
-        let fd = read.as_raw_fd();
+        let env_fd = read.as_raw_fd();
         command
             .env_clear()
-            .env(crate::sandbox::apply::ENV_FD_VAR, fd.to_string());
+            .env(crate::sandbox::apply::ENV_FD_VAR, env_fd.to_string());
         // SAFETY: fcntl is async-signal-safe; `read` outlives the spawn.
         unsafe {
-            command.pre_exec(move || sys::keep_across_exec(fd));
+            command.pre_exec(move || fd::place_for_exec(env_fd, env_fd));
         }
         env_pipe = Some((read, write));
     } else {
@@ -250,7 +250,7 @@ pub fn spawn(spec: ChildSpec) -> Result<Spawned, SpawnError> {
                 .stderr(Stdio::piped());
         }
         StdioMode::Pty(size) => {
-            let (master, slave) = sys::open_pty(size.as_ref()).map_err(other)?;
+            let (master, slave) = pty::open_pty(size).map_err(other)?;
             command
                 .stdin(Stdio::from(slave.try_clone().map_err(other)?))
                 .stdout(Stdio::from(slave.try_clone().map_err(other)?))
@@ -258,7 +258,7 @@ pub fn spawn(spec: ChildSpec) -> Result<Spawned, SpawnError> {
             // SAFETY: the closure makes only async-signal-safe calls
             // (setsid, ioctl) between fork and exec.
             unsafe {
-                command.pre_exec(|| sys::become_session_leader_on(0));
+                command.pre_exec(|| pty::become_session_leader_on(0));
             }
             pty_master = Some(master);
         }
@@ -279,7 +279,7 @@ pub fn spawn(spec: ChildSpec) -> Result<Spawned, SpawnError> {
     })?;
     if let Some((read, write)) = env_pipe {
         drop(read);
-        sys::enlarge_pipe(std::os::fd::AsFd::as_fd(&write), PIPE_BYTES);
+        fd::enlarge_pipe(std::os::fd::AsFd::as_fd(&write), PIPE_BYTES);
         let blob = spec.env.to_entries();
         // The child reads it all at once; a closed pipe means the child is
         // already gone, which the supervisor will see.
@@ -298,9 +298,9 @@ pub fn spawn(spec: ChildSpec) -> Result<Spawned, SpawnError> {
         }
     };
     for fd in std::iter::once(&stdout).chain(stderr.as_ref()) {
-        sys::set_nonblocking(fd.as_raw_fd()).map_err(other)?;
+        fd::set_nonblocking(fd.as_raw_fd()).map_err(other)?;
         if !matches!(spec.stdio, StdioMode::Pty(_)) {
-            sys::enlarge_pipe(std::os::fd::AsFd::as_fd(fd), PIPE_BYTES);
+            fd::enlarge_pipe(std::os::fd::AsFd::as_fd(fd), PIPE_BYTES);
         }
     }
     Ok(Spawned {

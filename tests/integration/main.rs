@@ -8,6 +8,7 @@ mod audit_log;
 mod concurrency;
 mod encryption;
 mod exec;
+mod mask_peers;
 mod masking;
 mod master_key;
 mod redact;

@@ -1,0 +1,237 @@
+//! File descriptors: pipes, non-blocking reads and writes, and what a child
+//! inherits.
+//!
+//! Every descriptor shroud opens is close-on-exec; a child gets exactly its
+//! stdio (and whatever a caller moves to a fixed number on purpose, such as
+//! the sandbox init's environment pipe), because [`close_from`] runs between
+//! fork and exec and closes everything above.
+
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+use super::call;
+
+/// A pipe with both ends non-blocking and close-on-exec.
+pub fn nonblocking_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    use nix::fcntl::OFlag;
+    call(
+        || "pipe2(O_NONBLOCK | O_CLOEXEC)".to_owned(),
+        nix::unistd::pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC),
+    )
+}
+
+/// A pipe (close-on-exec, blocking).
+pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    call(
+        || "pipe2(O_CLOEXEC)".to_owned(),
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC),
+    )
+}
+
+/// A pipe (close-on-exec) whose two ends are numbered 10 or above, so that
+/// neither can be one of the low numbers a child's fds are moved to.
+pub fn high_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let (read, write) = pipe()?;
+    Ok((raise(read)?, raise(write)?))
+}
+
+/// A copy of `fd` numbered 10 or above (close-on-exec); `fd` is closed.
+fn raise(fd: OwnedFd) -> io::Result<OwnedFd> {
+    use nix::fcntl::{fcntl, FcntlArg};
+    let high = call(
+        || "fcntl(F_DUPFD_CLOEXEC, 10)".to_owned(),
+        fcntl(fd.as_raw_fd(), FcntlArg::F_DUPFD_CLOEXEC(10)),
+    )?;
+    // SAFETY: fcntl just returned this new fd, owned by nothing else.
+    Ok(unsafe { OwnedFd::from_raw_fd(high) })
+}
+
+/// In a forked child before exec: puts `fd` at number `target` without
+/// close-on-exec, so it survives the exec there. Async-signal-safe (dup2
+/// and fcntl only).
+pub fn place_for_exec(fd: RawFd, target: RawFd) -> io::Result<()> {
+    use nix::fcntl::{fcntl, FcntlArg, FdFlag};
+    if fd == target {
+        fcntl(fd, FcntlArg::F_SETFD(FdFlag::empty()))?;
+    } else {
+        // dup2 clears close-on-exec on the new number.
+        // SAFETY: dup2 takes two descriptor numbers and returns one.
+        if unsafe { nix::libc::dup2(fd, target) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// In a forked child before exec (or in a process about to exec): closes
+/// every descriptor numbered `first` or above, so a child holds nothing its
+/// parent had open (a database, a socket, a directory that would lead past
+/// every mount). Async-signal-safe: one `close_range(2)`, or on a kernel
+/// without it, `close` over the numbers up to the descriptor limit.
+pub fn close_from(first: RawFd) -> io::Result<()> {
+    // SAFETY: close_range takes two numbers and flags; it only closes fds.
+    let done = unsafe {
+        nix::libc::syscall(
+            nix::libc::SYS_close_range,
+            first as nix::libc::c_uint,
+            nix::libc::c_uint::MAX,
+            0 as nix::libc::c_uint,
+        )
+    };
+    if done == 0 {
+        return Ok(());
+    }
+    // SAFETY: sysconf has no memory effects.
+    let max = unsafe { nix::libc::sysconf(nix::libc::_SC_OPEN_MAX) };
+    let max = if max <= 0 {
+        65_536
+    } else {
+        max.min(1 << 20) as RawFd
+    };
+    for fd in first..max {
+        // SAFETY: closing a number that is not open is EBADF, nothing else.
+        unsafe { nix::libc::close(fd) };
+    }
+    Ok(())
+}
+
+/// The descriptors this process has open, by number (from /proc/self/fd).
+pub fn open_descriptors() -> Vec<RawFd> {
+    let Ok(entries) = std::fs::read_dir("/proc/self/fd") else {
+        return Vec::new();
+    };
+    let mut fds: Vec<RawFd> = entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .collect();
+    fds.sort_unstable();
+    fds
+}
+
+/// Reads the inherited fd `fd` to its end and closes it. For secret
+/// material: the bytes are returned zeroizing.
+pub fn read_inherited_fd(fd: RawFd) -> io::Result<zeroize::Zeroizing<Vec<u8>>> {
+    use std::io::Read;
+    if nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFD).is_err() {
+        return Err(io::Error::other(format!("fd {fd} is not open")));
+    }
+    // SAFETY: the fd is open (checked above) and was handed to this process
+    // for it alone; the File closes it when dropped.
+    let mut file = unsafe { std::fs::File::from_raw_fd(fd) };
+    let mut bytes = zeroize::Zeroizing::new(Vec::new());
+    file.read_to_end(&mut bytes)
+        .map_err(|e| io::Error::new(e.kind(), format!("read fd {fd}: {e}")))?;
+    Ok(bytes)
+}
+
+/// Grows the kernel buffer of `fd` to `bytes` if it is a pipe (F_SETPIPE_SZ),
+/// so a fast reader or writer makes fewer, larger transfers. Anything that is
+/// not a pipe, or a size the system refuses, is left as it is.
+pub fn enlarge_pipe(fd: BorrowedFd<'_>, bytes: usize) {
+    use nix::fcntl::{fcntl, FcntlArg};
+    use nix::sys::stat::{fstat, SFlag};
+    let is_pipe = fstat(fd.as_raw_fd())
+        .map(|st| SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFIFO)
+        .unwrap_or(false);
+    if is_pipe {
+        if let Err(e) = fcntl(fd.as_raw_fd(), FcntlArg::F_SETPIPE_SZ(bytes as i32)) {
+            tracing::debug!(error = %e, bytes, "fcntl(F_SETPIPE_SZ) refused");
+        }
+    }
+}
+
+/// Reads and discards whatever a non-blocking fd has ready.
+pub fn drain(fd: BorrowedFd<'_>) {
+    let mut buf = [0u8; 256];
+    while matches!(nix::unistd::read(fd.as_raw_fd(), &mut buf), Ok(n) if n > 0) {}
+}
+
+/// Sets O_NONBLOCK on `fd`.
+pub fn set_nonblocking(fd: RawFd) -> io::Result<()> {
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    let flags = call(|| "fcntl(F_GETFL)".to_owned(), fcntl(fd, FcntlArg::F_GETFL))?;
+    call(
+        || "fcntl(F_SETFL, O_NONBLOCK)".to_owned(),
+        fcntl(
+            fd,
+            FcntlArg::F_SETFL(OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK),
+        ),
+    )
+    .map(drop)
+}
+
+/// Outcome of a read on a non-blocking fd.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ReadOutcome {
+    Data(usize),
+    /// End of file (or EIO from a pty master whose slave side is closed).
+    Closed,
+    /// Nothing ready (EAGAIN, EINTR).
+    WouldBlock,
+}
+
+/// Reads into `buf`.
+pub fn read_some(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<ReadOutcome> {
+    use nix::errno::Errno;
+    match nix::unistd::read(fd.as_raw_fd(), buf) {
+        Ok(0) => Ok(ReadOutcome::Closed),
+        Ok(n) => Ok(ReadOutcome::Data(n)),
+        Err(Errno::EAGAIN | Errno::EINTR) => Ok(ReadOutcome::WouldBlock),
+        Err(Errno::EIO) => Ok(ReadOutcome::Closed),
+        Err(e) => Err(io::Error::other(format!(
+            "read(fd {}): {e}",
+            fd.as_raw_fd()
+        ))),
+    }
+}
+
+/// Writes all of `bytes` to a possibly non-blocking fd, waiting while full.
+pub fn write_all_fd(fd: BorrowedFd<'_>, mut bytes: &[u8]) -> io::Result<()> {
+    use nix::errno::Errno;
+    while !bytes.is_empty() {
+        match nix::unistd::write(fd, bytes) {
+            Ok(n) => bytes = &bytes[n..],
+            Err(Errno::EAGAIN) => {
+                let mut fds = [nix::poll::PollFd::new(fd, nix::poll::PollFlags::POLLOUT)];
+                let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(100u16));
+            }
+            Err(Errno::EINTR) => {}
+            Err(e) => {
+                return Err(io::Error::new(
+                    io::Error::from(e).kind(),
+                    format!("write(fd {}): {e}", fd.as_raw_fd()),
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Writes as much of `bytes` as a non-blocking fd takes now; returns how
+/// many bytes it took (0 when full).
+pub fn write_some(fd: BorrowedFd<'_>, bytes: &[u8]) -> io::Result<usize> {
+    use nix::errno::Errno;
+    match nix::unistd::write(fd, bytes) {
+        Ok(n) => Ok(n),
+        Err(Errno::EAGAIN | Errno::EINTR) => Ok(0),
+        Err(e) => Err(io::Error::new(
+            io::Error::from(e).kind(),
+            format!("write(fd {}): {e}", fd.as_raw_fd()),
+        )),
+    }
+}
+
+/// Opens a directory as an O_PATH handle (survives the path being covered).
+pub fn open_dir_handle(path: &std::path::Path) -> io::Result<OwnedFd> {
+    use nix::fcntl::{open, OFlag};
+    let fd = call(
+        || format!("open({}, O_PATH | O_DIRECTORY)", path.display()),
+        open(
+            path,
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        ),
+    )?;
+    // SAFETY: `open` returned a new fd that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
