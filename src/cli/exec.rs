@@ -146,6 +146,7 @@ fn prepare(ctx: &Context, args: ExecArgs) -> Result<ExecPlan, CliError> {
             stdio: stdio_mode(ctx, args.tty),
             env_through_pipe: false,
             input: None,
+            new_session: false,
         },
         mask: prepared.mask,
         output: output_mode(ctx),
@@ -193,6 +194,19 @@ pub fn stdio_mode(ctx: &Context, tty: TtyMode) -> StdioMode {
     }
     let size = sys::window_size(std::io::stdout().as_fd()).unwrap_or(WindowSize::DEFAULT);
     StdioMode::Pty(Some(size))
+}
+
+/// [`stdio_mode`] for a sandboxed command: without a pty it is given
+/// shroud's stdin only when that is a pipe or a file open for reading;
+/// anything else (the caller's terminal above all) is relayed through a
+/// pipe, so the command never holds it.
+pub fn sandbox_stdio_mode(ctx: &Context, tty: TtyMode) -> StdioMode {
+    match stdio_mode(ctx, tty) {
+        StdioMode::Pipes if !crate::sys::fd::is_plain_input(std::io::stdin().as_fd()) => {
+            StdioMode::RelayedInput
+        }
+        other => other,
+    }
 }
 
 /// JSON lines with `--json`, else the two streams.

@@ -226,7 +226,7 @@ fn prepare_exec(ctx: &Context, args: SandboxExecArgs) -> Result<PreparedExec, Cl
             command: args.command,
             timeout,
             mask: args.mask,
-            stdio: exec::stdio_mode(ctx, args.tty),
+            stdio: exec::sandbox_stdio_mode(ctx, args.tty),
             input: None,
             output: exec::output_mode(ctx),
             destination: Destination::Stdio,

@@ -61,10 +61,61 @@ pub struct SandboxPolicy {
     pub limits: Limits,
     /// The sandbox's working directory (the command's cwd).
     pub workdir: PathBuf,
-    /// Directories covered by an empty read-only tmpfs (the shroud home).
+    /// The sandbox's own home directory (`$HOME` inside), bound back like
+    /// the working directory.
+    #[serde(default)]
+    pub home_dir: Option<PathBuf>,
+    /// Directories covered by an empty read-only tmpfs: the shroud home,
+    /// the host's homes, its /run (see [`hidden_dirs`]).
     pub hide: Vec<PathBuf>,
+    /// A private devpts on /dev/pts (the host's terminals out of sight).
+    #[serde(default = "yes")]
+    pub private_devpts: bool,
     /// Started as root: run as this (uid, gid) instead.
     pub run_as: Option<(u32, u32)>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Directories made private (an empty, writable tmpfs of the command's
+/// own) with `private_tmp`: whatever any user of the host can write there
+/// (files, Unix sockets) stays out of reach.
+pub const PRIVATE_DIRS: [&str; 3] = ["/tmp", "/var/tmp", "/dev/shm"];
+
+/// What a sandbox never sees of the host, covered by an empty read-only
+/// tmpfs: the shroud home (`shroud_home`: the vault and the other
+/// sandboxes), every home directory (`/root`, `/home`, and `caller_home`,
+/// the `$HOME` of whoever runs shroud), and `/run` and `/var/run`, where
+/// the host's daemons keep their Unix sockets (which a network namespace
+/// does not cover: a socket is a file). A sandbox's own working and home
+/// directories are bound back into the cover when they lie under it.
+pub fn hidden_dirs(shroud_home: &Path, caller_home: Option<&Path>) -> Vec<PathBuf> {
+    let mut dirs = vec![shroud_home.to_owned()];
+    dirs.extend(["/root", "/home", "/run", "/var/run"].map(PathBuf::from));
+    dirs.extend(caller_home.map(Path::to_owned));
+    dirs
+}
+
+/// The directories of `wanted` that need a cover of their own: existing
+/// directories (a symlink such as `/var/run -> /run` is covered through
+/// its target), not inside one already covered or made private.
+fn covers(wanted: &[PathBuf], private: &[PathBuf]) -> Vec<PathBuf> {
+    let mut chosen: Vec<PathBuf> = Vec::new();
+    let mut candidates: Vec<&PathBuf> = wanted.iter().collect();
+    candidates.sort_by_key(|p| p.components().count());
+    for dir in candidates {
+        let real_dir = std::fs::symlink_metadata(dir).is_ok_and(|m| m.is_dir());
+        let inside = chosen
+            .iter()
+            .chain(private)
+            .any(|above| dir.starts_with(above));
+        if real_dir && !inside && dir.is_absolute() {
+            chosen.push(dir.clone());
+        }
+    }
+    chosen
 }
 
 impl SandboxPolicy {
@@ -79,7 +130,9 @@ impl SandboxPolicy {
                 iso.mount_namespace = false;
                 iso.private_tmp = false;
                 iso.read_only_system = false;
+                self.private_devpts = false;
             }
+            "private_devpts" => self.private_devpts = false,
             "pid_namespace" => iso.pid_namespace = false,
             "net_namespace" => self.network = true,
             "ipc_namespace" => iso.ipc_namespace = false,
@@ -229,35 +282,47 @@ fn setup_mounts(policy: &SandboxPolicy) -> std::io::Result<()> {
         return Ok(());
     }
     ns::make_mounts_private()?;
-    // Opened in this mount namespace, before anything covers it.
-    let workdir = fd::open_dir_handle(&policy.workdir)?;
-    if iso.private_tmp {
-        ns::mount_tmpfs(Path::new("/tmp"), "mode=1777")?;
+    // The sandbox's own directories, opened in this mount namespace before
+    // anything covers them (the kernel refuses binds from another one).
+    let mut binds = Vec::new();
+    for dir in std::iter::once(&policy.workdir).chain(&policy.home_dir) {
+        binds.push((fd::open_dir_handle(dir)?, dir));
     }
-    // Cover the shroud home (unless the new /tmp already hid it).
-    let mut hidden = Vec::new();
-    for dir in &policy.hide {
-        if dir.is_dir() {
-            ns::mount_tmpfs(dir, "mode=755,size=64k")?;
-            hidden.push(dir);
+    // The whole tree read-only first: what is mounted afterwards (the
+    // private and bound directories) stays writable.
+    if iso.read_only_system {
+        ns::make_tree_read_only()?;
+    }
+    let mut private = Vec::new();
+    if iso.private_tmp {
+        for dir in PRIVATE_DIRS.map(Path::new) {
+            if std::fs::symlink_metadata(dir).is_ok_and(|m| m.is_dir()) {
+                ns::mount_tmpfs(dir, "mode=1777")?;
+                private.push(dir.to_owned());
+            }
         }
     }
-    // Re-create the working directory's path in whatever covers it now and
+    let hidden = covers(&policy.hide, &private);
+    for dir in &hidden {
+        ns::mount_tmpfs(dir, "mode=755,size=64k")?;
+    }
+    // Re-create each bound directory's path in whatever covers it now and
     // bind the real directory there, through the handle opened above.
-    std::fs::create_dir_all(&policy.workdir).map_err(|e| {
-        std::io::Error::new(
-            e.kind(),
-            format!("mkdir -p {}: {e}", policy.workdir.display()),
-        )
-    })?;
-    let source = PathBuf::from(format!("/proc/self/fd/{}", workdir.as_raw_fd()));
-    ns::bind_mount(&source, &policy.workdir)?;
-    drop(workdir);
-    for dir in hidden {
+    for (handle, dir) in binds {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            std::io::Error::new(e.kind(), format!("mkdir -p {}: {e}", dir.display()))
+        })?;
+        let source = PathBuf::from(format!("/proc/self/fd/{}", handle.as_raw_fd()));
+        ns::bind_mount(&source, dir)?;
+        if iso.read_only_system {
+            ns::remount_writable(dir)?;
+        }
+    }
+    for dir in &hidden {
         ns::remount_read_only(dir, false)?;
     }
-    if iso.read_only_system {
-        ns::remount_read_only(Path::new("/"), true)?;
+    if policy.private_devpts {
+        ns::mount_private_devpts()?;
     }
     if iso.pid_namespace {
         ns::mount_proc()?;
@@ -305,6 +370,9 @@ fn run_command(
             processes_before
         };
         apply(Rlimit::Processes, limits.processes.map(|p| p + base), 1)?;
+        // Root inside a user namespace keeps no capability: it cannot undo
+        // the mounts above (unmount a cover, remount the system writable).
+        ns::drop_capabilities()?;
         if policy.isolation.no_new_privs {
             ns::set_no_new_privs()?;
         }
@@ -314,6 +382,9 @@ fn run_command(
         let _ = writeln!(std::io::stderr(), "error: sandbox: {e}");
         std::process::exit(125);
     }
+    // Nothing but stdio reaches the command: the init's own pipes and
+    // whatever else this process holds are closed here.
+    let _ = fd::close_from(3);
     let error = proc::exec_program(command, env);
     let program = command
         .first()
@@ -430,25 +501,93 @@ pub fn probe(policy: &SandboxPolicy) -> Vec<Feature> {
                 trial.without(&f.name);
             }
         }
-        let result = if mount_namespace {
+        let try_mounts = |trial: &SandboxPolicy| {
+            if !mount_namespace {
+                return Err(std::io::Error::other("no mount namespace"));
+            }
             in_child(|| {
-                enter_namespaces(&trial)?;
+                enter_namespaces(trial)?;
                 // A pid namespace applies to children: mount /proc from one.
-                in_child(|| setup_mounts(&trial))
+                in_child(|| setup_mounts(trial))
             })
-        } else {
-            Err(std::io::Error::other("no mount namespace"))
         };
-        for (name, wanted) in [
-            ("private_tmp", iso.private_tmp),
-            ("read_only_system", iso.read_only_system),
-            ("hidden_home", !policy.hide.is_empty()),
+        let devpts_wanted = trial.private_devpts;
+        trial.private_devpts = false;
+        let result = try_mounts(&trial);
+        let covered = covers(&policy.hide, &[])
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        for (name, wanted, what) in [
+            (
+                "private_tmp",
+                iso.private_tmp,
+                format!("{} are the command's own", PRIVATE_DIRS.join(", ")),
+            ),
+            (
+                "read_only_system",
+                iso.read_only_system,
+                "every mount of the host is read-only".to_owned(),
+            ),
+            (
+                "hidden_home",
+                !policy.hide.is_empty(),
+                format!("empty: {covered}"),
+            ),
         ] {
             if wanted {
-                features.push(feature(name, clone_result(&result)));
+                features.push(described(name, clone_result(&result), what));
             }
         }
+        if devpts_wanted {
+            let devpts = match &result {
+                Ok(()) => {
+                    trial.private_devpts = true;
+                    try_mounts(&trial)
+                }
+                Err(e) => Err(std::io::Error::new(e.kind(), e.to_string())),
+            };
+            features.push(described(
+                "private_devpts",
+                devpts,
+                "a devpts of its own: the host's terminals are not there".to_owned(),
+            ));
+        }
     }
+    features.push(described(
+        "capabilities",
+        in_child(|| {
+            // Where the command drops them: in its user namespace.
+            match policy.run_as {
+                Some((uid, gid)) => {
+                    ns::become_user(uid, gid)?;
+                    ns::unshare_namespaces(Namespaces {
+                        user: true,
+                        ..Namespaces::default()
+                    })?;
+                    ns::map_root_to(uid, gid)?;
+                }
+                None if policy.isolation.user_namespace => {
+                    enter_namespaces(&SandboxPolicy {
+                        isolation: Isolation {
+                            mount_namespace: false,
+                            pid_namespace: false,
+                            ipc_namespace: false,
+                            uts_namespace: false,
+                            ..policy.isolation
+                        },
+                        network: true,
+                        ..policy.clone()
+                    })?;
+                }
+                None => {}
+            }
+            ns::drop_capabilities()
+        }),
+        "all dropped: root inside cannot undo a mount".to_owned(),
+    ));
+    features.push(supplementary_groups(policy));
     if iso.no_new_privs {
         features.push(feature("no_new_privs", in_child(ns::set_no_new_privs)));
     }
@@ -478,6 +617,65 @@ fn cgroup_detail() -> String {
     } else {
         "not available: the host has cgroup v1 without delegation; limits are rlimits".to_owned()
     }
+}
+
+/// What becomes of the caller's supplementary groups. As root, the command
+/// drops them (setgroups). A user cannot: the kernel keeps the groups of a
+/// process that creates a user namespace (it denies `setgroups` there), so
+/// files and sockets those groups reach stay reachable (a `docker` group
+/// member's socket, for one). Reported, never hidden.
+fn supplementary_groups(policy: &SandboxPolicy) -> Feature {
+    let (_, primary) = proc::ids();
+    let groups: Vec<u32> = proc::supplementary_groups()
+        .into_iter()
+        .filter(|g| *g != primary)
+        .collect();
+    let (available, detail) = match (policy.run_as, groups.is_empty()) {
+        (Some(_), _) => (
+            true,
+            "dropped: the command runs with no supplementary group".to_owned(),
+        ),
+        (None, true) => (true, "none to drop".to_owned()),
+        (None, false) => (
+            false,
+            format!(
+                "not available: the kernel keeps your supplementary groups inside the sandbox ({}); what they can read or connect to stays reachable",
+                groups
+                    .iter()
+                    .map(|g| group_name(*g))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ),
+    };
+    Feature {
+        name: "supplementary_groups".to_owned(),
+        available,
+        detail,
+    }
+}
+
+/// `name (gid)` from /etc/group, or the gid alone.
+fn group_name(gid: u32) -> String {
+    let name = std::fs::read_to_string("/etc/group").ok().and_then(|text| {
+        text.lines().find_map(|line| {
+            let fields: Vec<&str> = line.split(':').collect();
+            (fields.get(2) == Some(&gid.to_string().as_str())).then(|| fields[0].to_owned())
+        })
+    });
+    match name {
+        Some(name) => format!("{name} ({gid})"),
+        None => gid.to_string(),
+    }
+}
+
+/// A probed feature, with `what` it gives when available.
+fn described(name: &str, result: std::io::Result<()>, what: String) -> Feature {
+    let mut feature = feature(name, result);
+    if feature.available {
+        feature.detail = format!("available: {what}");
+    }
+    feature
 }
 
 fn feature(name: &str, result: std::io::Result<()>) -> Feature {
@@ -539,7 +737,9 @@ mod tests {
             network,
             limits: Limits::default(),
             workdir: PathBuf::from("/w"),
+            home_dir: None,
             hide: vec![],
+            private_devpts: true,
             run_as,
         }
     }

@@ -117,10 +117,23 @@ pub fn bind_mount(source: &std::path::Path, target: &std::path::Path) -> io::Res
 
 /// Remounts the mount at `target` read-only, keeping its locked flags.
 pub fn remount_read_only(target: &std::path::Path, bind: bool) -> io::Result<()> {
+    remount(target, bind, true)
+}
+
+/// Makes the bind mount at `target` writable again (a bind of a directory
+/// from a read-only tree starts read-only), keeping its other flags.
+pub fn remount_writable(target: &std::path::Path) -> io::Result<()> {
+    remount(target, true, false)
+}
+
+fn remount(target: &std::path::Path, bind: bool, read_only: bool) -> io::Result<()> {
     use nix::mount::{mount, MsFlags};
     use nix::sys::statvfs::{statvfs, FsFlags};
     let current = call(|| format!("statvfs({})", target.display()), statvfs(target))?.flags();
-    let mut flags = MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+    let mut flags = MsFlags::MS_REMOUNT;
+    if read_only {
+        flags |= MsFlags::MS_RDONLY;
+    }
     if bind {
         flags |= MsFlags::MS_BIND;
     }
@@ -239,4 +252,228 @@ pub fn set_no_new_privs() -> io::Result<()> {
         || "prctl(PR_SET_NO_NEW_PRIVS, 1)".to_owned(),
         nix::sys::prctl::set_no_new_privs(),
     )
+}
+
+/// `struct mount_attr` of mount_setattr(2).
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+const MOUNT_ATTR_RDONLY: u64 = 0x1;
+
+/// Makes every mount of this mount namespace read-only, submounts included
+/// (`/`, but also `/home`, `/work` or any other file system mounted below
+/// it), in one `mount_setattr(2)` with AT_RECURSIVE (Linux 5.12), else by
+/// remounting each mount of /proc/self/mountinfo. Mounts made afterwards
+/// (a private /tmp, the working directory bound back) are not affected.
+pub fn make_tree_read_only() -> io::Result<()> {
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_RDONLY,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    // SAFETY: mount_setattr reads `size` bytes of the struct we pass, which
+    // lives for the call; the path is a NUL-terminated constant.
+    let done = unsafe {
+        nix::libc::syscall(
+            nix::libc::SYS_mount_setattr,
+            nix::libc::AT_FDCWD,
+            c"/".as_ptr(),
+            nix::libc::AT_RECURSIVE as nix::libc::c_uint,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if done == 0 {
+        return Ok(());
+    }
+    let error = io::Error::last_os_error();
+    if error.raw_os_error() != Some(nix::libc::ENOSYS) {
+        return Err(io::Error::new(
+            error.kind(),
+            format!("mount_setattr(/, AT_RECURSIVE, MOUNT_ATTR_RDONLY): {error}"),
+        ));
+    }
+    // An older kernel: one remount per mount point, parents first.
+    let table = std::fs::read_to_string("/proc/self/mountinfo")
+        .map_err(|e| io::Error::new(e.kind(), format!("read /proc/self/mountinfo: {e}")))?;
+    for mount_point in table.lines().filter_map(|line| line.split(' ').nth(4)) {
+        let path = std::path::PathBuf::from(unescape_mountinfo(mount_point));
+        match remount_read_only(&path, true) {
+            Ok(()) => {}
+            // A mount point hidden under another mount cannot be reached by
+            // path; the mount above it was made read-only itself.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Mount points in mountinfo escape space, tab, newline and backslash as
+/// `\ooo` octal.
+fn unescape_mountinfo(field: &str) -> String {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let octal = bytes.get(i + 1..i + 4).and_then(|digits| {
+            std::str::from_utf8(digits)
+                .ok()
+                .and_then(|d| u8::from_str_radix(d, 8).ok())
+        });
+        match (bytes[i], octal) {
+            (b'\\', Some(byte)) => {
+                out.push(byte);
+                i += 4;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Mounts a private devpts instance on /dev/pts and binds its `ptmx` over
+/// /dev/ptmx, so pseudo-terminals opened inside are the sandbox's own and
+/// the host's (the user's other terminals among them) are not there.
+pub fn mount_private_devpts() -> io::Result<()> {
+    use nix::mount::{mount, MsFlags};
+    let pts = std::path::Path::new("/dev/pts");
+    if !pts.is_dir() {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            "/dev/pts is not a directory",
+        ));
+    }
+    call(
+        || "mount(devpts, /dev/pts, newinstance,ptmxmode=0666,mode=620)".to_owned(),
+        mount(
+            Some("devpts"),
+            pts,
+            Some("devpts"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+            Some("newinstance,ptmxmode=0666,mode=620"),
+        ),
+    )?;
+    let ptmx = std::path::Path::new("/dev/ptmx");
+    let is_link = std::fs::symlink_metadata(ptmx).is_ok_and(|m| m.file_type().is_symlink());
+    if ptmx.exists() && !is_link {
+        bind_mount(std::path::Path::new("/dev/pts/ptmx"), ptmx)?;
+    }
+    Ok(())
+}
+
+/// Drops every capability for good: the bounding set emptied, ambient
+/// capabilities cleared, the securebits that keep uid 0 from regaining
+/// them at exec set and locked, and the permitted, effective and
+/// inheritable sets emptied. After it, "root" inside a user namespace is an
+/// ordinary user: it cannot unmount the sandbox's mounts to see what they
+/// cover, nor remount the system read-write. Needs CAP_SETPCAP (in the
+/// process's own user namespace) for the first two steps.
+pub fn drop_capabilities() -> io::Result<()> {
+    use nix::libc;
+    let last_cap: libc::c_int = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .ok()
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or(63);
+    for cap in 0..=last_cap {
+        // SAFETY: prctl with integer arguments only.
+        if unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) } != 0 {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::EINVAL) {
+                break; // beyond the kernel's last capability
+            }
+            return Err(io::Error::new(
+                e.kind(),
+                format!("prctl(PR_CAPBSET_DROP, {cap}): {e}"),
+            ));
+        }
+    }
+    // SAFETY: prctl with integer arguments only.
+    let cleared = unsafe {
+        libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
+            0,
+            0,
+            0,
+        )
+    };
+    if cleared != 0 {
+        let e = io::Error::last_os_error();
+        return Err(io::Error::new(
+            e.kind(),
+            format!("prctl(PR_CAP_AMBIENT_CLEAR_ALL): {e}"),
+        ));
+    }
+    let bits = libc::SECBIT_NOROOT
+        | libc::SECBIT_NOROOT_LOCKED
+        | libc::SECBIT_NO_SETUID_FIXUP
+        | libc::SECBIT_NO_SETUID_FIXUP_LOCKED
+        | libc::SECBIT_NO_CAP_AMBIENT_RAISE
+        | libc::SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED;
+    // SAFETY: prctl with integer arguments only.
+    if unsafe { libc::prctl(libc::PR_SET_SECUREBITS, bits as libc::c_ulong, 0, 0, 0) } != 0 {
+        let e = io::Error::last_os_error();
+        return Err(io::Error::new(
+            e.kind(),
+            format!("prctl(PR_SET_SECUREBITS, {bits:#x}): {e}"),
+        ));
+    }
+    #[repr(C)]
+    struct CapHeader {
+        version: u32,
+        pid: libc::c_int,
+    }
+    #[repr(C)]
+    struct CapData {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+    let header = CapHeader {
+        version: LINUX_CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    let data = [
+        CapData {
+            effective: 0,
+            permitted: 0,
+            inheritable: 0,
+        },
+        CapData {
+            effective: 0,
+            permitted: 0,
+            inheritable: 0,
+        },
+    ];
+    // SAFETY: capset reads one header and two data structs (version 3),
+    // which live for the call.
+    let set = unsafe { libc::syscall(libc::SYS_capset, &header, data.as_ptr()) };
+    if set != 0 {
+        let e = io::Error::last_os_error();
+        return Err(io::Error::new(e.kind(), format!("capset(0, 0, 0): {e}")));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unescape_mountinfo;
+
+    #[test]
+    fn mountinfo_escapes_are_undone() {
+        assert_eq!(unescape_mountinfo("/a\\040b\\011c"), "/a b\tc");
+        assert_eq!(unescape_mountinfo("/plain"), "/plain");
+        assert_eq!(unescape_mountinfo("/end\\"), "/end\\");
+    }
 }

@@ -156,6 +156,30 @@ fn slot<'a>(fds: &mut Vec<BorrowedFd<'a>>, fd: BorrowedFd<'a>) -> usize {
     fds.len() - 1
 }
 
+/// Writes what `pending` holds into the child's stdin pipe, as far as it
+/// takes it now; closes the pipe once everything is written and shroud's
+/// own input has ended (`more` false), or when the child closed its end.
+fn relay_input(relay: &mut Option<OwnedFd>, pending: &mut Vec<u8>, more: bool) {
+    let Some(pipe) = relay else {
+        pending.clear();
+        return;
+    };
+    match fd::write_some(pipe.as_fd(), pending) {
+        Ok(n) => {
+            pending.drain(..n);
+        }
+        Err(_) => {
+            // The child closed its stdin: nothing more reaches it.
+            *relay = None;
+            pending.clear();
+            return;
+        }
+    }
+    if pending.is_empty() && !more {
+        *relay = None;
+    }
+}
+
 /// Runs the plan to the end.
 pub fn run(plan: ExecPlan) -> Result<ExitReport, SupervisorError> {
     let ExecPlan {
@@ -174,6 +198,7 @@ pub fn run(plan: ExecPlan) -> Result<ExitReport, SupervisorError> {
     };
     let attached = signals.is_some();
     let pty = matches!(child.stdio, StdioMode::Pty(_));
+    let direct_stdin = child.stdio == StdioMode::Pipes;
     let started = Instant::now();
     let mut spawned = spawn::spawn(child)?;
     tracing::debug!(pid = spawned.pgid, pty, attached, "child started");
@@ -195,7 +220,7 @@ pub fn run(plan: ExecPlan) -> Result<ExitReport, SupervisorError> {
     };
     // With pipes, the child reads shroud's terminal directly: it must be the
     // terminal's foreground job, or reading would stop it (SIGTTIN).
-    let _terminal = if !pty && stdin_terminal {
+    let _terminal = if direct_stdin && stdin_terminal {
         term::give_terminal_to(stdin.as_fd(), pgid)
     } else {
         None
@@ -209,7 +234,11 @@ pub fn run(plan: ExecPlan) -> Result<ExitReport, SupervisorError> {
     let mut drain_until: Option<Instant> = None;
     let mut out_open = true;
     let mut err_open = spawned.stderr.is_some();
-    let mut stdin_open = pty && attached;
+    // Relayed input: what shroud read on its stdin and the child's pipe has
+    // not taken yet (shroud's stdin is read only while this is empty).
+    let mut relay = spawned.stdin.take();
+    let mut relay_pending: Vec<u8> = Vec::new();
+    let mut stdin_open = (pty && attached) || relay.is_some();
     let mut stdin_last = b'\n';
     let mut interrupts = 0u32;
     let mut output_total = 0u64;
@@ -261,7 +290,10 @@ pub fn run(plan: ExecPlan) -> Result<ExitReport, SupervisorError> {
             .flatten()
             .min();
         let poll_timeout = wake_at.map(|at| at.saturating_duration_since(now));
-        let mut fds: Vec<BorrowedFd<'_>> = Vec::with_capacity(6);
+        if exited.is_some() {
+            relay = None;
+        }
+        let mut fds: Vec<BorrowedFd<'_>> = Vec::with_capacity(7);
         let signal_slot = signals.as_ref().map(|s| slot(&mut fds, s.wake_fd()));
         let cancel_slots: Vec<usize> = if cancelled {
             Vec::new()
@@ -280,8 +312,19 @@ pub fn run(plan: ExecPlan) -> Result<ExitReport, SupervisorError> {
             (Some(fd), true) => Some(slot(&mut fds, fd.as_fd())),
             _ => None,
         };
-        let stdin_slot = (stdin_open && exited.is_none()).then(|| slot(&mut fds, stdin.as_fd()));
-        let ready = poll::wait_readable(&fds, poll_timeout)?;
+        let stdin_slot = (stdin_open && exited.is_none() && relay_pending.is_empty())
+            .then(|| slot(&mut fds, stdin.as_fd()));
+        let mut interests: Vec<(BorrowedFd<'_>, poll::Interest)> =
+            fds.iter().map(|fd| (*fd, poll::Interest::Read)).collect();
+        let relay_slot = match (&relay, relay_pending.is_empty()) {
+            (Some(pipe), false) => {
+                interests.push((pipe.as_fd(), poll::Interest::Write));
+                Some(interests.len() - 1)
+            }
+            _ => None,
+        };
+        let ready = poll::wait(&interests, poll_timeout)?;
+        drop(interests);
         drop(fds);
         let is_ready = |slot: Option<usize>| slot.is_some_and(|i| ready[i]);
 
@@ -345,7 +388,28 @@ pub fn run(plan: ExecPlan) -> Result<ExitReport, SupervisorError> {
                 }
             }
         }
-        if is_ready(stdin_slot) {
+        if is_ready(relay_slot) {
+            relay_input(&mut relay, &mut relay_pending, stdin_open);
+        }
+        if is_ready(stdin_slot) && !pty {
+            // Relayed: into the child's pipe, as far as it takes it now.
+            match fd::read_some(stdin.as_fd(), &mut buf) {
+                Ok(ReadOutcome::Data(n)) => {
+                    relay_pending.extend_from_slice(&buf[..n]);
+                    relay_input(&mut relay, &mut relay_pending, true);
+                }
+                Ok(ReadOutcome::WouldBlock) => {}
+                // End of input, or a stdin that cannot be read (closed, a
+                // directory): the child sees end of file.
+                Ok(ReadOutcome::Closed) | Err(_) => {
+                    stdin_open = false;
+                    relay_input(&mut relay, &mut relay_pending, false);
+                }
+            }
+            if relay.is_none() {
+                stdin_open = false;
+            }
+        } else if is_ready(stdin_slot) {
             // With a pty, shroud forwards its stdin to the child's terminal.
             match fd::read_some(stdin.as_fd(), &mut buf)? {
                 ReadOutcome::Data(n) => {

@@ -164,7 +164,9 @@ impl SandboxHost {
             network: template.network.enabled,
             limits: template.limits,
             workdir: workdir.to_owned(),
-            hide: vec![self.home.clone()],
+            home_dir: Some(own_home(workdir, run_as).map_err(io("create the sandbox's home"))?),
+            hide: self.hidden_dirs(),
+            private_devpts: true,
             run_as,
         };
         let mut features = self
@@ -272,11 +274,24 @@ impl SandboxHost {
         let vault = VaultName::parse(&row.vault)?;
         let mut grants = plan::parse_grants(&config.grants)?;
         grants.extend(request.grants);
-        let mut env = config.env.clone();
+        // What is hidden follows this binary and this caller (a sandbox made
+        // by an older shroud gets today's covers), and `$HOME` is the
+        // sandbox's own (before the sandbox's and the request's `--env`,
+        // which may set another).
+        let mut policy = config.policy;
+        policy.hide = self.hidden_dirs();
+        let home_dir =
+            own_home(&policy.workdir, policy.run_as).map_err(|source| PlanError::Io {
+                context: "create the sandbox's home",
+                source,
+            })?;
+        let mut env = vec![("HOME".to_owned(), home_dir.display().to_string())];
+        policy.home_dir = Some(home_dir);
+        env.extend(config.env);
         env.extend(request.env);
         let timeout = request
             .timeout
-            .or_else(|| config.policy.limits.wall_seconds.map(Duration::from_secs));
+            .or_else(|| policy.limits.wall_seconds.map(Duration::from_secs));
         let prepared = plan::build_environment(
             store,
             &config.env_policy,
@@ -288,13 +303,13 @@ impl SandboxHost {
         let mut init_args: Vec<OsString> = vec![
             "__sandbox-init".into(),
             "--policy".into(),
-            serde_json::to_string(&config.policy)
+            serde_json::to_string(&policy)
                 .expect("policy serializes")
                 .into(),
             "--".into(),
         ];
         init_args.extend(request.command);
-        let limits: Limits = config.policy.limits;
+        let limits: Limits = policy.limits;
         let template_limit = limits.output_mb.map(|mb| mb * 1024 * 1024);
         let output_limit = match (template_limit, request.output_cap) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -311,6 +326,7 @@ impl SandboxHost {
                     stdio: request.stdio,
                     env_through_pipe: true,
                     input: request.input,
+                    new_session: true,
                 },
                 mask: prepared.mask,
                 output: request.output,
@@ -368,6 +384,31 @@ pub fn listing_json(rows: &[SandboxRow]) -> serde_json::Value {
         })
         .collect();
     serde_json::json!({ "sandboxes": items })
+}
+
+impl SandboxHost {
+    /// What no command of a sandbox sees: see `sandbox::apply::hidden_dirs`.
+    fn hidden_dirs(&self) -> Vec<PathBuf> {
+        let caller_home = std::env::var_os("HOME").map(PathBuf::from);
+        crate::sandbox::apply::hidden_dirs(&self.home, caller_home.as_deref())
+    }
+}
+
+/// The sandbox's own home directory (`$HOME` inside): `home` beside its
+/// working directory, created (and given to the sandbox's uid) if missing,
+/// so that pip, npm and git have somewhere to write.
+fn own_home(workdir: &Path, run_as: Option<(u32, u32)>) -> std::io::Result<PathBuf> {
+    let home = workdir
+        .parent()
+        .map(|p| p.join("home"))
+        .ok_or_else(|| std::io::Error::other("the working directory has no parent"))?;
+    if !home.is_dir() {
+        std::fs::create_dir_all(&home)?;
+        if let Some((uid, gid)) = run_as {
+            std::os::unix::fs::chown(&home, Some(uid), Some(gid))?;
+        }
+    }
+    Ok(home)
 }
 
 fn sandbox_dir(home: &Path, id: &str) -> PathBuf {

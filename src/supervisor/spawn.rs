@@ -3,9 +3,12 @@
 //! The environment is built from nothing: the template's pass-through names
 //! (copied from the caller when set there, `SHROUD_*` never), the template's
 //! fixed values, `--env`, then the granted secrets, each later layer winning.
-//! The child gets a process group of its own (pipes) or a session of its own
-//! with a pseudo-terminal as its controlling terminal (pty), so that the
-//! supervisor can signal everything it started at once.
+//! The child gets a process group of its own (pipes), a session of its own
+//! with no controlling terminal (a sandboxed command), or a session of its
+//! own with a pseudo-terminal as its controlling terminal (pty), so that the
+//! supervisor can signal everything it started at once. Whatever the mode,
+//! it starts with its stdio and nothing else: every other descriptor, those
+//! shroud inherited included, is closed at its exec.
 
 use std::ffi::{OsStr, OsString};
 use std::io::Write;
@@ -138,8 +141,16 @@ impl ChildEnv {
 /// How the child's stdio is wired.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StdioMode {
-    /// stdin inherited, stdout and stderr through two pipes.
+    /// stdin inherited (the caller's terminal included), stdout and stderr
+    /// through two pipes: `exec`, a command the operator trusts.
     Pipes,
+    /// stdin relayed by the supervisor from shroud's own stdin through a
+    /// pipe, stdout and stderr through two pipes: a sandboxed command at a
+    /// shell never holds the caller's terminal (no TIOCSTI, no reading the
+    /// user's next keystrokes after it should have ended, no changing the
+    /// terminal's modes), nor any other kind of descriptor the caller had
+    /// on stdin (a directory, a socket).
+    RelayedInput,
     /// stdin is [`ChildSpec::input`] (or /dev/null without it), stdout and
     /// stderr through two pipes: runs started by the server, whose own
     /// stdin is nobody's.
@@ -164,6 +175,10 @@ pub struct ChildSpec {
     /// With [`StdioMode::GivenInput`]: what the child reads on stdin, then
     /// end of file.
     pub input: Option<SecretValue>,
+    /// A session of its own with no controlling terminal (a sandboxed
+    /// command) instead of a process group in shroud's session. With a pty
+    /// the child always leads a session, on that pty.
+    pub new_session: bool,
 }
 
 /// A started child and the supervisor's ends of its output.
@@ -175,6 +190,9 @@ pub struct Spawned {
     /// Pipes: stdout and stderr. Pty: the master (both streams, and stdin).
     pub stdout: OwnedFd,
     pub stderr: Option<OwnedFd>,
+    /// [`StdioMode::RelayedInput`]: the writing end of the child's stdin
+    /// (non-blocking), for the supervisor to feed.
+    pub stdin: Option<OwnedFd>,
 }
 
 impl Drop for Spawned {
@@ -216,14 +234,10 @@ pub fn spawn(spec: ChildSpec) -> Result<Spawned, SpawnError> {
             program: program_text.clone(),
             source,
         })?;
-        let env_fd = read.as_raw_fd();
-        command
-            .env_clear()
-            .env(crate::sandbox::apply::ENV_FD_VAR, env_fd.to_string());
-        // SAFETY: fcntl is async-signal-safe; `read` outlives the spawn.
-        unsafe {
-            command.pre_exec(move || fd::place_for_exec(env_fd, env_fd));
-        }
+        command.env_clear().env(
+            crate::sandbox::apply::ENV_FD_VAR,
+            read.as_raw_fd().to_string(),
+        );
         env_pipe = Some((read, write));
     } else {
         spec.env.apply(&mut command);
@@ -237,14 +251,16 @@ pub fn spawn(spec: ChildSpec) -> Result<Spawned, SpawnError> {
     };
     let mut pty_master = None;
     match spec.stdio {
-        StdioMode::Pipes | StdioMode::GivenInput => {
+        StdioMode::Pipes | StdioMode::RelayedInput | StdioMode::GivenInput => {
             let stdin = match (spec.stdio, &spec.input) {
                 (StdioMode::Pipes, _) => Stdio::inherit(),
-                (_, Some(_)) => Stdio::piped(),
+                (StdioMode::RelayedInput, _) | (_, Some(_)) => Stdio::piped(),
                 (_, None) => Stdio::null(),
             };
+            if !spec.new_session {
+                command.process_group(0);
+            }
             command
-                .process_group(0)
                 .stdin(stdin)
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped());
@@ -262,6 +278,21 @@ pub fn spawn(spec: ChildSpec) -> Result<Spawned, SpawnError> {
             }
             pty_master = Some(master);
         }
+    }
+    let new_session = spec.new_session && pty_master.is_none();
+    let env_fd = env_pipe.as_ref().map(|(read, _)| read.as_raw_fd());
+    // SAFETY: setsid, dup2, fcntl and close_range are async-signal-safe;
+    // `env_pipe` outlives the spawn.
+    unsafe {
+        command.pre_exec(move || {
+            if new_session {
+                pty::become_session_leader()?;
+            }
+            if let Some(fd) = env_fd {
+                fd::place_for_exec(fd, fd)?;
+            }
+            fd::cloexec_all_but(env_fd)
+        });
     }
     let spawned = command.spawn();
     // Drop our copies of the pty slave now, so the master sees EOF when the
@@ -285,7 +316,14 @@ pub fn spawn(spec: ChildSpec) -> Result<Spawned, SpawnError> {
         // already gone, which the supervisor will see.
         let _ = std::fs::File::from(write).write_all(&blob);
     }
-    if let (Some(input), Some(stdin)) = (spec.input, child.stdin.take()) {
+    let mut relay = None;
+    if spec.stdio == StdioMode::RelayedInput {
+        if let Some(stdin) = child.stdin.take() {
+            let stdin = OwnedFd::from(stdin);
+            fd::set_nonblocking(stdin.as_raw_fd()).map_err(other)?;
+            relay = Some(stdin);
+        }
+    } else if let (Some(input), Some(stdin)) = (spec.input, child.stdin.take()) {
         feed_input(input, stdin);
     }
     let pgid = child.id();
@@ -308,6 +346,7 @@ pub fn spawn(spec: ChildSpec) -> Result<Spawned, SpawnError> {
         pgid,
         stdout,
         stderr,
+        stdin: relay,
     })
 }
 

@@ -1,10 +1,12 @@
 //! File descriptors: pipes, non-blocking reads and writes, and what a child
 //! inherits.
 //!
-//! Every descriptor shroud opens is close-on-exec; a child gets exactly its
-//! stdio (and whatever a caller moves to a fixed number on purpose, such as
-//! the sandbox init's environment pipe), because [`close_from`] runs between
-//! fork and exec and closes everything above.
+//! A child gets exactly its stdio, and whatever a caller hands it on
+//! purpose (the sandbox init's environment pipe): [`cloexec_all_but`] runs
+//! between fork and exec and marks every other descriptor close-on-exec,
+//! those shroud inherited from its own caller included (a CI runner's, a
+//! shell's `exec 3<dir`, a server's sockets). A process that execs without
+//! std's `Command` (the sandbox init) calls [`close_from`] instead.
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
@@ -93,6 +95,65 @@ pub fn close_from(first: RawFd) -> io::Result<()> {
         unsafe { nix::libc::close(fd) };
     }
     Ok(())
+}
+
+/// In a forked child before exec: marks every descriptor from 3 up
+/// close-on-exec except `keep`, so the program starts with its stdio (and
+/// `keep`) only. Marking rather than closing leaves std's own exec-error
+/// pipe working until the exec. Async-signal-safe: `close_range(2)` with
+/// CLOSE_RANGE_CLOEXEC (Linux 5.11), else `fcntl` over every number up to
+/// the descriptor limit.
+pub fn cloexec_all_but(keep: Option<RawFd>) -> io::Result<()> {
+    let ranges = match keep {
+        Some(fd) if fd >= 3 => [(3, fd - 1), (fd + 1, RawFd::MAX)],
+        _ => [(3, RawFd::MAX), (0, -1)],
+    };
+    for (first, last) in ranges {
+        if first > last {
+            continue;
+        }
+        // SAFETY: close_range takes two numbers and flags; with
+        // CLOSE_RANGE_CLOEXEC it only sets descriptor flags.
+        let done = unsafe {
+            nix::libc::syscall(
+                nix::libc::SYS_close_range,
+                first as nix::libc::c_uint,
+                last as nix::libc::c_uint,
+                nix::libc::CLOSE_RANGE_CLOEXEC,
+            )
+        };
+        if done != 0 {
+            // SAFETY: sysconf has no memory effects.
+            let max = unsafe { nix::libc::sysconf(nix::libc::_SC_OPEN_MAX) };
+            let max = if max <= 0 {
+                65_536
+            } else {
+                max.min(1 << 20) as RawFd
+            };
+            for fd in first..last.min(max - 1).saturating_add(1) {
+                // SAFETY: F_SETFD on a number that is not open is EBADF.
+                unsafe { nix::libc::fcntl(fd, nix::libc::F_SETFD, nix::libc::FD_CLOEXEC) };
+            }
+        }
+    }
+    Ok(())
+}
+
+/// True when `fd` is a pipe or a regular file open only for reading: input
+/// a sandboxed command may be given as it is. Anything else (a terminal, a
+/// socket, a directory, a device, a file open for writing) is relayed
+/// through a pipe instead, so the command never holds the caller's object.
+pub fn is_plain_input(fd: BorrowedFd<'_>) -> bool {
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    use nix::sys::stat::{fstat, SFlag};
+    let Ok(stat) = fstat(fd.as_raw_fd()) else {
+        return false;
+    };
+    let kind = SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT;
+    let read_only = fcntl(fd.as_raw_fd(), FcntlArg::F_GETFL)
+        .map(|flags| OFlag::from_bits_truncate(flags) & OFlag::O_ACCMODE == OFlag::O_RDONLY)
+        .unwrap_or(false);
+    (kind == SFlag::S_IFIFO || kind == SFlag::S_IFREG) && read_only
 }
 
 /// The descriptors this process has open, by number (from /proc/self/fd).

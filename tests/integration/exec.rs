@@ -680,7 +680,6 @@ fn core_dumps_are_off_for_the_child_and_values_stay_out_of_logs() {
 
 #[test]
 fn with_pipes_the_child_can_still_read_the_terminal() {
-    use std::os::unix::process::CommandExt;
     // shroud gets a pseudo-terminal as its controlling terminal, as under a
     // user's shell; with --tty never its child (in a process group of its
     // own) must become the terminal's foreground job, or reading the
@@ -700,15 +699,7 @@ fn with_pipes_the_child_can_still_read_the_terminal() {
         .stdin(Stdio::from(pty.slave.try_clone().unwrap()))
         .stdout(Stdio::from(pty.slave.try_clone().unwrap()))
         .stderr(Stdio::null());
-    // SAFETY: setsid and ioctl are async-signal-safe.
-    unsafe {
-        command.pre_exec(|| {
-            nix::unistd::setsid()?;
-            nix::ioctl_write_int_bad!(set_controlling_tty, nix::libc::TIOCSCTTY);
-            set_controlling_tty(0, 0)?;
-            Ok(())
-        });
-    }
+    crate::support::with_controlling_terminal(&mut command);
     let mut child = command.spawn().unwrap();
     drop(pty.slave);
     let mut master = std::fs::File::from(pty.master);

@@ -6,6 +6,7 @@ mod api;
 mod api_sandboxes;
 mod audit_log;
 mod concurrency;
+mod containment;
 mod encryption;
 mod exec;
 mod mask_peers;

@@ -48,8 +48,14 @@ impl Run {
     }
 }
 
+/// The binary under test: this build's, or `$SHROUD_TEST_BINARY` (to check
+/// that a test catches a bug in an older build: run it against that one).
 pub fn shroud_binary() -> &'static str {
-    env!("CARGO_BIN_EXE_shroud")
+    static BINARY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BINARY.get_or_init(|| {
+        std::env::var("SHROUD_TEST_BINARY")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_shroud").to_owned())
+    })
 }
 
 impl TestHome {
@@ -203,4 +209,140 @@ pub fn random_key() -> String {
     let mut bytes = [0u8; 32];
     getrandom::getrandom(&mut bytes).expect("random");
     base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// An unprivileged user of this host, created once per test run (as root,
+/// with `useradd`) so that the tests of what a non-root caller's sandbox can
+/// reach run for real: it has a home with a shroud vault and an `~/.ssh` of
+/// its own, and a supplementary group.
+pub struct TestUser {
+    pub uid: u32,
+    pub gid: u32,
+    pub home: PathBuf,
+    /// The supplementary group it is in (its name).
+    pub extra_group: String,
+}
+
+const TEST_USER: &str = "shroud-test";
+const TEST_GROUP: &str = "shroud-test-extra";
+
+/// The test user, or `None` (after printing why the test is skipped) when
+/// this process is not root or the user cannot be created.
+pub fn test_user() -> Option<&'static TestUser> {
+    static USER: std::sync::OnceLock<Result<TestUser, String>> = std::sync::OnceLock::new();
+    let user = USER.get_or_init(create_test_user);
+    match user {
+        Ok(user) => Some(user),
+        Err(why) => {
+            eprintln!("SKIPPED (needs an unprivileged user): {why}");
+            None
+        }
+    }
+}
+
+fn create_test_user() -> Result<TestUser, String> {
+    if !nix::unistd::getuid().is_root() {
+        return Err("not running as root, so no user can be created".to_owned());
+    }
+    let run = |program: &str, args: &[&str]| -> Result<(), String> {
+        let out = Command::new(program)
+            .args(args)
+            .output()
+            .map_err(|e| format!("{program}: {e}"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{program} {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ))
+        }
+    };
+    run("groupadd", &["-f", TEST_GROUP])?;
+    let exists = |name: &str| {
+        std::fs::read_to_string("/etc/passwd")
+            .unwrap_or_default()
+            .lines()
+            .find(|l| l.split(':').next() == Some(name))
+            .map(str::to_owned)
+    };
+    if exists(TEST_USER).is_none() {
+        run(
+            "useradd",
+            &[
+                "--create-home",
+                "--shell",
+                "/bin/sh",
+                "--groups",
+                TEST_GROUP,
+                TEST_USER,
+            ],
+        )?;
+    }
+    let line = exists(TEST_USER).ok_or("useradd did not create the user")?;
+    let fields: Vec<&str> = line.split(':').collect();
+    let user = TestUser {
+        uid: fields[2].parse().map_err(|_| "bad uid")?,
+        gid: fields[3].parse().map_err(|_| "bad gid")?,
+        home: PathBuf::from(fields[5]),
+        extra_group: TEST_GROUP.to_owned(),
+    };
+    // Its private files: an ssh key and (created by the tests) a vault.
+    let ssh = user.home.join(".ssh");
+    std::fs::create_dir_all(&ssh).map_err(|e| e.to_string())?;
+    std::fs::write(ssh.join("id_ed25519"), "PRIVATE-SSH-KEY-OF-THE-TEST-USER\n")
+        .map_err(|e| e.to_string())?;
+    for path in [&user.home, &ssh, &ssh.join("id_ed25519")] {
+        std::os::unix::fs::chown(path, Some(user.uid), Some(user.gid))
+            .map_err(|e| e.to_string())?;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&ssh, std::fs::Permissions::from_mode(0o700))
+        .map_err(|e| e.to_string())?;
+    std::fs::set_permissions(&user.home, std::fs::Permissions::from_mode(0o700))
+        .map_err(|e| e.to_string())?;
+    Ok(user)
+}
+
+impl TestUser {
+    /// A command that runs `shroud ARGS` as this user (its supplementary
+    /// groups kept, as a login would), with HOME and PATH set and the
+    /// default home (`~/.local/share/shroud`) unless `home` is given.
+    pub fn command(&self, home: Option<&Path>, args: &[&str]) -> Command {
+        let mut cmd = Command::new("setpriv");
+        cmd.arg(format!("--reuid={}", self.uid))
+            .arg(format!("--regid={}", self.gid))
+            .arg("--init-groups")
+            .arg("--")
+            .arg(shroud_binary());
+        if let Some(home) = home {
+            cmd.arg("--home").arg(home);
+        }
+        cmd.args(args)
+            .env_clear()
+            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+            .env("HOME", &self.home)
+            .current_dir(&self.home);
+        cmd
+    }
+
+    /// Runs `shroud ARGS` as this user and collects what it left.
+    pub fn run(&self, home: Option<&Path>, args: &[&str]) -> Run {
+        TestHome::new().run_with(self.command(home, args), None)
+    }
+}
+
+/// Makes the command a session leader whose controlling terminal is its
+/// stdin (a pty slave given as stdin), as a login shell's is.
+pub fn with_controlling_terminal(command: &mut Command) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: setsid and ioctl are async-signal-safe.
+    unsafe {
+        command.pre_exec(|| {
+            nix::unistd::setsid()?;
+            nix::ioctl_write_int_bad!(set_controlling_tty, nix::libc::TIOCSCTTY);
+            set_controlling_tty(0, 0)?;
+            Ok(())
+        })
+    }
 }
