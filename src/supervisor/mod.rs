@@ -42,8 +42,13 @@ use spawn::{ChildSpec, SpawnError, StdioMode};
 pub const EXIT_TIMEOUT: u8 = 124;
 /// Time between SIGTERM and SIGKILL after a timeout.
 pub const TIMEOUT_GRACE: Duration = Duration::from_secs(10);
-/// How long the child's pipes may stay open after it exited.
+/// How long the child's pipes may stay open and silent after it exited
+/// (what is still in them is read, however slow the reader of shroud's
+/// output; a descendant that escaped the group and holds them open does
+/// not keep shroud waiting longer).
 pub const DRAIN_BOUND: Duration = Duration::from_millis(100);
+/// How long output may keep coming after the child exited, at most.
+pub const DRAIN_MAX: Duration = Duration::from_secs(10);
 const READ_BLOCK: usize = 256 * 1024;
 
 #[derive(Debug, Error)]
@@ -232,6 +237,7 @@ pub fn run(plan: ExecPlan) -> Result<ExitReport, SupervisorError> {
     let mut kill_at: Option<Instant> = None;
     let mut exited = None;
     let mut drain_until: Option<Instant> = None;
+    let mut drain_limit: Option<Instant> = None;
     let mut out_open = true;
     let mut err_open = spawned.stderr.is_some();
     // Relayed input: what shroud read on its stdin and the child's pipe has
@@ -259,6 +265,7 @@ pub fn run(plan: ExecPlan) -> Result<ExitReport, SupervisorError> {
                 // Whatever is left in the group goes with the child.
                 signal_group(pgid, Signal::KILL)?;
                 drain_until = Some(now + DRAIN_BOUND);
+                drain_limit = Some(now + DRAIN_MAX);
             }
         }
         if exited.is_some() && !out_open && !err_open {
@@ -376,6 +383,11 @@ pub fn run(plan: ExecPlan) -> Result<ExitReport, SupervisorError> {
                     if output_limit.is_some_and(|limit| output_total > limit) {
                         output_limit_reached = true;
                         signal_group(pgid, Signal::KILL)?;
+                    }
+                    // Output still coming after the exit: read on, while
+                    // it keeps coming (up to DRAIN_MAX).
+                    if let (Some(until), Some(limit)) = (&mut drain_until, drain_limit) {
+                        *until = (Instant::now() + DRAIN_BOUND).min(limit);
                     }
                 }
                 ReadOutcome::WouldBlock => {}

@@ -545,6 +545,40 @@ fn a_20_mb_burst_is_forwarded_whole_and_masked_with_bounded_memory() {
     );
 }
 
+#[test]
+fn output_still_in_the_pipe_when_the_child_exits_reaches_a_slow_reader() {
+    // The child is gone with a megabyte still unread; the reader takes a
+    // second to drain it. Nothing is lost: shroud waits while output keeps
+    // coming (it stops waiting only on a pipe that stays silent).
+    let home = home();
+    let mut child = home
+        .command(&[
+            "exec",
+            "--",
+            "sh",
+            "-c",
+            "head -c 2000000 /dev/zero | tr '\\0' x",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut total = 0usize;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = stdout.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        assert!(buf[..n].iter().all(|&b| b == b'x'));
+        total += n;
+        std::thread::sleep(Duration::from_millis(30));
+    }
+    assert!(child.wait().unwrap().success());
+    assert_eq!(total, 2_000_000);
+}
+
 /// Reads from a pty master until `needle` has appeared; returns all read.
 fn read_until(master: &mut std::fs::File, needle: &str) -> String {
     let mut seen = Vec::new();
