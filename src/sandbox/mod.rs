@@ -4,8 +4,10 @@
 //! environment, limits, network and isolation a sandbox asks for);
 //! [`apply`] is the `__sandbox-init` process that applies it, through
 //! [`ns`], the one file that makes isolation syscalls (namespaces, mounts,
-//! rlimits, privileges).
+//! rlimits, privileges). [`disk`] gives a sandbox a size-limited file
+//! system of its own where the host allows it.
 
 pub mod apply;
+pub mod disk;
 pub mod ns;
 pub mod template;

@@ -466,6 +466,155 @@ pub fn drop_capabilities() -> io::Result<()> {
     Ok(())
 }
 
+/// `struct loop_info64` of the loop driver.
+#[repr(C)]
+struct LoopInfo64 {
+    device: u64,
+    inode: u64,
+    rdevice: u64,
+    offset: u64,
+    size_limit: u64,
+    number: u32,
+    encrypt_type: u32,
+    encrypt_key_size: u32,
+    flags: u32,
+    file_name: [u8; 64],
+    crypt_name: [u8; 64],
+    encrypt_key: [u8; 32],
+    init: [u64; 2],
+}
+
+/// `struct loop_config` of LOOP_CONFIGURE.
+#[repr(C)]
+struct LoopConfig {
+    fd: u32,
+    block_size: u32,
+    info: LoopInfo64,
+    reserved: [u64; 8],
+}
+
+const LOOP_CTL_GET_FREE: nix::libc::c_ulong = 0x4C82;
+const LOOP_CONFIGURE: nix::libc::c_ulong = 0x4C0A;
+const LOOP_SET_FD: nix::libc::c_ulong = 0x4C00;
+const LOOP_SET_STATUS64: nix::libc::c_ulong = 0x4C04;
+const LOOP_CLR_FD: nix::libc::c_ulong = 0x4C01;
+/// Detach the loop device when its last user (the mount) goes away.
+const LO_FLAGS_AUTOCLEAR: u32 = 4;
+
+fn ioctl_error(what: String) -> io::Error {
+    let e = io::Error::last_os_error();
+    io::Error::new(e.kind(), format!("{what}: {e}"))
+}
+
+/// Mounts the ext4 file system in the image file `image` at `target`
+/// (nosuid, nodev), through a loop device of its own that the kernel
+/// detaches once the file system is unmounted. Needs root.
+pub fn mount_image(image: &std::path::Path, target: &std::path::Path) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let backing = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(image)
+        .map_err(|e| io::Error::new(e.kind(), format!("open {}: {e}", image.display())))?;
+    let control = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/loop-control")
+        .map_err(|e| io::Error::new(e.kind(), format!("open /dev/loop-control: {e}")))?;
+    // Another process may take the free device between the two calls: try
+    // again with the next one.
+    for _ in 0..16 {
+        // SAFETY: LOOP_CTL_GET_FREE takes no argument and returns a number.
+        let number = unsafe { nix::libc::ioctl(control.as_raw_fd(), LOOP_CTL_GET_FREE) };
+        if number < 0 {
+            return Err(ioctl_error(
+                "ioctl(/dev/loop-control, LOOP_CTL_GET_FREE)".to_owned(),
+            ));
+        }
+        let path = format!("/dev/loop{number}");
+        let device = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(|e| io::Error::new(e.kind(), format!("open {path}: {e}")))?;
+        // SAFETY: all-zero is a valid loop_config.
+        let mut config: LoopConfig = unsafe { std::mem::zeroed() };
+        config.fd = backing.as_raw_fd() as u32;
+        config.info.flags = LO_FLAGS_AUTOCLEAR;
+        // SAFETY: LOOP_CONFIGURE reads one loop_config, which lives for the call.
+        let mut done = unsafe { nix::libc::ioctl(device.as_raw_fd(), LOOP_CONFIGURE, &config) };
+        if done < 0 && io::Error::last_os_error().raw_os_error() == Some(nix::libc::EINVAL) {
+            // A kernel before 5.8: attach, then set the flags.
+            // SAFETY: LOOP_SET_FD takes the backing file's descriptor.
+            done =
+                unsafe { nix::libc::ioctl(device.as_raw_fd(), LOOP_SET_FD, backing.as_raw_fd()) };
+            if done == 0 {
+                // SAFETY: LOOP_SET_STATUS64 reads one loop_info64.
+                done = unsafe {
+                    nix::libc::ioctl(device.as_raw_fd(), LOOP_SET_STATUS64, &config.info)
+                };
+                if done < 0 {
+                    let e = ioctl_error(format!("ioctl({path}, LOOP_SET_STATUS64)"));
+                    // SAFETY: LOOP_CLR_FD takes no argument.
+                    unsafe { nix::libc::ioctl(device.as_raw_fd(), LOOP_CLR_FD) };
+                    return Err(e);
+                }
+            }
+        }
+        if done < 0 {
+            if io::Error::last_os_error().raw_os_error() == Some(nix::libc::EBUSY) {
+                continue;
+            }
+            return Err(ioctl_error(format!("ioctl({path}, LOOP_CONFIGURE)")));
+        }
+        use nix::mount::{mount, MsFlags};
+        let mounted = call(
+            || format!("mount({path}, {}, ext4)", target.display()),
+            mount(
+                Some(path.as_str()),
+                target,
+                Some("ext4"),
+                MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+                None::<&str>,
+            ),
+        );
+        if mounted.is_err() {
+            // SAFETY: LOOP_CLR_FD takes no argument.
+            unsafe { nix::libc::ioctl(device.as_raw_fd(), LOOP_CLR_FD) };
+        }
+        // Closing `device` leaves the mount as the loop device's only user.
+        return mounted;
+    }
+    Err(io::Error::other(
+        "no free loop device after 16 tries (other processes took each one)",
+    ))
+}
+
+/// Detaches the mount at `target` (MNT_DETACH: at once for new lookups,
+/// fully once nothing uses it); a path that is not a mount point is fine.
+pub fn unmount(target: &std::path::Path) -> io::Result<()> {
+    match nix::mount::umount2(target, nix::mount::MntFlags::MNT_DETACH) {
+        Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => Ok(()),
+        Err(e) => Err(io::Error::new(
+            io::Error::from(e).kind(),
+            format!("umount2({}, MNT_DETACH): {e}", target.display()),
+        )),
+    }
+}
+
+/// True when `path` is the root of a mount (its device differs from its
+/// parent's).
+pub fn is_mount_point(path: &std::path::Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let (Ok(here), Some(Ok(parent))) = (
+        std::fs::metadata(path),
+        path.parent().map(std::fs::metadata),
+    ) else {
+        return false;
+    };
+    here.dev() != parent.dev()
+}
+
 #[cfg(test)]
 mod tests {
     use super::unescape_mountinfo;

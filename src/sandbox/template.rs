@@ -104,6 +104,9 @@ pub struct Limits {
     pub file_size_mb: Option<u64>,
     pub output_mb: Option<u64>,
     pub wall_seconds: Option<u64>,
+    /// The sandbox's working and home directories together, in MiB (a file
+    /// system of its own where the host can give one; see `sandbox::disk`).
+    pub disk_mb: Option<u64>,
 }
 
 /// Network access.
@@ -245,6 +248,7 @@ impl Template {
             ("file_size_mb", limits.file_size_mb),
             ("output_mb", limits.output_mb),
             ("wall_seconds", limits.wall_seconds),
+            ("disk_mb", limits.disk_mb),
         ] {
             if value == Some(0) {
                 return Err(malformed(

@@ -27,6 +27,7 @@ use super::spawn::{ChildSpec, StdioMode};
 use super::{Control, ExecPlan};
 use crate::mask::MaskStyle;
 use crate::sandbox::apply::{Feature, SandboxPolicy};
+use crate::sandbox::disk;
 use crate::sandbox::template::{EnvPolicy, Limits, Template};
 use crate::secret::SecretValue;
 use crate::store::{SandboxRow, Store, StoreError, VaultName};
@@ -129,13 +130,13 @@ impl SandboxHost {
         }
         let id = uuid::Uuid::new_v4();
         let dir = self.dir(&id.to_string());
-        let workdir = dir.join("work");
         let io = |context| move |source| PlanError::Io { context, source };
         crate::store::home::create_private_dir(&self.home.join("sandboxes"))
             .map_err(io("create the sandboxes directory"))?;
-        std::fs::create_dir_all(&workdir).map_err(io("create the sandbox's working directory"))?;
-        let result = self.create_in(store, request, &template, id, &workdir);
+        std::fs::create_dir_all(&dir).map_err(io("create the sandbox's directory"))?;
+        let result = self.create_in(store, request, &template, id, &dir);
         if result.is_err() {
+            let _ = disk::remove(&dir);
             let _ = std::fs::remove_dir_all(&dir);
         }
         result
@@ -147,7 +148,7 @@ impl SandboxHost {
         request: CreateRequest,
         template: &Template,
         id: uuid::Uuid,
-        workdir: &Path,
+        dir: &Path,
     ) -> Result<Created, PlanError> {
         let io = |context| move |source| PlanError::Io { context, source };
         let (uid, _) = crate::sys::proc::ids();
@@ -155,6 +156,13 @@ impl SandboxHost {
             let sandbox_uid = sandbox_uid(&id);
             (sandbox_uid, sandbox_uid)
         });
+        // The disk first: the working directory lives on it.
+        let disk = template
+            .limits
+            .disk_mb
+            .map(|mb| disk::create(dir, mb, run_as));
+        let workdir = &dir.join("work");
+        std::fs::create_dir_all(workdir).map_err(io("create the sandbox's working directory"))?;
         if let Some((u, g)) = run_as {
             std::os::unix::fs::chown(workdir, Some(u), Some(g))
                 .map_err(io("give the working directory to the sandbox's uid"))?;
@@ -172,6 +180,7 @@ impl SandboxHost {
         let mut features = self
             .probe(&policy)
             .map_err(io("probe the host's isolation features"))?;
+        features.extend(disk);
         if let Some(interpreter) = &template.runtime.interpreter {
             let path = std::env::var_os("PATH").unwrap_or_default();
             let found = std::env::split_paths(&path).any(|dir| dir.join(interpreter).is_file());
@@ -265,6 +274,12 @@ impl SandboxHost {
         if request.command.is_empty() {
             return Err(PlanError::Usage("no command to run".to_owned()));
         }
+        if let Some(dir) = config.policy.workdir.parent() {
+            disk::ensure_mounted(dir).map_err(|source| PlanError::Io {
+                context: "mount the sandbox's disk",
+                source,
+            })?;
+        }
         if !config.policy.workdir.is_dir() {
             return Err(PlanError::Usage(format!(
                 "sandbox {} has no working directory any more",
@@ -355,6 +370,10 @@ impl SandboxHost {
     pub fn remove(&self, store: &mut Store, id: &str) -> Result<(), PlanError> {
         store.sandbox(id)?;
         let dir = self.dir(id);
+        disk::remove(&dir).map_err(|source| PlanError::Io {
+            context: "remove the sandbox's disk",
+            source,
+        })?;
         if dir.exists() {
             std::fs::remove_dir_all(&dir).map_err(|source| PlanError::Io {
                 context: "remove the sandbox's files",

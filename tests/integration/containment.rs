@@ -424,3 +424,98 @@ fn the_isolation_report_names_what_a_root_sandbox_gets() {
         assert_eq!(feature["available"], true, "{feature}");
     }
 }
+
+/// A home whose template `small` caps a sandbox's files at 16 MiB.
+fn home_with_small_disk() -> TestHome {
+    let home = home();
+    let templates = home.path().join("sandbox-templates");
+    std::fs::create_dir_all(&templates).unwrap();
+    std::fs::write(
+        templates.join("small.toml"),
+        "[runtime]\ninterpreter = \"sh\"\n[limits]\ndisk_mb = 16\n",
+    )
+    .unwrap();
+    home
+}
+
+#[test]
+fn a_sandbox_cannot_fill_the_disk_that_holds_the_vault() {
+    if !nix::unistd::getuid().is_root() {
+        eprintln!("SKIPPED: the disk limit needs root (a user's report says so, tested below)");
+        return;
+    }
+    let home = home_with_small_disk();
+    let created = home.run(&["--json", "sandbox", "create", "--template", "small"]);
+    let json = created.json();
+    let id = json["id"].as_str().unwrap().to_owned();
+    let disk = json["isolation"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == "disk_limit")
+        .cloned()
+        .unwrap_or_else(|| panic!("disk_limit not reported: {json}"));
+    assert_eq!(disk["available"], true, "{disk}");
+    assert_eq!(json["limits"]["disk_mb"], 16);
+    // 64 MiB into the working directory, 64 more into $HOME: both stop at the cap.
+    let fill = "dd if=/dev/zero of=big bs=1M count=64 2>&1 | grep -o 'No space left'; \
+                dd if=/dev/zero of=\"$HOME/big\" bs=1M count=64 2>&1 | grep -o 'No space left'; \
+                du -sk . \"$HOME\" | awk '{s+=$1} END {print s}'";
+    let out = sandbox_sh(&home, &id, fill);
+    let text = out.stdout_text();
+    assert_eq!(text.matches("No space left").count(), 2, "{out:?}");
+    let used_kib: u64 = text.lines().last().unwrap().trim().parse().unwrap();
+    assert!(
+        used_kib <= 16 * 1024,
+        "{used_kib} KiB written under a 16 MiB cap"
+    );
+    // The vault's own disk is untouched: writes still work.
+    home.set("AFTER_FILL", "written-after-the-sandbox-filled-its-disk");
+    assert_eq!(
+        home.reveal("AFTER_FILL"),
+        "written-after-the-sandbox-filled-its-disk"
+    );
+    // Files persist, across the file system being unmounted too (a host
+    // restart): the next exec mounts it again.
+    let dir = home.path().join("sandboxes").join(&id);
+    sandbox_sh(&home, &id, "rm -f big \"$HOME/big\"; echo kept > note").ok();
+    nix::mount::umount2(&dir, nix::mount::MntFlags::MNT_DETACH).unwrap();
+    assert_eq!(sandbox_sh(&home, &id, "cat note").ok(), "kept\n");
+    // Removing the sandbox unmounts and removes its disk.
+    home.run(&["sandbox", "rm", &id]).ok();
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains(&id), "still mounted: {mounts}");
+    assert!(!dir.exists() && !home.path().join(format!("sandboxes/{id}.disk")).exists());
+}
+
+#[test]
+fn a_users_sandbox_reports_that_its_disk_is_not_limited() {
+    let Some(user) = test_user() else { return };
+    let home = tempfile::tempdir().unwrap();
+    std::os::unix::fs::chown(home.path(), Some(user.uid), Some(user.gid)).unwrap();
+    let shroud_home = home.path().join("home");
+    let templates = shroud_home.join("sandbox-templates");
+    std::fs::create_dir_all(&templates).unwrap();
+    std::fs::write(templates.join("small.toml"), "[limits]\ndisk_mb = 16\n").unwrap();
+    for dir in [&shroud_home, &templates] {
+        std::os::unix::fs::chown(dir, Some(user.uid), Some(user.gid)).unwrap();
+    }
+    let out = user.run(
+        Some(&shroud_home),
+        &["sandbox", "create", "--template", "small"],
+    );
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stderr.contains("disk_limit: not available") && out.stderr.contains("not root"),
+        "{}",
+        out.stderr
+    );
+    let strict = user.run(
+        Some(&shroud_home),
+        &["sandbox", "create", "--template", "small", "--strict"],
+    );
+    assert_ne!(
+        strict.code, 0,
+        "--strict refuses what cannot be given: {strict:?}"
+    );
+}

@@ -9,6 +9,31 @@ pub struct TestHome {
     dir: tempfile::TempDir,
 }
 
+impl Drop for TestHome {
+    /// Sandboxes made as root have file systems of their own mounted in
+    /// the home (their disk quota): unmount them so the directory can go
+    /// and no loop device stays attached.
+    fn drop(&mut self) {
+        unmount_below(self.dir.path());
+    }
+}
+
+/// Detaches every mount at or below `dir`.
+pub fn unmount_below(dir: &Path) {
+    let table = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut points: Vec<PathBuf> = table
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .map(PathBuf::from)
+        .filter(|point| point.starts_with(dir))
+        .collect();
+    // Deepest first.
+    points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    for point in points {
+        let _ = nix::mount::umount2(&point, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
 /// What a finished `shroud` process left behind.
 #[derive(Debug)]
 pub struct Run {
