@@ -40,6 +40,12 @@ pub fn run(ctx: &Context, command: KeyCommand) -> Result<u8, CliError> {
                 "re-wrapped {} data key(s) under a new master key",
                 rotation.rewrapped
             ));
+            if let Some(broken) = &rotation.audit_broken {
+                ctx.out.warn(&format!(
+                    "the audit log was already broken before this rotation re-keyed it: {} (kept in this rotation's own `key.rotate` record, outcome `error`)",
+                    broken.reason
+                ));
+            }
             if let Some(old) = &rotation.old_key_file {
                 ctx.out.note(&format!(
                     "the old key is kept at {}: delete it once no backup needs it",

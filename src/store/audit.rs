@@ -1,19 +1,36 @@
-//! The audit log: an append-only, hash-chained table of every sensitive action.
+//! The audit log: an append-only table of every sensitive action, chained
+//! by a MAC that only the master key's holder can compute.
 //!
-//! Each record stores `hash = SHA-256(prev_hash || canonical(record))`, where
-//! `canonical` length-prefixes every field, and `prev_hash` is the previous
-//! record's hash (32 zero bytes for the first). The newest sequence number and
-//! hash are also kept in `meta` as the chain's head, updated in the same
-//! transaction, so removing the last records is detected as well as editing
-//! or removing any record in the middle.
+//! Each record stores `mac = HMAC-SHA256(chain key, "shroud-audit-v2" ||
+//! prev_mac || canonical(record))`, where `canonical` length-prefixes every
+//! field, `prev_mac` is the previous record's MAC (32 zero bytes for the
+//! first), and the chain key is derived from the master key (HKDF-SHA256,
+//! see `crypto::AuditKey`). The newest sequence number and MAC are kept in
+//! `meta` as the chain's head, with a MAC of their own, updated in the same
+//! transaction. So someone who can write the database but lacks the key can
+//! neither change nor remove a record (the newest included) and then repair
+//! the chain: `verify` names the first record that was changed or removed,
+//! and a record whose fields no longer decode counts as changed. What a
+//! keyed chain cannot see is a whole old copy of the log put back (the
+//! head of an earlier day is as valid as it was then).
+//!
+//! `key rotate` re-keys the chain in its own transaction ([`rekey`]), and a
+//! store written by an older shroud (an unkeyed SHA-256 chain) is converted
+//! once, when the key first opens it ([`upgrade_unkeyed`]).
 //!
 //! Records are appended inside the caller's write transaction, before any value
 //! is handed out: if the append fails, the whole operation fails (fail closed).
 //! A record never holds a secret value: only names, versions and outcomes.
 
+use hmac::{Hmac, Mac};
+use rusqlite::types::ValueRef;
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
+
+use super::crypto::AuditKey;
+
+type HmacSha256 = Hmac<Sha256>;
 
 /// The kinds of audited action.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,6 +57,8 @@ pub enum Action {
     /// A command ran in a sandbox (recorded when it ended).
     SandboxExec,
     SandboxDelete,
+    /// The chain was converted from an older, unkeyed format.
+    AuditUpgrade,
 }
 
 impl Action {
@@ -61,6 +80,7 @@ impl Action {
             Action::SandboxCreate => "sandbox.create",
             Action::SandboxExec => "sandbox.exec",
             Action::SandboxDelete => "sandbox.delete",
+            Action::AuditUpgrade => "audit.upgrade",
         }
     }
 }
@@ -171,56 +191,118 @@ pub struct Broken {
 }
 
 const HEAD_KEY: &str = "audit_head";
+/// Marks a chain in the keyed format (absent: the unkeyed format of older
+/// builds, or no record yet).
+const FORMAT_KEY: &str = "audit_chain";
+const FORMAT_KEYED: &[u8] = b"hmac-sha256-v2";
 const GENESIS: [u8; 32] = [0; 32];
 
-fn put_field(hasher: &mut Sha256, field: Option<&[u8]>) {
+/// Feeds one optional field, length-prefixed, to a MAC or hash.
+fn put_field(update: &mut impl FnMut(&[u8]), field: Option<&[u8]>) {
     match field {
-        None => hasher.update([0u8]),
+        None => update(&[0u8]),
         Some(bytes) => {
-            hasher.update([1u8]);
-            hasher.update((bytes.len() as u64).to_be_bytes());
-            hasher.update(bytes);
+            update(&[1u8]);
+            update(&(bytes.len() as u64).to_be_bytes());
+            update(bytes);
         }
     }
 }
 
-/// The chained hash of `record` after `prev`.
-pub fn record_hash(prev: &[u8], record: &Record) -> [u8; 32] {
+/// Feeds `prev` and the canonical encoding of `record`.
+fn put_record(update: &mut impl FnMut(&[u8]), prev: &[u8], record: &Record) {
+    update(prev);
+    update(&record.seq.to_be_bytes());
+    update(&record.ts_ms.to_be_bytes());
+    put_field(update, Some(record.actor.as_bytes()));
+    put_field(update, Some(record.action.as_bytes()));
+    put_field(update, record.vault.as_deref().map(str::as_bytes));
+    put_field(update, record.secret.as_deref().map(str::as_bytes));
+    let version = record.version.map(u64::to_be_bytes);
+    put_field(update, version.as_ref().map(|v| v.as_slice()));
+    put_field(update, Some(record.outcome.as_bytes()));
+}
+
+fn hmac(key: &AuditKey) -> HmacSha256 {
+    <HmacSha256 as Mac>::new_from_slice(key.expose()).expect("HMAC takes any key length")
+}
+
+/// The chained MAC of `record` after `prev`.
+pub fn record_mac(key: &AuditKey, prev: &[u8], record: &Record) -> [u8; 32] {
+    let mut mac = hmac(key);
+    mac.update(b"shroud-audit-v2");
+    put_record(&mut |bytes| mac.update(bytes), prev, record);
+    mac.finalize().into_bytes().into()
+}
+
+/// The unkeyed chained hash of the older format (read only, to convert it).
+fn unkeyed_hash(prev: &[u8], record: &Record) -> [u8; 32] {
     let mut hasher = Sha256::new();
     hasher.update(b"shroud-audit-v1");
-    hasher.update(prev);
-    hasher.update(record.seq.to_be_bytes());
-    hasher.update(record.ts_ms.to_be_bytes());
-    put_field(&mut hasher, Some(record.actor.as_bytes()));
-    put_field(&mut hasher, Some(record.action.as_bytes()));
-    put_field(&mut hasher, record.vault.as_deref().map(str::as_bytes));
-    put_field(&mut hasher, record.secret.as_deref().map(str::as_bytes));
-    let version = record.version.map(u64::to_be_bytes);
-    put_field(&mut hasher, version.as_ref().map(|v| v.as_slice()));
-    put_field(&mut hasher, Some(record.outcome.as_bytes()));
+    put_record(&mut |bytes| hasher.update(bytes), prev, record);
     hasher.finalize().into()
 }
 
-fn head(conn: &Connection) -> rusqlite::Result<(u64, Vec<u8>)> {
+/// The MAC that seals the head (`seq`, the newest record's MAC).
+fn head_mac(key: &AuditKey, seq: u64, last: &[u8]) -> [u8; 32] {
+    let mut mac = hmac(key);
+    mac.update(b"shroud-audit-head-v2");
+    mac.update(&seq.to_be_bytes());
+    mac.update(last);
+    mac.finalize().into_bytes().into()
+}
+
+/// The head as stored: `seq || last MAC || head MAC` (72 bytes; 40 in the
+/// unkeyed format, without the head MAC).
+struct Head {
+    seq: u64,
+    last: Vec<u8>,
+    seal: Option<Vec<u8>>,
+}
+
+fn head(conn: &Connection) -> rusqlite::Result<Head> {
     let stored: Option<Vec<u8>> = conn
-        .query_row("SELECT value FROM meta WHERE key = ?1", [HEAD_KEY], |row| {
-            row.get(0)
-        })
+        .prepare_cached("SELECT value FROM meta WHERE key = ?1")?
+        .query_row([HEAD_KEY], |row| row.get(0))
         .optional()?;
     Ok(match stored {
-        Some(bytes) if bytes.len() == 40 => {
-            let seq = u64::from_be_bytes(bytes[..8].try_into().expect("8 bytes"));
-            (seq, bytes[8..].to_vec())
-        }
-        _ => (0, GENESIS.to_vec()),
+        Some(bytes) if bytes.len() == 40 || bytes.len() == 72 => Head {
+            seq: u64::from_be_bytes(bytes[..8].try_into().expect("8 bytes")),
+            last: bytes[8..40].to_vec(),
+            seal: (bytes.len() == 72).then(|| bytes[40..].to_vec()),
+        },
+        _ => Head {
+            seq: 0,
+            last: GENESIS.to_vec(),
+            seal: None,
+        },
     })
 }
 
-/// Appends `entry` inside the caller's (write) transaction. Returns its sequence number.
-pub fn append(conn: &Connection, entry: &Entry<'_>, now_ms: i64) -> rusqlite::Result<u64> {
-    let (last_seq, prev_hash) = head(conn)?;
+fn put_head(conn: &Connection, key: &AuditKey, seq: u64, last: &[u8]) -> rusqlite::Result<()> {
+    let mut value = Vec::with_capacity(72);
+    value.extend_from_slice(&seq.to_be_bytes());
+    value.extend_from_slice(last);
+    value.extend_from_slice(&head_mac(key, seq, last));
+    conn.prepare_cached(
+        "INSERT INTO meta (key, value) VALUES (?1, ?2)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+    )?
+    .execute(params![HEAD_KEY, value])?;
+    Ok(())
+}
+
+/// Appends `entry` inside the caller's (write) transaction, chained under
+/// `key`. Returns its sequence number.
+pub fn append(
+    conn: &Connection,
+    key: &AuditKey,
+    entry: &Entry<'_>,
+    now_ms: i64,
+) -> rusqlite::Result<u64> {
+    let head = head(conn)?;
     let record = Record {
-        seq: last_seq + 1,
+        seq: head.seq + 1,
         ts_ms: now_ms,
         actor: entry.actor.to_owned(),
         action: entry.action.as_str().to_owned(),
@@ -229,44 +311,93 @@ pub fn append(conn: &Connection, entry: &Entry<'_>, now_ms: i64) -> rusqlite::Re
         version: entry.version,
         outcome: entry.outcome.as_str().to_owned(),
     };
-    let hash = record_hash(&prev_hash, &record);
-    conn.execute(
+    let mac = record_mac(key, &head.last, &record);
+    conn.prepare_cached(
         "INSERT INTO audit (seq, ts_ms, actor, action, vault, secret, version, outcome, prev_hash, hash)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-        params![
-            record.seq as i64,
-            record.ts_ms,
-            record.actor,
-            record.action,
-            record.vault,
-            record.secret,
-            record.version.map(|v| v as i64),
-            record.outcome,
-            prev_hash,
-            hash.as_slice(),
-        ],
-    )?;
-    let mut new_head = Vec::with_capacity(40);
-    new_head.extend_from_slice(&record.seq.to_be_bytes());
-    new_head.extend_from_slice(&hash);
-    conn.execute(
-        "INSERT INTO meta (key, value) VALUES (?1, ?2)
-         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        params![HEAD_KEY, new_head],
-    )?;
+    )?
+    .execute(params![
+        record.seq as i64,
+        record.ts_ms,
+        record.actor,
+        record.action,
+        record.vault,
+        record.secret,
+        record.version.map(|v| v as i64),
+        record.outcome,
+        head.last,
+        mac.as_slice(),
+    ])?;
+    put_head(conn, key, record.seq, &mac)?;
     Ok(record.seq)
 }
 
-fn record_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Record> {
+/// Decodes a stored row; `None` when a field no longer has its type (an
+/// edit made outside shroud: SQLite keeps whatever value it is given).
+fn decode(row: &rusqlite::Row<'_>) -> Option<Record> {
+    fn int(v: ValueRef<'_>) -> Option<i64> {
+        match v {
+            ValueRef::Integer(i) => Some(i),
+            _ => None,
+        }
+    }
+    fn text(v: ValueRef<'_>) -> Option<String> {
+        match v {
+            ValueRef::Text(t) => String::from_utf8(t.to_vec()).ok(),
+            _ => None,
+        }
+    }
+    fn opt<T>(v: ValueRef<'_>, f: fn(ValueRef<'_>) -> Option<T>) -> Option<Option<T>> {
+        match v {
+            ValueRef::Null => Some(None),
+            other => f(other).map(Some),
+        }
+    }
+    (|| {
+        Some(Record {
+            seq: u64::try_from(int(row.get_ref(0).ok()?)?).ok()?,
+            ts_ms: int(row.get_ref(1).ok()?)?,
+            actor: text(row.get_ref(2).ok()?)?,
+            action: text(row.get_ref(3).ok()?)?,
+            vault: opt(row.get_ref(4).ok()?, text)?,
+            secret: opt(row.get_ref(5).ok()?, text)?,
+            version: opt(row.get_ref(6).ok()?, int)?
+                .map(u64::try_from)
+                .transpose()
+                .ok()?,
+            outcome: text(row.get_ref(7).ok()?)?,
+        })
+    })()
+}
+
+/// The chain columns (`prev_hash`, `hash`) of a row selected with them.
+fn decode_links(row: &rusqlite::Row<'_>) -> Option<(Vec<u8>, Vec<u8>)> {
+    let blob = |i: usize| match row.get_ref(i).ok()? {
+        ValueRef::Blob(b) => Some(b.to_vec()),
+        _ => None,
+    };
+    Some((blob(8)?, blob(9)?))
+}
+
+/// A row for display: what decodes is shown, what does not reads as `?`.
+fn record_for_display(row: &rusqlite::Row<'_>) -> rusqlite::Result<Record> {
+    if let Some(record) = decode(row) {
+        return Ok(record);
+    }
+    let shown = |i: usize| match row.get_ref(i) {
+        Ok(ValueRef::Text(t)) => String::from_utf8_lossy(t).into_owned(),
+        Ok(ValueRef::Integer(n)) => n.to_string(),
+        _ => "?".to_owned(),
+    };
     Ok(Record {
-        seq: row.get::<_, i64>(0)? as u64,
-        ts_ms: row.get(1)?,
-        actor: row.get(2)?,
-        action: row.get(3)?,
-        vault: row.get(4)?,
-        secret: row.get(5)?,
-        version: row.get::<_, Option<i64>>(6)?.map(|v| v as u64),
-        outcome: row.get(7)?,
+        seq: row.get::<_, i64>(0).map(|s| s as u64).unwrap_or(0),
+        ts_ms: row.get(1).unwrap_or(0),
+        actor: shown(2),
+        action: shown(3),
+        vault: Some(shown(4)),
+        secret: Some(shown(5)),
+        version: None,
+        outcome: shown(7),
     })
 }
 
@@ -285,15 +416,29 @@ pub fn list(conn: &Connection, filter: &Filter) -> rusqlite::Result<Vec<Record>>
         .unwrap_or(-1);
     let mut stmt = conn.prepare(&sql)?;
     let mut records = stmt
-        .query_map(params![filter.vault, filter.secret, limit], record_from_row)?
+        .query_map(
+            params![filter.vault, filter.secret, limit],
+            record_for_display,
+        )?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     records.reverse();
     Ok(records)
 }
 
+/// How a chain is checked: under a key, or by its older unkeyed hash.
+#[derive(Clone, Copy)]
+enum Check<'a> {
+    Keyed(&'a AuditKey),
+    Unkeyed,
+}
+
 /// Walks the whole chain and names the first record that breaks it.
-pub fn verify(conn: &Connection) -> rusqlite::Result<Verification> {
-    let (head_seq, head_hash) = head(conn)?;
+pub fn verify(conn: &Connection, key: &AuditKey) -> rusqlite::Result<Verification> {
+    walk(conn, Check::Keyed(key))
+}
+
+fn walk(conn: &Connection, check: Check<'_>) -> rusqlite::Result<Verification> {
+    let head = head(conn)?;
     let mut stmt = conn.prepare(&format!(
         "SELECT {COLUMNS}, prev_hash, hash FROM audit ORDER BY seq"
     ))?;
@@ -303,24 +448,34 @@ pub fn verify(conn: &Connection) -> rusqlite::Result<Verification> {
     let mut count = 0u64;
     let broken = |seq: u64, reason: String| Broken { seq, reason };
     while let Some(row) = rows.next()? {
-        let record = record_from_row(row)?;
-        let prev: Vec<u8> = row.get(8)?;
-        let hash: Vec<u8> = row.get(9)?;
         count += 1;
+        let Some((record, (prev, mac))) = decode(row).zip(decode_links(row)) else {
+            return Ok(Verification {
+                records: count,
+                first_broken: Some(broken(
+                    expected_seq,
+                    format!("record {expected_seq} was changed after it was written (its fields no longer decode)"),
+                )),
+            });
+        };
+        let expected_mac = match check {
+            Check::Keyed(key) => record_mac(key, &prev, &record),
+            Check::Unkeyed => unkeyed_hash(&prev, &record),
+        };
         let problem = if record.seq != expected_seq {
             Some(format!(
                 "record {} follows record {}: record(s) {}..{} were removed",
                 record.seq,
                 expected_seq - 1,
                 expected_seq,
-                record.seq - 1
+                record.seq.saturating_sub(1)
             ))
         } else if prev != expected_prev {
             Some(format!(
                 "record {} does not link to the record before it (that record was changed or removed)",
                 record.seq
             ))
-        } else if record_hash(&prev, &record).as_slice() != hash.as_slice() {
+        } else if expected_mac.as_slice() != mac.as_slice() {
             Some(format!(
                 "record {} was changed after it was written",
                 record.seq
@@ -334,15 +489,23 @@ pub fn verify(conn: &Connection) -> rusqlite::Result<Verification> {
                 first_broken: Some(broken(record.seq.min(expected_seq), reason)),
             });
         }
-        expected_prev = hash;
+        expected_prev = mac;
         expected_seq += 1;
     }
     let last_seq = expected_seq - 1;
-    let first_broken = if head_seq != last_seq || head_hash != expected_prev {
+    let sealed = match check {
+        Check::Keyed(key) => head
+            .seal
+            .as_deref()
+            .is_some_and(|seal| seal == head_mac(key, head.seq, &head.last).as_slice()),
+        Check::Unkeyed => true,
+    };
+    let first_broken = if head.seq != last_seq || head.last != expected_prev || !sealed {
         Some(broken(
             last_seq + 1,
             format!(
-                "the log ends at record {last_seq} but its head says {head_seq}: the newest record(s) were removed or changed"
+                "the log ends at record {last_seq} but its head says {}: the newest record(s) were removed or changed",
+                head.seq
             ),
         ))
     } else {
@@ -352,4 +515,88 @@ pub fn verify(conn: &Connection) -> rusqlite::Result<Verification> {
         records: count,
         first_broken,
     })
+}
+
+/// Recomputes every MAC of the chain under `key`, in the caller's write
+/// transaction, after checking it with `check` first. Returns the first
+/// break that check found (the chain is re-keyed either way: a log that
+/// was tampered with is still what there is; the caller records the break).
+fn rechain(
+    conn: &Connection,
+    check: Check<'_>,
+    key: &AuditKey,
+) -> rusqlite::Result<Option<Broken>> {
+    let found = walk(conn, check)?.first_broken;
+    let records: Vec<Record> = {
+        let mut stmt = conn.prepare(&format!("SELECT {COLUMNS} FROM audit ORDER BY seq"))?;
+        let rows = stmt.query_map([], record_for_display)?;
+        rows.collect::<rusqlite::Result<_>>()?
+    };
+    let mut prev = GENESIS.to_vec();
+    let mut update = conn.prepare("UPDATE audit SET prev_hash = ?2, hash = ?3 WHERE seq = ?1")?;
+    for record in &records {
+        let mac = record_mac(key, &prev, record);
+        update.execute(params![record.seq as i64, prev, mac.as_slice()])?;
+        prev = mac.to_vec();
+    }
+    put_head(conn, key, records.last().map_or(0, |r| r.seq), &prev)?;
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES (?1, ?2)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        params![FORMAT_KEY, FORMAT_KEYED],
+    )?;
+    Ok(found)
+}
+
+/// `key rotate`: re-keys the chain from `old` to `new` (in the rotation's
+/// transaction). Returns the first break found under the old key, if any.
+pub fn rekey(
+    conn: &Connection,
+    old: &AuditKey,
+    new: &AuditKey,
+) -> rusqlite::Result<Option<Broken>> {
+    rechain(conn, Check::Keyed(old), new)
+}
+
+/// True when the chain is marked as keyed (the common case, one read).
+pub fn is_marked_keyed(conn: &Connection) -> rusqlite::Result<bool> {
+    Ok(conn
+        .prepare_cached("SELECT 1 FROM meta WHERE key = ?1")?
+        .query_row([FORMAT_KEY], |_| Ok(()))
+        .optional()?
+        .is_some())
+}
+
+/// True when the chain is in the older unkeyed format (records written by
+/// an earlier shroud, not yet converted).
+pub fn is_unkeyed(conn: &Connection) -> rusqlite::Result<bool> {
+    let format: Option<Vec<u8>> = conn
+        .query_row(
+            "SELECT value FROM meta WHERE key = ?1",
+            [FORMAT_KEY],
+            |row| row.get(0),
+        )
+        .optional()?;
+    if format.is_some() {
+        return Ok(false);
+    }
+    let any: Option<i64> = conn
+        .query_row("SELECT seq FROM audit LIMIT 1", [], |row| row.get(0))
+        .optional()?;
+    Ok(any.is_some())
+}
+
+/// Converts an unkeyed chain to the keyed format under `key` (call inside
+/// a write transaction). Returns the first break the old hashes showed.
+pub fn upgrade_unkeyed(conn: &Connection, key: &AuditKey) -> rusqlite::Result<Option<Broken>> {
+    rechain(conn, Check::Unkeyed, key)
+}
+
+/// Marks a chain with no record yet as keyed.
+pub fn mark_keyed(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO NOTHING",
+        params![FORMAT_KEY, FORMAT_KEYED],
+    )?;
+    Ok(())
 }

@@ -113,6 +113,33 @@ impl fmt::Debug for Key {
     }
 }
 
+/// The key of the audit chain's MAC: derived from the master key with
+/// HKDF-SHA256 (its own `info`, so it is never the master key itself or a
+/// key any other use derives), re-derived whenever the master key changes.
+pub struct AuditKey(Zeroizing<[u8; KEY_LEN]>);
+
+impl AuditKey {
+    /// The audit key that belongs to `master`.
+    pub fn derive(master: &Key) -> AuditKey {
+        let mut out = Zeroizing::new([0u8; KEY_LEN]);
+        hkdf::Hkdf::<sha2::Sha256>::new(Some(b"shroud audit chain"), master.expose())
+            .expand(b"shroud audit chain MAC v2", out.as_mut())
+            .expect("32 bytes is a valid HKDF-SHA256 output length");
+        AuditKey(out)
+    }
+
+    /// The raw key bytes, for the MAC.
+    pub fn expose(&self) -> &[u8; KEY_LEN] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for AuditKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AuditKey(<redacted>)")
+    }
+}
+
 /// Fills `buf` from the OS random number generator.
 pub fn fill_random(buf: &mut [u8]) -> Result<(), CryptoError> {
     getrandom::getrandom(buf).map_err(|e| CryptoError::Random(e.to_string()))

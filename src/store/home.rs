@@ -140,6 +140,36 @@ pub fn create_or_read_key_file(dir: &Path) -> io::Result<Result<Key, &'static st
     }
 }
 
+/// File whose exclusive lock a master key rotation holds from writing the
+/// new key until it is installed.
+pub const ROTATION_LOCK_FILE: &str = "master.key.lock";
+
+/// Holds the rotation lock of a home until dropped (`flock`, so a process
+/// that dies releases it).
+pub struct RotationLock {
+    _lock: nix::fcntl::Flock<fs::File>,
+}
+
+/// Takes the rotation lock of `home_dir`, waiting for a rotation that holds it.
+pub fn lock_rotation(home_dir: &Path) -> io::Result<RotationLock> {
+    let path = home_dir.join(ROTATION_LOCK_FILE);
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&path)?;
+    let lock =
+        nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive).map_err(|(_, e)| {
+            io::Error::new(
+                io::Error::from(e).kind(),
+                format!("flock {}: {e}", path.display()),
+            )
+        })?;
+    Ok(RotationLock { _lock: lock })
+}
+
 /// Flushes a directory's entries (renames, new files) to disk.
 pub fn sync_dir(dir: &Path) -> io::Result<()> {
     fs::File::open(dir)?.sync_all()

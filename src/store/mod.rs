@@ -57,7 +57,7 @@ use zeroize::Zeroizing;
 use crate::clock::{self, now_ms};
 use crate::secret::SecretValue;
 use audit::{Action, Entry, Outcome};
-use crypto::{CryptoError, Key, RecordId};
+use crypto::{AuditKey, CryptoError, Key, RecordId};
 use home::KeySource;
 pub use names::{SecretName, ValidationError, VaultName};
 
@@ -344,6 +344,9 @@ pub struct Rotation {
     /// With `$SHROUD_MASTER_KEY`: the file holding the new key, and its text.
     pub new_key_file: Option<PathBuf>,
     pub new_key_text: Option<Zeroizing<String>>,
+    /// The first audit record that was already changed or removed before
+    /// the chain was re-keyed (recorded in the rotation's own record).
+    pub audit_broken: Option<audit::Broken>,
 }
 
 /// An open vault store.
@@ -355,12 +358,30 @@ pub struct Store {
 /// Who is acting with which key: what every transaction reads beside the connection.
 struct KeyRing {
     master: Key,
+    /// The audit chain's MAC key, derived from `master`.
+    audit: AuditKey,
     key_source: KeySource,
     home: PathBuf,
     actor: String,
 }
 
 impl KeyRing {
+    fn new(master: Key, key_source: KeySource, home: PathBuf, actor: String) -> Self {
+        KeyRing {
+            audit: AuditKey::derive(&master),
+            master,
+            key_source,
+            home,
+            actor,
+        }
+    }
+
+    /// Uses `key` from now on (and the audit key derived from it).
+    fn adopt(&mut self, key: Key) {
+        self.audit = AuditKey::derive(&key);
+        self.master = key;
+    }
+
     fn wrong_key(&self) -> StoreError {
         StoreError::WrongMasterKey {
             key_source: self.key_source.clone(),
@@ -368,26 +389,90 @@ impl KeyRing {
         }
     }
 
-    /// A rotation that committed but was cut off before it replaced the key
-    /// file leaves `master.key.next`, which opens the data: finish it.
-    fn recover_interrupted_rotation(&mut self, key_check: &[u8]) -> Result<()> {
+    /// The key check no longer opens with our key, although it did when the
+    /// store was opened: another process rotated the master key since. Finds
+    /// the new key where a rotation leaves it (`master.key.next` until it
+    /// replaces `master.key`, then `master.key`; the `master.key.new-*` file
+    /// of a rotation under `$SHROUD_MASTER_KEY`) and adopts it, so a server
+    /// or a long-running writer goes on across any number of rotations.
+    fn follow_rotation(&mut self, key_check: &[u8]) -> Result<()> {
+        if self.key_source == KeySource::Ephemeral {
+            return Err(self.wrong_key());
+        }
+        for candidate in rotation_candidates(&self.home) {
+            if let Ok(Ok(key)) = home::read_key_file(&candidate) {
+                if crypto::key_check_opens(&key, key_check) {
+                    tracing::info!(file = %candidate.display(), "following a master key rotation");
+                    self.adopt(key);
+                    return Ok(());
+                }
+            }
+        }
+        Err(self.wrong_key())
+    }
+
+    /// At open, the key file does not open the key check. Either a rotation
+    /// is between its commit and replacing the key file (wait for it: it
+    /// holds the rotation lock), or one was cut off there, leaving
+    /// `master.key.next`, which opens the data: finish it.
+    fn finish_rotation(&mut self, key_check: &[u8]) -> Result<()> {
         let KeySource::File(key_file) = &self.key_source else {
             return Err(self.wrong_key());
         };
-        let next_path = self.home.join(home::NEXT_KEY_FILE);
-        let next = match home::read_key_file(&next_path) {
-            Ok(Ok(key)) if crypto::key_check_opens(&key, key_check) => key,
-            _ => return Err(self.wrong_key()),
-        };
         let key_file = key_file.clone();
+        let _lock = home::lock_rotation(&self.home).map_err(io_error(
+            "cannot lock the master key for rotation",
+            &self.home,
+        ))?;
+        let opens = |path: &Path| match home::read_key_file(path) {
+            Ok(Ok(key)) if crypto::key_check_opens(&key, key_check) => Some(key),
+            _ => None,
+        };
+        if let Some(key) = opens(&key_file) {
+            self.adopt(key);
+            return Ok(());
+        }
+        let next_path = self.home.join(home::NEXT_KEY_FILE);
+        let Some(next) = opens(&next_path) else {
+            return Err(self.wrong_key());
+        };
         let old = keep_old_key_file(&self.home, &key_file)?;
         fs::rename(&next_path, &key_file)
             .map_err(io_error("cannot install new key file", &key_file))?;
         home::sync_dir(&self.home).map_err(io_error("cannot sync", &self.home))?;
         tracing::warn!(old = %old.display(), "finished an interrupted master key rotation");
-        self.master = next;
+        self.adopt(next);
         Ok(())
     }
+}
+
+/// Where a rotation leaves the new key, in the order to look: the key file
+/// (looked at twice, around `master.key.next`, which a rotation renames
+/// over it), then the files of rotations under `$SHROUD_MASTER_KEY`, newest
+/// first.
+fn rotation_candidates(home_dir: &Path) -> Vec<PathBuf> {
+    let key_file = home_dir.join(home::KEY_FILE);
+    let mut candidates = vec![
+        key_file.clone(),
+        home_dir.join(home::NEXT_KEY_FILE),
+        key_file,
+    ];
+    let mut pending: Vec<PathBuf> = fs::read_dir(home_dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| {
+                    p.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.starts_with("master.key.new-"))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    pending.sort();
+    candidates.extend(pending.into_iter().rev());
+    candidates
 }
 
 impl Drop for Store {
@@ -442,14 +527,10 @@ impl Store {
         let (master, key_source) = load_master_key(&config, key_check.is_some(), mode)?;
         let mut store = Store {
             conn,
-            keys: KeyRing {
-                master,
-                key_source,
-                home: config.home,
-                actor: config.actor,
-            },
+            keys: KeyRing::new(master, key_source, config.home, config.actor),
         };
         store.check_or_record_key(key_check)?;
+        store.ensure_keyed_audit_chain()?;
         Ok(store)
     }
 
@@ -466,12 +547,7 @@ impl Store {
         };
         Ok(Store {
             conn,
-            keys: KeyRing {
-                master,
-                key_source,
-                home: config.home,
-                actor: config.actor,
-            },
+            keys: KeyRing::new(master, key_source, config.home, config.actor),
         })
     }
 
@@ -479,7 +555,7 @@ impl Store {
         let keys = &mut self.keys;
         match key_check {
             Some(blob) if crypto::key_check_opens(&keys.master, &blob) => Ok(()),
-            Some(blob) => keys.recover_interrupted_rotation(&blob),
+            Some(blob) => keys.finish_rotation(&blob),
             None if keys.key_source == KeySource::Ephemeral => Ok(()),
             None => {
                 let tx = self
@@ -493,11 +569,45 @@ impl Store {
                         let blob =
                             crypto::seal_key_check(&keys.master).map_err(StoreError::Encrypt)?;
                         sqlite::meta_put(&tx, KEY_CHECK, &blob).db("writing the key check")?;
+                        if !audit::is_unkeyed(&tx).db("reading the audit log")? {
+                            audit::mark_keyed(&tx).db("marking the audit chain")?;
+                        }
                     }
                 }
                 tx.commit().db("committing the key check")
             }
         }
+    }
+
+    /// A store written by an older shroud has an unkeyed audit chain: it
+    /// is converted to the keyed one once, here, in one transaction; a
+    /// break the old hashes showed is kept as the outcome of the
+    /// conversion's own record (with the first broken record's number), so
+    /// it is not laundered.
+    fn ensure_keyed_audit_chain(&mut self) -> Result<()> {
+        if self.keys.key_source == KeySource::Ephemeral
+            || audit::is_marked_keyed(&self.conn).db("reading the audit log")?
+        {
+            return Ok(());
+        }
+        let (tx, keys) = self.begin_write()?;
+        if audit::is_unkeyed(&tx).db("reading the audit log")? {
+            let broken = audit::upgrade_unkeyed(&tx, &keys.audit).db("converting the audit log")?;
+            let outcome = if broken.is_some() {
+                Outcome::Error
+            } else {
+                Outcome::Ok
+            };
+            let entry = Entry::global(keys.actor.as_str(), Action::AuditUpgrade, outcome)
+                .with(broken.as_ref().map(|b| b.seq), outcome);
+            audit::append(&tx, &keys.audit, &entry, now_ms()).db("writing the audit record")?;
+            if let Some(broken) = broken {
+                tracing::warn!(seq = broken.seq, reason = %broken.reason, "the audit log was already broken before it was keyed");
+            }
+        } else {
+            audit::mark_keyed(&tx).db("marking the audit chain")?;
+        }
+        tx.commit().db("committing the audit chain's conversion")
     }
 
     /// Starts a write transaction and re-checks the master key inside it, so a
@@ -511,7 +621,7 @@ impl Store {
         if keys.key_source != KeySource::Ephemeral {
             if let Some(blob) = sqlite::meta_get(&tx, KEY_CHECK).db("reading the key check")? {
                 if !crypto::key_check_opens(&keys.master, &blob) {
-                    return Err(keys.wrong_key());
+                    keys.follow_rotation(&blob)?;
                 }
             }
         }
@@ -570,7 +680,7 @@ impl Store {
             sqlite::ensure_vault(&tx, vault.as_str(), now).db("recording the vault")?;
             let mut outcomes = Vec::with_capacity(secrets.len());
             for secret in secrets {
-                outcomes.push(set_in_tx(&tx, &keys.master, &actor, &vault, &secret, now)?);
+                outcomes.push(set_in_tx(&tx, keys, &actor, &vault, &secret, now)?);
             }
             results.push((vault, outcomes));
         }
@@ -624,7 +734,7 @@ impl Store {
             }
             None => Err(not_found(vault, name)),
         };
-        audit::append(&tx, &entry, now).db("writing the audit record")?;
+        audit::append(&tx, &keys.audit, &entry, now).db("writing the audit record")?;
         tx.commit().db("committing the delete")?;
         result
     }
@@ -643,7 +753,7 @@ impl Store {
         let actor = keys.actor.as_str();
         let result = read_in_tx(
             &tx,
-            &keys.master,
+            keys,
             actor,
             purpose,
             vault.as_str(),
@@ -671,7 +781,7 @@ impl Store {
         for name in names {
             let read = read_in_tx(
                 &tx,
-                &keys.master,
+                keys,
                 keys.actor.as_str(),
                 purpose,
                 vault.as_str(),
@@ -744,7 +854,7 @@ impl Store {
             name.as_str(),
         );
         let Some(row) = row else {
-            audit::append(&tx, &entry, now).db("writing the audit record")?;
+            audit::append(&tx, &keys.audit, &entry, now).db("writing the audit record")?;
             tx.commit().db("committing the audit record")?;
             return Err(not_found(vault, name));
         };
@@ -761,7 +871,7 @@ impl Store {
         sqlite::insert_ref(&tx, &hash_reference_token(&token), &ref_row, now)
             .db("storing the reference")?;
         entry = entry.with(Some(row.version), Outcome::Ok);
-        audit::append(&tx, &entry, now).db("writing the audit record")?;
+        audit::append(&tx, &keys.audit, &entry, now).db("writing the audit record")?;
         tx.commit().db("committing the reference")?;
         Ok(SecretReference {
             reference: Zeroizing::new(format!("{REFERENCE_PREFIX}{}", token.as_str())),
@@ -786,13 +896,13 @@ impl Store {
         let usable = row.filter(|r| r.expires_at > now && r.owner == actor);
         let Some(row) = usable else {
             let entry = Entry::global(actor, Action::ReferenceResolve, Outcome::Denied);
-            audit::append(&tx, &entry, now).db("writing the audit record")?;
+            audit::append(&tx, &keys.audit, &entry, now).db("writing the audit record")?;
             tx.commit().db("committing the audit record")?;
             return Err(StoreError::ReferenceNotFound);
         };
         let result = read_in_tx(
             &tx,
-            &keys.master,
+            keys,
             actor,
             Action::ReferenceResolve,
             &row.vault,
@@ -818,7 +928,7 @@ impl Store {
         sqlite::put_var(&tx, vault.as_str(), name.as_str(), value, now).db("writing a var")?;
         let entry = Entry::about(actor, Action::VarSet, vault.as_str(), name.as_str())
             .with(None, Outcome::Ok);
-        audit::append(&tx, &entry, now).db("writing the audit record")?;
+        audit::append(&tx, &keys.audit, &entry, now).db("writing the audit record")?;
         tx.commit().db("committing a var")
     }
 
@@ -862,7 +972,7 @@ impl Store {
         }
         let entry = Entry::about(actor, Action::VarDelete, vault.as_str(), name.as_str())
             .with(None, Outcome::Ok);
-        audit::append(&tx, &entry, now).db("writing the audit record")?;
+        audit::append(&tx, &keys.audit, &entry, now).db("writing the audit record")?;
         tx.commit().db("committing a var delete")
     }
 
@@ -912,7 +1022,7 @@ impl Store {
             secret: Some(name),
             ..Entry::global(keys.actor.as_str(), Action::TokenCreate, Outcome::Ok)
         };
-        audit::append(&tx, &entry, now).db("writing the audit record")?;
+        audit::append(&tx, &keys.audit, &entry, now).db("writing the audit record")?;
         tx.commit().db("committing a token")?;
         Ok(token)
     }
@@ -937,7 +1047,7 @@ impl Store {
             secret: Some(name),
             ..Entry::global(keys.actor.as_str(), Action::TokenRevoke, Outcome::Ok)
         };
-        audit::append(&tx, &entry, now).db("writing the audit record")?;
+        audit::append(&tx, &keys.audit, &entry, now).db("writing the audit record")?;
         tx.commit().db("committing a token revocation")
     }
 
@@ -1008,7 +1118,7 @@ impl Store {
 
     /// Walks the audit hash chain.
     pub fn verify_audit(&self) -> Result<audit::Verification> {
-        audit::verify(&self.conn).db("reading the audit log")
+        audit::verify(&self.conn, &self.keys.audit).db("reading the audit log")
     }
 
     /// Replaces the master key: every data key is re-wrapped in one
@@ -1018,6 +1128,12 @@ impl Store {
         if self.keys.key_source == KeySource::Ephemeral {
             return Err(StoreError::NoHome(self.keys.home.clone()));
         }
+        // One rotation at a time, and openers wait for it to finish
+        // installing the new key file (see `KeyRing::finish_rotation`).
+        let _lock = home::lock_rotation(&self.keys.home).map_err(io_error(
+            "cannot lock the master key for rotation",
+            &self.keys.home,
+        ))?;
         let new_key = Key::generate().map_err(StoreError::Encrypt)?;
         let now = now_ms();
         let pending_path = match &self.keys.key_source {
@@ -1033,8 +1149,8 @@ impl Store {
         home::write_new_key_file(&pending_path, &new_key)
             .map_err(io_error("cannot write the new key file", &pending_path))?;
         let committed = self.rewrap_all(&new_key, now);
-        let rewrapped = match committed {
-            Ok(n) => n,
+        let (rewrapped, audit_broken) = match committed {
+            Ok(done) => done,
             Err(e) => {
                 let _ = fs::remove_file(&pending_path);
                 return Err(e);
@@ -1045,6 +1161,7 @@ impl Store {
             old_key_file: None,
             new_key_file: None,
             new_key_text: None,
+            audit_broken,
         };
         match &self.keys.key_source {
             KeySource::File(key_file) => {
@@ -1060,11 +1177,16 @@ impl Store {
                 rotation.new_key_file = Some(pending_path);
             }
         }
-        self.keys.master = new_key;
+        self.keys.adopt(new_key);
         Ok(rotation)
     }
 
-    fn rewrap_all(&mut self, new_key: &Key, now: i64) -> Result<u64> {
+    /// Re-wraps every data key and re-keys the audit chain, in one
+    /// transaction. Returns the count, and the first break the chain showed
+    /// under the old key (the rotation goes on: a key one fears is
+    /// compromised must be replaceable; the break is kept in the rotation's
+    /// own record, outcome `error`, with the broken record's number).
+    fn rewrap_all(&mut self, new_key: &Key, now: i64) -> Result<(u64, Option<audit::Broken>)> {
         let (tx, keys) = self.begin_write()?;
         let actor = keys.actor.as_str();
         let rows = sqlite::all_wrapped_keys(&tx).db("reading data keys")?;
@@ -1086,11 +1208,18 @@ impl Store {
         }
         let check = crypto::seal_key_check(new_key).map_err(StoreError::Encrypt)?;
         sqlite::meta_put(&tx, KEY_CHECK, &check).db("writing the key check")?;
-        let entry = Entry::global(actor, Action::KeyRotate, Outcome::Ok)
-            .with(Some(rows.len() as u64), Outcome::Ok);
-        audit::append(&tx, &entry, now).db("writing the audit record")?;
+        let new_audit = AuditKey::derive(new_key);
+        let broken = audit::rekey(&tx, &keys.audit, &new_audit).db("re-keying the audit log")?;
+        let outcome = if broken.is_some() {
+            Outcome::Error
+        } else {
+            Outcome::Ok
+        };
+        let version = broken.as_ref().map_or(rows.len() as u64, |b| b.seq);
+        let entry = Entry::global(actor, Action::KeyRotate, outcome).with(Some(version), outcome);
+        audit::append(&tx, &new_audit, &entry, now).db("writing the audit record")?;
         tx.commit().db("committing the key rotation")?;
-        Ok(rows.len() as u64)
+        Ok((rows.len() as u64, broken))
     }
 }
 
@@ -1210,7 +1339,7 @@ fn keep_old_key_file(home_dir: &Path, key_file: &Path) -> Result<PathBuf> {
 
 fn set_in_tx(
     tx: &Connection,
-    master: &Key,
+    keys: &KeyRing,
     actor: &str,
     vault: &VaultName,
     secret: &NewSecret,
@@ -1232,7 +1361,8 @@ fn set_in_tx(
         name,
         version,
     };
-    let sealed = crypto::seal_secret(master, id, &secret.value).map_err(StoreError::Encrypt)?;
+    let sealed =
+        crypto::seal_secret(&keys.master, id, &secret.value).map_err(StoreError::Encrypt)?;
     sqlite::insert_version(tx, vault, name, version, &sealed, now)
         .db("storing a secret version")?;
     let row = sqlite::SecretRow {
@@ -1245,7 +1375,7 @@ fn set_in_tx(
     sqlite::put_secret_row(tx, vault, name, &row).db("storing a secret")?;
     let entry =
         Entry::about(actor, Action::SecretSet, vault, name).with(Some(version), Outcome::Ok);
-    audit::append(tx, &entry, now).db("writing the audit record")?;
+    audit::append(tx, &keys.audit, &entry, now).db("writing the audit record")?;
     Ok(SetOutcome {
         name: name.to_owned(),
         version,
@@ -1261,7 +1391,7 @@ fn set_in_tx(
 )]
 fn read_in_tx(
     tx: &Connection,
-    master: &Key,
+    keys: &KeyRing,
     actor: &str,
     purpose: Action,
     vault: &str,
@@ -1291,7 +1421,7 @@ fn read_in_tx(
                         name,
                         version: wanted,
                     };
-                    match crypto::open_secret(master, id, &stored.sealed) {
+                    match crypto::open_secret(&keys.master, id, &stored.sealed) {
                         Ok(value) => {
                             entry.outcome = Outcome::Ok;
                             Ok(Revealed {
@@ -1313,7 +1443,7 @@ fn read_in_tx(
             }
         }
     };
-    audit::append(tx, &entry, now).db("writing the audit record")?;
+    audit::append(tx, &keys.audit, &entry, now).db("writing the audit record")?;
     result
 }
 
@@ -1330,6 +1460,6 @@ fn sandbox_audit(
         secret: Some(row.id.as_str()),
         ..Entry::global(keys.actor.as_str(), action, Outcome::Ok)
     };
-    audit::append(tx, &entry, now_ms()).db("writing the audit record")?;
+    audit::append(tx, &keys.audit, &entry, now_ms()).db("writing the audit record")?;
     Ok(())
 }

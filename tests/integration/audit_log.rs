@@ -203,3 +203,259 @@ fn when_the_audit_record_cannot_be_written_nothing_happens() {
     assert_eq!(refs, 0, "a reference was stored without its audit record");
     home.run(&["audit", "verify"]).ok();
 }
+
+/// One stored record, as the chain encodes it.
+struct Row {
+    seq: i64,
+    ts: i64,
+    actor: String,
+    action: String,
+    vault: Option<String>,
+    secret: Option<String>,
+    version: Option<i64>,
+    outcome: String,
+}
+
+fn rows(home: &TestHome) -> Vec<Row> {
+    let conn = home.sqlite();
+    let mut stmt = conn
+        .prepare("SELECT seq, ts_ms, actor, action, vault, secret, version, outcome FROM audit ORDER BY seq")
+        .unwrap();
+    stmt.query_map([], |r| {
+        Ok(Row {
+            seq: r.get(0)?,
+            ts: r.get(1)?,
+            actor: r.get(2)?,
+            action: r.get(3)?,
+            vault: r.get(4)?,
+            secret: r.get(5)?,
+            version: r.get(6)?,
+            outcome: r.get(7)?,
+        })
+    })
+    .unwrap()
+    .collect::<Result<_, _>>()
+    .unwrap()
+}
+
+/// The canonical bytes of a record after `prev` (the same encoding the
+/// store uses; only the key is missing).
+fn canonical(prev: &[u8], row: &Row) -> Vec<u8> {
+    let mut out = prev.to_vec();
+    out.extend_from_slice(&(row.seq as u64).to_be_bytes());
+    out.extend_from_slice(&row.ts.to_be_bytes());
+    let mut field = |f: Option<&[u8]>| match f {
+        None => out.push(0),
+        Some(bytes) => {
+            out.push(1);
+            out.extend_from_slice(&(bytes.len() as u64).to_be_bytes());
+            out.extend_from_slice(bytes);
+        }
+    };
+    field(Some(row.actor.as_bytes()));
+    field(Some(row.action.as_bytes()));
+    field(row.vault.as_deref().map(str::as_bytes));
+    field(row.secret.as_deref().map(str::as_bytes));
+    let version = row.version.map(|v| (v as u64).to_be_bytes());
+    field(version.as_ref().map(|v| v.as_slice()));
+    field(Some(row.outcome.as_bytes()));
+    out
+}
+
+/// Rewrites the whole chain with `mac` (prefix + canonical bytes → 32
+/// bytes), as a forger who can write the database would, after removing
+/// the record `remove` and renumbering the rest so there is no gap.
+fn forge(home: &TestHome, remove: i64, mac: &dyn Fn(&[u8]) -> [u8; 32], head_len: usize) {
+    let conn = home.sqlite();
+    conn.execute("DELETE FROM audit WHERE seq = ?1", [remove])
+        .unwrap();
+    conn.execute("UPDATE audit SET seq = seq - 1 WHERE seq > ?1", [remove])
+        .unwrap();
+    let mut prev = vec![0u8; 32];
+    let all = rows(home);
+    for row in &all {
+        let hash = mac(&canonical(&prev, row));
+        conn.execute(
+            "UPDATE audit SET prev_hash = ?2, hash = ?3 WHERE seq = ?1",
+            rusqlite::params![row.seq, prev, hash.as_slice()],
+        )
+        .unwrap();
+        prev = hash.to_vec();
+    }
+    let mut head = (all.last().unwrap().seq as u64).to_be_bytes().to_vec();
+    head.extend_from_slice(&prev);
+    head.extend_from_slice(&mac(&head.clone())[..head_len - 40]);
+    conn.execute(
+        "UPDATE meta SET value = ?1 WHERE key = 'audit_head'",
+        [head],
+    )
+    .unwrap();
+}
+
+fn populated_with_a_reveal() -> (TestHome, i64) {
+    let home = populated();
+    home.reveal("S2");
+    home.set("S9", "after-the-reveal");
+    let seq = rows(&home)
+        .iter()
+        .find(|r| r.action == "secret.reveal")
+        .unwrap()
+        .seq;
+    (home, seq)
+}
+
+#[test]
+fn a_forger_who_recomputes_every_hash_is_caught() {
+    use sha2::{Digest, Sha256};
+    // The old, unkeyed chain: SHA-256 over the same encoding.
+    let (home, reveal) = populated_with_a_reveal();
+    forge(
+        &home,
+        reveal,
+        &|bytes| {
+            let mut h = Sha256::new();
+            h.update(b"shroud-audit-v1");
+            h.update(bytes);
+            h.finalize().into()
+        },
+        40,
+    );
+    let out = home.run(&["audit", "verify"]);
+    out.fails_with(1);
+    assert!(out.stderr.contains("record 1"), "{}", out.stderr);
+    // A keyed chain under a key the forger made up.
+    use hmac::Mac;
+    let (home, reveal) = populated_with_a_reveal();
+    let key = crate::support::random_key();
+    forge(
+        &home,
+        reveal,
+        &|bytes| {
+            let mut m = hmac::Hmac::<Sha256>::new_from_slice(key.as_bytes()).unwrap();
+            m.update(b"shroud-audit-v2");
+            m.update(bytes);
+            m.finalize().into_bytes().into()
+        },
+        72,
+    );
+    let out = home.run(&["audit", "verify"]);
+    out.fails_with(1);
+    assert!(out.stderr.contains("record 1"), "{}", out.stderr);
+    let json = home.run(&["--json", "audit", "verify"]).json();
+    assert_eq!(json["first_broken"]["seq"], 1);
+}
+
+#[test]
+fn a_record_whose_fields_no_longer_decode_is_reported_as_changed() {
+    let home = populated();
+    home.sqlite()
+        .execute(
+            "UPDATE audit SET version = 'two', ts_ms = x'00' WHERE seq = 2",
+            [],
+        )
+        .unwrap();
+    let out = home.run(&["audit", "verify"]);
+    out.fails_with(1);
+    assert!(
+        out.stderr.contains("record 2") && out.stderr.contains("changed"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("database error"), "{}", out.stderr);
+    // The log still lists.
+    assert_eq!(home.audit_count(), 5);
+}
+
+#[test]
+fn rotation_re_keys_the_chain() {
+    let home = populated();
+    let before = std::fs::read_to_string(home.key_path()).unwrap();
+    home.run(&["key", "rotate"]).ok();
+    home.run(&["audit", "verify"]).ok();
+    home.set("AFTER", "after-the-rotation");
+    assert!(home
+        .run(&["audit", "verify"])
+        .ok()
+        .contains("7 audit records"));
+    let rotated = audit_json(&home, &["--limit", "2"]);
+    assert_eq!(rotated[0]["action"], "key.rotate");
+    assert_eq!(rotated[0]["outcome"], "ok");
+    // The old key's chain is gone: the MACs are not what the old key gives.
+    assert_ne!(before, std::fs::read_to_string(home.key_path()).unwrap());
+}
+
+#[test]
+fn a_chain_broken_before_a_rotation_stays_visible_in_its_record() {
+    let home = populated();
+    home.sqlite()
+        .execute("DELETE FROM audit WHERE seq = 2", [])
+        .unwrap();
+    let out = home.run(&["key", "rotate"]);
+    assert_eq!(
+        out.code, 0,
+        "a key one fears is compromised must be replaceable: {out:?}"
+    );
+    assert!(out.stderr.contains("already broken"), "{}", out.stderr);
+    let last = audit_json(&home, &["--limit", "1"]);
+    assert_eq!(last[0]["action"], "key.rotate");
+    assert_eq!(last[0]["outcome"], "error");
+    assert_eq!(last[0]["version"], 2, "names the first broken record");
+}
+
+#[test]
+fn an_unkeyed_chain_of_an_older_store_is_converted_once_and_its_breaks_kept() {
+    use sha2::{Digest, Sha256};
+    let old = |bytes: &[u8]| -> [u8; 32] {
+        let mut h = Sha256::new();
+        h.update(b"shroud-audit-v1");
+        h.update(bytes);
+        h.finalize().into()
+    };
+    // An older shroud's store: the same records, chained by SHA-256, no
+    // format marker.
+    let make_legacy = |break_it: bool| {
+        let home = populated();
+        let conn = home.sqlite();
+        conn.execute("DELETE FROM meta WHERE key = 'audit_chain'", [])
+            .unwrap();
+        let mut prev = vec![0u8; 32];
+        let all = rows(&home);
+        for row in &all {
+            let hash = old(&canonical(&prev, row));
+            conn.execute(
+                "UPDATE audit SET prev_hash = ?2, hash = ?3 WHERE seq = ?1",
+                rusqlite::params![row.seq, prev, hash.as_slice()],
+            )
+            .unwrap();
+            prev = hash.to_vec();
+        }
+        let mut head = (all.last().unwrap().seq as u64).to_be_bytes().to_vec();
+        head.extend_from_slice(&prev);
+        conn.execute(
+            "UPDATE meta SET value = ?1 WHERE key = 'audit_head'",
+            [head],
+        )
+        .unwrap();
+        if break_it {
+            conn.execute("UPDATE audit SET outcome = 'denied' WHERE seq = 3", [])
+                .unwrap();
+        }
+        home
+    };
+    let home = make_legacy(false);
+    assert!(home
+        .run(&["audit", "verify"])
+        .ok()
+        .contains("6 audit records"));
+    let last = audit_json(&home, &["--limit", "1"]);
+    assert_eq!(last[0]["action"], "audit.upgrade");
+    assert_eq!(last[0]["outcome"], "ok");
+    // Converting a broken chain does not launder it: the conversion's own
+    // record says where it was broken.
+    let home = make_legacy(true);
+    home.run(&["audit", "verify"]).ok();
+    let last = audit_json(&home, &["--limit", "1"]);
+    assert_eq!(last[0]["action"], "audit.upgrade");
+    assert_eq!(last[0]["outcome"], "error");
+    assert_eq!(last[0]["version"], 3);
+}
