@@ -335,10 +335,35 @@ pub(crate) fn start_server_with(
     u16,
     BufReader<std::process::ChildStderr>,
 ) {
+    start_server_full(home, flags, &[])
+}
+
+/// [`start_server`] with environment variables of its own.
+pub(crate) fn start_server_with_env(
+    home: &TestHome,
+    env: &[(&str, &str)],
+) -> (
+    std::process::Child,
+    u16,
+    BufReader<std::process::ChildStderr>,
+) {
+    start_server_full(home, &[], env)
+}
+
+fn start_server_full(
+    home: &TestHome,
+    flags: &[&str],
+    env: &[(&str, &str)],
+) -> (
+    std::process::Child,
+    u16,
+    BufReader<std::process::ChildStderr>,
+) {
     let mut args = vec!["serve", "--listen", "127.0.0.1:0"];
     args.extend_from_slice(flags);
-    let mut server = home
-        .command(&args)
+    let mut command = home.command(&args);
+    command.envs(env.iter().copied());
+    let mut server = command
         .stderr(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
         .spawn()

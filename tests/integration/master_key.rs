@@ -191,3 +191,107 @@ fn rotating_without_a_home_is_a_clear_error() {
     assert!(out.stderr.contains("no home"), "{}", out.stderr);
     assert!(!home.path().exists());
 }
+
+#[test]
+fn sixteen_writers_go_on_through_three_rotations() {
+    let home = TestHome::new();
+    home.set("SEED", "seed-value");
+    let writers: Vec<_> = (0..16)
+        .map(|w| {
+            let command = |name: &str, value: &str| home.command(&["secret", "set", name, value]);
+            let runs: Vec<std::process::Command> = (0..25)
+                .map(|i| command(&format!("W{w}_{i}"), &format!("value-{w}-{i}")))
+                .collect();
+            std::thread::spawn(move || {
+                runs.into_iter()
+                    .map(|mut cmd| {
+                        let out = cmd.output().unwrap();
+                        (
+                            out.status.code(),
+                            String::from_utf8_lossy(&out.stderr).into_owned(),
+                        )
+                    })
+                    .filter(|(code, _)| *code != Some(0))
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    for _ in 0..3 {
+        std::thread::sleep(std::time::Duration::from_millis(150));
+        home.run(&["key", "rotate"]).ok();
+    }
+    let failures: Vec<_> = writers
+        .into_iter()
+        .flat_map(|w| w.join().unwrap())
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "{} of 400 sets failed: {failures:?}",
+        failures.len()
+    );
+    assert_eq!(home.list("default").len(), 401);
+    for (w, i) in [(0, 0), (7, 13), (15, 24)] {
+        assert_eq!(home.reveal(&format!("W{w}_{i}")), format!("value-{w}-{i}"));
+    }
+    home.run(&["audit", "verify"]).ok();
+}
+
+#[test]
+fn a_running_server_reads_values_across_rotations() {
+    use crate::api::{http, start_server};
+    let home = TestHome::new();
+    home.set("LIVE", "served-across-rotations");
+    let token = home.create_token("reader", &["--grant", "default:read"]);
+    let (mut server, port, _log) = start_server(&home);
+    let read = || {
+        http(
+            port,
+            "GET",
+            "/api/vaults/default/rendered?mode=Full",
+            &token,
+            None,
+        )
+    };
+    let (status, body) = read();
+    assert_eq!(status, 200, "{body}");
+    for round in 0..3 {
+        home.run(&["key", "rotate"]).ok();
+        let (status, body) = read();
+        assert_eq!(status, 200, "after rotation {round}: {body}");
+        assert!(body.contains("served-across-rotations"), "{body}");
+        home.set("LIVE", "served-across-rotations");
+    }
+    server.kill().unwrap();
+    server.wait().unwrap();
+    home.run(&["audit", "verify"]).ok();
+}
+
+#[test]
+fn a_server_under_an_environment_key_follows_a_rotation_too() {
+    use crate::api::{http, start_server_with_env};
+    let home = TestHome::new();
+    let key = random_key();
+    home.run_with_key(&key, &["secret", "set", "LIVE", "env-keyed-value"])
+        .ok();
+    let mut create = home.command(&["token", "create", "reader", "--grant", "default:read"]);
+    create.env("SHROUD_MASTER_KEY", &key);
+    let token = home.run_with(create, None).ok().trim().to_owned();
+    let (mut server, port, _log) = start_server_with_env(&home, &[("SHROUD_MASTER_KEY", &key)]);
+    let new_key = home
+        .run_with_key(&key, &["key", "rotate"])
+        .ok()
+        .trim()
+        .to_owned();
+    let (status, body) = http(
+        port,
+        "GET",
+        "/api/vaults/default/rendered?mode=Full",
+        &token,
+        None,
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("env-keyed-value"), "{body}");
+    server.kill().unwrap();
+    server.wait().unwrap();
+    home.run_with_key(&new_key, &["audit", "verify"]).ok();
+}
