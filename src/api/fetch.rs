@@ -6,9 +6,18 @@
 //! and the auth fields. They are resolved (as the calling token: a reference
 //! resolves only for the token that made it) before anything is sent; one
 //! that is unknown, expired or foreign fails the whole call with 400 and no
-//! request leaves. The response (status, headers, body up to 10 MiB) comes
-//! back through a masker holding the resolved values, and error messages are
-//! built without the URL (which may now hold a value) and masked as well.
+//! request leaves. In the URL, a reference in the host is refused (a value
+//! in a host name reaches DNS resolvers before any masking), and in the
+//! path, query or user info its value is percent-encoded (so `?`, `&`, `/`
+//! or `#` in a value cannot rewrite the URL). A resolved header value with a
+//! line break is a 400 naming the header. Where the request may go is
+//! [`super::destinations`]' to say (public addresses only, by default). The
+//! request asks for `Accept-Encoding: identity`, so that a compressed body
+//! cannot carry a value past the masker. The response (status, headers,
+//! body up to 10 MiB) comes back through a masker holding the resolved
+//! values (`body`, or `body_base64` when the masked body is not UTF-8), and
+//! error messages are built without the URL (which may now hold a value)
+//! and masked as well.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -21,6 +30,7 @@ use axum::Json;
 use serde::Deserialize;
 
 use super::auth::Caller;
+use super::destinations;
 use super::error::ApiError;
 use super::json::ApiJson;
 use super::ApiState;
@@ -87,6 +97,43 @@ struct Resolved {
 }
 
 fn substitute(text: &str, resolved: &[Resolved]) -> Result<String, ApiError> {
+    substitute_as(text, resolved, |value| Ok(value.to_owned()))
+}
+
+/// [`substitute`] with each value percent-encoded (every byte but the
+/// unreserved `A-Z a-z 0-9 - . _ ~`), for the parts of a URL.
+fn substitute_encoded(text: &str, resolved: &[Resolved]) -> Result<String, ApiError> {
+    substitute_as(text, resolved, |value| {
+        let mut out = String::with_capacity(value.len() * 3);
+        for &b in value.as_bytes() {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+                out.push(b as char);
+            } else {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        }
+        Ok(out)
+    })
+}
+
+/// [`substitute`] for a header value (or an auth field, which becomes
+/// one): a line break or NUL in the result is refused, naming `field`.
+fn substitute_header(text: &str, resolved: &[Resolved], field: &str) -> Result<String, ApiError> {
+    let out = substitute(text, resolved)?;
+    if out.bytes().any(|b| matches!(b, b'\r' | b'\n' | 0)) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("{field}: the value contains a line break or a NUL byte, which cannot go into a header; nothing was sent"),
+        ));
+    }
+    Ok(out)
+}
+
+fn substitute_as(
+    text: &str,
+    resolved: &[Resolved],
+    form: impl Fn(&str) -> Result<String, ApiError>,
+) -> Result<String, ApiError> {
     let mut out = text.to_owned();
     for r in resolved {
         if out.contains(&r.reference) {
@@ -99,10 +146,57 @@ fn substitute(text: &str, resolved: &[Resolved]) -> Result<String, ApiError> {
                     ),
                 )
             })?;
-            out = out.replace(&r.reference, value);
+            let value = zeroize::Zeroizing::new(form(value)?);
+            out = out.replace(&r.reference, &value);
         }
     }
     Ok(out)
+}
+
+/// The request's URL: references refused in the host, percent-encoded
+/// elsewhere.
+fn build_url(template: &str, resolved: &[Resolved]) -> Result<reqwest::Url, ApiError> {
+    let invalid = |why: &str| ApiError::new(StatusCode::BAD_REQUEST, format!("invalid url: {why}"));
+    let (scheme, rest) = template
+        .split_once("://")
+        .ok_or_else(|| invalid("it has no scheme (http:// or https://)"))?;
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let (user_info, host) = match authority.rfind('@') {
+        Some(at) => (Some(&authority[..at]), &authority[at + 1..]),
+        None => (None, authority),
+    };
+    let mut in_host = Vec::new();
+    references_in(host, &mut in_host);
+    if !in_host.is_empty() || host.contains(REFERENCE_PREFIX) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "a $secret: reference in the url's host is refused: a host name reaches DNS resolvers before any masking; put the value in the path, the query, a header or the body",
+        ));
+    }
+    let mut url = format!("{scheme}://");
+    if let Some(user_info) = user_info {
+        url.push_str(&substitute_encoded(user_info, resolved)?);
+        url.push('@');
+    }
+    url.push_str(host);
+    url.push_str(&substitute_encoded(tail, resolved)?);
+    let url = reqwest::Url::parse(&url).map_err(|e| invalid(&e.to_string()))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "the url must be http or https",
+        ));
+    }
+    Ok(url)
+}
+
+/// A 403 for a refused destination.
+fn refused(refusal: &destinations::Refused) -> ApiError {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        format!("destination refused: {refusal}"),
+    )
 }
 
 fn bad_gateway(message: String, set: &Arc<MaskSet>) -> ApiError {
@@ -167,22 +261,48 @@ pub async fn fetch(
             .as_bytes(),
     )
     .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "invalid method"))?;
-    let url = reqwest::Url::parse(&substitute(&body.url, &resolved)?)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("invalid url: {e}")))?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "the url must be http or https",
-        ));
+    let url = build_url(&body.url, &resolved)?;
+    let fetcher = state.fetcher();
+    // A literal address is not resolved: check it here.
+    let literal = match url.host() {
+        Some(url::Host::Ipv4(ip)) => Some(std::net::IpAddr::V4(ip)),
+        Some(url::Host::Ipv6(ip)) => Some(std::net::IpAddr::V6(ip)),
+        _ => None,
+    };
+    if let Some(ip) = literal {
+        fetcher.policy.check(ip).map_err(|kind| {
+            refused(&destinations::Refused {
+                what: "the url".to_owned(),
+                address: ip,
+                kind,
+            })
+        })?;
     }
     let timeout = body
         .timeout_ms
         .map_or(DEFAULT_TIMEOUT, Duration::from_millis)
         .min(MAX_TIMEOUT);
-    let mut request = state.http_client().request(method, url).timeout(timeout);
+    let mut request = fetcher.client.request(method, url).timeout(timeout);
     for (name, value) in &body.headers {
-        request = request.header(name.as_str(), substitute(value, &resolved)?);
+        let header = reqwest::header::HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("header {name:?}: not a valid header name"),
+            )
+        })?;
+        if header == reqwest::header::ACCEPT_ENCODING {
+            continue; // identity, always (below)
+        }
+        let value = substitute_header(value, &resolved, &format!("header {name}"))?;
+        let value = reqwest::header::HeaderValue::from_str(&value).map_err(|_| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("header {name}: the value is not a valid header value"),
+            )
+        })?;
+        request = request.header(header, value);
     }
+    request = request.header(reqwest::header::ACCEPT_ENCODING, "identity");
     let mut query = Vec::with_capacity(body.query.len());
     for (name, value) in &body.query {
         query.push((name.clone(), substitute(value, &resolved)?));
@@ -194,7 +314,9 @@ pub async fn fetch(
         request = request.body(substitute(text, &resolved)?);
     }
     request = match &body.auth {
-        Some(FetchAuth::Bearer { token }) => request.bearer_auth(substitute(token, &resolved)?),
+        Some(FetchAuth::Bearer { token }) => {
+            request.bearer_auth(substitute_header(token, &resolved, "auth.token")?)
+        }
         Some(FetchAuth::Basic { username, password }) => request.basic_auth(
             substitute(username, &resolved)?,
             Some(substitute(password, &resolved)?),
@@ -204,7 +326,9 @@ pub async fn fetch(
     drop(resolved);
 
     let mut response = request.send().await.map_err(|e| {
-        if e.is_timeout() {
+        if let Some(refusal) = destinations::refusal_in(&e) {
+            refused(refusal)
+        } else if e.is_timeout() {
             ApiError::new(StatusCode::GATEWAY_TIMEOUT, "the request timed out")
         } else {
             bad_gateway(format!("the request failed: {}", e.without_url()), &mask)
@@ -238,12 +362,15 @@ pub async fn fetch(
         masker.push(&chunk, &mut masked);
     }
     masker.finish(&mut masked);
-    Ok(Json(serde_json::json!({
-        "status": status,
-        "headers": headers,
-        "body": String::from_utf8_lossy(&masked),
-    }))
-    .into_response())
+    let body = match String::from_utf8(masked) {
+        Ok(text) => serde_json::json!({ "status": status, "headers": headers, "body": text }),
+        Err(bytes) => {
+            use base64::Engine as _;
+            let encoded = base64::engine::general_purpose::STANDARD.encode(bytes.as_bytes());
+            serde_json::json!({ "status": status, "headers": headers, "body_base64": encoded })
+        }
+    };
+    Ok(Json(body).into_response())
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@
 //! shuts down (see `sandboxes`).
 
 pub mod auth;
+pub mod destinations;
 pub mod error;
 mod fetch;
 mod handlers;
@@ -42,7 +43,7 @@ pub struct ApiState {
     shroud_binary: PathBuf,
     master_key_env: Option<Zeroizing<String>>,
     pool: Mutex<Vec<Store>>,
-    http: std::sync::OnceLock<reqwest::Client>,
+    fetch: std::sync::OnceLock<Fetcher>,
     writer: std::sync::OnceLock<std::sync::mpsc::Sender<WriteJob>>,
     /// Ends every running sandbox command when the server shuts down: the
     /// guard is dropped then, and each run watches a copy of the watch.
@@ -95,7 +96,7 @@ impl ApiState {
             shroud_binary,
             master_key_env,
             pool: Mutex::new(Vec::new()),
-            http: std::sync::OnceLock::new(),
+            fetch: std::sync::OnceLock::new(),
             writer: std::sync::OnceLock::new(),
             shutdown: Mutex::new(Shutdown::Idle),
             runs: Arc::new(tokio::sync::Semaphore::new(DEFAULT_MAX_RUNS)),
@@ -103,27 +104,42 @@ impl ApiState {
         })
     }
 
-    /// The client of `POST /api/fetch` (rustls; redirects are not followed,
-    /// so a resolved value never travels to a host the caller did not name).
-    pub fn http_client(&self) -> &reqwest::Client {
-        self.http.get_or_init(|| {
-            fetch_client(Vec::new()).expect("the HTTP client builds without extra roots")
+    /// The client of `POST /api/fetch` and where it may connect (rustls;
+    /// redirects are not followed, so a resolved value never travels to a
+    /// host the caller did not name; public addresses only unless
+    /// [`Self::configure_fetch`] opened ranges).
+    pub fn fetcher(&self) -> &Fetcher {
+        self.fetch.get_or_init(|| {
+            Fetcher::new(Vec::new(), destinations::FetchPolicy::default())
+                .expect("the HTTP client builds without extra roots")
         })
     }
 
-    /// Makes `POST /api/fetch` trust the certificates of `pem` (one or more
-    /// PEM certificates: a private CA) beside the bundled Mozilla roots.
-    /// Returns how many were added. Call it before serving.
-    pub fn trust_certificates(&self, pem: &[u8]) -> Result<usize, String> {
-        let certificates = reqwest::Certificate::from_pem_bundle(pem)
-            .map_err(|e| format!("not PEM certificates: {e}"))?;
-        if certificates.is_empty() {
-            return Err("no PEM certificate in it".to_owned());
-        }
+    /// Configures `POST /api/fetch`: trust the certificates of `ca_pem` (one
+    /// or more PEM certificates: a private CA) beside the bundled Mozilla
+    /// roots, and allow the `allowed` ranges beside public addresses.
+    /// Returns how many certificates were added. Call it before serving.
+    pub fn configure_fetch(
+        &self,
+        ca_pem: Option<&[u8]>,
+        allowed: Vec<ipnet::IpNet>,
+    ) -> Result<usize, String> {
+        let certificates = match ca_pem {
+            None => Vec::new(),
+            Some(pem) => {
+                let certificates = reqwest::Certificate::from_pem_bundle(pem)
+                    .map_err(|e| format!("not PEM certificates: {e}"))?;
+                if certificates.is_empty() {
+                    return Err("no PEM certificate in it".to_owned());
+                }
+                certificates
+            }
+        };
         let count = certificates.len();
-        let client = fetch_client(certificates).map_err(|e| e.to_string())?;
-        self.http
-            .set(client)
+        let fetcher = Fetcher::new(certificates, destinations::FetchPolicy::allowing(allowed))
+            .map_err(|e| e.to_string())?;
+        self.fetch
+            .set(fetcher)
             .map_err(|_| "the fetch client is already in use".to_owned())?;
         Ok(count)
     }
@@ -320,13 +336,36 @@ impl ApiState {
     }
 }
 
-/// The fetch client: rustls, no redirects, the bundled roots plus `extra`.
-fn fetch_client(extra: Vec<reqwest::Certificate>) -> reqwest::Result<reqwest::Client> {
-    let mut builder = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none());
-    for certificate in extra {
-        builder = builder.add_root_certificate(certificate);
+/// The client `POST /api/fetch` sends with, and the policy its resolver
+/// applies.
+pub struct Fetcher {
+    pub client: reqwest::Client,
+    pub policy: Arc<destinations::FetchPolicy>,
+}
+
+impl Fetcher {
+    /// rustls with the bundled roots plus `extra`, no redirects, no proxy
+    /// (a proxy would connect for us, to addresses we never checked), and a
+    /// resolver that keeps only the addresses `policy` allows.
+    fn new(
+        extra: Vec<reqwest::Certificate>,
+        policy: destinations::FetchPolicy,
+    ) -> reqwest::Result<Fetcher> {
+        let policy = Arc::new(policy);
+        let mut builder = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .dns_resolver(Arc::new(destinations::GuardedResolver {
+                policy: Arc::clone(&policy),
+            }));
+        for certificate in extra {
+            builder = builder.add_root_certificate(certificate);
+        }
+        Ok(Fetcher {
+            client: builder.build()?,
+            policy,
+        })
     }
-    builder.build()
 }
 
 /// Every route of the API.

@@ -19,6 +19,11 @@ pub struct ServeArgs {
     /// PEM certificates `POST /api/fetch` trusts too (a private CA).
     #[arg(long, value_name = "PEM")]
     ca_file: Option<std::path::PathBuf>,
+    /// A range `POST /api/fetch` may reach beside public addresses (loopback,
+    /// private, link-local, multicast and unspecified ones are refused
+    /// otherwise). Repeatable: `--fetch-allow 10.0.0.0/8`.
+    #[arg(long = "fetch-allow", value_name = "CIDR")]
+    fetch_allow: Vec<String>,
     /// Sandbox commands run at once at most; more get 429.
     #[arg(long, value_name = "N", default_value_t = api::DEFAULT_MAX_RUNS as u32, value_parser = clap::value_parser!(u32).range(1..=4096))]
     max_runs: u32,
@@ -28,13 +33,27 @@ pub fn run(ctx: &Context, args: ServeArgs) -> Result<u8, CliError> {
     let state = ApiState::new(ctx.home.clone(), ctx.master_key_env.clone());
     state.set_max_runs(args.max_runs as usize);
     state.check()?;
-    if let Some(file) = &args.ca_file {
-        let pem = std::fs::read(file).map_err(|e| {
+    let allowed = args
+        .fetch_allow
+        .iter()
+        .map(|text| {
+            api::destinations::FetchPolicy::parse_range(text)
+                .map_err(|e| CliError::Usage(format!("--fetch-allow: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let pem = match &args.ca_file {
+        Some(file) => Some(std::fs::read(file).map_err(|e| {
             CliError::Usage(format!("--ca-file {}: cannot read it: {e}", file.display()))
+        })?),
+        None => None,
+    };
+    let added = state
+        .configure_fetch(pem.as_deref(), allowed)
+        .map_err(|e| match &args.ca_file {
+            Some(file) => CliError::Usage(format!("--ca-file {}: {e}", file.display())),
+            None => CliError::Usage(e),
         })?;
-        let added = state
-            .trust_certificates(&pem)
-            .map_err(|e| CliError::Usage(format!("--ca-file {}: {e}", file.display())))?;
+    if added > 0 {
         tracing::info!(added, "fetch trusts extra certificates");
     }
     let io = |context| move |source| CliError::Io { context, source };

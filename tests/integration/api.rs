@@ -51,8 +51,27 @@ pub(crate) fn request(
     }
 }
 
-async fn call(home: &TestHome, req: Request<Body>) -> (StatusCode, serde_json::Value) {
+pub(crate) async fn call(home: &TestHome, req: Request<Body>) -> (StatusCode, serde_json::Value) {
+    call_with(ApiState::new(home.path(), None), req).await
+}
+
+/// [`call`] on a server whose fetch may reach 127.0.0.0/8 (where the test
+/// targets listen), as `serve --fetch-allow 127.0.0.0/8` allows.
+pub(crate) async fn call_fetch(
+    home: &TestHome,
+    req: Request<Body>,
+) -> (StatusCode, serde_json::Value) {
     let state = ApiState::new(home.path(), None);
+    state
+        .configure_fetch(None, vec!["127.0.0.0/8".parse().unwrap()])
+        .unwrap();
+    call_with(state, req).await
+}
+
+pub(crate) async fn call_with(
+    state: Arc<ApiState>,
+    req: Request<Body>,
+) -> (StatusCode, serde_json::Value) {
     let response = router(Arc::clone(&state)).oneshot(req).await.unwrap();
     let status = response.status();
     let bytes = response.into_body().collect().await.unwrap().to_bytes();
@@ -615,7 +634,7 @@ fn scoped_secrets_give_references_per_workspace_and_user() {
 
 /// A one-shot HTTP target on 127.0.0.1: records the raw request it gets and
 /// answers with it as the body (and a header echoing its Authorization).
-fn echo_target() -> (u16, std::sync::mpsc::Receiver<String>) {
+pub(crate) fn echo_target() -> (u16, std::sync::mpsc::Receiver<String>) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let (sent, received) = std::sync::mpsc::channel();
@@ -749,7 +768,7 @@ fn fetch_bounds_the_wait_and_the_response_size_with_clear_errors() {
             "timeout_ms": 300,
         })
         .to_string();
-        let (status, json) = call(
+        let (status, json) = call_fetch(
             &home,
             request("POST", "/api/fetch", Some(&token), Some(&wait)),
         )
@@ -758,7 +777,7 @@ fn fetch_bounds_the_wait_and_the_response_size_with_clear_errors() {
         assert_eq!(json["error"], "the request timed out");
         let big =
             serde_json::json!({ "url": format!("http://127.0.0.1:{large_port}/") }).to_string();
-        let (status, json) = call(
+        let (status, json) = call_fetch(
             &home,
             request("POST", "/api/fetch", Some(&token), Some(&big)),
         )
@@ -785,7 +804,15 @@ fn fetch_speaks_tls_and_trusts_only_known_roots() {
         out.fails_with(2);
         assert!(out.stderr.contains("error: --ca-file"), "{}", out.stderr);
     }
-    let (mut server, port, _log) = start_server_with(&home, &["--ca-file", ca.to_str().unwrap()]);
+    let (mut server, port, _log) = start_server_with(
+        &home,
+        &[
+            "--ca-file",
+            ca.to_str().unwrap(),
+            "--fetch-allow",
+            "127.0.0.0/8",
+        ],
+    );
     let set = format!(r#"{{"name":"TLS_KEY","value":"{value}","scope":"workspace"}}"#);
     let (status, body) = http(port, "POST", "/api/secrets/set", &token, Some(&set));
     assert_eq!(status, 200, "{body}");
@@ -817,7 +844,7 @@ fn fetch_speaks_tls_and_trusts_only_known_roots() {
     })
     .to_string();
     runtime().block_on(async {
-        let (status, json) = call(
+        let (status, json) = call_fetch(
             &home,
             request("POST", "/api/fetch", Some(&token), Some(&fetch)),
         )
@@ -860,7 +887,7 @@ fn fetch_resolves_references_in_every_field_and_masks_the_response() {
             "auth": { "type": "bearer", "token": refs["API_TOKEN"] },
         })
         .to_string();
-        let (status, json) = call(&home, request("POST", "/api/fetch", Some(&token), Some(&fetch))).await;
+        let (status, json) = call_fetch(&home, request("POST", "/api/fetch", Some(&token), Some(&fetch))).await;
         assert_eq!(status, StatusCode::OK, "{json}");
         let sent = received.recv_timeout(std::time::Duration::from_secs(10)).unwrap();
         for (_, value) in values {
@@ -885,16 +912,16 @@ fn fetch_resolves_references_in_every_field_and_masks_the_response() {
             "headers": { "X-Key": refs["DB_PASS"] },
         })
         .to_string();
-        let (status, json) = call(&home, request("POST", "/api/fetch", Some(&other), Some(&foreign))).await;
+        let (status, json) = call_fetch(&home, request("POST", "/api/fetch", Some(&other), Some(&foreign))).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{json}");
         assert!(json["error"].as_str().unwrap().contains("nothing was sent"));
         assert!(listener.accept().is_err(), "a request was sent with a foreign reference");
         // An unknown reference: the same.
         let unknown = serde_json::json!({ "url": format!("http://127.0.0.1:{quiet_port}/?k=$secret:{}", "A".repeat(43)) }).to_string();
-        assert_eq!(call(&home, request("POST", "/api/fetch", Some(&token), Some(&unknown))).await.0, StatusCode::BAD_REQUEST);
+        assert_eq!(call_fetch(&home, request("POST", "/api/fetch", Some(&token), Some(&unknown))).await.0, StatusCode::BAD_REQUEST);
         // A target that is not there: 502, and the error does not echo the URL's value.
         let closed = serde_json::json!({ "url": format!("http://127.0.0.1:1/{}", refs["URL_PART"]) }).to_string();
-        let (status, json) = call(&home, request("POST", "/api/fetch", Some(&token), Some(&closed))).await;
+        let (status, json) = call_fetch(&home, request("POST", "/api/fetch", Some(&token), Some(&closed))).await;
         assert_eq!(status, StatusCode::BAD_GATEWAY, "{json}");
         assert!(!json.to_string().contains("segment-777"), "{json}");
     });

@@ -3,6 +3,7 @@
 //! do), one module per capability; `support` holds the helpers.
 
 mod api;
+mod api_fetch;
 mod api_sandboxes;
 mod audit_log;
 mod concurrency;
