@@ -20,6 +20,7 @@ mod fetch;
 mod handlers;
 mod json;
 mod sandboxes;
+pub mod server;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -405,18 +406,22 @@ pub fn with_layers<S: Clone + Send + Sync + 'static>(routes: Router<S>) -> Route
         .layer(CatchPanicLayer::custom(handlers::panic_response))
 }
 
-/// Serves `router` on `listener` until SIGINT or SIGTERM.
-/// Requests in flight finish; sandbox commands still running are killed
-/// first, so that their clients get an answer and shutdown does not wait
-/// for a command's whole wall time.
-pub async fn serve(listener: tokio::net::TcpListener, state: Arc<ApiState>) -> std::io::Result<()> {
+/// Serves the API on `listener` until SIGINT or SIGTERM, within `options`
+/// (see [`server`]). Requests in flight finish; sandbox commands still
+/// running are killed first, so that their clients get an answer and
+/// shutdown does not wait for a command's whole wall time.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: Arc<ApiState>,
+    options: server::ServeOptions,
+) -> std::io::Result<()> {
     let app = router(Arc::clone(&state));
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown_signal().await;
-            state.begin_shutdown();
-        })
-        .await
+    server::serve_on(listener, app, options, async move {
+        shutdown_signal().await;
+        state.begin_shutdown();
+    })
+    .await;
+    Ok(())
 }
 
 async fn shutdown_signal() {

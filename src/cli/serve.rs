@@ -24,6 +24,9 @@ pub struct ServeArgs {
     /// otherwise). Repeatable: `--fetch-allow 10.0.0.0/8`.
     #[arg(long = "fetch-allow", value_name = "CIDR")]
     fetch_allow: Vec<String>,
+    /// Connections open at once at most; more wait to be accepted.
+    #[arg(long, value_name = "N", default_value_t = api::server::DEFAULT_MAX_CONNECTIONS as u32, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    max_connections: u32,
     /// Sandbox commands run at once at most; more get 429.
     #[arg(long, value_name = "N", default_value_t = api::DEFAULT_MAX_RUNS as u32, value_parser = clap::value_parser!(u32).range(1..=4096))]
     max_runs: u32,
@@ -70,7 +73,13 @@ pub fn run(ctx: &Context, args: ServeArgs) -> Result<u8, CliError> {
             .map_err(io("read the bound address"))?;
         ctx.out
             .note(&format!("shroud serve: listening on http://{bound}"));
-        api::serve(listener, state).await.map_err(io("serve"))
+        let options = api::server::ServeOptions {
+            max_connections: args.max_connections as usize,
+            ..Default::default()
+        };
+        api::serve(listener, state, options)
+            .await
+            .map_err(io("serve"))
     })?;
     ctx.out.note("shroud serve: stopped");
     Ok(EXIT_OK)

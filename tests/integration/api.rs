@@ -1030,3 +1030,67 @@ fn two_thousand_concurrent_writes_over_16_connections_lose_nothing() {
         .count();
     assert_eq!(sets, 2000, "one audit record per write");
 }
+
+#[test]
+fn slow_clients_cannot_hold_the_server() {
+    // Half-sent requests (the headers never end) hold every connection a
+    // server allows; the next client waits to be accepted, and gets its
+    // answer as soon as one of them goes, and the half-sent ones are cut
+    // once their headers are overdue.
+    let home = TestHome::new();
+    let token = home.create_token("reader", &["--grant", "default:read"]);
+    let (mut server, port, _log) = start_server_with(&home, &["--max-connections", "4"]);
+    let half_sent: Vec<std::net::TcpStream> = (0..4)
+        .map(|_| {
+            let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+            stream
+                .write_all(b"GET /api/vaults/default/secrets HTTP/1.1\r\nHost: x\r\n")
+                .unwrap();
+            stream
+        })
+        .collect();
+    // Give the server the time to accept the four.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let (answers, answered) = std::sync::mpsc::channel();
+    let waiting_token = token.clone();
+    std::thread::spawn(move || {
+        let _ = answers.send(http(
+            port,
+            "GET",
+            "/api/vaults/default/secrets",
+            &waiting_token,
+            None,
+        ));
+    });
+    assert!(
+        answered
+            .recv_timeout(std::time::Duration::from_millis(700))
+            .is_err(),
+        "a fifth connection was served beyond --max-connections 4"
+    );
+    let mut half_sent = half_sent.into_iter();
+    drop(half_sent.next());
+    let (status, body) = answered
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("the waiting client is served once a slot frees");
+    assert_eq!(status, 200, "{body}");
+    // The server closes the rest once their headers are overdue (10 s).
+    for mut stream in half_sent {
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+            .unwrap();
+        let mut buf = [0u8; 1024];
+        let n = stream
+            .read(&mut buf)
+            .expect("closed by the server, not timed out here");
+        let reply = String::from_utf8_lossy(&buf[..n]);
+        assert!(n == 0 || reply.starts_with("HTTP/1.1 408"), "{reply}");
+    }
+    // And it still serves.
+    assert_eq!(
+        http(port, "GET", "/api/vaults/default/secrets", &token, None).0,
+        200
+    );
+    server.kill().unwrap();
+    server.wait().unwrap();
+}
