@@ -2,27 +2,44 @@
 //!
 //! A child rarely prints a secret only verbatim. For each value we also mask:
 //!
-//! - each line of a multi-line value (lines of 4 bytes or more, a trailing
-//!   `\r` removed), so CRLF output and partial prints are covered;
+//! - each line of a multi-line value (split at `\n` and `\r`, lines of 4
+//!   bytes or more that are not only whitespace), so CRLF output and partial
+//!   prints are covered;
 //! - its standard and URL-safe base64 forms at all three byte alignments,
 //!   keeping only the characters fully determined by the value's own bits, so
 //!   `printf '%s\n' "$S" | base64` or a value embedded in a longer base64 blob
-//!   is caught whatever the neighbouring bytes and the value's length;
+//!   is caught whatever the neighbouring bytes and the value's length; and,
+//!   for base64 that ends where the value ends, the last characters too,
+//!   with or without their `=` padding (then determined by the value alone);
 //! - its standard base64 form as a wrapping encoder prints it across line
 //!   ends (64 and 76 columns, `\n` or MIME's `\r\n`, every start column),
 //!   so a value in the middle of `base64`, PEM or MIME output is caught even
 //!   when a line break cuts it ([`wrapped_base64_forms`]; used for runs of
 //!   up to 128 secrets);
-//! - its percent-encoded form (RFC 3986 unreserved characters kept) with upper-
-//!   and lower-case hex;
-//! - its JSON string-escaped form, and the all-ASCII (`\uXXXX`) form when the
-//!   value has non-ASCII characters.
+//! - of the value and of each of its lines, the forms text encoders write:
+//!   percent-encoding as real encoders do it (RFC 3986 with every reserved
+//!   character encoded; `application/x-www-form-urlencoded` with `+` for a
+//!   space, as `curl --data-urlencode`, Python's `quote_plus` and
+//!   `URLSearchParams` write it; JavaScript's `encodeURIComponent`, which
+//!   keeps `!'()*~`), each in upper- and lower-case hex; JSON string escaping
+//!   (plain; all-ASCII `\uXXXX`; the HTML-safe forms of Go and PHP, `\u003c
+//!   \u003e \u0026 \u0027` and `\/`, in either hex case); and HTML/XML
+//!   escaping (`&lt; &gt; &amp;`, quotes as `&quot;` or `&#34;`, apostrophes
+//!   as `&#39;`, `&#x27;` or `&apos;`).
 //!
 //! Forms shorter than [`MIN_PATTERN_LEN`] are dropped (too likely to occur by
-//! chance), as are duplicates. Each form is secret material and is returned
-//! in a zeroizing buffer.
+//! chance), as are duplicates (most values, made of letters and digits, have
+//! one form per encoding family). Each form is secret material and is
+//! returned in a zeroizing buffer.
+//!
+//! Out of reach on purpose: hex dumps, reversed or case-changed text,
+//! compressed or encrypted output, and any transformation that mixes in
+//! bytes the masker cannot know. Those would each need their own decoder in
+//! front of the masker, and a program that means to hide a value from it can
+//! always find one more; masking guards against accidents and ordinary
+//! encoders, not a determined child.
 
-use base64::engine::general_purpose::STANDARD_NO_PAD;
+use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
 use base64::Engine as _;
 use zeroize::Zeroizing;
 
@@ -38,32 +55,152 @@ pub fn forms(value: &[u8]) -> Vec<Zeroizing<Vec<u8>>> {
         }
     };
     add(Zeroizing::new(value.to_vec()));
-    if value.contains(&b'\n') {
-        for line in value.split(|&b| b == b'\n') {
-            let line = line.strip_suffix(b"\r").unwrap_or(line);
-            add(Zeroizing::new(line.to_vec()));
+    // The value and each of its lines, as text encoders write them.
+    let mut texts: Vec<&[u8]> = vec![value];
+    if value.contains(&b'\n') || value.contains(&b'\r') {
+        for line in value.split(|&b| b == b'\n' || b == b'\r') {
+            let blank = line.iter().all(|b| b.is_ascii_whitespace());
+            if !blank && line.len() >= MIN_PATTERN_LEN {
+                add(Zeroizing::new(line.to_vec()));
+                texts.push(line);
+            }
         }
     }
     for alignment in 0..3 {
-        let standard = base64_core(value, alignment);
-        let url_safe: Vec<u8> = standard
+        for form in base64_forms(value, alignment) {
+            add(form);
+        }
+    }
+    for text in texts {
+        for form in text_encodings(text) {
+            add(form);
+        }
+    }
+    out
+}
+
+/// The base64 forms of `value` starting `alignment` bytes into a 3-byte
+/// group, in both alphabets: the characters determined by the value's bits
+/// whatever follows, and those of base64 that ends where the value ends
+/// (its last characters, with and without `=` padding).
+fn base64_forms(value: &[u8], alignment: usize) -> Vec<Zeroizing<Vec<u8>>> {
+    let core = base64_core(value, alignment);
+    let mut data = Zeroizing::new(vec![0u8; alignment]);
+    data.extend_from_slice(value);
+    let first = (8 * alignment).div_ceil(6);
+    let tail = |encoded: String| {
+        let encoded = Zeroizing::new(encoded.into_bytes());
+        Zeroizing::new(encoded.get(first..).unwrap_or_default().to_vec())
+    };
+    let padded = tail(STANDARD.encode(data.as_slice()));
+    let unpadded = tail(STANDARD_NO_PAD.encode(data.as_slice()));
+    let mut forms = Vec::new();
+    for standard in [core, padded, unpadded] {
+        forms.push(url_safe(&standard));
+        forms.push(standard);
+    }
+    forms
+}
+
+/// The URL-safe alphabet's spelling of a standard base64 form.
+fn url_safe(standard: &[u8]) -> Zeroizing<Vec<u8>> {
+    Zeroizing::new(
+        standard
             .iter()
             .map(|&c| match c {
                 b'+' => b'-',
                 b'/' => b'_',
                 c => c,
             })
-            .collect();
-        add(standard);
-        add(Zeroizing::new(url_safe));
-    }
-    add(percent_encode(value, b"0123456789ABCDEF"));
-    add(percent_encode(value, b"0123456789abcdef"));
-    add(json_escape(value, false));
-    add(json_escape(value, true));
-    out
+            .collect(),
+    )
 }
 
+/// How a percent-encoder treats the bytes it does not encode.
+struct PercentStyle {
+    /// Bytes kept as they are, beside ASCII letters and digits.
+    keep: &'static [u8],
+    /// A space as `+` (form encoding) rather than `%20`.
+    plus_for_space: bool,
+}
+
+/// RFC 3986 with every reserved character encoded; form encoding as
+/// `quote_plus` and `curl --data-urlencode` write it; `URLSearchParams`
+/// (which keeps `*` and encodes `~`); `encodeURIComponent`.
+const PERCENT_STYLES: [PercentStyle; 4] = [
+    PercentStyle {
+        keep: b"-._~",
+        plus_for_space: false,
+    },
+    PercentStyle {
+        keep: b"-._~",
+        plus_for_space: true,
+    },
+    PercentStyle {
+        keep: b"*-._",
+        plus_for_space: true,
+    },
+    PercentStyle {
+        keep: b"-_.!~*'()",
+        plus_for_space: false,
+    },
+];
+
+const HEX_UPPER: &[u8; 16] = b"0123456789ABCDEF";
+const HEX_LOWER: &[u8; 16] = b"0123456789abcdef";
+
+/// The forms text encoders write of `text`: percent-encoding, JSON string
+/// escaping and HTML/XML escaping, each in the variants real encoders use.
+fn text_encodings(text: &[u8]) -> Vec<Zeroizing<Vec<u8>>> {
+    let mut forms = Vec::new();
+    // Most values (letters, digits, `-._`) read the same in every encoding:
+    // skip the families that would change nothing.
+    let percent = text
+        .iter()
+        .any(|&b| !b.is_ascii_alphanumeric() && !b"-._".contains(&b));
+    let json = text
+        .iter()
+        .any(|&b| !(0x20..0x80).contains(&b) || b"\"\\/<>&'".contains(&b));
+    let html = text.iter().any(|&b| b"&<>\"'".contains(&b));
+    if !percent && !json && !html {
+        return forms;
+    }
+    for style in PERCENT_STYLES.iter().filter(|_| percent) {
+        for hex in [HEX_UPPER, HEX_LOWER] {
+            forms.push(percent_encode(text, style, hex));
+        }
+    }
+    for escape_slash in [false, true].into_iter().filter(|_| json) {
+        for html in [
+            Html::None,
+            Html::TagsAndAmpersand,
+            Html::TagsAmpersandApostrophe,
+        ] {
+            for ascii_only in [false, true] {
+                for hex in [HEX_LOWER, HEX_UPPER] {
+                    forms.push(json_escape(
+                        text,
+                        &JsonStyle {
+                            escape_slash,
+                            html,
+                            ascii_only,
+                            hex,
+                        },
+                    ));
+                }
+            }
+        }
+    }
+    for quote in [&b"&quot;"[..], b"&#34;", b"\""]
+        .into_iter()
+        .filter(|_| html)
+    {
+        for apostrophe in [&b"&#39;"[..], b"&#x27;", b"&apos;", b"'"] {
+            forms.push(html_escape(text, quote, apostrophe));
+        }
+    }
+    forms
+}
 /// The base64 characters determined only by `value`'s bits when the value
 /// starts `alignment` bytes into a 3-byte group.
 fn base64_core(value: &[u8], alignment: usize) -> Zeroizing<Vec<u8>> {
@@ -119,11 +256,13 @@ pub fn wrapped_base64_forms(value: &[u8]) -> Vec<Zeroizing<Vec<u8>>> {
     out
 }
 
-fn percent_encode(value: &[u8], hex: &[u8; 16]) -> Zeroizing<Vec<u8>> {
+fn percent_encode(value: &[u8], style: &PercentStyle, hex: &[u8; 16]) -> Zeroizing<Vec<u8>> {
     let mut out = Zeroizing::new(Vec::with_capacity(value.len() * 3));
     for &b in value {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+        if b.is_ascii_alphanumeric() || style.keep.contains(&b) {
             out.push(b);
+        } else if b == b' ' && style.plus_for_space {
+            out.push(b'+');
         } else {
             out.extend_from_slice(&[b'%', hex[(b >> 4) as usize], hex[(b & 15) as usize]]);
         }
@@ -131,12 +270,36 @@ fn percent_encode(value: &[u8], hex: &[u8; 16]) -> Zeroizing<Vec<u8>> {
     out
 }
 
+/// Which HTML-significant characters a JSON encoder escapes as `\uXXXX`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Html {
+    None,
+    /// `<`, `>` and `&` (Go's `json.Marshal`, PHP's JSON_HEX_TAG|AMP).
+    TagsAndAmpersand,
+    /// The same and `'` (PHP's JSON_HEX_APOS too).
+    TagsAmpersandApostrophe,
+}
+
+/// How a JSON encoder writes a string.
+struct JsonStyle {
+    /// `/` as `\/` (PHP's default).
+    escape_slash: bool,
+    html: Html,
+    /// Every non-ASCII character as `\uXXXX` (UTF-16 units).
+    ascii_only: bool,
+    /// The hex digits of `\uXXXX` escapes.
+    hex: &'static [u8; 16],
+}
+
 /// The body of a JSON string holding `value` (invalid UTF-8 bytes are kept
 /// as they are: no encoder can produce them, so they match verbatim).
-fn json_escape(value: &[u8], ascii_only: bool) -> Zeroizing<Vec<u8>> {
+fn json_escape(value: &[u8], style: &JsonStyle) -> Zeroizing<Vec<u8>> {
     let mut out = Zeroizing::new(Vec::with_capacity(value.len() + 8));
     let push_u = |out: &mut Vec<u8>, unit: u16| {
-        out.extend_from_slice(format!("\\u{unit:04x}").as_bytes());
+        out.extend_from_slice(b"\\u");
+        for shift in [12, 8, 4, 0] {
+            out.push(style.hex[((unit >> shift) & 15) as usize]);
+        }
     };
     for chunk in value.utf8_chunks() {
         for c in chunk.valid().chars() {
@@ -148,8 +311,12 @@ fn json_escape(value: &[u8], ascii_only: bool) -> Zeroizing<Vec<u8>> {
                 '\t' => out.extend_from_slice(b"\\t"),
                 '\u{8}' => out.extend_from_slice(b"\\b"),
                 '\u{c}' => out.extend_from_slice(b"\\f"),
+                '/' if style.escape_slash => out.extend_from_slice(b"\\/"),
+                '<' | '>' | '&' if style.html != Html::None => push_u(&mut out, c as u16),
+                '\'' if style.html == Html::TagsAmpersandApostrophe => push_u(&mut out, c as u16),
+                '\u{2028}' | '\u{2029}' if style.html != Html::None => push_u(&mut out, c as u16),
                 c if (c as u32) < 0x20 => push_u(&mut out, c as u16),
-                c if ascii_only && !c.is_ascii() => {
+                c if style.ascii_only && !c.is_ascii() => {
                     let mut units = [0u16; 2];
                     for unit in c.encode_utf16(&mut units) {
                         push_u(&mut out, *unit);
@@ -162,6 +329,23 @@ fn json_escape(value: &[u8], ascii_only: bool) -> Zeroizing<Vec<u8>> {
             }
         }
         out.extend_from_slice(chunk.invalid());
+    }
+    out
+}
+
+/// `value` HTML/XML-escaped: `&`, `<`, `>` always, `"` as `quote` and `'`
+/// as `apostrophe` (either may be the character itself).
+fn html_escape(value: &[u8], quote: &[u8], apostrophe: &[u8]) -> Zeroizing<Vec<u8>> {
+    let mut out = Zeroizing::new(Vec::with_capacity(value.len() + 16));
+    for &b in value {
+        match b {
+            b'&' => out.extend_from_slice(b"&amp;"),
+            b'<' => out.extend_from_slice(b"&lt;"),
+            b'>' => out.extend_from_slice(b"&gt;"),
+            b'"' => out.extend_from_slice(quote),
+            b'\'' => out.extend_from_slice(apostrophe),
+            b => out.push(b),
+        }
     }
     out
 }
@@ -263,6 +447,29 @@ mod tests {
         assert!(has(&forms, b"p@ss w/rd\\\"\\\\\\n\\u00e9"));
         let serde = serde_json::to_string("p@ss w/rd\"\\\n\u{e9}").unwrap();
         assert!(has(&forms, serde.trim_matches('"').as_bytes()));
+    }
+
+    #[test]
+    fn base64_that_ends_with_the_value_is_covered_to_its_padding() {
+        let value = b"Password123!"; // 12 bytes: alignment 1 and 2 end mid-group
+        let forms = forms(value);
+        for prefix in [&b""[..], b":", b"a:", b"abc:", b"abcd:"] {
+            let mut data = prefix.to_vec();
+            data.extend_from_slice(value);
+            let encoded = STANDARD.encode(&data);
+            let tail_start = (8 * prefix.len()).div_ceil(6);
+            assert!(
+                has(&forms, &encoded.as_bytes()[tail_start..]),
+                "{encoded} after {prefix:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_line_of_only_whitespace_is_not_a_form() {
+        let forms = forms(b"key: \n    \n\t \r\nsecond-line");
+        assert!(!has(&forms, b"    "));
+        assert!(has(&forms, b"second-line"));
     }
 
     #[test]

@@ -1,7 +1,9 @@
-//! The masker's promise, checked against a naive reference: every occurrence
-//! masked, overlaps merged (leftmost, then longest), any chunking gives the
-//! same output, and bytes are held only while they may be part of an
-//! occurrence. `PROPTEST_CASES=100000 cargo test masking` runs a long search.
+//! The masker's promise, checked against a naive reference (whose
+//! occurrences the aho-corasick crate's overlapping search confirms, as an
+//! independent oracle): every occurrence masked, overlaps merged (leftmost,
+//! then longest), any chunking gives the same output, and bytes are held
+//! only while they may be part of an occurrence. `PROPTEST_CASES=100000
+//! cargo test masking` runs a long search.
 
 use std::sync::Arc;
 
@@ -19,15 +21,7 @@ fn mask_set(secrets: &[(&str, &[u8])], style: MaskStyle) -> Arc<MaskSet> {
 
 /// Occurrence groups in `text`: (start, end, pattern id of the label).
 fn reference_groups(set: &MaskSet, text: &[u8]) -> Vec<(usize, usize, usize)> {
-    let patterns: Vec<&[u8]> = set.patterns().map(|(p, _)| p).collect();
-    let mut occurrences = Vec::new();
-    for (id, pattern) in patterns.iter().enumerate() {
-        for start in 0..text.len() {
-            if text[start..].starts_with(pattern) {
-                occurrences.push((start, start + pattern.len(), id));
-            }
-        }
-    }
+    let mut occurrences = naive_occurrences(set, text);
     // Leftmost, then longest, then first pattern: the first of each group labels it.
     occurrences.sort_by_key(|&(s, e, id)| (s, std::cmp::Reverse(e), id));
     let mut groups: Vec<(usize, usize, usize)> = Vec::new();
@@ -38,6 +32,37 @@ fn reference_groups(set: &MaskSet, text: &[u8]) -> Vec<(usize, usize, usize)> {
         }
     }
     groups
+}
+
+/// Every occurrence of every pattern, found by the aho-corasick crate's
+/// overlapping search: an oracle independent of both our automaton and the
+/// naive scan above, which must agree with it exactly.
+fn oracle_occurrences(set: &MaskSet, text: &[u8]) -> Vec<(usize, usize, usize)> {
+    let patterns: Vec<&[u8]> = set.patterns().map(|(p, _)| p).collect();
+    let searcher = aho_corasick::AhoCorasick::builder()
+        .match_kind(aho_corasick::MatchKind::Standard)
+        .build(&patterns)
+        .expect("the patterns compile");
+    let mut found: Vec<(usize, usize, usize)> = searcher
+        .find_overlapping_iter(text)
+        .map(|m| (m.start(), m.end(), m.pattern().as_usize()))
+        .collect();
+    found.sort_unstable();
+    found
+}
+
+/// Every occurrence, by the naive scan.
+fn naive_occurrences(set: &MaskSet, text: &[u8]) -> Vec<(usize, usize, usize)> {
+    let mut found = Vec::new();
+    for (id, (pattern, _)) in set.patterns().enumerate() {
+        for start in 0..text.len() {
+            if text[start..].starts_with(pattern) {
+                found.push((start, start + pattern.len(), id));
+            }
+        }
+    }
+    found.sort_unstable();
+    found
 }
 
 /// The naive reference masker applied to the whole input.
@@ -404,6 +429,13 @@ fn check_case(
             MaskStyle::Label
         };
         let set = mask_set(&pairs, style);
+        // The two references agree on every occurrence before either is used.
+        if !set.is_empty() {
+            prop_assert_eq!(
+                oracle_occurrences(&set, data),
+                naive_occurrences(&set, data)
+            );
+        }
         let expected = reference_mask(&set, data);
         cuts.sort_unstable();
         prop_assert_eq!(&stream_checked(&set, data, &cuts), &expected);
@@ -415,4 +447,96 @@ fn check_case(
         }
     }
     Ok(())
+}
+
+/// Values with every character some encoder changes.
+const TRICKY: [&str; 3] = [
+    "p@ss w/rd&<tag>'\"~*!()é",
+    "a+b=c/d?e#f%g h",
+    "line one\r\n  indented: <x & y>\n",
+];
+
+/// Encodes `value` with every encoder `script` (run by `program -c`)
+/// prints, one JSON string per line.
+fn encoded_by(program: &str, script: &str, value: &str) -> Option<Vec<String>> {
+    let out = std::process::Command::new(program)
+        .arg(if program == "node" { "-e" } else { "-c" })
+        .arg(script)
+        .env("VALUE", value)
+        .output()
+        .ok()?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<String>(l).unwrap())
+            .collect(),
+    )
+}
+
+#[test]
+fn the_forms_real_encoders_write_are_masked() {
+    // Python's and Node's own encoders, not our idea of them.
+    let python = r#"
+import os, json, base64, html, urllib.parse as u
+v = os.environ['VALUE']
+for e in [u.quote(v, safe=''), u.quote_plus(v), u.quote(v, safe='').lower(),
+          u.urlencode({'k': v})[2:], json.dumps(v)[1:-1],
+          json.dumps(v, ensure_ascii=False)[1:-1], html.escape(v),
+          html.escape(v, quote=False), base64.b64encode(v.encode()).decode(),
+          base64.urlsafe_b64encode(v.encode()).decode().rstrip('='),
+          base64.b64encode(b'x' + v.encode()).decode(),
+          base64.b64encode(b'xy' + v.encode()).decode()]:
+    print(json.dumps(e))
+"#;
+    let node = r#"
+const v = process.env.VALUE;
+for (const e of [encodeURIComponent(v), new URLSearchParams({k: v}).toString().slice(2),
+                 JSON.stringify(v).slice(1, -1), Buffer.from(v).toString('base64'),
+                 Buffer.from(v).toString('base64url')]) console.log(JSON.stringify(e));
+"#;
+    let mut checked = 0;
+    for (program, script) in [("python3", python), ("node", node)] {
+        for value in TRICKY {
+            let Some(encodings) = encoded_by(program, script, value) else {
+                eprintln!("SKIPPED: {program} is not installed, its encoders are not checked");
+                break;
+            };
+            let set = mask_set(&[("TRICKY", value.as_bytes())], MaskStyle::Label);
+            for encoded in encodings {
+                let text = format!("before {encoded} after");
+                let masked = String::from_utf8(set.mask_all(text.as_bytes())).unwrap();
+                assert!(
+                    !masked.contains(&encoded) && masked.contains("<secret:tricky>"),
+                    "{program}: {encoded:?} of {value:?} came out as {masked:?}"
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 0, "no encoder could be run");
+}
+
+#[test]
+fn the_html_safe_json_of_go_and_php_is_masked() {
+    // Go's json.Marshal escapes < > & as \u003c \u003e \u0026; PHP's
+    // json_encode escapes / as \/ (and, with JSON_HEX_*, ' and upper-case hex).
+    let value = "a<b>&c'd/e\"f";
+    let set = mask_set(&[("HTML_SAFE", value.as_bytes())], MaskStyle::Label);
+    for written in [
+        "a\\u003cb\\u003e\\u0026c'd/e\\\"f",
+        "a<b>&c'd\\/e\\\"f",
+        "a\\u003Cb\\u003E\\u0026c\\u0027d\\/e\\\"f",
+        "a&lt;b&gt;&amp;c&#39;d/e&quot;f",
+        "a&lt;b&gt;&amp;c&#x27;d/e&#34;f",
+        "a&lt;b&gt;&amp;c&apos;d/e&quot;f",
+    ] {
+        let masked = set.mask_all(format!("[{written}]").as_bytes());
+        assert_eq!(masked, b"[<secret:html_safe>]", "{written}");
+    }
 }
