@@ -65,9 +65,16 @@ pub struct ExecArgs {
     command: Vec<OsString>,
 }
 
+/// The longest `--timeout`: about three years (a longer one is a typo,
+/// and would overflow the clock arithmetic of a deadline).
+pub const MAX_TIMEOUT_SECS: f64 = 1e8;
+
 pub fn parse_timeout(text: &str) -> Result<Duration, CliError> {
     match text.trim().parse::<f64>() {
-        Ok(secs) if secs > 0.0 && secs <= 1e8 => Ok(Duration::from_secs_f64(secs)),
+        Ok(secs) if secs > 0.0 && secs <= MAX_TIMEOUT_SECS => Ok(Duration::from_secs_f64(secs)),
+        Ok(secs) if secs > MAX_TIMEOUT_SECS => Err(CliError::Usage(format!(
+            "invalid --timeout {text:?}: too large (at most {MAX_TIMEOUT_SECS:.0} seconds)"
+        ))),
         _ => Err(CliError::Usage(format!(
             "invalid --timeout {text:?}: expected a number of seconds greater than 0"
         ))),
@@ -157,17 +164,28 @@ fn prepare(ctx: &Context, args: ExecArgs) -> Result<ExecPlan, CliError> {
     })
 }
 
-/// Parses `--env K=V` pairs.
+/// Parses `--env K=V` pairs. An error says which `--env` (by its place)
+/// and what rule it breaks, never what it holds: a value typed there, or
+/// pasted where a pair was meant, may be a secret.
 pub fn parse_env_pairs(pairs: &[String]) -> Result<Vec<(String, String)>, CliError> {
     let mut parsed = Vec::with_capacity(pairs.len());
-    for pair in pairs {
+    for (index, pair) in pairs.iter().enumerate() {
+        let which = index + 1;
         let (name, value) = pair.split_once('=').ok_or_else(|| {
             CliError::Usage(format!(
-                "--env expects K=V, got {:?}",
-                pair.split('=').next().unwrap_or("")
+                "--env #{which} is not K=V (it has no `=`; not shown, in case it is a value)"
             ))
         })?;
-        plan::check_env_pair(name, value)?;
+        if crate::store::names::check_env_name(name).is_err() {
+            return Err(CliError::Usage(format!(
+                "--env #{which}: the part before `=` is not a variable name (letters, digits and `_`, not starting with a digit; not shown)"
+            )));
+        }
+        if value.contains('\0') {
+            return Err(CliError::Usage(format!(
+                "--env #{which} ({name}): the value contains a NUL byte"
+            )));
+        }
         parsed.push((name.to_owned(), value.to_owned()));
     }
     Ok(parsed)
@@ -227,6 +245,26 @@ mod tests {
         assert_eq!(parse_timeout("1.5").unwrap(), Duration::from_millis(1500));
         for bad in ["0", "-1", "soon", "nan", ""] {
             assert!(parse_timeout(bad).is_err(), "{bad}");
+        }
+        let too_large = parse_timeout("1e12").unwrap_err().to_string();
+        assert!(too_large.contains("too large"), "{too_large}");
+    }
+
+    #[test]
+    fn env_errors_never_show_the_argument() {
+        for bad in [
+            "sk-live-no-equals-sign",
+            "not valid=sk-live-1",
+            "1X=sk-live-2",
+        ] {
+            let err = parse_env_pairs(&["OK=1".to_owned(), bad.to_owned()])
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("--env #2"), "{err}");
+            assert!(
+                !err.contains("sk-live") && !err.contains("not valid") && !err.contains("1X"),
+                "{err}"
+            );
         }
     }
 }

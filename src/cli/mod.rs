@@ -38,6 +38,9 @@ use crate::store::{self, OpenMode, Store, StoreConfig, StoreError, ValidationErr
 
 pub use output::Output;
 
+/// Said when a value came as a command-line argument.
+pub const ARGV_WARNING: &str = "the value was given on the command line, where other local users can read it (ps, /proc/<pid>/cmdline) and where your shell may keep it in its history; pass it on stdin instead: `shroud secret set NAME` (a hidden prompt at a terminal), or `shroud secret set NAME < file`";
+
 /// Exit status of a successful command.
 pub const EXIT_OK: u8 = 0;
 /// Not found, a "no" answer, or a partial failure.

@@ -135,8 +135,12 @@ pub fn run(ctx: &Context, command: SecretCommand) -> Result<u8, CliError> {
             if let Some(text) = &description {
                 names::check_description(&name, text)?;
             }
+            let mut warnings = Vec::new();
             let value = match value {
-                Some(v) if v != "-" => SecretValue::new(v.into_vec()),
+                Some(v) if v != "-" => {
+                    warnings.push(super::ARGV_WARNING.to_owned());
+                    SecretValue::new(v.into_vec())
+                }
                 _ => read_value_from_stdin(ctx, &name)?,
             };
             let secret = NewSecret::new(name, value, description, ttl)?;
@@ -144,7 +148,6 @@ pub fn run(ctx: &Context, command: SecretCommand) -> Result<u8, CliError> {
             let name = secret.name.clone();
             let mut store = ctx.open_store(OpenMode::Create)?;
             let outcome = store.set_secret(&vault, secret)?;
-            let mut warnings = Vec::new();
             if short {
                 warnings.push(format!(
                     "secret `{name}` is shorter than {MIN_MASKABLE_BYTES} bytes: it is stored, but it will not be masked in output"

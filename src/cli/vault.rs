@@ -67,6 +67,9 @@ pub fn run(ctx: &Context, command: VaultCommand) -> Result<u8, CliError> {
 
 fn set_secrets(ctx: &Context, vault: VaultArg, pairs: Vec<OsString>) -> Result<u8, CliError> {
     let vault = vault.parse()?;
+    if !pairs.is_empty() {
+        ctx.out.warn(super::ARGV_WARNING);
+    }
     let mut valid = Vec::new();
     let mut errors = Vec::new();
     for (index, pair) in pairs.into_iter().enumerate() {

@@ -234,3 +234,59 @@ fn trace_logging_never_shows_values() {
     }
     assert_eq!(runs[3].stdout_text(), format!("{VALUE}\n"));
 }
+
+#[test]
+fn env_errors_never_echo_the_argument() {
+    let home = TestHome::new();
+    for args in [
+        &["exec", "--env", "sk-live-pasted-value-1", "--", "true"][..],
+        &["exec", "--env", "sk live pasted=value", "--", "true"],
+        &[
+            "sandbox",
+            "create",
+            "--template",
+            "bash",
+            "--env",
+            "sk-live-pasted-value-2",
+        ],
+    ] {
+        let out = home.run(args);
+        assert_ne!(out.code, 0, "{out:?}");
+        assert!(out.stderr.contains("error: --env #1"), "{out:?}");
+        assert!(
+            !out.stderr.contains("sk-live") && !out.stderr.contains("sk live"),
+            "{out:?}"
+        );
+    }
+}
+
+#[test]
+fn a_value_on_the_command_line_works_but_warns_and_points_to_stdin() {
+    let home = TestHome::new();
+    let out = home.run(&["secret", "set", "ARGV_KEY", "argv-value-1234"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stderr.contains("warning:")
+            && out.stderr.contains("other local users")
+            && out.stderr.contains("stdin"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("argv-value-1234"), "{}", out.stderr);
+    let bulk = home.run(&["vault", "set-secrets", "--vault", "v", "A=bulk-value-1234"]);
+    assert_eq!(bulk.code, 0, "{bulk:?}");
+    assert!(bulk.stderr.contains("other local users"), "{}", bulk.stderr);
+    // From stdin: no warning.
+    let quiet = home.run_stdin(&["secret", "set", "STDIN_KEY"], b"stdin-value-1234\n");
+    assert_eq!(quiet.code, 0);
+    assert!(!quiet.stderr.contains("warning"), "{}", quiet.stderr);
+    assert_eq!(home.reveal("ARGV_KEY"), "argv-value-1234");
+}
+
+#[test]
+fn a_timeout_too_large_says_so() {
+    let home = TestHome::new();
+    let out = home.run(&["exec", "--timeout", "1e15", "--", "true"]);
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("too large"), "{}", out.stderr);
+}
