@@ -224,8 +224,12 @@ fn short_values_are_stored_with_a_warning() {
         out.stderr
     );
     assert!(!out.stderr.contains("123"), "{}", out.stderr);
-    let json = home.run(&["--json", "secret", "set", "PIN", "abc"]).json();
-    assert_eq!(json["warnings"].as_array().unwrap().len(), 1);
+    let json = home
+        .run_stdin(&["--json", "secret", "set", "PIN"], b"abc")
+        .json();
+    let warnings = json["warnings"].as_array().unwrap();
+    assert_eq!(warnings.len(), 1, "{json}");
+    assert!(warnings[0].as_str().unwrap().contains("masked"), "{json}");
     assert_eq!(home.reveal("PIN"), "abc");
 }
 
