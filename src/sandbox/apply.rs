@@ -188,13 +188,22 @@ fn enter_namespaces(policy: &SandboxPolicy) -> std::io::Result<()> {
     ns::unshare_namespaces(namespaces)?;
     if namespaces.user {
         ns::map_root_to(uid, gid)?;
+        // Writing the maps needed a dumpable process; the init (forked from
+        // here, root of the namespace) is not left open to the command's
+        // ptrace or /proc access.
+        proc::set_undumpable()?;
     }
     Ok(())
 }
 
 fn outer(policy: &SandboxPolicy, command: &[OsString], env: &[&[u8]]) -> std::io::Result<Never> {
     let (uid, _) = proc::ids();
-    let processes_before = count_processes_of(policy.run_as.map_or(uid, |(u, _)| u));
+    // Only a user's limit counts the processes it runs already (a sandbox's
+    // own uid runs none); reading /proc for each costs a millisecond.
+    let processes_before = match (policy.run_as, policy.limits.processes) {
+        (None, Some(_)) => count_processes_of(uid),
+        _ => 0,
+    };
     enter_namespaces(policy)?;
     let (status_read, status_write) = std::io::pipe()?;
     match proc::fork_process()? {

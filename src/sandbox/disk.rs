@@ -98,10 +98,16 @@ fn make(sandbox_dir: &Path, size_mb: u64, (uid, gid): (u32, u32)) -> io::Result<
 }
 
 /// Mounts the sandbox's file system again if it has one and it is not
-/// mounted (after a host restart).
+/// mounted (after a host restart). Two execs that find it unmounted at
+/// once must not both mount it (two loop devices over one image would
+/// corrupt it): the check and the mount happen under a lock on the image.
 pub fn ensure_mounted(sandbox_dir: &Path) -> io::Result<()> {
     let image = image_path(sandbox_dir);
-    if image.is_file() && !ns::is_mount_point(sandbox_dir) {
+    if !image.is_file() || ns::is_mount_point(sandbox_dir) {
+        return Ok(());
+    }
+    let _locked = crate::sys::fd::lock_exclusive(&image)?;
+    if !ns::is_mount_point(sandbox_dir) {
         ns::mount_image(&image, sandbox_dir)?;
     }
     Ok(())

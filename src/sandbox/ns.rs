@@ -380,11 +380,8 @@ pub fn mount_private_devpts() -> io::Result<()> {
 /// process's own user namespace) for the first two steps.
 pub fn drop_capabilities() -> io::Result<()> {
     use nix::libc;
-    let last_cap: libc::c_int = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
-        .ok()
-        .and_then(|t| t.trim().parse().ok())
-        .unwrap_or(63);
-    for cap in 0..=last_cap {
+    // Up to the kernel's last capability: PR_CAPBSET_DROP says EINVAL past it.
+    for cap in 0..64 {
         // SAFETY: prctl with integer arguments only.
         if unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) } != 0 {
             let e = io::Error::last_os_error();

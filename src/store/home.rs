@@ -146,28 +146,11 @@ pub const ROTATION_LOCK_FILE: &str = "master.key.lock";
 
 /// Holds the rotation lock of a home until dropped (`flock`, so a process
 /// that dies releases it).
-pub struct RotationLock {
-    _lock: nix::fcntl::Flock<fs::File>,
-}
+pub type RotationLock = crate::sys::fd::FileLock;
 
 /// Takes the rotation lock of `home_dir`, waiting for a rotation that holds it.
 pub fn lock_rotation(home_dir: &Path) -> io::Result<RotationLock> {
-    let path = home_dir.join(ROTATION_LOCK_FILE);
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(&path)?;
-    let lock =
-        nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive).map_err(|(_, e)| {
-            io::Error::new(
-                io::Error::from(e).kind(),
-                format!("flock {}: {e}", path.display()),
-            )
-        })?;
-    Ok(RotationLock { _lock: lock })
+    crate::sys::fd::lock_exclusive(&home_dir.join(ROTATION_LOCK_FILE))
 }
 
 /// Flushes a directory's entries (renames, new files) to disk.

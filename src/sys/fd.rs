@@ -282,6 +282,34 @@ pub fn write_some(fd: BorrowedFd<'_>, bytes: &[u8]) -> io::Result<usize> {
     }
 }
 
+/// An exclusive `flock` on a file, held until dropped (a process that dies
+/// releases it).
+pub struct FileLock {
+    _lock: nix::fcntl::Flock<std::fs::File>,
+}
+
+/// Takes an exclusive lock on `path` (created 0600 if missing), waiting
+/// while another process holds it.
+pub fn lock_exclusive(path: &std::path::Path) -> io::Result<FileLock> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| io::Error::new(e.kind(), format!("open {}: {e}", path.display())))?;
+    let lock =
+        nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive).map_err(|(_, e)| {
+            io::Error::new(
+                io::Error::from(e).kind(),
+                format!("flock({}, LOCK_EX): {e}", path.display()),
+            )
+        })?;
+    Ok(FileLock { _lock: lock })
+}
+
 /// Opens a directory as an O_PATH handle (survives the path being covered).
 pub fn open_dir_handle(path: &std::path::Path) -> io::Result<OwnedFd> {
     use nix::fcntl::{open, OFlag};

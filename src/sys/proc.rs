@@ -25,6 +25,15 @@ pub fn disable_core_dumps() -> io::Result<()> {
     )
 }
 
+/// Makes this process undumpable (again): no ptrace or `/proc/<pid>`
+/// access by same-user processes that lack a capability over it.
+pub fn set_undumpable() -> io::Result<()> {
+    call(
+        || "prctl(PR_SET_DUMPABLE, 0)".to_owned(),
+        nix::sys::prctl::set_dumpable(false),
+    )
+}
+
 /// Makes this process dumpable again (writing one's own uid and gid maps
 /// needs it); RLIMIT_CORE stays 0, so there are still no core files.
 pub fn set_dumpable() -> io::Result<()> {
