@@ -215,12 +215,12 @@ pub fn stdio_mode(ctx: &Context, tty: TtyMode) -> StdioMode {
 }
 
 /// [`stdio_mode`] for a sandboxed command: without a pty it is given
-/// shroud's stdin only when that is a pipe or a file open for reading;
-/// anything else (the caller's terminal above all) is relayed through a
-/// pipe, so the command never holds it.
+/// shroud's stdin only when that is a pipe; anything else (the caller's
+/// terminal above all, or a file) is relayed through a pipe, so the
+/// command never holds it.
 pub fn sandbox_stdio_mode(ctx: &Context, tty: TtyMode) -> StdioMode {
     match stdio_mode(ctx, tty) {
-        StdioMode::Pipes if !crate::sys::fd::is_plain_input(std::io::stdin().as_fd()) => {
+        StdioMode::Pipes if !crate::sys::fd::is_pipe(std::io::stdin().as_fd()) => {
             StdioMode::RelayedInput
         }
         other => other,

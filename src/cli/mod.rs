@@ -207,6 +207,10 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
     .ok_or_else(|| {
         CliError::Usage("no home directory: pass --home DIR or set SHROUD_HOME or HOME".to_owned())
     })?;
+    let home = store::home::absolute(&home).map_err(|source| CliError::Io {
+        context: "resolve the home directory",
+        source,
+    })?;
     let master_key_env = match std::env::var("SHROUD_MASTER_KEY") {
         Ok(text) if !text.is_empty() => Some(Zeroizing::new(text)),
         Ok(_) | Err(std::env::VarError::NotPresent) => None,

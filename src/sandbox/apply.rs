@@ -68,7 +68,8 @@ pub struct SandboxPolicy {
     /// Directories covered by an empty read-only tmpfs: the shroud home,
     /// the host's homes, its /run (see [`hidden_dirs`]).
     pub hide: Vec<PathBuf>,
-    /// A private devpts on /dev/pts (the host's terminals out of sight).
+    /// A `/dev` of its own (see `ns::mount_private_dev`): the host's
+    /// terminals and other devices out of sight.
     #[serde(default = "yes")]
     pub private_devpts: bool,
     /// Started as root: run as this (uid, gid) instead.
@@ -81,8 +82,17 @@ fn yes() -> bool {
 
 /// Directories made private (an empty, writable tmpfs of the command's
 /// own) with `private_tmp`: whatever any user of the host can write there
-/// (files, Unix sockets) stays out of reach.
-pub const PRIVATE_DIRS: [&str; 3] = ["/tmp", "/var/tmp", "/dev/shm"];
+/// (files, Unix sockets) stays out of reach. `/dev/shm` is private too, in
+/// the sandbox's own `/dev`.
+pub const PRIVATE_DIRS: [&str; 2] = ["/tmp", "/var/tmp"];
+
+/// Mount options of a private tmpfs (`/tmp`, `/var/tmp`, `/dev/shm`):
+/// memory is the host's, so each is bounded, by the sandbox's `disk_mb`
+/// (1 GiB without one) and 65,536 files.
+fn private_tmp_options(limits: &Limits) -> String {
+    let mb = limits.disk_mb.unwrap_or(1024).min(1024);
+    format!("mode=1777,size={mb}m,nr_inodes=65536")
+}
 
 /// What a sandbox never sees of the host, covered by an empty read-only
 /// tmpfs: the shroud home (`shroud_home`: the vault and the other
@@ -98,24 +108,45 @@ pub fn hidden_dirs(shroud_home: &Path, caller_home: Option<&Path>) -> Vec<PathBu
     dirs
 }
 
-/// The directories of `wanted` that need a cover of their own: existing
-/// directories (a symlink such as `/var/run -> /run` is covered through
-/// its target), not inside one already covered or made private.
-fn covers(wanted: &[PathBuf], private: &[PathBuf]) -> Vec<PathBuf> {
+/// The directories of `wanted` that need a cover of their own, by their
+/// real paths (a home reached through a symlink, or `/home` pointing at
+/// `/var/home`, is covered where it really is): existing directories not
+/// inside one already covered or made private. Fails closed: a path that is
+/// not absolute, or that exists but cannot be resolved, is an error, never
+/// skipped.
+fn covers(wanted: &[PathBuf], private: &[PathBuf]) -> std::io::Result<Vec<PathBuf>> {
+    let mut real = Vec::new();
+    for dir in wanted {
+        if !dir.is_absolute() {
+            return Err(std::io::Error::other(format!(
+                "cannot hide {}: not an absolute path",
+                dir.display()
+            )));
+        }
+        match std::fs::canonicalize(dir) {
+            Ok(path) if path.is_dir() => real.push(path),
+            Ok(_) => {} // a file: nothing beneath it to hide
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(std::io::Error::new(
+                    e.kind(),
+                    format!("cannot hide {}: {e}", dir.display()),
+                ))
+            }
+        }
+    }
+    real.sort_by_key(|p| p.components().count());
     let mut chosen: Vec<PathBuf> = Vec::new();
-    let mut candidates: Vec<&PathBuf> = wanted.iter().collect();
-    candidates.sort_by_key(|p| p.components().count());
-    for dir in candidates {
-        let real_dir = std::fs::symlink_metadata(dir).is_ok_and(|m| m.is_dir());
+    for dir in real {
         let inside = chosen
             .iter()
             .chain(private)
             .any(|above| dir.starts_with(above));
-        if real_dir && !inside && dir.is_absolute() {
-            chosen.push(dir.clone());
+        if !inside {
+            chosen.push(dir);
         }
     }
-    chosen
+    Ok(chosen)
 }
 
 impl SandboxPolicy {
@@ -132,7 +163,7 @@ impl SandboxPolicy {
                 iso.read_only_system = false;
                 self.private_devpts = false;
             }
-            "private_devpts" => self.private_devpts = false,
+            "private_dev" => self.private_devpts = false,
             "pid_namespace" => iso.pid_namespace = false,
             "net_namespace" => self.network = true,
             "ipc_namespace" => iso.ipc_namespace = false,
@@ -197,19 +228,24 @@ fn enter_namespaces(policy: &SandboxPolicy) -> std::io::Result<()> {
 }
 
 fn outer(policy: &SandboxPolicy, command: &[OsString], env: &[&[u8]]) -> std::io::Result<Never> {
-    let (uid, _) = proc::ids();
-    // Only a user's limit counts the processes it runs already (a sandbox's
-    // own uid runs none); reading /proc for each costs a millisecond.
-    let processes_before = match (policy.run_as, policy.limits.processes) {
-        (None, Some(_)) => count_processes_of(uid),
-        _ => 0,
-    };
+    // Nothing relative: a working directory of the caller's would sit under
+    // the covers, and `..` from it would walk the host beneath them.
+    for dir in std::iter::once(&policy.workdir).chain(&policy.home_dir) {
+        if !dir.is_absolute() {
+            return Err(std::io::Error::other(format!(
+                "the sandbox's directory {} is not an absolute path",
+                dir.display()
+            )));
+        }
+    }
+    std::env::set_current_dir("/")
+        .map_err(|e| std::io::Error::new(e.kind(), format!("chdir /: {e}")))?;
     enter_namespaces(policy)?;
     let (status_read, status_write) = std::io::pipe()?;
     match proc::fork_process()? {
         None => {
             drop(status_read);
-            let code = match init(policy, command, env, status_write, processes_before) {
+            let code = match init(policy, command, env, status_write) {
                 Ok(code) => code,
                 Err(e) => {
                     let _ = writeln!(std::io::stderr(), "error: sandbox: {e}");
@@ -253,7 +289,6 @@ fn init(
     command: &[OsString],
     env: &[&[u8]],
     mut status: std::io::PipeWriter,
-    processes_before: u64,
 ) -> std::io::Result<i32> {
     setup_mounts(policy)?;
     if policy.namespaces().net {
@@ -263,7 +298,7 @@ fn init(
         ns::set_hostname("sandbox")?;
     }
     let command_pid = match proc::fork_process()? {
-        None => run_command(policy, command, env, processes_before),
+        None => run_command(policy, command, env),
         Some(pid) => pid,
     };
     // Reap every process of the sandbox until the command itself ends.
@@ -303,15 +338,16 @@ fn setup_mounts(policy: &SandboxPolicy) -> std::io::Result<()> {
         ns::make_tree_read_only()?;
     }
     let mut private = Vec::new();
+    let tmp_options = private_tmp_options(&policy.limits);
     if iso.private_tmp {
         for dir in PRIVATE_DIRS.map(Path::new) {
             if std::fs::symlink_metadata(dir).is_ok_and(|m| m.is_dir()) {
-                ns::mount_tmpfs(dir, "mode=1777")?;
+                ns::mount_tmpfs(dir, &tmp_options)?;
                 private.push(dir.to_owned());
             }
         }
     }
-    let hidden = covers(&policy.hide, &private);
+    let hidden = covers(&policy.hide, &private)?;
     for dir in &hidden {
         ns::mount_tmpfs(dir, "mode=755,size=64k")?;
     }
@@ -331,7 +367,9 @@ fn setup_mounts(policy: &SandboxPolicy) -> std::io::Result<()> {
         ns::remount_read_only(dir, false)?;
     }
     if policy.private_devpts {
-        ns::mount_private_devpts()?;
+        ns::mount_private_dev(&tmp_options)?;
+    } else if iso.private_tmp && Path::new("/dev/shm").is_dir() {
+        ns::mount_tmpfs(Path::new("/dev/shm"), &tmp_options)?;
     }
     if iso.pid_namespace {
         ns::mount_proc()?;
@@ -340,12 +378,7 @@ fn setup_mounts(policy: &SandboxPolicy) -> std::io::Result<()> {
 }
 
 /// The command process: limits, then exec. Never returns.
-fn run_command(
-    policy: &SandboxPolicy,
-    command: &[OsString],
-    env: &[&[u8]],
-    processes_before: u64,
-) -> ! {
+fn run_command(policy: &SandboxPolicy, command: &[OsString], env: &[&[u8]]) -> ! {
     let prepared = (|| -> std::io::Result<()> {
         if let Some((uid, gid)) = policy.run_as {
             ns::become_user(uid, gid)?;
@@ -370,15 +403,12 @@ fn run_command(
         apply(Rlimit::AddressSpaceBytes, limits.memory_mb, MIB)?;
         apply(Rlimit::OpenFiles, limits.open_files, 1)?;
         apply(Rlimit::FileSizeBytes, limits.file_size_mb, MIB)?;
-        // RLIMIT_NPROC counts every process of the uid: with a dedicated uid
-        // (started as root) that is the sandbox alone; otherwise the user's
-        // existing processes are added so the limit means "this many more".
-        let base = if policy.run_as.is_some() {
-            0
-        } else {
-            processes_before
-        };
-        apply(Rlimit::Processes, limits.processes.map(|p| p + base), 1)?;
+        // RLIMIT_NPROC counts the processes of the uid in the command's
+        // user namespace: with a dedicated uid (as root) or a namespace of
+        // the user's own, that is the sandbox alone.
+        apply(Rlimit::Processes, limits.processes, 1)?;
+        ns::leave_callers_keyring()?;
+        ns::install_seccomp(!policy.network)?;
         // Root inside a user namespace keeps no capability: it cannot undo
         // the mounts above (unmount a cover, remount the system writable).
         ns::drop_capabilities()?;
@@ -405,31 +435,6 @@ fn run_command(
     };
     let _ = writeln!(std::io::stderr(), "error: program `{program}` {what}");
     std::process::exit(code)
-}
-
-/// Processes that `uid` runs now (from /proc).
-fn count_processes_of(uid: u32) -> u64 {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return 0;
-    };
-    entries
-        .flatten()
-        .filter(|e| {
-            e.file_name()
-                .to_string_lossy()
-                .bytes()
-                .all(|b| b.is_ascii_digit())
-        })
-        .filter_map(|e| std::fs::read_to_string(e.path().join("status")).ok())
-        .filter(|status| {
-            status
-                .lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|u| u.parse::<u32>().ok())
-                == Some(uid)
-        })
-        .count() as u64
 }
 
 /// Tries each isolation feature of `policy` on this host. Runs in the
@@ -524,6 +529,7 @@ pub fn probe(policy: &SandboxPolicy) -> Vec<Feature> {
         trial.private_devpts = false;
         let result = try_mounts(&trial);
         let covered = covers(&policy.hide, &[])
+            .unwrap_or_default()
             .iter()
             .map(|p| p.display().to_string())
             .collect::<Vec<_>>()
@@ -532,7 +538,11 @@ pub fn probe(policy: &SandboxPolicy) -> Vec<Feature> {
             (
                 "private_tmp",
                 iso.private_tmp,
-                format!("{} are the command's own", PRIVATE_DIRS.join(", ")),
+                format!(
+                    "{} and /dev/shm are the command's own ({})",
+                    PRIVATE_DIRS.join(", "),
+                    private_tmp_options(&policy.limits)
+                ),
             ),
             (
                 "read_only_system",
@@ -558,43 +568,34 @@ pub fn probe(policy: &SandboxPolicy) -> Vec<Feature> {
                 Err(e) => Err(std::io::Error::new(e.kind(), e.to_string())),
             };
             features.push(described(
-                "private_devpts",
+                "private_dev",
                 devpts,
-                "a devpts of its own: the host's terminals are not there".to_owned(),
+                format!(
+                    "a /dev of its own ({}, a devpts, a /dev/shm): the host's terminals and other devices are not there",
+                    ns::DEVICES.join(", ")
+                ),
             ));
         }
     }
     features.push(described(
         "capabilities",
         in_child(|| {
-            // Where the command drops them: in its user namespace.
-            match policy.run_as {
-                Some((uid, gid)) => {
-                    ns::become_user(uid, gid)?;
-                    ns::unshare_namespaces(Namespaces {
-                        user: true,
-                        ..Namespaces::default()
-                    })?;
-                    ns::map_root_to(uid, gid)?;
-                }
-                None if policy.isolation.user_namespace => {
-                    enter_namespaces(&SandboxPolicy {
-                        isolation: Isolation {
-                            mount_namespace: false,
-                            pid_namespace: false,
-                            ipc_namespace: false,
-                            uts_namespace: false,
-                            ..policy.isolation
-                        },
-                        network: true,
-                        ..policy.clone()
-                    })?;
-                }
-                None => {}
-            }
+            as_the_command(policy)?;
             ns::drop_capabilities()
         }),
         "all dropped: root inside cannot undo a mount".to_owned(),
+    ));
+    features.push(described(
+        "seccomp",
+        in_child(|| {
+            as_the_command(policy)?;
+            ns::leave_callers_keyring()?;
+            ns::install_seccomp(!policy.network)
+        }),
+        format!(
+            "the kernel keyring, io_uring, eBPF, perf events, userfaultfd, module loading and open_by_handle_at refused{}; the caller's session keyring left behind",
+            if policy.network { "" } else { ", vsock too (the network is off)" }
+        ),
     ));
     features.push(supplementary_groups(policy));
     if iso.no_new_privs {
@@ -625,6 +626,34 @@ fn cgroup_detail() -> String {
         "not used: limits are rlimits (cgroup v2 is present, but shroud does not manage cgroups yet)".to_owned()
     } else {
         "not available: the host has cgroup v1 without delegation; limits are rlimits".to_owned()
+    }
+}
+
+/// In a probe's child: takes the user and user namespace a command would
+/// run in (as root, the sandbox's uid and a namespace of its own; as a
+/// user, the outer user namespace).
+fn as_the_command(policy: &SandboxPolicy) -> std::io::Result<()> {
+    match policy.run_as {
+        Some((uid, gid)) => {
+            ns::become_user(uid, gid)?;
+            ns::unshare_namespaces(Namespaces {
+                user: true,
+                ..Namespaces::default()
+            })?;
+            ns::map_root_to(uid, gid)
+        }
+        None if policy.isolation.user_namespace => enter_namespaces(&SandboxPolicy {
+            isolation: Isolation {
+                mount_namespace: false,
+                pid_namespace: false,
+                ipc_namespace: false,
+                uts_namespace: false,
+                ..policy.isolation
+            },
+            network: true,
+            ..policy.clone()
+        }),
+        None => Ok(()),
     }
 }
 

@@ -46,7 +46,7 @@ pub fn create(sandbox_dir: &Path, size_mb: u64, owner: Option<(u32, u32)>) -> Fe
         None => Err(io::Error::other(
             "shroud is not root, so it cannot mount a file system of the sandbox's own; the working directory can fill the disk it is on",
         )),
-        Some(owner) => make(sandbox_dir, size_mb, owner),
+        Some(owner) => room_for(sandbox_dir, size_mb).and_then(|()| make(sandbox_dir, size_mb, owner)),
     };
     match result {
         Ok(()) => Feature {
@@ -63,6 +63,39 @@ pub fn create(sandbox_dir: &Path, size_mb: u64, owner: Option<(u32, u32)>) -> Fe
             }
         }
     }
+}
+
+/// Disk kept free beside every sandbox's promised size, for the vault.
+const RESERVE_MB: u64 = 256;
+
+/// Whether the disk holding the sandboxes can keep every promise: the
+/// images are sparse, so what they may still grow by (their size less what
+/// they hold now), this one's `size_mb` and a reserve for the vault must
+/// fit in what is free. Otherwise sandboxes filling their disks would fill
+/// the host's, which is what the limit is for.
+fn room_for(sandbox_dir: &Path, size_mb: u64) -> io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    const MIB: u64 = 1024 * 1024;
+    let Some(parent) = sandbox_dir.parent() else {
+        return Ok(());
+    };
+    let free = ns::free_space(parent)?;
+    let promised: u64 = std::fs::read_dir(parent)?
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "disk"))
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len().saturating_sub(m.blocks() * 512))
+        .sum();
+    let wanted = (size_mb + RESERVE_MB) * MIB;
+    if free < promised.saturating_add(wanted) {
+        return Err(io::Error::other(format!(
+            "the disk holding {} has {} MiB free, and the sandboxes there may still grow by {} MiB: no room to promise {size_mb} MiB more (and keep {RESERVE_MB} MiB for the vault)",
+            parent.display(),
+            free / MIB,
+            promised / MIB
+        )));
+    }
+    Ok(())
 }
 
 fn make(sandbox_dir: &Path, size_mb: u64, (uid, gid): (u32, u32)) -> io::Result<()> {

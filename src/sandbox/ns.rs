@@ -341,32 +341,193 @@ fn unescape_mountinfo(field: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Mounts a private devpts instance on /dev/pts and binds its `ptmx` over
-/// /dev/ptmx, so pseudo-terminals opened inside are the sandbox's own and
-/// the host's (the user's other terminals among them) are not there.
-pub fn mount_private_devpts() -> io::Result<()> {
-    use nix::mount::{mount, MsFlags};
-    let pts = std::path::Path::new("/dev/pts");
-    if !pts.is_dir() {
-        return Err(io::Error::new(
-            io::ErrorKind::NotFound,
-            "/dev/pts is not a directory",
-        ));
+/// The device nodes a sandbox's `/dev` holds (bound from the host's).
+pub const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
+
+/// Gives the sandbox a `/dev` of its own, as bubblewrap's `--dev` does: a
+/// small read-only tmpfs holding only [`DEVICES`] (bound from the host's
+/// nodes, so they work in a user namespace too), the usual `fd`, `stdin`,
+/// `stdout`, `stderr` and `ptmx` links, a devpts instance of its own on
+/// `/dev/pts` (so the host's terminals, the user's among them, are not
+/// there) and a private `/dev/shm` mounted with `shm_options`. Every other
+/// device of the host (a `/dev/kvm`, a `/dev/fuse`, disks) is out of reach.
+pub fn mount_private_dev(shm_options: &str) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    use std::path::Path;
+    let dev = Path::new("/dev");
+    // Handles on the host's nodes, opened before /dev is covered.
+    let mut nodes = Vec::new();
+    for name in DEVICES {
+        let path = dev.join(name);
+        if path.exists() {
+            nodes.push((crate::sys::fd::open_path(&path)?, name));
+        }
     }
+    mount_tmpfs(dev, "mode=755,size=64k")?;
+    let made = |what: &str, result: io::Result<()>| {
+        result.map_err(|e| io::Error::new(e.kind(), format!("{what}: {e}")))
+    };
+    for (handle, name) in &nodes {
+        let target = dev.join(name);
+        made(
+            &format!("create {}", target.display()),
+            std::fs::File::create(&target).map(drop),
+        )?;
+        let source = std::path::PathBuf::from(format!("/proc/self/fd/{}", handle.as_raw_fd()));
+        bind_mount(&source, &target)?;
+    }
+    for (link, to) in [
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+        ("ptmx", "pts/ptmx"),
+    ] {
+        made(
+            &format!("symlink /dev/{link}"),
+            std::os::unix::fs::symlink(to, dev.join(link)),
+        )?;
+    }
+    for dir in ["pts", "shm"] {
+        made(
+            &format!("mkdir /dev/{dir}"),
+            std::fs::create_dir(dev.join(dir)),
+        )?;
+    }
+    use nix::mount::{mount, MsFlags};
     call(
         || "mount(devpts, /dev/pts, newinstance,ptmxmode=0666,mode=620)".to_owned(),
         mount(
             Some("devpts"),
-            pts,
+            &dev.join("pts"),
             Some("devpts"),
             MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
             Some("newinstance,ptmxmode=0666,mode=620"),
         ),
     )?;
-    let ptmx = std::path::Path::new("/dev/ptmx");
-    let is_link = std::fs::symlink_metadata(ptmx).is_ok_and(|m| m.file_type().is_symlink());
-    if ptmx.exists() && !is_link {
-        bind_mount(std::path::Path::new("/dev/pts/ptmx"), ptmx)?;
+    mount_tmpfs(&dev.join("shm"), shm_options)?;
+    remount_read_only(dev, false)
+}
+
+/// Gives this process a new, empty session keyring, so the caller's (a
+/// Kerberos ticket cache, ecryptfs keys, anything kept with `keyctl`) is
+/// neither readable nor writable from the command.
+pub fn leave_callers_keyring() -> io::Result<()> {
+    const KEYCTL_JOIN_SESSION_KEYRING: nix::libc::c_long = 1;
+    // SAFETY: keyctl(JOIN_SESSION_KEYRING, NULL) takes no buffer.
+    let id = unsafe {
+        nix::libc::syscall(
+            nix::libc::SYS_keyctl,
+            KEYCTL_JOIN_SESSION_KEYRING,
+            std::ptr::null::<nix::libc::c_char>(),
+        )
+    };
+    if id < 0 {
+        let e = io::Error::last_os_error();
+        return Err(io::Error::new(
+            e.kind(),
+            format!("keyctl(KEYCTL_JOIN_SESSION_KEYRING): {e}"),
+        ));
+    }
+    Ok(())
+}
+
+/// System calls a sandboxed command gets EPERM for: the kernel keyring
+/// (the caller's secrets live there), io_uring, eBPF, perf events,
+/// userfaultfd, module and kexec loading, `open_by_handle_at` (the classic
+/// container escape), accounting, swap and reboot. None is needed by the
+/// programs a sandbox runs; each is kernel attack surface or a way out.
+fn denied_syscalls() -> Vec<i64> {
+    use nix::libc;
+    vec![
+        libc::SYS_keyctl,
+        libc::SYS_add_key,
+        libc::SYS_request_key,
+        libc::SYS_io_uring_setup,
+        libc::SYS_io_uring_enter,
+        libc::SYS_io_uring_register,
+        libc::SYS_bpf,
+        libc::SYS_perf_event_open,
+        libc::SYS_userfaultfd,
+        libc::SYS_kexec_load,
+        libc::SYS_kexec_file_load,
+        libc::SYS_init_module,
+        libc::SYS_finit_module,
+        libc::SYS_delete_module,
+        libc::SYS_open_by_handle_at,
+        libc::SYS_acct,
+        libc::SYS_swapon,
+        libc::SYS_swapoff,
+        libc::SYS_reboot,
+    ]
+}
+
+/// Installs the sandbox's seccomp filters: [`denied_syscalls`] fail with
+/// EPERM, and with `network_off`, `socket(AF_VSOCK, ...)` fails with
+/// EAFNOSUPPORT (a network namespace does not cover vsock, the way to the
+/// hypervisor and whatever the VM's host forwards). Installed with the
+/// capability the process has in its user namespace, so it does not force
+/// `no_new_privs` on a template that turned it off.
+pub fn install_seccomp(network_off: bool) -> io::Result<()> {
+    use seccompiler::{
+        BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
+        SeccompRule, TargetArch,
+    };
+    let arch = TargetArch::try_from(std::env::consts::ARCH)
+        .map_err(|e| io::Error::other(format!("seccomp on {}: {e}", std::env::consts::ARCH)))?;
+    let compile = |rules: std::collections::BTreeMap<i64, Vec<SeccompRule>>, errno: i32| {
+        let filter = SeccompFilter::new(
+            rules,
+            SeccompAction::Allow,
+            SeccompAction::Errno(errno as u32),
+            arch,
+        )
+        .and_then(BpfProgram::try_from)
+        .map_err(|e| io::Error::other(format!("compile the seccomp filter: {e}")))?;
+        Ok::<_, io::Error>(filter)
+    };
+    let mut programs = vec![compile(
+        denied_syscalls()
+            .into_iter()
+            .map(|n| (n, Vec::new()))
+            .collect(),
+        nix::libc::EPERM,
+    )?];
+    if network_off {
+        let vsock = SeccompRule::new(vec![SeccompCondition::new(
+            0,
+            SeccompCmpArgLen::Dword,
+            SeccompCmpOp::Eq,
+            nix::libc::AF_VSOCK as u64,
+        )
+        .map_err(|e| io::Error::other(format!("seccomp condition: {e}")))?])
+        .map_err(|e| io::Error::other(format!("seccomp rule: {e}")))?;
+        programs.push(compile(
+            [(nix::libc::SYS_socket, vec![vsock])].into_iter().collect(),
+            nix::libc::EAFNOSUPPORT,
+        )?);
+    }
+    for program in &programs {
+        let fprog = nix::libc::sock_fprog {
+            len: program.len() as u16,
+            filter: program.as_ptr() as *mut nix::libc::sock_filter,
+        };
+        // SAFETY: seccomp copies the program, which lives for the call.
+        let done = unsafe {
+            nix::libc::syscall(
+                nix::libc::SYS_seccomp,
+                nix::libc::SECCOMP_SET_MODE_FILTER,
+                0,
+                &fprog as *const nix::libc::sock_fprog,
+            )
+        };
+        if done != 0 {
+            let e = io::Error::last_os_error();
+            return Err(io::Error::new(
+                e.kind(),
+                format!("seccomp(SECCOMP_SET_MODE_FILTER): {e}"),
+            ));
+        }
     }
     Ok(())
 }
@@ -597,6 +758,16 @@ pub fn unmount(target: &std::path::Path) -> io::Result<()> {
             format!("umount2({}, MNT_DETACH): {e}", target.display()),
         )),
     }
+}
+
+/// Bytes an unprivileged writer may still write on the file system
+/// holding `path` (statvfs).
+pub fn free_space(path: &std::path::Path) -> io::Result<u64> {
+    let stat = call(
+        || format!("statvfs({})", path.display()),
+        nix::sys::statvfs::statvfs(path),
+    )?;
+    Ok(stat.blocks_available() as u64 * stat.fragment_size() as u64)
 }
 
 /// True when `path` is the root of a mount (its device differs from its

@@ -33,6 +33,9 @@ const TAG_LEN: usize = 16;
 pub const KEY_LEN: usize = 32;
 /// Plaintext of the key-check record that tells a wrong master key apart.
 const KEY_CHECK_PLAINTEXT: &[u8] = b"shroud master key check v1";
+/// The key check of a store whose audit chain is keyed (see
+/// [`key_check_version`]): sealed, so only the key's holder can write it.
+const KEY_CHECK_KEYED_AUDIT: &[u8] = b"shroud master key check v2: keyed audit chain";
 
 /// What went wrong opening or sealing a blob. Never carries plaintext.
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -262,16 +265,42 @@ pub fn seal_key_check(master: &Key) -> Result<Vec<u8>, CryptoError> {
     seal(
         master,
         &KEY_CHECK_ID.associated_data(RecordKind::KeyCheck),
+        KEY_CHECK_KEYED_AUDIT,
+    )
+}
+
+/// The key check an older shroud wrote (version 1, before the audit chain
+/// was keyed): for tests of the conversion of such stores.
+#[doc(hidden)]
+pub fn seal_key_check_v1(master: &Key) -> Result<Vec<u8>, CryptoError> {
+    seal(
+        master,
+        &KEY_CHECK_ID.associated_data(RecordKind::KeyCheck),
         KEY_CHECK_PLAINTEXT,
     )
 }
 
-/// True when `blob` was sealed by [`seal_key_check`] under `master`.
+/// True when `blob` was sealed by [`seal_key_check`] under `master` (by
+/// this build or an older one).
 pub fn key_check_opens(master: &Key, blob: &[u8]) -> bool {
-    matches!(
-        open(master, &KEY_CHECK_ID.associated_data(RecordKind::KeyCheck), blob),
-        Ok(plain) if plain.as_slice() == KEY_CHECK_PLAINTEXT
-    )
+    key_check_version(master, blob).is_some()
+}
+
+/// Which key check `blob` is under `master`: 2 for a store whose audit
+/// chain is keyed, 1 for one written before (unkeyed chain), `None` when it
+/// does not open. The version lives inside the sealed plaintext, so someone
+/// who can write the database but lacks the key cannot make a store look
+/// older than it is (and have its forged unkeyed history converted).
+pub fn key_check_version(master: &Key, blob: &[u8]) -> Option<u8> {
+    match open(
+        master,
+        &KEY_CHECK_ID.associated_data(RecordKind::KeyCheck),
+        blob,
+    ) {
+        Ok(plain) if plain.as_slice() == KEY_CHECK_KEYED_AUDIT => Some(2),
+        Ok(plain) if plain.as_slice() == KEY_CHECK_PLAINTEXT => Some(1),
+        _ => None,
+    }
 }
 
 #[cfg(test)]

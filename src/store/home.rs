@@ -42,6 +42,40 @@ pub fn resolve_home(
         .or_else(|| non_empty(user_home).map(|h| h.join(".local/share/shroud")))
 }
 
+/// `path` made absolute (against the current directory) and, where it
+/// exists, canonical (symlinks resolved). A relative home would otherwise
+/// mean something else to every process that does not share our current
+/// directory (a sandbox's init among them), and a home reached through a
+/// symlink must be known by its real path to be hidden.
+pub fn absolute(path: &Path) -> io::Result<PathBuf> {
+    let joined = if path.is_absolute() {
+        path.to_owned()
+    } else {
+        std::env::current_dir()?.join(path)
+    };
+    // The longest existing prefix is canonicalized; the rest is appended.
+    let mut existing = joined.as_path();
+    let mut rest = Vec::new();
+    loop {
+        match existing.canonicalize() {
+            Ok(real) => {
+                let mut out = real;
+                for part in rest.iter().rev() {
+                    out.push(part);
+                }
+                return Ok(out);
+            }
+            Err(_) => match (existing.parent(), existing.file_name()) {
+                (Some(parent), Some(name)) => {
+                    rest.push(name.to_owned());
+                    existing = parent;
+                }
+                _ => return Ok(joined),
+            },
+        }
+    }
+}
+
 /// Where the master key came from; named in every key error.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeySource {

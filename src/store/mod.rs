@@ -583,7 +583,11 @@ impl Store {
     /// is converted to the keyed one once, here, in one transaction; a
     /// break the old hashes showed is kept as the outcome of the
     /// conversion's own record (with the first broken record's number), so
-    /// it is not laundered.
+    /// it is not laundered. Only a store whose key check says it is older
+    /// (version 1, sealed: nobody without the key can fake it) is
+    /// converted; one whose chain marker merely went missing is marked
+    /// again and left as it is, so that `audit verify` shows whatever was
+    /// done to it.
     fn ensure_keyed_audit_chain(&mut self) -> Result<()> {
         if self.keys.key_source == KeySource::Ephemeral
             || audit::is_marked_keyed(&self.conn).db("reading the audit log")?
@@ -591,7 +595,12 @@ impl Store {
             return Ok(());
         }
         let (tx, keys) = self.begin_write()?;
-        if audit::is_unkeyed(&tx).db("reading the audit log")? {
+        let check = sqlite::meta_get(&tx, KEY_CHECK).db("reading the key check")?;
+        let older_store = check
+            .as_deref()
+            .and_then(|blob| crypto::key_check_version(&keys.master, blob))
+            == Some(1);
+        if older_store && audit::is_unkeyed(&tx).db("reading the audit log")? {
             let broken = audit::upgrade_unkeyed(&tx, &keys.audit).db("converting the audit log")?;
             let outcome = if broken.is_some() {
                 Outcome::Error
@@ -605,7 +614,14 @@ impl Store {
                 tracing::warn!(seq = broken.seq, reason = %broken.reason, "the audit log was already broken before it was keyed");
             }
         } else {
+            if !older_store && audit::is_unkeyed(&tx).db("reading the audit log")? {
+                tracing::warn!("the audit chain's format marker is missing from a store whose chain is keyed: not converting it (run `shroud audit verify`)");
+            }
             audit::mark_keyed(&tx).db("marking the audit chain")?;
+        }
+        if older_store {
+            let sealed = crypto::seal_key_check(&keys.master).map_err(StoreError::Encrypt)?;
+            sqlite::meta_put(&tx, KEY_CHECK, &sealed).db("writing the key check")?;
         }
         tx.commit().db("committing the audit chain's conversion")
     }

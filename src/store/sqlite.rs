@@ -20,7 +20,9 @@ use rusqlite::{params, Connection, OptionalExtension};
 use super::crypto::SealedSecret;
 
 /// The schema version this build writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 3;
+/// 4: the key check says whether the audit chain is keyed (an older build
+/// must refuse such a store as newer, not as "written under another key").
+pub const SCHEMA_VERSION: i64 = 4;
 /// How many versions of a secret are kept.
 pub const KEPT_VERSIONS: u64 = 10;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);

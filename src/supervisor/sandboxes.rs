@@ -152,10 +152,12 @@ impl SandboxHost {
     ) -> Result<Created, PlanError> {
         let io = |context| move |source| PlanError::Io { context, source };
         let (uid, _) = crate::sys::proc::ids();
-        let run_as = (uid == 0).then(|| {
-            let sandbox_uid = sandbox_uid(&id);
-            (sandbox_uid, sandbox_uid)
-        });
+        let run_as = if uid == 0 {
+            let sandbox_uid = free_sandbox_uid(store, &id)?;
+            Some((sandbox_uid, sandbox_uid))
+        } else {
+            None
+        };
         // The disk first: the working directory lives on it.
         let disk = template
             .limits
@@ -434,10 +436,26 @@ fn sandbox_dir(home: &Path, id: &str) -> PathBuf {
     home.join("sandboxes").join(id)
 }
 
+/// The first uid sandboxes run as when shroud is root, and how many there are.
+const SANDBOX_UIDS: (u32, u32) = (200_000, 800_000);
+
 /// The unprivileged uid a sandbox runs as when shroud is root: one per
-/// sandbox (so RLIMIT_NPROC counts only its processes), above the ranges
-/// distributions give to users.
-fn sandbox_uid(id: &uuid::Uuid) -> u32 {
+/// sandbox (so RLIMIT_NPROC counts only its processes, and two sandboxes'
+/// files never share an owner), above the ranges distributions give to
+/// users. It starts from a hash of the id and takes the next one no other
+/// sandbox of this store uses.
+fn free_sandbox_uid(store: &Store, id: &uuid::Uuid) -> Result<u32, PlanError> {
+    let (first, count) = SANDBOX_UIDS;
+    let used: std::collections::HashSet<u32> = store
+        .list_sandboxes()?
+        .iter()
+        .filter_map(|row| serde_json::from_str::<SandboxConfig>(&row.config).ok())
+        .filter_map(|config| config.policy.run_as.map(|(uid, _)| uid))
+        .collect();
     let bytes = id.as_bytes();
-    200_000 + u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) % 800_000
+    let start = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) % count;
+    (0..count)
+        .map(|offset| first + (start + offset) % count)
+        .find(|uid| !used.contains(uid))
+        .ok_or_else(|| PlanError::Refused(format!("all {count} sandbox uids are in use")))
 }

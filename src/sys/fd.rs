@@ -139,21 +139,16 @@ pub fn cloexec_all_but(keep: Option<RawFd>) -> io::Result<()> {
     Ok(())
 }
 
-/// True when `fd` is a pipe or a regular file open only for reading: input
-/// a sandboxed command may be given as it is. Anything else (a terminal, a
-/// socket, a directory, a device, a file open for writing) is relayed
-/// through a pipe instead, so the command never holds the caller's object.
-pub fn is_plain_input(fd: BorrowedFd<'_>) -> bool {
-    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+/// True when `fd` is a pipe: input a sandboxed command may be given as it
+/// is. Anything else is relayed through a pipe instead, so the command never
+/// holds the caller's object: a terminal (TIOCSTI, its modes, the user's
+/// next keystrokes), a socket, a directory (a way past every mount), and
+/// even a regular file open only for reading (reopened through
+/// `/proc/self/fd/0`, it would be writable wherever its permissions allow).
+pub fn is_pipe(fd: BorrowedFd<'_>) -> bool {
     use nix::sys::stat::{fstat, SFlag};
-    let Ok(stat) = fstat(fd.as_raw_fd()) else {
-        return false;
-    };
-    let kind = SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT;
-    let read_only = fcntl(fd.as_raw_fd(), FcntlArg::F_GETFL)
-        .map(|flags| OFlag::from_bits_truncate(flags) & OFlag::O_ACCMODE == OFlag::O_RDONLY)
-        .unwrap_or(false);
-    (kind == SFlag::S_IFIFO || kind == SFlag::S_IFREG) && read_only
+    fstat(fd.as_raw_fd())
+        .is_ok_and(|stat| SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT == SFlag::S_IFIFO)
 }
 
 /// The descriptors this process has open, by number (from /proc/self/fd).
@@ -308,6 +303,21 @@ pub fn lock_exclusive(path: &std::path::Path) -> io::Result<FileLock> {
             )
         })?;
     Ok(FileLock { _lock: lock })
+}
+
+/// Opens any file as an O_PATH handle (survives the path being covered).
+pub fn open_path(path: &std::path::Path) -> io::Result<OwnedFd> {
+    use nix::fcntl::{open, OFlag};
+    let fd = call(
+        || format!("open({}, O_PATH)", path.display()),
+        open(
+            path,
+            OFlag::O_PATH | OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        ),
+    )?;
+    // SAFETY: `open` returned a new fd that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// Opens a directory as an O_PATH handle (survives the path being covered).

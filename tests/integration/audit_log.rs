@@ -292,6 +292,15 @@ fn forge(home: &TestHome, remove: i64, mac: &dyn Fn(&[u8]) -> [u8; 32], head_len
     .unwrap();
 }
 
+/// The older, unkeyed chain's hash: SHA-256 over the same encoding.
+fn unkeyed_hash(bytes: &[u8]) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(b"shroud-audit-v1");
+    h.update(bytes);
+    h.finalize().into()
+}
+
 fn populated_with_a_reveal() -> (TestHome, i64) {
     let home = populated();
     home.reveal("S2");
@@ -306,20 +315,10 @@ fn populated_with_a_reveal() -> (TestHome, i64) {
 
 #[test]
 fn a_forger_who_recomputes_every_hash_is_caught() {
-    use sha2::{Digest, Sha256};
+    use sha2::Sha256;
     // The old, unkeyed chain: SHA-256 over the same encoding.
     let (home, reveal) = populated_with_a_reveal();
-    forge(
-        &home,
-        reveal,
-        &|bytes| {
-            let mut h = Sha256::new();
-            h.update(b"shroud-audit-v1");
-            h.update(bytes);
-            h.finalize().into()
-        },
-        40,
-    );
+    forge(&home, reveal, &unkeyed_hash, 40);
     let out = home.run(&["audit", "verify"]);
     out.fails_with(1);
     assert!(out.stderr.contains("record 1"), "{}", out.stderr);
@@ -404,13 +403,7 @@ fn a_chain_broken_before_a_rotation_stays_visible_in_its_record() {
 
 #[test]
 fn an_unkeyed_chain_of_an_older_store_is_converted_once_and_its_breaks_kept() {
-    use sha2::{Digest, Sha256};
-    let old = |bytes: &[u8]| -> [u8; 32] {
-        let mut h = Sha256::new();
-        h.update(b"shroud-audit-v1");
-        h.update(bytes);
-        h.finalize().into()
-    };
+    let old = unkeyed_hash;
     // An older shroud's store: the same records, chained by SHA-256, no
     // format marker.
     let make_legacy = |break_it: bool| {
@@ -440,6 +433,15 @@ fn an_unkeyed_chain_of_an_older_store_is_converted_once_and_its_breaks_kept() {
             conn.execute("UPDATE audit SET outcome = 'denied' WHERE seq = 3", [])
                 .unwrap();
         }
+        // An older store's key check (written with the key, as it was).
+        let key_text = std::fs::read_to_string(home.key_path()).unwrap();
+        let key = shroud::store::home::decode_key(&key_text).unwrap();
+        let check = shroud::store::crypto::seal_key_check_v1(&key).unwrap();
+        conn.execute(
+            "UPDATE meta SET value = ?1 WHERE key = 'key_check'",
+            [check],
+        )
+        .unwrap();
         home
     };
     let home = make_legacy(false);
@@ -458,4 +460,31 @@ fn an_unkeyed_chain_of_an_older_store_is_converted_once_and_its_breaks_kept() {
     assert_eq!(last[0]["action"], "audit.upgrade");
     assert_eq!(last[0]["outcome"], "error");
     assert_eq!(last[0]["version"], 3);
+}
+
+#[test]
+fn a_store_made_to_look_older_is_not_converted_and_its_forgery_shows() {
+    // The forger removes the keyed chain's marker and rewrites the whole log
+    // as an older store's unkeyed chain, leaving out the injections: the
+    // key check (sealed, version 2) still says the chain is keyed, so the
+    // store is not "converted" and verify names the first record.
+    let (home, _) = populated_with_a_reveal();
+    home.sqlite()
+        .execute("DELETE FROM meta WHERE key = 'audit_chain'", [])
+        .unwrap();
+    let reveal = rows(&home)
+        .iter()
+        .find(|r| r.action == "secret.reveal")
+        .unwrap()
+        .seq;
+    forge(&home, reveal, &unkeyed_hash, 40);
+    let out = home.run(&["audit", "verify"]);
+    out.fails_with(1);
+    assert!(out.stderr.contains("record 1"), "{}", out.stderr);
+    assert!(
+        !audit_json(&home, &[])
+            .iter()
+            .any(|r| r["action"] == "audit.upgrade"),
+        "the forged history was converted"
+    );
 }

@@ -410,8 +410,9 @@ fn the_isolation_report_names_what_a_root_sandbox_gets() {
         "private_tmp",
         "read_only_system",
         "hidden_home",
-        "private_devpts",
+        "private_dev",
         "capabilities",
+        "seccomp",
         "supplementary_groups",
     ] {
         if name == "supplementary_groups" && !root {
@@ -425,17 +426,21 @@ fn the_isolation_report_names_what_a_root_sandbox_gets() {
     }
 }
 
-/// A home whose template `small` caps a sandbox's files at 16 MiB.
-fn home_with_small_disk() -> TestHome {
+/// A home with a template `name` of its own.
+fn home_with_template(name: &str, toml: &str) -> TestHome {
     let home = home();
     let templates = home.path().join("sandbox-templates");
     std::fs::create_dir_all(&templates).unwrap();
-    std::fs::write(
-        templates.join("small.toml"),
+    std::fs::write(templates.join(format!("{name}.toml")), toml).unwrap();
+    home
+}
+
+/// A home whose template `small` caps a sandbox's files at 16 MiB.
+fn home_with_small_disk() -> TestHome {
+    home_with_template(
+        "small",
         "[runtime]\ninterpreter = \"sh\"\n[limits]\ndisk_mb = 16\n",
     )
-    .unwrap();
-    home
 }
 
 #[test]
@@ -479,7 +484,9 @@ fn a_sandbox_cannot_fill_the_disk_that_holds_the_vault() {
     // restart): the next exec mounts it again.
     let dir = home.path().join("sandboxes").join(&id);
     sandbox_sh(&home, &id, "rm -f big \"$HOME/big\"; echo kept > note").ok();
-    nix::mount::umount2(&dir, nix::mount::MntFlags::MNT_DETACH).unwrap();
+    // (A full unmount, as a shutdown does: a lazy one could leave the old
+    // mount alive, unflushed, beside the new one.)
+    nix::mount::umount(&dir).unwrap();
     assert_eq!(sandbox_sh(&home, &id, "cat note").ok(), "kept\n");
     // Removing the sandbox unmounts and removes its disk.
     home.run(&["sandbox", "rm", &id]).ok();
@@ -488,18 +495,28 @@ fn a_sandbox_cannot_fill_the_disk_that_holds_the_vault() {
     assert!(!dir.exists() && !home.path().join(format!("sandboxes/{id}.disk")).exists());
 }
 
+/// A shroud home of the test user's, in a temporary directory, with a
+/// template `name` of its own.
+fn user_home_with_template(
+    user: &TestUser,
+    name: &str,
+    toml: &str,
+) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let shroud_home = dir.path().join("home");
+    let templates = shroud_home.join("sandbox-templates");
+    std::fs::create_dir_all(&templates).unwrap();
+    std::fs::write(templates.join(format!("{name}.toml")), toml).unwrap();
+    for path in [dir.path(), &shroud_home, &templates] {
+        std::os::unix::fs::chown(path, Some(user.uid), Some(user.gid)).unwrap();
+    }
+    (dir, shroud_home)
+}
+
 #[test]
 fn a_users_sandbox_reports_that_its_disk_is_not_limited() {
     let Some(user) = test_user() else { return };
-    let home = tempfile::tempdir().unwrap();
-    std::os::unix::fs::chown(home.path(), Some(user.uid), Some(user.gid)).unwrap();
-    let shroud_home = home.path().join("home");
-    let templates = shroud_home.join("sandbox-templates");
-    std::fs::create_dir_all(&templates).unwrap();
-    std::fs::write(templates.join("small.toml"), "[limits]\ndisk_mb = 16\n").unwrap();
-    for dir in [&shroud_home, &templates] {
-        std::os::unix::fs::chown(dir, Some(user.uid), Some(user.gid)).unwrap();
-    }
+    let (_dir, shroud_home) = user_home_with_template(user, "small", "[limits]\ndisk_mb = 16\n");
     let out = user.run(
         Some(&shroud_home),
         &["sandbox", "create", "--template", "small"],
@@ -518,4 +535,232 @@ fn a_users_sandbox_reports_that_its_disk_is_not_limited() {
         strict.code, 0,
         "--strict refuses what cannot be given: {strict:?}"
     );
+}
+
+#[test]
+fn a_relative_home_puts_nothing_of_the_callers_under_the_covers() {
+    // `--home .shroud` from a project directory in the user's home: the
+    // init used to keep that directory, and `..` from it walked the host
+    // beneath every cover, to ~/.ssh and the user's default vault.
+    let Some(user) = test_user() else { return };
+    user_vault(user);
+    let project = user.home.join("relative-home-project");
+    let _ = std::fs::remove_dir_all(&project);
+    std::fs::create_dir_all(&project).unwrap();
+    std::os::unix::fs::chown(&project, Some(user.uid), Some(user.gid)).unwrap();
+    let run = |args: &[&str]| {
+        let mut cmd = user.command(None, &[]);
+        cmd.args(["--home", ".shroud"])
+            .args(args)
+            .current_dir(&project);
+        TestHome::new().run_with(cmd, None)
+    };
+    let created = run(&["sandbox", "create", "--template", "bash"]);
+    assert_eq!(created.code, 0, "{created:?}");
+    let id = created.stdout_text().trim().to_owned();
+    let walk = "for up in .. ../.. ../../.. ../../../.. ../../../../.. ../../../../../..; do \
+                cat $up/.ssh/id_ed25519 $up/.local/share/shroud/master.key 2>/dev/null; done; pwd";
+    let out = run(&["sandbox", "exec", &id, "--", "sh", "-c", walk]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let key = std::fs::read_to_string(user.home.join(".local/share/shroud/master.key")).unwrap();
+    assert!(!out.stdout_text().contains("PRIVATE-SSH-KEY"), "{out:?}");
+    assert!(!out.stdout_text().contains(key.trim()), "{out:?}");
+    assert!(
+        out.stdout_text().trim().starts_with('/'),
+        "the working directory is absolute: {out:?}"
+    );
+    let _ = std::fs::remove_dir_all(&project);
+}
+
+#[test]
+fn a_home_reached_through_a_symlink_is_hidden_where_it_really_is() {
+    let real = tempfile::tempdir().unwrap();
+    let link_dir = tempfile::tempdir().unwrap();
+    let link = link_dir.path().join("linked-home");
+    std::os::unix::fs::symlink(real.path(), &link).unwrap();
+    // A template without a private /tmp, so that only the cover of the
+    // home (which lies in /tmp here) can hide it.
+    let cmd = |args: &[&str]| {
+        let mut c = std::process::Command::new(crate::support::shroud_binary());
+        c.args(args)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap())
+            .env("SHROUD_HOME", &link);
+        TestHome::new().run_with(c, None)
+    };
+    cmd(&["secret", "set", "LINKED", VALUE]).ok();
+    std::fs::create_dir_all(real.path().join("sandbox-templates")).unwrap();
+    std::fs::write(
+        real.path().join("sandbox-templates/shared-tmp.toml"),
+        "[isolation]\nprivate_tmp = false\n",
+    )
+    .unwrap();
+    let id = cmd(&["sandbox", "create", "--template", "shared-tmp"])
+        .ok()
+        .trim()
+        .to_owned();
+    let script = format!(
+        "cat {0}/master.key {1}/master.key 2>/dev/null; ls {0} {1}",
+        real.path().display(),
+        link.display()
+    );
+    let out = cmd(&["sandbox", "exec", &id, "--", "sh", "-c", &script]);
+    let key = std::fs::read_to_string(real.path().join("master.key")).unwrap();
+    assert!(!out.stdout_text().contains(key.trim()), "{out:?}");
+    assert!(!out.stdout_text().contains("shroud.db"), "{out:?}");
+    crate::support::unmount_below(real.path());
+}
+
+#[test]
+fn the_callers_keyring_vsock_and_an_input_file_are_out_of_reach() {
+    let home = home();
+    let id = create(&home, "python-3");
+    // The caller keeps a key in its session keyring (as a Kerberos ticket
+    // cache would); the sandbox tries to read it and to clear the keyring.
+    let probe = r#"
+import ctypes, socket, sys
+libc = ctypes.CDLL(None, use_errno=True)
+KEY_SPEC_SESSION_KEYRING = -3
+found = libc.syscall(250, 2, ctypes.c_char_p(b"user"), ctypes.c_char_p(b"shroud-test-key"), 0)
+print("keyring", "REACHED" if found >= 0 else "refused")
+try:
+    socket.socket(40, socket.SOCK_STREAM); print("vsock OPEN")
+except OSError as e:
+    print("vsock refused", e.errno)
+try:
+    open("/proc/self/fd/0", "w").write("overwritten by the sandbox")
+    print("stdin WRITTEN")
+except OSError as e:
+    print("stdin refused")
+"#;
+    let input = home.path().join("input.txt");
+    std::fs::write(&input, "the caller's file").unwrap();
+    // A python that adds a key to a fresh session keyring, then runs shroud
+    // in it, with the file as its stdin.
+    let runner = format!(
+        "import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall(250, 1, None)
+assert libc.syscall(248, b'user', b'shroud-test-key', b'KERBEROS-TICKET', 15, -3) >= 0
+fd = os.open({input:?}, os.O_RDONLY)
+os.dup2(fd, 0)
+os.execv({shroud:?}, [{shroud:?}, 'sandbox', 'exec', {id:?}, '--', 'python3', '-c', {probe:?}])
+",
+        input = input.display().to_string(),
+        shroud = crate::support::shroud_binary(),
+    );
+    let mut cmd = std::process::Command::new("python3");
+    cmd.args(["-c", &runner])
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap())
+        .env("SHROUD_HOME", home.path());
+    let out = home.run_with(cmd, None);
+    assert_eq!(out.code, 0, "{out:?}");
+    let text = out.stdout_text();
+    assert!(text.contains("keyring refused"), "{out:?}");
+    assert!(text.contains("vsock refused 97"), "{out:?}");
+    assert!(text.contains("stdin refused"), "{out:?}");
+    assert_eq!(
+        std::fs::read_to_string(&input).unwrap(),
+        "the caller's file"
+    );
+}
+
+#[test]
+fn dev_holds_only_the_usual_nodes_and_private_tmp_is_bounded() {
+    let home = home_with_small_disk();
+    let id = create(&home, "small");
+    let out = sandbox_sh(
+        &home,
+        &id,
+        "ls /dev | tr '\\n' ' '; echo; df -m /tmp | tail -1 | awk '{print $2}'; \
+        dd if=/dev/zero of=/tmp/fill bs=1M count=64 2>&1 | grep -o 'No space left'",
+    );
+    let text = out.ok();
+    let lines: Vec<&str> = text.lines().collect();
+    let entries: Vec<&str> = lines[0].split_whitespace().collect();
+    assert_eq!(
+        entries,
+        [
+            "fd", "full", "null", "ptmx", "pts", "random", "shm", "stderr", "stdin", "stdout",
+            "tty", "urandom", "zero"
+        ],
+        "{text}"
+    );
+    let tmp_mb: u64 = lines[1].trim().parse().unwrap();
+    assert!(
+        tmp_mb <= 16,
+        "/tmp is {tmp_mb} MiB under a 16 MiB disk_mb: {text}"
+    );
+    assert_eq!(lines.get(2).copied(), Some("No space left"), "{text}");
+}
+
+#[test]
+fn a_users_process_limit_is_the_templates_not_more() {
+    let Some(user) = test_user() else { return };
+    let (_dir, shroud_home) = user_home_with_template(
+        user,
+        "eight",
+        "[runtime]\ninterpreter = \"python3\"\n[limits]\nprocesses = 8\n",
+    );
+    // The user runs other processes outside (they must not add headroom).
+    let mut others: Vec<_> = (0..6)
+        .map(|_| {
+            let mut c = std::process::Command::new("setpriv");
+            c.arg(format!("--reuid={}", user.uid))
+                .arg(format!("--regid={}", user.gid))
+                .args(["--clear-groups", "sleep", "30"]);
+            c.spawn().unwrap()
+        })
+        .collect();
+    let id = user
+        .run(
+            Some(&shroud_home),
+            &["sandbox", "create", "--template", "eight"],
+        )
+        .ok()
+        .trim()
+        .to_owned();
+    let bomb = "import os, time\nn = 0\ntry:\n    for i in range(100):\n        if os.fork() == 0:\n            time.sleep(3)\n            os._exit(0)\n        n += 1\nexcept OSError:\n    pass\nprint(n)";
+    let out = user.run(
+        Some(&shroud_home),
+        &["sandbox", "exec", &id, "--", "python3", "-c", bomb],
+    );
+    for other in &mut others {
+        let _ = other.kill();
+        let _ = other.wait();
+    }
+    let forked: u32 = out
+        .stdout_text()
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("{out:?}"));
+    // The sandbox's init processes and python are among the 8.
+    assert!(
+        (1..8).contains(&forked),
+        "{forked} processes forked under a limit of 8: {out:?}"
+    );
+}
+
+#[test]
+fn a_disk_limit_the_host_has_no_room_for_is_reported() {
+    if !nix::unistd::getuid().is_root() {
+        eprintln!("SKIPPED: the disk limit needs root");
+        return;
+    }
+    // 100 TiB: more than this disk has, so sandboxes could not all grow.
+    let home = home_with_template("huge", "[limits]\ndisk_mb = 104857600\n");
+    let out = home.run(&["sandbox", "create", "--template", "huge"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stderr.contains("disk_limit: not available") && out.stderr.contains("no room"),
+        "{}",
+        out.stderr
+    );
+    let strict = home.run(&["sandbox", "create", "--template", "huge", "--strict"]);
+    assert_ne!(strict.code, 0, "{strict:?}");
+    assert!(!std::fs::read_dir(home.path().join("sandboxes"))
+        .unwrap()
+        .flatten()
+        .any(|e| e.path().extension().is_some_and(|x| x == "disk")));
 }
