@@ -15,6 +15,7 @@ fn open(dir: &std::path::Path) -> Store {
             home: dir.join("home"),
             master_key_env: None,
             actor: "bench".to_owned(),
+            location: shroud::store::StoreLocation::Home,
         },
         OpenMode::Create,
     )

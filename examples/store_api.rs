@@ -12,6 +12,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         home: dir.path().join("home"),
         master_key_env: None,
         actor: "example".to_owned(),
+        location: shroud::store::StoreLocation::Home,
     };
     let mut store = Store::open(config, OpenMode::Create)?;
     let vault = VaultName::parse("production")?;

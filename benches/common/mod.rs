@@ -14,6 +14,7 @@ pub fn home_with_secrets(
             home: home.clone(),
             master_key_env: None,
             actor: "bench".to_owned(),
+            location: shroud::store::StoreLocation::Home,
         },
         OpenMode::Create,
     )

@@ -43,6 +43,8 @@ pub struct ApiState {
     /// The shroud executable sandboxes run their init with.
     shroud_binary: PathBuf,
     master_key_env: Option<Zeroizing<String>>,
+    /// Where the store's data is (the home's SQLite file, or PostgreSQL).
+    location: crate::store::StoreLocation,
     pool: Mutex<Vec<Store>>,
     fetch: std::sync::OnceLock<Fetcher>,
     writer: std::sync::OnceLock<std::sync::mpsc::Sender<WriteJob>>,
@@ -79,10 +81,19 @@ struct WriteJob {
 const MAX_BATCH: usize = 256;
 
 impl ApiState {
-    /// State for a server run by this shroud binary.
+    /// State for a server run by this shroud binary, on the home's own store.
     pub fn new(home: PathBuf, master_key_env: Option<Zeroizing<String>>) -> Arc<Self> {
+        Self::on_store(home, master_key_env, crate::store::StoreLocation::Home)
+    }
+
+    /// State for a server run by this shroud binary, on the store at `location`.
+    pub fn on_store(
+        home: PathBuf,
+        master_key_env: Option<Zeroizing<String>>,
+        location: crate::store::StoreLocation,
+    ) -> Arc<Self> {
         let binary = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("shroud"));
-        Self::with_shroud_binary(home, master_key_env, binary)
+        Self::with_shroud_binary(home, master_key_env, location, binary)
     }
 
     /// State whose sandboxes run `binary __sandbox-init` (an embedding
@@ -90,12 +101,14 @@ impl ApiState {
     pub fn with_shroud_binary(
         home: PathBuf,
         master_key_env: Option<Zeroizing<String>>,
+        location: crate::store::StoreLocation,
         shroud_binary: PathBuf,
     ) -> Arc<Self> {
         Arc::new(ApiState {
             home,
             shroud_binary,
             master_key_env,
+            location,
             pool: Mutex::new(Vec::new()),
             fetch: std::sync::OnceLock::new(),
             writer: std::sync::OnceLock::new(),
@@ -233,6 +246,7 @@ impl ApiState {
                 home: self.home.clone(),
                 master_key_env: self.master_key_env.clone(),
                 actor: crate::store::API_ACTOR.to_owned(),
+                location: self.location.clone(),
             },
             OpenMode::Create,
         )

@@ -63,7 +63,7 @@ impl<'a> From<&'a Record> for RecordJson<'a> {
 }
 
 pub fn run(ctx: &Context, args: AuditArgs) -> Result<u8, CliError> {
-    let store = ctx.open_store(OpenMode::Existing)?;
+    let mut store = ctx.open_store(OpenMode::Existing)?;
     if let Some(AuditCommand::Verify) = args.command {
         let report = store.verify_audit()?;
         if ctx.out.is_json() {

@@ -173,6 +173,8 @@ pub struct Context {
     pub home: PathBuf,
     pub out: Output,
     pub(crate) master_key_env: Option<Zeroizing<String>>,
+    /// Where the store is (`--store`, `$SHROUD_STORE`; the home by default).
+    pub location: store::StoreLocation,
 }
 
 impl Context {
@@ -187,6 +189,7 @@ impl Context {
             home: self.home.clone(),
             master_key_env: self.master_key_env.clone(),
             actor: store::CLI_ACTOR.to_owned(),
+            location: self.location.clone(),
         }
     }
 }
@@ -225,6 +228,7 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
         home,
         out: Output::new(cli.json),
         master_key_env,
+        location: store::StoreLocation::Home,
     };
     match command {
         Command::SandboxInit(_) => unreachable!("handled above"),

@@ -207,8 +207,8 @@ fn create(ctx: &Context, args: CreateArgs) -> Result<u8, CliError> {
 fn prepare_exec(ctx: &Context, args: SandboxExecArgs) -> Result<PreparedExec, CliError> {
     let host = host(ctx)?;
     let (row, config) = {
-        let store = ctx.open_store(OpenMode::Existing)?;
-        host.load(&store, &args.id)?
+        let mut store = ctx.open_store(OpenMode::Existing)?;
+        host.load(&mut store, &args.id)?
     };
     let timeout = args
         .timeout
@@ -239,7 +239,7 @@ fn prepare_exec(ctx: &Context, args: SandboxExecArgs) -> Result<PreparedExec, Cl
 }
 
 fn list(ctx: &Context) -> Result<u8, CliError> {
-    let store = ctx.open_store(OpenMode::Existing)?;
+    let mut store = ctx.open_store(OpenMode::Existing)?;
     let rows = store.list_sandboxes()?;
     if ctx.out.is_json() {
         ctx.out.json(&sandboxes::listing_json(&rows))?;

@@ -174,7 +174,7 @@ pub fn run(ctx: &Context, command: SecretCommand) -> Result<u8, CliError> {
         }
         SecretCommand::List { vault } => {
             let vault = vault.parse()?;
-            let store = ctx.open_store(OpenMode::Existing)?;
+            let mut store = ctx.open_store(OpenMode::Existing)?;
             if ctx.out.is_json() {
                 let secrets = store.list_secrets(&vault)?;
                 let items: Vec<SecretMetaJson> = secrets.iter().map(SecretMetaJson::from).collect();
@@ -188,7 +188,7 @@ pub fn run(ctx: &Context, command: SecretCommand) -> Result<u8, CliError> {
         SecretCommand::Exists { name, vault } => {
             let vault = vault.parse()?;
             let name = SecretName::parse(&name)?;
-            let store = ctx.open_store(OpenMode::Existing)?;
+            let mut store = ctx.open_store(OpenMode::Existing)?;
             let exists = store.secret_meta(&vault, &name)?.is_some();
             if ctx.out.is_json() {
                 ctx.out.json(&serde_json::json!({
@@ -285,7 +285,7 @@ pub fn run(ctx: &Context, command: SecretCommand) -> Result<u8, CliError> {
         SecretCommand::History { name, vault } => {
             let vault = vault.parse()?;
             let name = SecretName::parse(&name)?;
-            let store = ctx.open_store(OpenMode::Existing)?;
+            let mut store = ctx.open_store(OpenMode::Existing)?;
             let versions = store.history(&vault, &name)?;
             if ctx.out.is_json() {
                 let items: Vec<_> = versions

@@ -33,7 +33,11 @@ pub struct ServeArgs {
 }
 
 pub fn run(ctx: &Context, args: ServeArgs) -> Result<u8, CliError> {
-    let state = ApiState::new(ctx.home.clone(), ctx.master_key_env.clone());
+    let state = ApiState::on_store(
+        ctx.home.clone(),
+        ctx.master_key_env.clone(),
+        ctx.location.clone(),
+    );
     state.set_max_runs(args.max_runs as usize);
     state.check()?;
     let allowed = args

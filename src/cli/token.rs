@@ -57,7 +57,7 @@ pub fn run(ctx: &Context, command: TokenCommand) -> Result<u8, CliError> {
             Ok(EXIT_OK)
         }
         TokenCommand::List => {
-            let store = ctx.open_store(OpenMode::Existing)?;
+            let mut store = ctx.open_store(OpenMode::Existing)?;
             let tokens = store.list_tokens()?;
             if ctx.out.is_json() {
                 let items: Vec<_> = tokens

@@ -56,7 +56,7 @@ pub fn run(ctx: &Context, command: VarCommand) -> Result<u8, CliError> {
         VarCommand::Get { name, vault } => {
             let vault = vault.parse()?;
             let name = SecretName::parse_var(&name)?;
-            let store = ctx.open_store(OpenMode::Existing)?;
+            let mut store = ctx.open_store(OpenMode::Existing)?;
             let var = store.get_var(&vault, &name)?;
             if ctx.out.is_json() {
                 ctx.out.json(&serde_json::json!({
@@ -72,7 +72,7 @@ pub fn run(ctx: &Context, command: VarCommand) -> Result<u8, CliError> {
         }
         VarCommand::List { vault } => {
             let vault = vault.parse()?;
-            let store = ctx.open_store(OpenMode::Existing)?;
+            let mut store = ctx.open_store(OpenMode::Existing)?;
             let vars = store.list_vars(&vault)?;
             if ctx.out.is_json() {
                 let items: Vec<_> = vars

@@ -42,7 +42,7 @@ pub fn run(ctx: &Context, command: VaultCommand) -> Result<u8, CliError> {
     match command {
         VaultCommand::SetSecrets { vault, pairs } => set_secrets(ctx, vault, pairs),
         VaultCommand::List => {
-            let store = ctx.open_store(OpenMode::Existing)?;
+            let mut store = ctx.open_store(OpenMode::Existing)?;
             let vaults = store.list_vaults()?;
             if ctx.out.is_json() {
                 let items: Vec<_> = vaults

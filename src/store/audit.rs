@@ -23,11 +23,10 @@
 //! A record never holds a secret value: only names, versions and outcomes.
 
 use hmac::{Hmac, Mac};
-use rusqlite::types::ValueRef;
-use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use super::backend::{DbResult, Tx};
 use super::crypto::AuditKey;
 
 type HmacSha256 = Hmac<Sha256>;
@@ -253,19 +252,16 @@ fn head_mac(key: &AuditKey, seq: u64, last: &[u8]) -> [u8; 32] {
 }
 
 /// The head as stored: `seq || last MAC || head MAC` (72 bytes; 40 in the
-/// unkeyed format, without the head MAC).
+/// unkeyed format, without the head MAC; empty before the first record on
+/// a backend that keeps the row to lock it).
 struct Head {
     seq: u64,
     last: Vec<u8>,
     seal: Option<Vec<u8>>,
 }
 
-fn head(conn: &Connection) -> rusqlite::Result<Head> {
-    let stored: Option<Vec<u8>> = conn
-        .prepare_cached("SELECT value FROM meta WHERE key = ?1")?
-        .query_row([HEAD_KEY], |row| row.get(0))
-        .optional()?;
-    Ok(match stored {
+fn head(tx: &mut dyn Tx) -> DbResult<Head> {
+    Ok(match tx.meta_get(HEAD_KEY)? {
         Some(bytes) if bytes.len() == 40 || bytes.len() == 72 => Head {
             seq: u64::from_be_bytes(bytes[..8].try_into().expect("8 bytes")),
             last: bytes[8..40].to_vec(),
@@ -279,28 +275,18 @@ fn head(conn: &Connection) -> rusqlite::Result<Head> {
     })
 }
 
-fn put_head(conn: &Connection, key: &AuditKey, seq: u64, last: &[u8]) -> rusqlite::Result<()> {
+fn put_head(tx: &mut dyn Tx, key: &AuditKey, seq: u64, last: &[u8]) -> DbResult<()> {
     let mut value = Vec::with_capacity(72);
     value.extend_from_slice(&seq.to_be_bytes());
     value.extend_from_slice(last);
     value.extend_from_slice(&head_mac(key, seq, last));
-    conn.prepare_cached(
-        "INSERT INTO meta (key, value) VALUES (?1, ?2)
-         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-    )?
-    .execute(params![HEAD_KEY, value])?;
-    Ok(())
+    tx.meta_put(HEAD_KEY, &value)
 }
 
 /// Appends `entry` inside the caller's (write) transaction, chained under
 /// `key`. Returns its sequence number.
-pub fn append(
-    conn: &Connection,
-    key: &AuditKey,
-    entry: &Entry<'_>,
-    now_ms: i64,
-) -> rusqlite::Result<u64> {
-    let head = head(conn)?;
+pub fn append(tx: &mut dyn Tx, key: &AuditKey, entry: &Entry<'_>, now_ms: i64) -> DbResult<u64> {
+    let head = head(tx)?;
     let record = Record {
         seq: head.seq + 1,
         ts_ms: now_ms,
@@ -312,117 +298,14 @@ pub fn append(
         outcome: entry.outcome.as_str().to_owned(),
     };
     let mac = record_mac(key, &head.last, &record);
-    conn.prepare_cached(
-        "INSERT INTO audit (seq, ts_ms, actor, action, vault, secret, version, outcome, prev_hash, hash)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-    )?
-    .execute(params![
-        record.seq as i64,
-        record.ts_ms,
-        record.actor,
-        record.action,
-        record.vault,
-        record.secret,
-        record.version.map(|v| v as i64),
-        record.outcome,
-        head.last,
-        mac.as_slice(),
-    ])?;
-    put_head(conn, key, record.seq, &mac)?;
+    tx.audit_insert(&record, &head.last, &mac)?;
+    put_head(tx, key, record.seq, &mac)?;
     Ok(record.seq)
 }
 
-/// Decodes a stored row; `None` when a field no longer has its type (an
-/// edit made outside shroud: SQLite keeps whatever value it is given).
-fn decode(row: &rusqlite::Row<'_>) -> Option<Record> {
-    fn int(v: ValueRef<'_>) -> Option<i64> {
-        match v {
-            ValueRef::Integer(i) => Some(i),
-            _ => None,
-        }
-    }
-    fn text(v: ValueRef<'_>) -> Option<String> {
-        match v {
-            ValueRef::Text(t) => String::from_utf8(t.to_vec()).ok(),
-            _ => None,
-        }
-    }
-    fn opt<T>(v: ValueRef<'_>, f: fn(ValueRef<'_>) -> Option<T>) -> Option<Option<T>> {
-        match v {
-            ValueRef::Null => Some(None),
-            other => f(other).map(Some),
-        }
-    }
-    (|| {
-        Some(Record {
-            seq: u64::try_from(int(row.get_ref(0).ok()?)?).ok()?,
-            ts_ms: int(row.get_ref(1).ok()?)?,
-            actor: text(row.get_ref(2).ok()?)?,
-            action: text(row.get_ref(3).ok()?)?,
-            vault: opt(row.get_ref(4).ok()?, text)?,
-            secret: opt(row.get_ref(5).ok()?, text)?,
-            version: opt(row.get_ref(6).ok()?, int)?
-                .map(u64::try_from)
-                .transpose()
-                .ok()?,
-            outcome: text(row.get_ref(7).ok()?)?,
-        })
-    })()
-}
-
-/// The chain columns (`prev_hash`, `hash`) of a row selected with them.
-fn decode_links(row: &rusqlite::Row<'_>) -> Option<(Vec<u8>, Vec<u8>)> {
-    let blob = |i: usize| match row.get_ref(i).ok()? {
-        ValueRef::Blob(b) => Some(b.to_vec()),
-        _ => None,
-    };
-    Some((blob(8)?, blob(9)?))
-}
-
-/// A row for display: what decodes is shown, what does not reads as `?`.
-fn record_for_display(row: &rusqlite::Row<'_>) -> rusqlite::Result<Record> {
-    if let Some(record) = decode(row) {
-        return Ok(record);
-    }
-    let shown = |i: usize| match row.get_ref(i) {
-        Ok(ValueRef::Text(t)) => String::from_utf8_lossy(t).into_owned(),
-        Ok(ValueRef::Integer(n)) => n.to_string(),
-        _ => "?".to_owned(),
-    };
-    Ok(Record {
-        seq: row.get::<_, i64>(0).map(|s| s as u64).unwrap_or(0),
-        ts_ms: row.get(1).unwrap_or(0),
-        actor: shown(2),
-        action: shown(3),
-        vault: Some(shown(4)),
-        secret: Some(shown(5)),
-        version: None,
-        outcome: shown(7),
-    })
-}
-
-const COLUMNS: &str = "seq, ts_ms, actor, action, vault, secret, version, outcome";
-
 /// Lists records oldest first; with a limit, the newest `limit` of them.
-pub fn list(conn: &Connection, filter: &Filter) -> rusqlite::Result<Vec<Record>> {
-    let sql = format!(
-        "SELECT {COLUMNS} FROM audit
-         WHERE (?1 IS NULL OR vault = ?1) AND (?2 IS NULL OR secret = ?2)
-         ORDER BY seq DESC LIMIT ?3"
-    );
-    let limit = filter
-        .limit
-        .map(|l| l.min(i64::MAX as u64) as i64)
-        .unwrap_or(-1);
-    let mut stmt = conn.prepare(&sql)?;
-    let mut records = stmt
-        .query_map(
-            params![filter.vault, filter.secret, limit],
-            record_for_display,
-        )?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    records.reverse();
-    Ok(records)
+pub fn list(tx: &mut dyn Tx, filter: &Filter) -> DbResult<Vec<Record>> {
+    tx.audit_list(filter)
 }
 
 /// How a chain is checked: under a key, or by its older unkeyed hash.
@@ -433,23 +316,20 @@ enum Check<'a> {
 }
 
 /// Walks the whole chain and names the first record that breaks it.
-pub fn verify(conn: &Connection, key: &AuditKey) -> rusqlite::Result<Verification> {
-    walk(conn, Check::Keyed(key))
+pub fn verify(tx: &mut dyn Tx, key: &AuditKey) -> DbResult<Verification> {
+    walk(tx, Check::Keyed(key))
 }
 
-fn walk(conn: &Connection, check: Check<'_>) -> rusqlite::Result<Verification> {
-    let head = head(conn)?;
-    let mut stmt = conn.prepare(&format!(
-        "SELECT {COLUMNS}, prev_hash, hash FROM audit ORDER BY seq"
-    ))?;
-    let mut rows = stmt.query([])?;
+fn walk(tx: &mut dyn Tx, check: Check<'_>) -> DbResult<Verification> {
+    let head = head(tx)?;
+    let rows = tx.audit_rows()?;
     let mut expected_prev = GENESIS.to_vec();
     let mut expected_seq = 1u64;
     let mut count = 0u64;
     let broken = |seq: u64, reason: String| Broken { seq, reason };
-    while let Some(row) = rows.next()? {
+    for row in rows {
         count += 1;
-        let Some((record, (prev, mac))) = decode(row).zip(decode_links(row)) else {
+        let Some(record) = row.record else {
             return Ok(Verification {
                 records: count,
                 first_broken: Some(broken(
@@ -459,8 +339,8 @@ fn walk(conn: &Connection, check: Check<'_>) -> rusqlite::Result<Verification> {
             });
         };
         let expected_mac = match check {
-            Check::Keyed(key) => record_mac(key, &prev, &record),
-            Check::Unkeyed => unkeyed_hash(&prev, &record),
+            Check::Keyed(key) => record_mac(key, &row.prev_mac, &record),
+            Check::Unkeyed => unkeyed_hash(&row.prev_mac, &record),
         };
         let problem = if record.seq != expected_seq {
             Some(format!(
@@ -470,12 +350,12 @@ fn walk(conn: &Connection, check: Check<'_>) -> rusqlite::Result<Verification> {
                 expected_seq,
                 record.seq.saturating_sub(1)
             ))
-        } else if prev != expected_prev {
+        } else if row.prev_mac != expected_prev {
             Some(format!(
                 "record {} does not link to the record before it (that record was changed or removed)",
                 record.seq
             ))
-        } else if expected_mac.as_slice() != mac.as_slice() {
+        } else if expected_mac.as_slice() != row.mac.as_slice() {
             Some(format!(
                 "record {} was changed after it was written",
                 record.seq
@@ -489,10 +369,13 @@ fn walk(conn: &Connection, check: Check<'_>) -> rusqlite::Result<Verification> {
                 first_broken: Some(broken(record.seq.min(expected_seq), reason)),
             });
         }
-        expected_prev = mac;
+        expected_prev = row.mac;
         expected_seq += 1;
     }
     let last_seq = expected_seq - 1;
+    // Every keyed store has a sealed head from its first transaction on
+    // (the genesis head, sealed with the key check): a log emptied of
+    // everything, head included, shows too.
     let sealed = match check {
         Check::Keyed(key) => head
             .seal
@@ -521,82 +404,51 @@ fn walk(conn: &Connection, check: Check<'_>) -> rusqlite::Result<Verification> {
 /// transaction, after checking it with `check` first. Returns the first
 /// break that check found (the chain is re-keyed either way: a log that
 /// was tampered with is still what there is; the caller records the break).
-fn rechain(
-    conn: &Connection,
-    check: Check<'_>,
-    key: &AuditKey,
-) -> rusqlite::Result<Option<Broken>> {
-    let found = walk(conn, check)?.first_broken;
-    let records: Vec<Record> = {
-        let mut stmt = conn.prepare(&format!("SELECT {COLUMNS} FROM audit ORDER BY seq"))?;
-        let rows = stmt.query_map([], record_for_display)?;
-        rows.collect::<rusqlite::Result<_>>()?
-    };
+fn rechain(tx: &mut dyn Tx, check: Check<'_>, key: &AuditKey) -> DbResult<Option<Broken>> {
+    let found = walk(tx, check)?.first_broken;
+    let rows = tx.audit_rows()?;
     let mut prev = GENESIS.to_vec();
-    let mut update = conn.prepare("UPDATE audit SET prev_hash = ?2, hash = ?3 WHERE seq = ?1")?;
-    for record in &records {
-        let mac = record_mac(key, &prev, record);
-        update.execute(params![record.seq as i64, prev, mac.as_slice()])?;
+    let mut last_seq = 0;
+    for row in rows {
+        // An undecodable record cannot be re-sealed: it keeps its links,
+        // and stays visible as the break it is.
+        let Some(record) = row.record else { continue };
+        let mac = record_mac(key, &prev, &record);
+        tx.audit_relink(record.seq, &prev, &mac)?;
         prev = mac.to_vec();
+        last_seq = record.seq;
     }
-    put_head(conn, key, records.last().map_or(0, |r| r.seq), &prev)?;
-    conn.execute(
-        "INSERT INTO meta (key, value) VALUES (?1, ?2)
-         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        params![FORMAT_KEY, FORMAT_KEYED],
-    )?;
+    put_head(tx, key, last_seq, &prev)?;
+    tx.meta_put(FORMAT_KEY, FORMAT_KEYED)?;
     Ok(found)
 }
 
 /// `key rotate`: re-keys the chain from `old` to `new` (in the rotation's
 /// transaction). Returns the first break found under the old key, if any.
-pub fn rekey(
-    conn: &Connection,
-    old: &AuditKey,
-    new: &AuditKey,
-) -> rusqlite::Result<Option<Broken>> {
-    rechain(conn, Check::Keyed(old), new)
+pub fn rekey(tx: &mut dyn Tx, old: &AuditKey, new: &AuditKey) -> DbResult<Option<Broken>> {
+    rechain(tx, Check::Keyed(old), new)
 }
 
 /// True when the chain is marked as keyed (the common case, one read).
-pub fn is_marked_keyed(conn: &Connection) -> rusqlite::Result<bool> {
-    Ok(conn
-        .prepare_cached("SELECT 1 FROM meta WHERE key = ?1")?
-        .query_row([FORMAT_KEY], |_| Ok(()))
-        .optional()?
-        .is_some())
+pub fn is_marked_keyed(tx: &mut dyn Tx) -> DbResult<bool> {
+    Ok(tx.meta_get(FORMAT_KEY)?.is_some())
 }
 
 /// True when the chain is in the older unkeyed format (records written by
 /// an earlier shroud, not yet converted).
-pub fn is_unkeyed(conn: &Connection) -> rusqlite::Result<bool> {
-    let format: Option<Vec<u8>> = conn
-        .query_row(
-            "SELECT value FROM meta WHERE key = ?1",
-            [FORMAT_KEY],
-            |row| row.get(0),
-        )
-        .optional()?;
-    if format.is_some() {
-        return Ok(false);
-    }
-    let any: Option<i64> = conn
-        .query_row("SELECT seq FROM audit LIMIT 1", [], |row| row.get(0))
-        .optional()?;
-    Ok(any.is_some())
+pub fn is_unkeyed(tx: &mut dyn Tx) -> DbResult<bool> {
+    Ok(!is_marked_keyed(tx)? && tx.audit_any()?)
 }
 
 /// Converts an unkeyed chain to the keyed format under `key` (call inside
 /// a write transaction). Returns the first break the old hashes showed.
-pub fn upgrade_unkeyed(conn: &Connection, key: &AuditKey) -> rusqlite::Result<Option<Broken>> {
-    rechain(conn, Check::Unkeyed, key)
+pub fn upgrade_unkeyed(tx: &mut dyn Tx, key: &AuditKey) -> DbResult<Option<Broken>> {
+    rechain(tx, Check::Unkeyed, key)
 }
 
-/// Marks a chain with no record yet as keyed.
-pub fn mark_keyed(conn: &Connection) -> rusqlite::Result<()> {
-    conn.execute(
-        "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO NOTHING",
-        params![FORMAT_KEY, FORMAT_KEYED],
-    )?;
-    Ok(())
+/// Starts a keyed chain with no record yet: marks the format and seals the
+/// genesis head, so that emptying the log later shows.
+pub fn start_keyed(tx: &mut dyn Tx, key: &AuditKey) -> DbResult<()> {
+    tx.meta_put(FORMAT_KEY, FORMAT_KEYED)?;
+    put_head(tx, key, 0, &GENESIS)
 }

@@ -1,32 +1,40 @@
-//! The embedded SQLite backend: connection setup, schema, and row operations.
+//! The embedded SQLite backend: one file in the home, shared by every
+//! process on this machine.
 //!
-//! This file holds all of the SQL except the audit table's (in `audit.rs`).
-//! It knows rows and columns, never plaintext: values arrive here already
-//! sealed by `crypto.rs`. Each function takes a `&Connection`, so the store
-//! composes them inside one transaction (a `rusqlite::Transaction` derefs to
-//! a connection). A PostgreSQL backend would provide these same functions.
+//! It implements the storage seam (`backend.rs`): [`SqliteConnection`] and
+//! its transactions, with all of SQLite's SQL. Concurrency: WAL mode,
+//! `synchronous=FULL` (a commit is on disk before a value or a success is
+//! reported), a 30 s busy timeout, and every write transaction starts
+//! `IMMEDIATE`, the serialization point: writers queue on the lock instead
+//! of failing on a read-to-write upgrade. The WAL outlives each connection
+//! and is truncated once it passes 256 KiB when a store closes (most
+//! connections live for one short CLI command, and SQLite's own checkpoint
+//! on close cost each about 1 ms of syncs).
 //!
-//! Concurrency: WAL mode, `synchronous=FULL` (a commit is on disk before a
-//! value or a success is reported), a 30 s busy timeout, and every write
-//! transaction starts `IMMEDIATE` so that two writers queue on the lock
-//! instead of failing on a read-to-write upgrade. The WAL outlives each
-//! connection and is truncated once it passes 256 KiB (see [`close`]).
+//! Schema versions are `PRAGMA user_version`, migrated in one immediate
+//! transaction when a store opens.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::types::ValueRef;
+use rusqlite::{params, OptionalExtension};
 
+use super::audit::{Filter, Record};
+use super::backend::{
+    AuditRow, Connection, DbError, DbErrorKind, DbResult, RefRow, SandboxRow, SecretRow, TokenRow,
+    Tx, VaultRow, VersionRow, WrappedKeyRow, KEPT_VERSIONS,
+};
 use super::crypto::SealedSecret;
 
 /// The schema version this build writes (`PRAGMA user_version`).
 /// 4: the key check says whether the audit chain is keyed (an older build
 /// must refuse such a store as newer, not as "written under another key").
-pub const SCHEMA_VERSION: i64 = 4;
-/// How many versions of a secret are kept.
-pub const KEPT_VERSIONS: u64 = 10;
+/// 5: sandboxes record the node that made them.
+pub const SCHEMA_VERSION: i64 = 5;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The schema as of version 3; later versions are [`MIGRATIONS`].
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
@@ -103,11 +111,50 @@ CREATE TABLE IF NOT EXISTS sandboxes (
 );
 ";
 
-/// WAL size above which closing a store truncates it (see [`close`]).
+/// What each version after 3 changes, in order.
+const MIGRATIONS: &[(i64, &str)] = &[
+    (4, ""),
+    (
+        5,
+        "ALTER TABLE sandboxes ADD COLUMN node TEXT NOT NULL DEFAULT ''",
+    ),
+];
+
+/// WAL size above which closing a store truncates it.
 pub const WAL_TRUNCATE_BYTES: u64 = 256 * 1024;
 
+fn db_error(e: rusqlite::Error) -> DbError {
+    let kind = match &e {
+        rusqlite::Error::SqliteFailure(code, _)
+            if matches!(
+                code.code,
+                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+            ) =>
+        {
+            DbErrorKind::Conflict
+        }
+        rusqlite::Error::SqliteFailure(code, _)
+            if matches!(code.code, rusqlite::ErrorCode::CannotOpen) =>
+        {
+            DbErrorKind::Unavailable
+        }
+        _ => DbErrorKind::Other,
+    };
+    DbError::new(kind, e.to_string())
+}
+
+trait Db<T> {
+    fn db(self) -> DbResult<T>;
+}
+
+impl<T> Db<T> for rusqlite::Result<T> {
+    fn db(self) -> DbResult<T> {
+        self.map_err(db_error)
+    }
+}
+
 /// Applies the per-connection settings every shroud connection uses.
-fn configure(conn: &Connection) -> rusqlite::Result<()> {
+fn configure(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
     conn.busy_timeout(BUSY_TIMEOUT)?;
     // Most connections live for one short CLI command. SQLite's default
     // checkpoint on close (re-sync the WAL, sync the database, delete the WAL
@@ -124,378 +171,132 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")
 }
 
-/// Opens (creating if needed) the database file at `path`.
-pub fn open_file(path: &Path) -> rusqlite::Result<Connection> {
-    let conn = Connection::open(path)?;
-    configure(&conn)?;
-    Ok(conn)
+/// A connection to a SQLite store: the home's file, or (for a home that does
+/// not exist yet) a private in-memory database.
+pub struct SqliteConnection {
+    conn: rusqlite::Connection,
+    /// The file, `None` in memory.
+    path: Option<PathBuf>,
 }
 
-/// Closing a file database: when its WAL has grown past
-/// [`WAL_TRUNCATE_BYTES`], copy it into the database and truncate it. Each
-/// process that opens the store rebuilds the WAL index by reading the WAL,
-/// so keeping it short keeps opening cheap. Best effort: a busy database is
-/// left for the next closer.
-pub fn close(conn: &Connection, db_path: &Path) {
-    let mut wal = db_path.as_os_str().to_owned();
-    wal.push("-wal");
-    let size = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
-    if size > WAL_TRUNCATE_BYTES {
-        let _ = conn.busy_timeout(Duration::from_millis(200));
-        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())) {
-            tracing::debug!(error = %e, "WAL checkpoint deferred");
+impl SqliteConnection {
+    /// Opens (creating if needed) the database file at `path`.
+    pub fn open_file(path: &Path) -> DbResult<Self> {
+        let conn = rusqlite::Connection::open(path).db()?;
+        configure(&conn).db()?;
+        Ok(SqliteConnection {
+            conn,
+            path: Some(path.to_owned()),
+        })
+    }
+
+    /// A private in-memory database.
+    pub fn open_memory() -> DbResult<Self> {
+        let conn = rusqlite::Connection::open_in_memory().db()?;
+        configure(&conn).db()?;
+        Ok(SqliteConnection { conn, path: None })
+    }
+
+    /// The schema version found in the database (0 when new).
+    pub fn schema_version(&self) -> DbResult<i64> {
+        self.conn
+            .query_row("PRAGMA user_version", [], |row| row.get(0))
+            .db()
+    }
+
+    /// Brings the schema to [`SCHEMA_VERSION`] in one immediate transaction
+    /// (so two processes opening a new home at once do it once).
+    pub fn migrate(&mut self) -> DbResult<()> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .db()?;
+        let found: i64 = tx
+            .query_row("PRAGMA user_version", [], |row| row.get(0))
+            .db()?;
+        if found < SCHEMA_VERSION {
+            if found < 3 {
+                tx.execute_batch(SCHEMA).db()?;
+            }
+            for (version, sql) in MIGRATIONS {
+                // A brand-new database gets the base schema, then every step.
+                if *version > found.max(3) && !sql.is_empty() {
+                    tx.execute_batch(sql).db()?;
+                }
+            }
+            tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))
+                .db()?;
+        }
+        tx.commit().db()
+    }
+}
+
+impl Drop for SqliteConnection {
+    /// When the WAL has grown past [`WAL_TRUNCATE_BYTES`], copy it into the
+    /// database and truncate it. Each process that opens the store rebuilds
+    /// the WAL index by reading the WAL, so keeping it short keeps opening
+    /// cheap. Best effort: a busy database is left for the next closer.
+    fn drop(&mut self) {
+        let Some(path) = &self.path else { return };
+        let mut wal = path.as_os_str().to_owned();
+        wal.push("-wal");
+        let size = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+        if size > WAL_TRUNCATE_BYTES {
+            let _ = self.conn.busy_timeout(Duration::from_millis(200));
+            if let Err(e) = self
+                .conn
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            {
+                tracing::debug!(error = %e, "WAL checkpoint deferred");
+            }
         }
     }
 }
 
-/// Opens a private in-memory database (used to read a home that does not exist).
-pub fn open_memory() -> rusqlite::Result<Connection> {
-    let conn = Connection::open_in_memory()?;
-    configure(&conn)?;
-    Ok(conn)
-}
+impl Connection for SqliteConnection {
+    fn read(&mut self) -> DbResult<Box<dyn Tx + '_>> {
+        Ok(Box::new(SqliteTx::Read(&self.conn)))
+    }
 
-/// The schema version found in the database (0 when new).
-pub fn schema_version(conn: &Connection) -> rusqlite::Result<i64> {
-    conn.query_row("PRAGMA user_version", [], |row| row.get(0))
-}
+    fn write(&mut self) -> DbResult<Box<dyn Tx + '_>> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .db()?;
+        Ok(Box::new(SqliteTx::Write(tx)))
+    }
 
-/// Creates the tables; call inside an immediate transaction.
-pub fn create_schema(conn: &Connection) -> rusqlite::Result<()> {
-    conn.execute_batch(SCHEMA)?;
-    conn.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))
-}
-
-pub fn meta_get(conn: &Connection, key: &str) -> rusqlite::Result<Option<Vec<u8>>> {
-    conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |row| {
-        row.get(0)
-    })
-    .optional()
-}
-
-pub fn meta_put(conn: &Connection, key: &str, value: &[u8]) -> rusqlite::Result<()> {
-    conn.execute(
-        "INSERT INTO meta (key, value) VALUES (?1, ?2)
-         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        params![key, value],
-    )?;
-    Ok(())
-}
-
-/// Records that a vault exists (first write to it).
-pub fn ensure_vault(conn: &Connection, vault: &str, now_ms: i64) -> rusqlite::Result<()> {
-    conn.execute(
-        "INSERT INTO vaults (name, created_at) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING",
-        params![vault, now_ms],
-    )?;
-    Ok(())
-}
-
-/// The `secrets` row of one secret, whether or not it has expired.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SecretRow {
-    pub version: u64,
-    pub description: Option<String>,
-    pub created_at: i64,
-    pub updated_at: i64,
-    pub expires_at: Option<i64>,
-}
-
-impl SecretRow {
-    pub fn is_live(&self, now_ms: i64) -> bool {
-        self.expires_at.is_none_or(|at| at > now_ms)
+    fn describe(&self) -> String {
+        match &self.path {
+            Some(path) => path.display().to_string(),
+            None => "memory".to_owned(),
+        }
     }
 }
 
-pub fn secret_row(
-    conn: &Connection,
-    vault: &str,
-    name: &str,
-) -> rusqlite::Result<Option<SecretRow>> {
-    conn.prepare_cached(
-        "SELECT version, description, created_at, updated_at, expires_at
-         FROM secrets WHERE vault = ?1 AND name = ?2",
-    )?
-    .query_row(params![vault, name], |row| {
-        Ok(SecretRow {
-            version: row.get::<_, i64>(0)? as u64,
-            description: row.get(1)?,
-            created_at: row.get(2)?,
-            updated_at: row.get(3)?,
-            expires_at: row.get(4)?,
-        })
+/// A transaction: a plain read on the connection, or an immediate write.
+enum SqliteTx<'a> {
+    Read(&'a rusqlite::Connection),
+    Write(rusqlite::Transaction<'a>),
+}
+
+impl SqliteTx<'_> {
+    fn conn(&self) -> &rusqlite::Connection {
+        match self {
+            SqliteTx::Read(conn) => conn,
+            SqliteTx::Write(tx) => tx,
+        }
+    }
+}
+
+fn secret_row_from(row: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<SecretRow> {
+    Ok(SecretRow {
+        version: row.get::<_, i64>(at)? as u64,
+        description: row.get(at + 1)?,
+        created_at: row.get(at + 2)?,
+        updated_at: row.get(at + 3)?,
+        expires_at: row.get(at + 4)?,
     })
-    .optional()
-}
-
-pub fn put_secret_row(
-    conn: &Connection,
-    vault: &str,
-    name: &str,
-    row: &SecretRow,
-) -> rusqlite::Result<()> {
-    conn.prepare_cached(
-        "INSERT INTO secrets (vault, name, version, description, created_at, updated_at, expires_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-         ON CONFLICT (vault, name) DO UPDATE SET
-           version = excluded.version, description = excluded.description,
-           created_at = excluded.created_at, updated_at = excluded.updated_at,
-           expires_at = excluded.expires_at",
-    )?
-    .execute(params![
-        vault,
-        name,
-        row.version as i64,
-        row.description,
-        row.created_at,
-        row.updated_at,
-        row.expires_at
-    ])?;
-    Ok(())
-}
-
-/// Stores one sealed version and drops versions older than the last ten.
-pub fn insert_version(
-    conn: &Connection,
-    vault: &str,
-    name: &str,
-    version: u64,
-    sealed: &SealedSecret,
-    now_ms: i64,
-) -> rusqlite::Result<()> {
-    conn.prepare_cached(
-        "INSERT INTO secret_versions (vault, name, version, wrapped_key, sealed_value, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    )?
-    .execute(params![
-        vault,
-        name,
-        version as i64,
-        sealed.wrapped_key,
-        sealed.sealed_value,
-        now_ms
-    ])?;
-    conn.prepare_cached(
-        "DELETE FROM secret_versions WHERE vault = ?1 AND name = ?2 AND version <= ?3",
-    )?
-    .execute(params![vault, name, version as i64 - KEPT_VERSIONS as i64])?;
-    Ok(())
-}
-
-/// One stored version of a secret, still sealed.
-#[derive(Debug, Clone)]
-pub struct VersionRow {
-    pub sealed: SealedSecret,
-    pub created_at: i64,
-}
-
-pub fn version_row(
-    conn: &Connection,
-    vault: &str,
-    name: &str,
-    version: u64,
-) -> rusqlite::Result<Option<VersionRow>> {
-    conn.prepare_cached(
-        "SELECT wrapped_key, sealed_value, created_at FROM secret_versions
-         WHERE vault = ?1 AND name = ?2 AND version = ?3",
-    )?
-    .query_row(params![vault, name, version as i64], |row| {
-        Ok(VersionRow {
-            sealed: SealedSecret {
-                wrapped_key: row.get(0)?,
-                sealed_value: row.get(1)?,
-            },
-            created_at: row.get(2)?,
-        })
-    })
-    .optional()
-}
-
-/// Kept versions of a secret, oldest first: (version, created_at).
-pub fn version_list(
-    conn: &Connection,
-    vault: &str,
-    name: &str,
-) -> rusqlite::Result<Vec<(u64, i64)>> {
-    conn.prepare_cached(
-        "SELECT version, created_at FROM secret_versions
-         WHERE vault = ?1 AND name = ?2 ORDER BY version",
-    )?
-    .query_map(params![vault, name], |row| {
-        Ok((row.get::<_, i64>(0)? as u64, row.get(1)?))
-    })?
-    .collect()
-}
-
-/// Removes a secret and all its versions.
-pub fn delete_secret(conn: &Connection, vault: &str, name: &str) -> rusqlite::Result<()> {
-    conn.execute(
-        "DELETE FROM secret_versions WHERE vault = ?1 AND name = ?2",
-        params![vault, name],
-    )?;
-    conn.execute(
-        "DELETE FROM secrets WHERE vault = ?1 AND name = ?2",
-        params![vault, name],
-    )?;
-    Ok(())
-}
-
-/// Live secrets of a vault with their metadata, sorted by name.
-pub fn list_secret_rows(
-    conn: &Connection,
-    vault: &str,
-    now_ms: i64,
-) -> rusqlite::Result<Vec<(String, SecretRow)>> {
-    conn.prepare_cached(
-        "SELECT name, version, description, created_at, updated_at, expires_at FROM secrets
-         WHERE vault = ?1 AND (expires_at IS NULL OR expires_at > ?2) ORDER BY name",
-    )?
-    .query_map(params![vault, now_ms], |row| {
-        Ok((
-            row.get(0)?,
-            SecretRow {
-                version: row.get::<_, i64>(1)? as u64,
-                description: row.get(2)?,
-                created_at: row.get(3)?,
-                updated_at: row.get(4)?,
-                expires_at: row.get(5)?,
-            },
-        ))
-    })?
-    .collect()
-}
-
-/// Names of the live secrets of a vault, sorted.
-pub fn list_secret_names(
-    conn: &Connection,
-    vault: &str,
-    now_ms: i64,
-) -> rusqlite::Result<Vec<String>> {
-    conn.prepare_cached(
-        "SELECT name FROM secrets
-         WHERE vault = ?1 AND (expires_at IS NULL OR expires_at > ?2) ORDER BY name",
-    )?
-    .query_map(params![vault, now_ms], |row| row.get(0))?
-    .collect()
-}
-
-/// A stored version's identity and its wrapped data key.
-#[derive(Debug, Clone)]
-pub struct WrappedKeyRow {
-    pub vault: String,
-    pub name: String,
-    pub version: u64,
-    pub wrapped_key: Vec<u8>,
-}
-
-/// Every stored version's identity and wrapped key (for key rotation).
-pub fn all_wrapped_keys(conn: &Connection) -> rusqlite::Result<Vec<WrappedKeyRow>> {
-    conn.prepare("SELECT vault, name, version, wrapped_key FROM secret_versions")?
-        .query_map([], |row| {
-            Ok(WrappedKeyRow {
-                vault: row.get(0)?,
-                name: row.get(1)?,
-                version: row.get::<_, i64>(2)? as u64,
-                wrapped_key: row.get(3)?,
-            })
-        })?
-        .collect()
-}
-
-pub fn update_wrapped_key(
-    conn: &Connection,
-    vault: &str,
-    name: &str,
-    version: u64,
-    wrapped_key: &[u8],
-) -> rusqlite::Result<()> {
-    conn.prepare_cached(
-        "UPDATE secret_versions SET wrapped_key = ?4 WHERE vault = ?1 AND name = ?2 AND version = ?3",
-    )?
-    .execute(params![vault, name, version as i64, wrapped_key])?;
-    Ok(())
-}
-
-/// A vault with its counts of live secrets and vars.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VaultRow {
-    pub name: String,
-    pub created_at: i64,
-    pub secrets: u64,
-    pub vars: u64,
-}
-
-pub fn list_vaults(conn: &Connection, now_ms: i64) -> rusqlite::Result<Vec<VaultRow>> {
-    conn.prepare(
-        "SELECT v.name, v.created_at,
-           (SELECT COUNT(*) FROM secrets s WHERE s.vault = v.name
-              AND (s.expires_at IS NULL OR s.expires_at > ?1)),
-           (SELECT COUNT(*) FROM vars r WHERE r.vault = v.name)
-         FROM vaults v ORDER BY v.name",
-    )?
-    .query_map([now_ms], |row| {
-        Ok(VaultRow {
-            name: row.get(0)?,
-            created_at: row.get(1)?,
-            secrets: row.get::<_, i64>(2)? as u64,
-            vars: row.get::<_, i64>(3)? as u64,
-        })
-    })?
-    .collect()
-}
-
-pub fn put_var(
-    conn: &Connection,
-    vault: &str,
-    name: &str,
-    value: &str,
-    now_ms: i64,
-) -> rusqlite::Result<()> {
-    conn.execute(
-        "INSERT INTO vars (vault, name, value, updated_at) VALUES (?1, ?2, ?3, ?4)
-         ON CONFLICT (vault, name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-        params![vault, name, value, now_ms],
-    )?;
-    Ok(())
-}
-
-pub fn get_var(
-    conn: &Connection,
-    vault: &str,
-    name: &str,
-) -> rusqlite::Result<Option<(String, i64)>> {
-    conn.query_row(
-        "SELECT value, updated_at FROM vars WHERE vault = ?1 AND name = ?2",
-        params![vault, name],
-        |row| Ok((row.get(0)?, row.get(1)?)),
-    )
-    .optional()
-}
-
-pub fn list_vars(conn: &Connection, vault: &str) -> rusqlite::Result<Vec<(String, String, i64)>> {
-    conn.prepare("SELECT name, value, updated_at FROM vars WHERE vault = ?1 ORDER BY name")?
-        .query_map([vault], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?
-        .collect()
-}
-
-/// Deletes a var; false when there was none.
-pub fn delete_var(conn: &Connection, vault: &str, name: &str) -> rusqlite::Result<bool> {
-    Ok(conn.execute(
-        "DELETE FROM vars WHERE vault = ?1 AND name = ?2",
-        params![vault, name],
-    )? > 0)
-}
-
-/// An API token as stored: only the SHA-256 of the token itself.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TokenRow {
-    pub name: String,
-    pub token_hash: Vec<u8>,
-    /// `vault:read|write` entries, comma-separated.
-    pub grants: String,
-    pub user: Option<String>,
-    pub created_at: i64,
-    pub revoked_at: Option<i64>,
 }
 
 fn token_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<TokenRow> {
@@ -511,65 +312,6 @@ fn token_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<TokenRow> {
 
 const TOKEN_COLUMNS: &str = "name, token_hash, grants, user_name, created_at, revoked_at";
 
-pub fn insert_token(conn: &Connection, row: &TokenRow) -> rusqlite::Result<()> {
-    conn.execute(
-        &format!("INSERT INTO tokens ({TOKEN_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"),
-        params![
-            row.name,
-            row.token_hash,
-            row.grants,
-            row.user,
-            row.created_at,
-            row.revoked_at
-        ],
-    )?;
-    Ok(())
-}
-
-pub fn token_by_name(conn: &Connection, name: &str) -> rusqlite::Result<Option<TokenRow>> {
-    conn.query_row(
-        &format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE name = ?1"),
-        [name],
-        token_from_row,
-    )
-    .optional()
-}
-
-pub fn token_by_hash(conn: &Connection, hash: &[u8]) -> rusqlite::Result<Option<TokenRow>> {
-    conn.prepare_cached(&format!(
-        "SELECT {TOKEN_COLUMNS} FROM tokens WHERE token_hash = ?1"
-    ))?
-    .query_row([hash], token_from_row)
-    .optional()
-}
-
-pub fn list_tokens(conn: &Connection) -> rusqlite::Result<Vec<TokenRow>> {
-    conn.prepare(&format!("SELECT {TOKEN_COLUMNS} FROM tokens ORDER BY name"))?
-        .query_map([], token_from_row)?
-        .collect()
-}
-
-/// Marks a token revoked; false when there was no live token by that name.
-pub fn revoke_token(conn: &Connection, name: &str, at: i64) -> rusqlite::Result<bool> {
-    Ok(conn.execute(
-        "UPDATE tokens SET revoked_at = ?2 WHERE name = ?1 AND revoked_at IS NULL",
-        params![name, at],
-    )? > 0)
-}
-
-/// A sandbox as stored. `config` is JSON owned by the sandbox layer (grants,
-/// environment, the applied policy); it never holds a secret value.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SandboxRow {
-    pub id: String,
-    pub template: String,
-    pub vault: String,
-    pub config: String,
-    pub created_at: i64,
-    pub last_exit: Option<i64>,
-    pub last_exec_at: Option<i64>,
-}
-
 fn sandbox_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<SandboxRow> {
     Ok(SandboxRow {
         id: row.get(0)?,
@@ -579,106 +321,627 @@ fn sandbox_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<SandboxRow> {
         created_at: row.get(4)?,
         last_exit: row.get(5)?,
         last_exec_at: row.get(6)?,
+        node: row.get(7)?,
     })
 }
 
-const SANDBOX_COLUMNS: &str = "id, template, vault, config, created_at, last_exit, last_exec_at";
+const SANDBOX_COLUMNS: &str =
+    "id, template, vault, config, created_at, last_exit, last_exec_at, node";
 
-pub fn insert_sandbox(conn: &Connection, row: &SandboxRow) -> rusqlite::Result<()> {
-    conn.execute(
-        &format!("INSERT INTO sandboxes ({SANDBOX_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"),
-        params![
-            row.id,
-            row.template,
-            row.vault,
-            row.config,
-            row.created_at,
-            row.last_exit,
-            row.last_exec_at
-        ],
-    )?;
-    Ok(())
+const AUDIT_COLUMNS: &str = "seq, ts_ms, actor, action, vault, secret, version, outcome";
+
+/// Decodes a stored audit row; `None` when a field no longer has its type
+/// (SQLite keeps whatever value an edit gives it).
+fn decode_record(row: &rusqlite::Row<'_>) -> Option<Record> {
+    fn int(v: ValueRef<'_>) -> Option<i64> {
+        match v {
+            ValueRef::Integer(i) => Some(i),
+            _ => None,
+        }
+    }
+    fn text(v: ValueRef<'_>) -> Option<String> {
+        match v {
+            ValueRef::Text(t) => String::from_utf8(t.to_vec()).ok(),
+            _ => None,
+        }
+    }
+    fn opt<T>(v: ValueRef<'_>, f: fn(ValueRef<'_>) -> Option<T>) -> Option<Option<T>> {
+        match v {
+            ValueRef::Null => Some(None),
+            other => f(other).map(Some),
+        }
+    }
+    Some(Record {
+        seq: u64::try_from(int(row.get_ref(0).ok()?)?).ok()?,
+        ts_ms: int(row.get_ref(1).ok()?)?,
+        actor: text(row.get_ref(2).ok()?)?,
+        action: text(row.get_ref(3).ok()?)?,
+        vault: opt(row.get_ref(4).ok()?, text)?,
+        secret: opt(row.get_ref(5).ok()?, text)?,
+        version: opt(row.get_ref(6).ok()?, int)?
+            .map(u64::try_from)
+            .transpose()
+            .ok()?,
+        outcome: text(row.get_ref(7).ok()?)?,
+    })
 }
 
-pub fn sandbox(conn: &Connection, id: &str) -> rusqlite::Result<Option<SandboxRow>> {
-    conn.query_row(
-        &format!("SELECT {SANDBOX_COLUMNS} FROM sandboxes WHERE id = ?1"),
-        [id],
-        sandbox_from_row,
-    )
-    .optional()
+/// A row for display: what decodes is shown, what does not reads as `?`.
+fn record_for_display(row: &rusqlite::Row<'_>) -> rusqlite::Result<Record> {
+    if let Some(record) = decode_record(row) {
+        return Ok(record);
+    }
+    let shown = |i: usize| match row.get_ref(i) {
+        Ok(ValueRef::Text(t)) => String::from_utf8_lossy(t).into_owned(),
+        Ok(ValueRef::Integer(n)) => n.to_string(),
+        _ => "?".to_owned(),
+    };
+    Ok(Record {
+        seq: row.get::<_, i64>(0).map(|s| s as u64).unwrap_or(0),
+        ts_ms: row.get(1).unwrap_or(0),
+        actor: shown(2),
+        action: shown(3),
+        vault: Some(shown(4)),
+        secret: Some(shown(5)),
+        version: None,
+        outcome: shown(7),
+    })
 }
 
-pub fn list_sandboxes(conn: &Connection) -> rusqlite::Result<Vec<SandboxRow>> {
-    conn.prepare(&format!(
-        "SELECT {SANDBOX_COLUMNS} FROM sandboxes ORDER BY created_at, id"
-    ))?
-    .query_map([], sandbox_from_row)?
-    .collect()
+fn blob(row: &rusqlite::Row<'_>, i: usize) -> Vec<u8> {
+    match row.get_ref(i) {
+        Ok(ValueRef::Blob(b)) => b.to_vec(),
+        _ => Vec::new(),
+    }
 }
 
-/// Deletes a sandbox; false when there was none.
-pub fn delete_sandbox(conn: &Connection, id: &str) -> rusqlite::Result<bool> {
-    Ok(conn.execute("DELETE FROM sandboxes WHERE id = ?1", [id])? > 0)
-}
+impl Tx for SqliteTx<'_> {
+    fn commit(self: Box<Self>) -> DbResult<()> {
+        match *self {
+            SqliteTx::Read(_) => Ok(()),
+            SqliteTx::Write(tx) => tx.commit().db(),
+        }
+    }
 
-pub fn record_sandbox_exit(
-    conn: &Connection,
-    id: &str,
-    code: i64,
-    at: i64,
-) -> rusqlite::Result<()> {
-    conn.execute(
-        "UPDATE sandboxes SET last_exit = ?2, last_exec_at = ?3 WHERE id = ?1",
-        params![id, code, at],
-    )?;
-    Ok(())
-}
+    fn meta_get(&mut self, key: &str) -> DbResult<Option<Vec<u8>>> {
+        self.conn()
+            .prepare_cached("SELECT value FROM meta WHERE key = ?1")
+            .and_then(|mut s| s.query_row([key], |row| row.get(0)).optional())
+            .db()
+    }
 
-/// A stored secret reference: who may resolve it, what it points to, until when.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RefRow {
-    pub owner: String,
-    pub vault: String,
-    pub name: String,
-    pub expires_at: i64,
-}
+    fn meta_put(&mut self, key: &str, value: &[u8]) -> DbResult<()> {
+        self.conn()
+            .prepare_cached(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            )
+            .and_then(|mut s| s.execute(params![key, value]))
+            .map(drop)
+            .db()
+    }
 
-/// Stores a reference by the hash of its token; prunes long-expired ones.
-pub fn insert_ref(
-    conn: &Connection,
-    token_hash: &[u8],
-    row: &RefRow,
-    now_ms: i64,
-) -> rusqlite::Result<()> {
-    conn.execute("DELETE FROM secret_refs WHERE expires_at <= ?1", [now_ms])?;
-    conn.execute(
-        "INSERT INTO secret_refs (token_hash, owner, vault, name, created_at, expires_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![
-            token_hash,
-            row.owner,
-            row.vault,
-            row.name,
-            now_ms,
-            row.expires_at
-        ],
-    )?;
-    Ok(())
-}
+    fn meta_put_new(&mut self, key: &str, value: &[u8]) -> DbResult<()> {
+        self.conn()
+            .execute(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO NOTHING",
+                params![key, value],
+            )
+            .map(drop)
+            .db()
+    }
 
-pub fn ref_row(conn: &Connection, token_hash: &[u8]) -> rusqlite::Result<Option<RefRow>> {
-    conn.query_row(
-        "SELECT owner, vault, name, expires_at FROM secret_refs WHERE token_hash = ?1",
-        [token_hash],
-        |row| {
-            Ok(RefRow {
-                owner: row.get(0)?,
-                vault: row.get(1)?,
-                name: row.get(2)?,
-                expires_at: row.get(3)?,
+    fn meta_delete(&mut self, key: &str) -> DbResult<()> {
+        self.conn()
+            .execute("DELETE FROM meta WHERE key = ?1", [key])
+            .map(drop)
+            .db()
+    }
+
+    fn meta_with_prefix(&mut self, prefix: &str) -> DbResult<Vec<(String, Vec<u8>)>> {
+        let pattern = format!("{}%", prefix.replace('%', "\\%").replace('_', "\\_"));
+        self.conn()
+            .prepare("SELECT key, value FROM meta WHERE key LIKE ?1 ESCAPE '\\' ORDER BY key")
+            .and_then(|mut s| {
+                s.query_map([pattern], |row| Ok((row.get(0)?, row.get(1)?)))?
+                    .collect()
             })
-        },
-    )
-    .optional()
+            .db()
+    }
+
+    fn ensure_vault(&mut self, vault: &str, now_ms: i64) -> DbResult<()> {
+        self.conn()
+            .prepare_cached(
+                "INSERT INTO vaults (name, created_at) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING",
+            )
+            .and_then(|mut s| s.execute(params![vault, now_ms]))
+            .map(drop)
+            .db()
+    }
+
+    fn list_vaults(&mut self, now_ms: i64) -> DbResult<Vec<VaultRow>> {
+        self.conn()
+            .prepare(
+                "SELECT v.name, v.created_at,
+                   (SELECT COUNT(*) FROM secrets s WHERE s.vault = v.name
+                      AND (s.expires_at IS NULL OR s.expires_at > ?1)),
+                   (SELECT COUNT(*) FROM vars r WHERE r.vault = v.name)
+                 FROM vaults v ORDER BY v.name",
+            )
+            .and_then(|mut s| {
+                s.query_map([now_ms], |row| {
+                    Ok(VaultRow {
+                        name: row.get(0)?,
+                        created_at: row.get(1)?,
+                        secrets: row.get::<_, i64>(2)? as u64,
+                        vars: row.get::<_, i64>(3)? as u64,
+                    })
+                })?
+                .collect()
+            })
+            .db()
+    }
+
+    fn secret_row(&mut self, vault: &str, name: &str) -> DbResult<Option<SecretRow>> {
+        self.conn()
+            .prepare_cached(
+                "SELECT version, description, created_at, updated_at, expires_at
+                 FROM secrets WHERE vault = ?1 AND name = ?2",
+            )
+            .and_then(|mut s| {
+                s.query_row(params![vault, name], |row| secret_row_from(row, 0))
+                    .optional()
+            })
+            .db()
+    }
+
+    fn put_secret_row(&mut self, vault: &str, name: &str, row: &SecretRow) -> DbResult<()> {
+        self.conn()
+            .prepare_cached(
+                "INSERT INTO secrets (vault, name, version, description, created_at, updated_at, expires_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT (vault, name) DO UPDATE SET
+                   version = excluded.version, description = excluded.description,
+                   created_at = excluded.created_at, updated_at = excluded.updated_at,
+                   expires_at = excluded.expires_at",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    vault,
+                    name,
+                    row.version as i64,
+                    row.description,
+                    row.created_at,
+                    row.updated_at,
+                    row.expires_at
+                ])
+            })
+            .map(drop)
+            .db()
+    }
+
+    fn insert_version(
+        &mut self,
+        vault: &str,
+        name: &str,
+        version: u64,
+        sealed: &SealedSecret,
+        now_ms: i64,
+    ) -> DbResult<()> {
+        let conn = self.conn();
+        conn.prepare_cached(
+            "INSERT INTO secret_versions (vault, name, version, wrapped_key, sealed_value, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )
+        .and_then(|mut s| {
+            s.execute(params![
+                vault,
+                name,
+                version as i64,
+                sealed.wrapped_key,
+                sealed.sealed_value,
+                now_ms
+            ])
+        })
+        .db()?;
+        conn.prepare_cached(
+            "DELETE FROM secret_versions WHERE vault = ?1 AND name = ?2 AND version <= ?3",
+        )
+        .and_then(|mut s| s.execute(params![vault, name, version as i64 - KEPT_VERSIONS as i64]))
+        .map(drop)
+        .db()
+    }
+
+    fn version_row(
+        &mut self,
+        vault: &str,
+        name: &str,
+        version: u64,
+    ) -> DbResult<Option<VersionRow>> {
+        self.conn()
+            .prepare_cached(
+                "SELECT wrapped_key, sealed_value, created_at FROM secret_versions
+                 WHERE vault = ?1 AND name = ?2 AND version = ?3",
+            )
+            .and_then(|mut s| {
+                s.query_row(params![vault, name, version as i64], |row| {
+                    Ok(VersionRow {
+                        sealed: SealedSecret {
+                            wrapped_key: row.get(0)?,
+                            sealed_value: row.get(1)?,
+                        },
+                        created_at: row.get(2)?,
+                    })
+                })
+                .optional()
+            })
+            .db()
+    }
+
+    fn version_list(&mut self, vault: &str, name: &str) -> DbResult<Vec<(u64, i64)>> {
+        self.conn()
+            .prepare_cached(
+                "SELECT version, created_at FROM secret_versions
+                 WHERE vault = ?1 AND name = ?2 ORDER BY version",
+            )
+            .and_then(|mut s| {
+                s.query_map(params![vault, name], |row| {
+                    Ok((row.get::<_, i64>(0)? as u64, row.get(1)?))
+                })?
+                .collect()
+            })
+            .db()
+    }
+
+    fn delete_secret(&mut self, vault: &str, name: &str) -> DbResult<()> {
+        let conn = self.conn();
+        conn.execute(
+            "DELETE FROM secret_versions WHERE vault = ?1 AND name = ?2",
+            params![vault, name],
+        )
+        .db()?;
+        conn.execute(
+            "DELETE FROM secrets WHERE vault = ?1 AND name = ?2",
+            params![vault, name],
+        )
+        .map(drop)
+        .db()
+    }
+
+    fn list_secret_rows(&mut self, vault: &str, now_ms: i64) -> DbResult<Vec<(String, SecretRow)>> {
+        self.conn()
+            .prepare_cached(
+                "SELECT name, version, description, created_at, updated_at, expires_at FROM secrets
+                 WHERE vault = ?1 AND (expires_at IS NULL OR expires_at > ?2) ORDER BY name",
+            )
+            .and_then(|mut s| {
+                s.query_map(params![vault, now_ms], |row| {
+                    Ok((row.get(0)?, secret_row_from(row, 1)?))
+                })?
+                .collect()
+            })
+            .db()
+    }
+
+    fn list_secret_names(&mut self, vault: &str, now_ms: i64) -> DbResult<Vec<String>> {
+        self.conn()
+            .prepare_cached(
+                "SELECT name FROM secrets
+                 WHERE vault = ?1 AND (expires_at IS NULL OR expires_at > ?2) ORDER BY name",
+            )
+            .and_then(|mut s| {
+                s.query_map(params![vault, now_ms], |row| row.get(0))?
+                    .collect()
+            })
+            .db()
+    }
+
+    fn all_wrapped_keys(&mut self) -> DbResult<Vec<WrappedKeyRow>> {
+        self.conn()
+            .prepare("SELECT vault, name, version, wrapped_key FROM secret_versions")
+            .and_then(|mut s| {
+                s.query_map([], |row| {
+                    Ok(WrappedKeyRow {
+                        vault: row.get(0)?,
+                        name: row.get(1)?,
+                        version: row.get::<_, i64>(2)? as u64,
+                        wrapped_key: row.get(3)?,
+                    })
+                })?
+                .collect()
+            })
+            .db()
+    }
+
+    fn update_wrapped_key(
+        &mut self,
+        vault: &str,
+        name: &str,
+        version: u64,
+        wrapped_key: &[u8],
+    ) -> DbResult<()> {
+        self.conn()
+            .prepare_cached(
+                "UPDATE secret_versions SET wrapped_key = ?4 WHERE vault = ?1 AND name = ?2 AND version = ?3",
+            )
+            .and_then(|mut s| s.execute(params![vault, name, version as i64, wrapped_key]))
+            .map(drop)
+            .db()
+    }
+
+    fn put_var(&mut self, vault: &str, name: &str, value: &str, now_ms: i64) -> DbResult<()> {
+        self.conn()
+            .execute(
+                "INSERT INTO vars (vault, name, value, updated_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (vault, name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+                params![vault, name, value, now_ms],
+            )
+            .map(drop)
+            .db()
+    }
+
+    fn get_var(&mut self, vault: &str, name: &str) -> DbResult<Option<(String, i64)>> {
+        self.conn()
+            .query_row(
+                "SELECT value, updated_at FROM vars WHERE vault = ?1 AND name = ?2",
+                params![vault, name],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .optional()
+            .db()
+    }
+
+    fn list_vars(&mut self, vault: &str) -> DbResult<Vec<(String, String, i64)>> {
+        self.conn()
+            .prepare("SELECT name, value, updated_at FROM vars WHERE vault = ?1 ORDER BY name")
+            .and_then(|mut s| {
+                s.query_map([vault], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?
+                    .collect()
+            })
+            .db()
+    }
+
+    fn delete_var(&mut self, vault: &str, name: &str) -> DbResult<bool> {
+        self.conn()
+            .execute(
+                "DELETE FROM vars WHERE vault = ?1 AND name = ?2",
+                params![vault, name],
+            )
+            .map(|n| n > 0)
+            .db()
+    }
+
+    fn insert_token(&mut self, row: &TokenRow) -> DbResult<()> {
+        self.conn()
+            .execute(
+                &format!("INSERT INTO tokens ({TOKEN_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"),
+                params![
+                    row.name,
+                    row.token_hash,
+                    row.grants,
+                    row.user,
+                    row.created_at,
+                    row.revoked_at
+                ],
+            )
+            .map(drop)
+            .db()
+    }
+
+    fn token_by_name(&mut self, name: &str) -> DbResult<Option<TokenRow>> {
+        self.conn()
+            .query_row(
+                &format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE name = ?1"),
+                [name],
+                token_from_row,
+            )
+            .optional()
+            .db()
+    }
+
+    fn token_by_hash(&mut self, hash: &[u8]) -> DbResult<Option<TokenRow>> {
+        self.conn()
+            .prepare_cached(&format!(
+                "SELECT {TOKEN_COLUMNS} FROM tokens WHERE token_hash = ?1"
+            ))
+            .and_then(|mut s| s.query_row([hash], token_from_row).optional())
+            .db()
+    }
+
+    fn list_tokens(&mut self) -> DbResult<Vec<TokenRow>> {
+        self.conn()
+            .prepare(&format!("SELECT {TOKEN_COLUMNS} FROM tokens ORDER BY name"))
+            .and_then(|mut s| s.query_map([], token_from_row)?.collect())
+            .db()
+    }
+
+    fn revoke_token(&mut self, name: &str, at: i64) -> DbResult<bool> {
+        self.conn()
+            .execute(
+                "UPDATE tokens SET revoked_at = ?2 WHERE name = ?1 AND revoked_at IS NULL",
+                params![name, at],
+            )
+            .map(|n| n > 0)
+            .db()
+    }
+
+    fn insert_sandbox(&mut self, row: &SandboxRow) -> DbResult<()> {
+        self.conn()
+            .execute(
+                &format!(
+                    "INSERT INTO sandboxes ({SANDBOX_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+                ),
+                params![
+                    row.id,
+                    row.template,
+                    row.vault,
+                    row.config,
+                    row.created_at,
+                    row.last_exit,
+                    row.last_exec_at,
+                    row.node
+                ],
+            )
+            .map(drop)
+            .db()
+    }
+
+    fn sandbox(&mut self, id: &str) -> DbResult<Option<SandboxRow>> {
+        self.conn()
+            .query_row(
+                &format!("SELECT {SANDBOX_COLUMNS} FROM sandboxes WHERE id = ?1"),
+                [id],
+                sandbox_from_row,
+            )
+            .optional()
+            .db()
+    }
+
+    fn list_sandboxes(&mut self) -> DbResult<Vec<SandboxRow>> {
+        self.conn()
+            .prepare(&format!(
+                "SELECT {SANDBOX_COLUMNS} FROM sandboxes ORDER BY created_at, id"
+            ))
+            .and_then(|mut s| s.query_map([], sandbox_from_row)?.collect())
+            .db()
+    }
+
+    fn delete_sandbox(&mut self, id: &str) -> DbResult<bool> {
+        self.conn()
+            .execute("DELETE FROM sandboxes WHERE id = ?1", [id])
+            .map(|n| n > 0)
+            .db()
+    }
+
+    fn record_sandbox_exit(&mut self, id: &str, code: i64, at: i64) -> DbResult<()> {
+        self.conn()
+            .execute(
+                "UPDATE sandboxes SET last_exit = ?2, last_exec_at = ?3 WHERE id = ?1",
+                params![id, code, at],
+            )
+            .map(drop)
+            .db()
+    }
+
+    fn insert_ref(&mut self, token_hash: &[u8], row: &RefRow, now_ms: i64) -> DbResult<()> {
+        let conn = self.conn();
+        conn.execute("DELETE FROM secret_refs WHERE expires_at <= ?1", [now_ms])
+            .db()?;
+        conn.execute(
+            "INSERT INTO secret_refs (token_hash, owner, vault, name, created_at, expires_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                token_hash,
+                row.owner,
+                row.vault,
+                row.name,
+                now_ms,
+                row.expires_at
+            ],
+        )
+        .map(drop)
+        .db()
+    }
+
+    fn ref_row(&mut self, token_hash: &[u8]) -> DbResult<Option<RefRow>> {
+        self.conn()
+            .query_row(
+                "SELECT owner, vault, name, expires_at FROM secret_refs WHERE token_hash = ?1",
+                [token_hash],
+                |row| {
+                    Ok(RefRow {
+                        owner: row.get(0)?,
+                        vault: row.get(1)?,
+                        name: row.get(2)?,
+                        expires_at: row.get(3)?,
+                    })
+                },
+            )
+            .optional()
+            .db()
+    }
+
+    fn audit_insert(&mut self, record: &Record, prev_mac: &[u8], mac: &[u8]) -> DbResult<()> {
+        self.conn()
+            .prepare_cached(
+                "INSERT INTO audit (seq, ts_ms, actor, action, vault, secret, version, outcome, prev_hash, hash)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    record.seq as i64,
+                    record.ts_ms,
+                    record.actor,
+                    record.action,
+                    record.vault,
+                    record.secret,
+                    record.version.map(|v| v as i64),
+                    record.outcome,
+                    prev_mac,
+                    mac,
+                ])
+            })
+            .map(drop)
+            .db()
+    }
+
+    fn audit_list(&mut self, filter: &Filter) -> DbResult<Vec<Record>> {
+        let sql = format!(
+            "SELECT {AUDIT_COLUMNS} FROM audit
+             WHERE (?1 IS NULL OR vault = ?1) AND (?2 IS NULL OR secret = ?2)
+             ORDER BY seq DESC LIMIT ?3"
+        );
+        let limit = filter
+            .limit
+            .map(|l| l.min(i64::MAX as u64) as i64)
+            .unwrap_or(-1);
+        let mut records = self
+            .conn()
+            .prepare(&sql)
+            .and_then(|mut s| {
+                s.query_map(
+                    params![filter.vault, filter.secret, limit],
+                    record_for_display,
+                )?
+                .collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .db()?;
+        records.reverse();
+        Ok(records)
+    }
+
+    fn audit_rows(&mut self) -> DbResult<Vec<AuditRow>> {
+        self.conn()
+            .prepare(&format!(
+                "SELECT {AUDIT_COLUMNS}, prev_hash, hash FROM audit ORDER BY seq"
+            ))
+            .and_then(|mut s| {
+                s.query_map([], |row| {
+                    Ok(AuditRow {
+                        seq: row.get::<_, i64>(0).map(|s| s as u64).unwrap_or(0),
+                        record: decode_record(row),
+                        prev_mac: blob(row, 8),
+                        mac: blob(row, 9),
+                    })
+                })?
+                .collect()
+            })
+            .db()
+    }
+
+    fn audit_relink(&mut self, seq: u64, prev_mac: &[u8], mac: &[u8]) -> DbResult<()> {
+        self.conn()
+            .prepare_cached("UPDATE audit SET prev_hash = ?2, hash = ?3 WHERE seq = ?1")
+            .and_then(|mut s| s.execute(params![seq as i64, prev_mac, mac]))
+            .map(drop)
+            .db()
+    }
+
+    fn audit_any(&mut self) -> DbResult<bool> {
+        self.conn()
+            .query_row("SELECT 1 FROM audit LIMIT 1", [], |_| Ok(()))
+            .optional()
+            .map(|found| found.is_some())
+            .db()
+    }
 }

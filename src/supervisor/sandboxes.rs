@@ -231,6 +231,7 @@ impl SandboxHost {
             created_at: crate::clock::now_ms(),
             last_exit: None,
             last_exec_at: None,
+            node: crate::store::this_node(),
         })?;
         Ok(Created {
             id: id.to_string(),
@@ -255,7 +256,11 @@ impl SandboxHost {
     }
 
     /// The sandbox `id` and its configuration.
-    pub fn load(&self, store: &Store, id: &str) -> Result<(SandboxRow, SandboxConfig), PlanError> {
+    pub fn load(
+        &self,
+        store: &mut Store,
+        id: &str,
+    ) -> Result<(SandboxRow, SandboxConfig), PlanError> {
         let row = store.sandbox(id)?;
         let config: SandboxConfig = serde_json::from_str(&row.config).map_err(|e| {
             PlanError::Usage(format!("sandbox {id} has an unreadable configuration: {e}"))
@@ -357,7 +362,7 @@ impl SandboxHost {
     }
 
     /// The sandboxes `owner` created, oldest first.
-    pub fn owned_by(&self, store: &Store, owner: &str) -> Result<Vec<SandboxRow>, PlanError> {
+    pub fn owned_by(&self, store: &mut Store, owner: &str) -> Result<Vec<SandboxRow>, PlanError> {
         Ok(store
             .list_sandboxes()?
             .into_iter()
@@ -444,7 +449,7 @@ const SANDBOX_UIDS: (u32, u32) = (200_000, 800_000);
 /// files never share an owner), above the ranges distributions give to
 /// users. It starts from a hash of the id and takes the next one no other
 /// sandbox of this store uses.
-fn free_sandbox_uid(store: &Store, id: &uuid::Uuid) -> Result<u32, PlanError> {
+fn free_sandbox_uid(store: &mut Store, id: &uuid::Uuid) -> Result<u32, PlanError> {
     let (first, count) = SANDBOX_UIDS;
     let used: std::collections::HashSet<u32> = store
         .list_sandboxes()?

@@ -619,6 +619,7 @@ fn scoped_secrets_give_references_per_workspace_and_user() {
                     home: home.path(),
                     master_key_env: None,
                     actor: actor.to_owned(),
+                    location: shroud::store::StoreLocation::Home,
                 },
                 shroud::store::OpenMode::Existing,
             )

@@ -54,7 +54,12 @@ async fn call(
     token: &str,
     json: Option<&str>,
 ) -> (StatusCode, serde_json::Value) {
-    let state = ApiState::with_shroud_binary(home.path(), None, shroud_binary().into());
+    let state = ApiState::with_shroud_binary(
+        home.path(),
+        None,
+        shroud::store::StoreLocation::Home,
+        shroud_binary().into(),
+    );
     let response = router(state)
         .oneshot(request(method, uri, Some(token), json))
         .await
@@ -275,7 +280,12 @@ fn a_server_shutting_down_refuses_new_commands_with_503() {
         .await;
         assert_eq!(status, StatusCode::OK);
         let id = created["id"].as_str().unwrap();
-        let state = ApiState::with_shroud_binary(s.home.path(), None, shroud_binary().into());
+        let state = ApiState::with_shroud_binary(
+            s.home.path(),
+            None,
+            shroud::store::StoreLocation::Home,
+            shroud_binary().into(),
+        );
         state.begin_shutdown();
         let response = router(state)
             .oneshot(request(

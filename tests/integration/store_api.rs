@@ -10,6 +10,7 @@ fn open(dir: &std::path::Path, actor: &str) -> Store {
         home: dir.join("home"),
         master_key_env: None,
         actor: actor.to_owned(),
+        location: shroud::store::StoreLocation::Home,
     };
     Store::open(config, OpenMode::Create).expect("open store")
 }

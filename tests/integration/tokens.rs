@@ -11,6 +11,7 @@ fn store(home: &TestHome) -> Store {
             home: home.path(),
             master_key_env: None,
             actor: "test".to_owned(),
+            location: shroud::store::StoreLocation::Home,
         },
         OpenMode::Existing,
     )
