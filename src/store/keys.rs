@@ -103,9 +103,14 @@ impl KeyRing {
 
     /// At open, the key file does not open the key check. Either a rotation
     /// is between its commit and replacing the key file (wait for it: it
-    /// holds the rotation lock), or one was cut off there, leaving
+    /// holds the rotation lock), or one committed and replaced the key file
+    /// after we read the key check (read it again under the lock:
+    /// `key_check` does that), or one was cut off there, leaving
     /// `master.key.next`, which opens the data: finish it.
-    pub(super) fn finish_rotation(&mut self, key_check: &[u8]) -> Result<()> {
+    pub(super) fn finish_rotation(
+        &mut self,
+        key_check: impl FnOnce() -> Result<Option<Vec<u8>>>,
+    ) -> Result<()> {
         let KeySource::File(key_file) = &self.key_source else {
             return Err(self.wrong_key());
         };
@@ -114,6 +119,17 @@ impl KeyRing {
             "cannot lock the master key for rotation",
             &self.home,
         ))?;
+        let Some(key_check) = key_check()? else {
+            return Err(self.wrong_key());
+        };
+        let key_check = key_check.as_slice();
+        // The key file may have changed too.
+        if let Ok(Ok(key)) = home::read_key_file(&key_file) {
+            self.adopt(key);
+        }
+        if crypto::key_check_opens(&self.master, key_check) {
+            return Ok(());
+        }
         let opens = |path: &Path| match home::read_key_file(path) {
             Ok(Ok(key)) if crypto::key_check_opens(&key, key_check) => Some(key),
             _ => None,

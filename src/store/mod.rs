@@ -518,7 +518,17 @@ impl Store {
     fn check_or_record_key(&mut self, key_check: Option<Vec<u8>>) -> Result<()> {
         match key_check {
             Some(blob) if crypto::key_check_opens(&self.keys.master, &blob) => Ok(()),
-            Some(blob) => self.keys.finish_rotation(&blob),
+            Some(_) => {
+                let conn = &mut self.conn;
+                let describe = &self.describe;
+                self.keys.finish_rotation(|| {
+                    let mut tx = conn
+                        .read()
+                        .map_err(|e| db_error("reading the key check", describe, e))?;
+                    tx.meta_get(KEY_CHECK)
+                        .map_err(|e| db_error("reading the key check", describe, e))
+                })
+            }
             None if self.is_ephemeral() => Ok(()),
             None => self.write("recording the key check", |tx, keys| {
                 match tx
