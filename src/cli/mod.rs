@@ -60,6 +60,10 @@ pub struct Cli {
     /// Machine-readable output: one JSON object per result, JSON lines for streams.
     #[arg(long, global = true)]
     pub json: bool,
+    /// Where the data is: `sqlite` (the home's shroud.db, the default) or
+    /// postgres://user[:password]@host:port/db[?sslmode=require] (default: $SHROUD_STORE).
+    #[arg(long, global = true, value_name = "URL", hide_env_values = true)]
+    pub store: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -224,11 +228,18 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
             }))
         }
     };
+    let store_text = cli
+        .store
+        .clone()
+        .or_else(|| std::env::var("SHROUD_STORE").ok())
+        .unwrap_or_default();
+    let location = store::StoreLocation::parse(&store_text)
+        .map_err(|e| CliError::Usage(format!("--store: {e}")))?;
     let ctx = Context {
         home,
         out: Output::new(cli.json),
         master_key_env,
-        location: store::StoreLocation::Home,
+        location,
     };
     match command {
         Command::SandboxInit(_) => unreachable!("handled above"),

@@ -47,6 +47,7 @@ pub mod crypto;
 pub mod home;
 mod keys;
 pub mod names;
+pub mod postgres;
 mod scripts;
 pub mod sqlite;
 pub mod tokens;
@@ -150,6 +151,8 @@ pub enum StoreError {
         store: String,
         message: String,
     },
+    #[error("cannot connect to the database at {store}: {message}")]
+    Connect { store: String, message: String },
     #[error("{context} {}: {source}", path.display())]
     Io {
         context: &'static str,
@@ -207,6 +210,23 @@ fn io_error<'a>(
 pub enum StoreLocation {
     /// The embedded default: `shroud.db` in the home.
     Home,
+    /// A PostgreSQL database (shared by several nodes).
+    Postgres(postgres::PgTarget),
+}
+
+impl StoreLocation {
+    /// `--store` / `$SHROUD_STORE`: `sqlite` (the home's file) or a
+    /// `postgres://` URL. Errors never repeat the text (it may hold a
+    /// password).
+    pub fn parse(text: &str) -> std::result::Result<StoreLocation, String> {
+        match text {
+            "" | "sqlite" => Ok(StoreLocation::Home),
+            url if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                postgres::PgTarget::parse(url).map(StoreLocation::Postgres)
+            }
+            _ => Err("expected `sqlite` or a postgres://user@host:port/db URL".to_owned()),
+        }
+    }
 }
 
 /// How to open a store.
@@ -406,7 +426,9 @@ impl Store {
         if let Some(text) = &config.master_key_env {
             keys::env_key(text)?;
         }
-        let StoreLocation::Home = &config.location;
+        if let StoreLocation::Postgres(target) = &config.location {
+            return Self::open_postgres(target.clone(), config, mode);
+        }
         let db_path = config.home.join(home::DB_FILE);
         let db_exists = db_path.exists();
         if !db_exists && mode == OpenMode::Existing {
@@ -440,6 +462,39 @@ impl Store {
         if found < sqlite::SCHEMA_VERSION {
             conn.migrate()
                 .map_err(|e| db_error("migrating the schema", &describe, e))?;
+        }
+        Self::finish_open(Box::new(conn), describe, config, mode)
+    }
+
+    /// Connects to a PostgreSQL store and brings its schema up to date
+    /// (reading commands too: a database with no tables reads as empty).
+    fn open_postgres(
+        target: postgres::PgTarget,
+        config: StoreConfig,
+        mode: OpenMode,
+    ) -> Result<Store> {
+        let describe = target.describe().to_owned();
+        let mut conn = postgres::PgConnection::connect(&target).map_err(|e| match e.kind {
+            DbErrorKind::Unavailable => db_error("connecting", &describe, e),
+            _ => StoreError::Connect {
+                store: describe.clone(),
+                message: e.message,
+            },
+        })?;
+        let found = conn
+            .migrate()
+            .map_err(|e| db_error("migrating the schema", &describe, e))?;
+        if found > postgres::SCHEMA_VERSION {
+            return Err(StoreError::SchemaTooNew {
+                store: describe,
+                found,
+                known: postgres::SCHEMA_VERSION,
+            });
+        }
+        if mode == OpenMode::Create {
+            // The key file and the sandboxes live in the home all the same.
+            home::create_private_dir(&config.home)
+                .map_err(io_error("cannot create home directory", &config.home))?;
         }
         Self::finish_open(Box::new(conn), describe, config, mode)
     }
