@@ -52,7 +52,11 @@ pub(crate) fn request(
 }
 
 pub(crate) async fn call(home: &TestHome, req: Request<Body>) -> (StatusCode, serde_json::Value) {
-    call_with(ApiState::new(home.path(), None), req).await
+    call_with(
+        ApiState::on_store(home.path(), None, home.store_location()),
+        req,
+    )
+    .await
 }
 
 /// [`call`] on a server whose fetch may reach 127.0.0.0/8 (where the test
@@ -61,7 +65,7 @@ pub(crate) async fn call_fetch(
     home: &TestHome,
     req: Request<Body>,
 ) -> (StatusCode, serde_json::Value) {
-    let state = ApiState::new(home.path(), None);
+    let state = ApiState::on_store(home.path(), None, home.store_location());
     state
         .configure_fetch(None, vec!["127.0.0.0/8".parse().unwrap()])
         .unwrap();
@@ -91,7 +95,6 @@ pub(crate) fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-#[test]
 fn authentication_and_grants() {
     let (home, token, old) = setup();
     runtime().block_on(async {
@@ -157,7 +160,6 @@ fn authentication_and_grants() {
     });
 }
 
-#[test]
 fn bulk_set_is_not_atomic_and_names_each_failure() {
     let (home, token, _) = setup();
     runtime().block_on(async {
@@ -238,7 +240,6 @@ fn bodies_must_be_json_small_and_well_formed() {
     });
 }
 
-#[test]
 fn vars_metadata_head_delete_and_audit() {
     let (home, token, _) = setup();
     runtime().block_on(async {
@@ -426,7 +427,6 @@ pub(crate) fn http(
     (status, body)
 }
 
-#[test]
 fn a_real_server_serves_and_stops_on_sigterm() {
     let (home, token, _) = setup();
     let (mut server, port, mut stderr) = start_server(&home);
@@ -456,7 +456,6 @@ fn a_real_server_serves_and_stops_on_sigterm() {
     );
 }
 
-#[test]
 fn serve_refuses_to_start_with_the_wrong_key() {
     let (home, _, _) = setup();
     let out = home.run_with_key(
@@ -466,7 +465,6 @@ fn serve_refuses_to_start_with_the_wrong_key() {
     out.fails_with(2);
 }
 
-#[test]
 fn rendered_gives_values_or_previews_and_is_audited() {
     let (home, token, _) = setup();
     home.run(&[
@@ -538,7 +536,6 @@ fn rendered_gives_values_or_previews_and_is_audited() {
     assert!(audit.contains("\tci\tsecret.render\tprod\tLONG"), "{audit}");
 }
 
-#[test]
 fn scoped_secrets_give_references_per_workspace_and_user() {
     let home = TestHome::new();
     let alice = home.create_token("alice", &["--grant", "workspace:write", "--user", "Alice"]);
@@ -993,7 +990,6 @@ fn the_openapi_document_is_served_and_lists_every_route() {
     });
 }
 
-#[test]
 fn two_thousand_concurrent_writes_over_16_connections_lose_nothing() {
     let (home, token, _) = setup();
     let (mut server, port, _stderr) = start_server(&home);
@@ -1095,3 +1091,14 @@ fn slow_clients_cannot_hold_the_server() {
     server.kill().unwrap();
     server.wait().unwrap();
 }
+
+crate::conformance!(
+    authentication_and_grants,
+    bulk_set_is_not_atomic_and_names_each_failure,
+    vars_metadata_head_delete_and_audit,
+    a_real_server_serves_and_stops_on_sigterm,
+    serve_refuses_to_start_with_the_wrong_key,
+    rendered_gives_values_or_previews_and_is_audited,
+    scoped_secrets_give_references_per_workspace_and_user,
+    two_thousand_concurrent_writes_over_16_connections_lose_nothing,
+);

@@ -57,7 +57,7 @@ async fn call(
     let state = ApiState::with_shroud_binary(
         home.path(),
         None,
-        shroud::store::StoreLocation::Home,
+        home.store_location(),
         shroud_binary().into(),
     );
     let response = router(state)
@@ -131,7 +131,6 @@ fn exec_buffered(port: u16, s: &Setup, id: &str, body: &str) -> serde_json::Valu
     json(&text)
 }
 
-#[test]
 fn create_exec_and_delete_answer_with_the_right_status_codes() {
     let s = setup();
     runtime().block_on(async {
@@ -283,7 +282,7 @@ fn a_server_shutting_down_refuses_new_commands_with_503() {
         let state = ApiState::with_shroud_binary(
             s.home.path(),
             None,
-            shroud::store::StoreLocation::Home,
+            s.home.store_location(),
             shroud_binary().into(),
         );
         state.begin_shutdown();
@@ -332,7 +331,6 @@ fn a_panicking_handler_is_a_bare_500_and_the_router_goes_on() {
     });
 }
 
-#[test]
 fn a_real_server_runs_sandbox_commands_masked_with_the_cli_exit_codes() {
     let s = setup();
     let (mut server, port, mut log, id) = serve_with_sandbox(
@@ -663,3 +661,8 @@ fn concurrent_execs_each_get_their_own_output_and_exit_code() {
     server.kill().unwrap();
     server.wait().unwrap();
 }
+
+crate::conformance!(
+    create_exec_and_delete_answer_with_the_right_status_codes,
+    a_real_server_runs_sandbox_commands_masked_with_the_cli_exit_codes,
+);

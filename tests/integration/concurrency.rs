@@ -7,7 +7,6 @@ use crate::support::TestHome;
 const WRITERS: usize = 8;
 const SECRETS_EACH: usize = 25;
 
-#[test]
 fn eight_processes_setting_25_secrets_each_into_a_fresh_home() {
     let home = TestHome::new();
     // All writers start on a home that does not exist yet, so they also race
@@ -42,7 +41,6 @@ fn eight_processes_setting_25_secrets_each_into_a_fresh_home() {
     );
 }
 
-#[test]
 fn concurrent_bulk_writers_and_version_bumps_of_one_secret() {
     let home = TestHome::new();
     home.set("SHARED", "initial-shared-value");
@@ -73,3 +71,8 @@ fn concurrent_bulk_writers_and_version_bumps_of_one_secret() {
     );
     home.run(&["audit", "verify"]).ok();
 }
+
+crate::conformance!(
+    eight_processes_setting_25_secrets_each_into_a_fresh_home,
+    concurrent_bulk_writers_and_version_bumps_of_one_secret,
+);

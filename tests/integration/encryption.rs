@@ -1,9 +1,8 @@
 //! Encryption at rest: no plaintext in any file, and ciphertexts that are
 //! moved between rows or altered are refused, never turned into another value.
 
-use crate::support::{all_file_bytes, contains, TestHome};
+use crate::support::{contains, from_hex, TestHome};
 
-#[test]
 fn no_plaintext_value_in_any_file_of_the_home() {
     let home = TestHome::new();
     let values = [
@@ -26,50 +25,64 @@ fn no_plaintext_value_in_any_file_of_the_home() {
     home.run(&["key", "rotate"]).ok();
     home.reveal("C");
     // Keep a connection open so the WAL file is still there to be checked too.
-    let holder = home.sqlite();
-    holder
-        .query_row("SELECT COUNT(*) FROM secrets", [], |r| r.get::<_, i64>(0))
-        .unwrap();
+    let holder = (!home.is_postgres()).then(|| home.sqlite());
+    if let Some(holder) = &holder {
+        holder
+            .query_row("SELECT COUNT(*) FROM secrets", [], |r| r.get::<_, i64>(0))
+            .unwrap();
+    }
     home.set("D", "delta-plaintext-marker-0004");
-    let files = all_file_bytes(&home.path());
-    assert!(files.iter().any(|(p, _)| p.ends_with("shroud.db")));
-    for (path, bytes) in &files {
+    let stored = home.stored_bytes();
+    let database = if home.is_postgres() {
+        "pg_dump"
+    } else {
+        "shroud.db"
+    };
+    assert!(stored.iter().any(|(place, _)| place.ends_with(database)));
+    for (place, bytes) in &stored {
         for value in values
             .iter()
             .chain(&["alpha-second-version-0001", "delta-plaintext-marker-0004"])
         {
             assert!(
                 !contains(bytes, value.as_bytes()),
-                "{value} in plaintext in {path:?}"
+                "{value} in plaintext in {place}"
             );
         }
     }
     drop(holder);
 }
 
-/// Reads (wrapped_key, sealed_value) of one version.
+/// (wrapped_key, sealed_value) of the one version `filter` selects.
+fn blobs_where(home: &TestHome, filter: &str) -> (Vec<u8>, Vec<u8>) {
+    let rows = home.text_rows(&format!(
+        "SELECT {{hex:wrapped_key}}, {{hex:sealed_value}} FROM secret_versions WHERE {filter}"
+    ));
+    assert_eq!(rows.len(), 1, "{filter}");
+    (from_hex(&rows[0][0]), from_hex(&rows[0][1]))
+}
+
 fn blobs(home: &TestHome, name: &str, version: i64) -> (Vec<u8>, Vec<u8>) {
-    home.sqlite()
-        .query_row(
-            "SELECT wrapped_key, sealed_value FROM secret_versions WHERE name = ?1 AND version = ?2",
-            rusqlite::params![name, version],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .unwrap()
+    blobs_where(home, &format!("name = '{name}' AND version = {version}"))
+}
+
+fn put_blobs_where(home: &TestHome, filter: &str, blobs: &(Vec<u8>, Vec<u8>)) {
+    home.sql(&format!(
+        "UPDATE secret_versions SET wrapped_key = {}, sealed_value = {} WHERE {filter}",
+        home.blob_literal(&blobs.0),
+        home.blob_literal(&blobs.1),
+    ));
+    assert_eq!(&blobs_where(home, filter), blobs);
 }
 
 fn put_blobs(home: &TestHome, name: &str, version: i64, blobs: &(Vec<u8>, Vec<u8>)) {
-    let changed = home
-        .sqlite()
-        .execute(
-            "UPDATE secret_versions SET wrapped_key = ?3, sealed_value = ?4 WHERE name = ?1 AND version = ?2",
-            rusqlite::params![name, version, blobs.0, blobs.1],
-        )
-        .unwrap();
-    assert_eq!(changed, 1);
+    put_blobs_where(
+        home,
+        &format!("name = '{name}' AND version = {version}"),
+        blobs,
+    );
 }
 
-#[test]
 fn ciphertexts_swapped_between_rows_are_refused() {
     let home = TestHome::new();
     home.set("FIRST", "first-secret-value");
@@ -93,7 +106,6 @@ fn ciphertexts_swapped_between_rows_are_refused() {
     assert_eq!(home.reveal("FIRST"), "first-secret-value");
 }
 
-#[test]
 fn a_ciphertext_moved_to_another_version_or_vault_is_refused() {
     let home = TestHome::new();
     home.set("ROT", "version-one-value");
@@ -106,25 +118,13 @@ fn a_ciphertext_moved_to_another_version_or_vault_is_refused() {
         .ok();
     home.run(&["secret", "set", "SAME", "in-vault-b", "--vault", "b"])
         .ok();
-    let conn = home.sqlite();
-    let a: (Vec<u8>, Vec<u8>) = conn
-        .query_row(
-            "SELECT wrapped_key, sealed_value FROM secret_versions WHERE vault = 'a'",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .unwrap();
-    conn.execute(
-        "UPDATE secret_versions SET wrapped_key = ?1, sealed_value = ?2 WHERE vault = 'b'",
-        rusqlite::params![a.0, a.1],
-    )
-    .unwrap();
+    let a = blobs_where(&home, "vault = 'a'");
+    put_blobs_where(&home, "vault = 'b'", &a);
     let out = home.run(&["secret", "reveal", "SAME", "--vault", "b"]);
     out.fails_with(1);
     assert!(!out.stdout_text().contains("in-vault-a"));
 }
 
-#[test]
 fn a_flipped_byte_anywhere_is_refused() {
     let home = TestHome::new();
     home.set("FLIP", "flip-target-value");
@@ -156,3 +156,10 @@ fn a_flipped_byte_anywhere_is_refused() {
     let audit = home.run(&["--json", "audit", "--secret", "FLIP"]).ok();
     assert_eq!(audit.matches("\"error\"").count(), 14, "{audit}");
 }
+
+crate::conformance!(
+    no_plaintext_value_in_any_file_of_the_home,
+    ciphertexts_swapped_between_rows_are_refused,
+    a_ciphertext_moved_to_another_version_or_vault_is_refused,
+    a_flipped_byte_anywhere_is_refused,
+);

@@ -231,7 +231,6 @@ fn shroud_failures_before_start_are_125_and_start_nothing() {
     );
 }
 
-#[test]
 fn each_injection_is_audited() {
     let home = home();
     exec(
@@ -748,3 +747,5 @@ fn with_pipes_the_child_can_still_read_the_terminal() {
     assert!(seen.contains("got=abc"), "{seen:?}");
     assert!(child.wait().unwrap().success());
 }
+
+crate::conformance!(each_injection_is_audited,);

@@ -1,5 +1,6 @@
 //! Integration tests: the real `shroud` binary, a real SQLite file in a
-//! temporary home, real processes. One test binary (as ripgrep and nextest
+//! temporary home (or a database of a throwaway PostgreSQL cluster, for the
+//! conformance suite: see `support::conformance!`), real processes. One test binary (as ripgrep and nextest
 //! do), one module per capability; `support` holds the helpers.
 
 mod api;
@@ -13,6 +14,8 @@ mod exec;
 mod mask_peers;
 mod masking;
 mod master_key;
+mod pg;
+mod pg_nodes;
 mod redact;
 mod sandbox;
 mod secrets;
@@ -22,9 +25,9 @@ mod tokens;
 mod validation;
 mod vaults_and_vars;
 
-/// Every version's (wrapped_key, sealed_value), in a stable order.
-pub fn encryption_blobs(home: &support::TestHome) -> Vec<(Vec<u8>, Vec<u8>)> {
-    home.query_pairs(
-        "SELECT wrapped_key, sealed_value FROM secret_versions ORDER BY vault, name, version",
+/// Every version's (wrapped_key, sealed_value) in hex, in a stable order.
+pub fn encryption_blobs(home: &support::TestHome) -> Vec<Vec<String>> {
+    home.text_rows(
+        "SELECT {hex:wrapped_key}, {hex:sealed_value} FROM secret_versions ORDER BY vault, name, version",
     )
 }

@@ -22,7 +22,6 @@ fn home_with_secrets() -> TestHome {
     home
 }
 
-#[test]
 fn masks_named_secrets_only() {
     let home = home_with_secrets();
     let input = b"pass=hunter2-secret token=tok_0123456789abcdef\n";
@@ -33,7 +32,6 @@ fn masks_named_secrets_only() {
     );
 }
 
-#[test]
 fn all_masks_every_secret_of_the_vault_and_stars_are_eight() {
     let home = home_with_secrets();
     let input = b"hunter2-secret|tok_0123456789abcdef|other-vault-value";
@@ -46,7 +44,6 @@ fn all_masks_every_secret_of_the_vault_and_stars_are_eight() {
     );
 }
 
-#[test]
 fn encoded_forms_are_masked() {
     let home = home_with_secrets();
     // printf '%s\n' "$DB_PASS" | base64  →  aHVudGVyMi1zZWNyZXQK
@@ -59,7 +56,6 @@ fn encoded_forms_are_masked() {
     assert!(!text.contains("aHVudGVyMi1zZWNyZXQ"), "{text}");
 }
 
-#[test]
 fn binary_input_passes_through_byte_for_byte() {
     let home = home_with_secrets();
     let mut input: Vec<u8> = (0..=255u8).cycle().take(3 << 20).collect();
@@ -71,7 +67,6 @@ fn binary_input_passes_through_byte_for_byte() {
     assert_eq!(out.stdout, expected);
 }
 
-#[test]
 fn a_prompt_is_forwarded_before_input_ends() {
     let home = home_with_secrets();
     let mut child = home
@@ -107,7 +102,6 @@ fn a_prompt_is_forwarded_before_input_ends() {
     assert!(child.wait().unwrap().success());
 }
 
-#[test]
 fn decrypting_for_masking_is_audited() {
     let home = home_with_secrets();
     home.run_stdin(
@@ -120,7 +114,6 @@ fn decrypting_for_masking_is_audited() {
     assert!(audit.contains("secret.mask\tdefault\tAPI_TOKEN"), "{audit}");
 }
 
-#[test]
 fn bad_requests_are_refused_before_reading_input() {
     let home = home_with_secrets();
     let none = home.run_stdin(&["redact"], b"hunter2-secret");
@@ -145,3 +138,13 @@ fn bad_requests_are_refused_before_reading_input() {
         short.stderr
     );
 }
+
+crate::conformance!(
+    masks_named_secrets_only,
+    all_masks_every_secret_of_the_vault_and_stars_are_eight,
+    encoded_forms_are_masked,
+    binary_input_passes_through_byte_for_byte,
+    a_prompt_is_forwarded_before_input_ends,
+    decrypting_for_masking_is_audited,
+    bad_requests_are_refused_before_reading_input,
+);

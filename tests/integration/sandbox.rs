@@ -49,7 +49,6 @@ fn sandbox_exec(home: &TestHome, id: &str, command: &[&str]) -> crate::support::
     home.run(&full)
 }
 
-#[test]
 fn create_prints_an_id_and_reports_the_isolation() {
     let home = home();
     let out = home.run(&["sandbox", "create", "--template", "bash"]);
@@ -85,7 +84,6 @@ fn create_prints_an_id_and_reports_the_isolation() {
     assert_eq!(json["network"], false);
 }
 
-#[test]
 fn secrets_env_masking_and_exit_codes_work_inside() {
     let home = home();
     let id = create(
@@ -127,7 +125,6 @@ fn secrets_env_masking_and_exit_codes_work_inside() {
     );
 }
 
-#[test]
 fn files_persist_across_execs_and_tmp_is_private() {
     let home = home();
     let id = create(&home, &["--template", "bash"]);
@@ -360,7 +357,6 @@ fn what_the_host_cannot_give_is_reported_and_strict_refuses_it() {
     );
 }
 
-#[test]
 fn rm_removes_the_files_and_later_execs_fail() {
     let home = home();
     let id = create(&home, &["--template", "bash"]);
@@ -476,3 +472,10 @@ fn an_unprivileged_user_gets_the_same_isolation() {
     assert_eq!(lines[4], "read-only");
     assert_eq!(run(&["sandbox", "exec", &id, "--", "cat", "f"]).1, "kept\n");
 }
+
+crate::conformance!(
+    create_prints_an_id_and_reports_the_isolation,
+    secrets_env_masking_and_exit_codes_work_inside,
+    files_persist_across_execs_and_tmp_is_private,
+    rm_removes_the_files_and_later_execs_fail,
+);

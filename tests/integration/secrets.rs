@@ -2,7 +2,7 @@
 
 use std::os::unix::fs::PermissionsExt;
 
-use crate::support::{all_file_bytes, contains, TestHome};
+use crate::support::{contains, TestHome};
 
 #[test]
 fn set_then_reveal_round_trips_and_creates_a_private_home() {
@@ -15,7 +15,6 @@ fn set_then_reveal_round_trips_and_creates_a_private_home() {
     assert_eq!(mode(home.db_path()), 0o600);
 }
 
-#[test]
 fn reading_commands_do_not_create_the_home() {
     let home = TestHome::new();
     assert_eq!(home.run(&["secret", "list"]).ok(), "");
@@ -26,7 +25,6 @@ fn reading_commands_do_not_create_the_home() {
     assert!(!home.path().exists(), "a read created the home");
 }
 
-#[test]
 fn value_from_stdin_drops_exactly_one_trailing_newline() {
     let home = TestHome::new();
     home.run_stdin(&["secret", "set", "A"], b"line-one\n").ok();
@@ -39,7 +37,6 @@ fn value_from_stdin_drops_exactly_one_trailing_newline() {
     assert_eq!(home.reveal("C"), "multi\nline\r\nvalue");
 }
 
-#[test]
 fn binary_values_survive_and_json_reveal_uses_base64() {
     let home = TestHome::new();
     let value = b"\xff\xfe-not-utf8-\x01\x02";
@@ -52,7 +49,6 @@ fn binary_values_survive_and_json_reveal_uses_base64() {
     assert_eq!(json["value_base64"], "//4tbm90LXV0ZjgtAQI=");
 }
 
-#[test]
 fn list_is_sorted_names_only() {
     let home = TestHome::new();
     for name in ["zeta", "Alpha", "_under", "beta.2", "beta-1"] {
@@ -70,7 +66,6 @@ fn list_is_sorted_names_only() {
     assert!(!json.to_string().contains("value-of"));
 }
 
-#[test]
 fn exists_prints_true_or_false_with_exit_code() {
     let home = TestHome::new();
     home.set("THERE", "value-1234");
@@ -83,7 +78,6 @@ fn exists_prints_true_or_false_with_exit_code() {
     assert_eq!(json.json()["exists"], false);
 }
 
-#[test]
 fn delete_removes_and_a_missing_secret_is_exit_1() {
     let home = TestHome::new();
     home.set("GONE", "value-1234");
@@ -102,7 +96,6 @@ fn delete_removes_and_a_missing_secret_is_exit_1() {
     assert_eq!(json["secrets"][0]["version"], 1);
 }
 
-#[test]
 fn versions_count_up_and_history_keeps_the_last_ten() {
     let home = TestHome::new();
     for i in 1..=12 {
@@ -141,18 +134,10 @@ fn versions_count_up_and_history_keeps_the_last_ten() {
     pruned.fails_with(1);
     assert!(pruned.stderr.contains("version 2"), "{}", pruned.stderr);
     // Pruned versions are really gone from the database.
-    let kept: i64 = home
-        .sqlite()
-        .query_row(
-            "SELECT COUNT(*) FROM secret_versions WHERE name = 'ROT'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let kept = home.count("SELECT COUNT(*) FROM secret_versions WHERE name = 'ROT'");
     assert_eq!(kept, 10);
 }
 
-#[test]
 fn an_expired_secret_reads_as_not_found_everywhere() {
     let home = TestHome::new();
     home.run(&["secret", "set", "TEMP", "short-lived-value", "--ttl", "1"])
@@ -177,7 +162,6 @@ fn an_expired_secret_reads_as_not_found_everywhere() {
     assert_eq!(home.reveal("TEMP"), "new-value-1");
 }
 
-#[test]
 fn get_prints_an_opaque_reference_stored_only_as_a_hash() {
     let home = TestHome::new();
     home.set("TOKEN", "reference-target-value");
@@ -189,10 +173,10 @@ fn get_prints_an_opaque_reference_stored_only_as_a_hash() {
     let second = home.run(&["secret", "get", "TOKEN"]).ok();
     assert_ne!(second.trim_end(), reference, "references are random");
     let token = reference.trim_start_matches("$secret:");
-    for (path, bytes) in all_file_bytes(&home.path()) {
+    for (place, bytes) in home.stored_bytes() {
         assert!(
             !contains(&bytes, token.as_bytes()),
-            "token stored in {path:?}"
+            "token stored in {place}"
         );
     }
     let json = home
@@ -201,10 +185,7 @@ fn get_prints_an_opaque_reference_stored_only_as_a_hash() {
     assert!(json["ref"].as_str().unwrap().starts_with("$secret:"));
     let expires = json["expires_at"].as_str().unwrap();
     assert!(expires.ends_with('Z'), "{expires}");
-    let stored: i64 = home
-        .sqlite()
-        .query_row("SELECT COUNT(*) FROM secret_refs", [], |r| r.get(0))
-        .unwrap();
+    let stored = home.count("SELECT COUNT(*) FROM secret_refs");
     assert_eq!(stored, 3);
     home.run(&["secret", "get", "NOPE"]).fails_with(1);
     home.run(&["secret", "get", "TOKEN", "--ttl", "0"])
@@ -213,7 +194,6 @@ fn get_prints_an_opaque_reference_stored_only_as_a_hash() {
         .fails_with(2);
 }
 
-#[test]
 fn short_values_are_stored_with_a_warning() {
     let home = TestHome::new();
     let out = home.run(&["secret", "set", "PIN", "123"]);
@@ -233,7 +213,6 @@ fn short_values_are_stored_with_a_warning() {
     assert_eq!(home.reveal("PIN"), "abc");
 }
 
-#[test]
 fn vault_flag_and_scope_alias_separate_namespaces() {
     let home = TestHome::new();
     home.run(&["secret", "set", "K", "prod-value", "--vault", "production"])
@@ -249,7 +228,6 @@ fn vault_flag_and_scope_alias_separate_namespaces() {
     home.run(&["secret", "reveal", "K"]).fails_with(1);
 }
 
-#[test]
 fn description_is_kept_as_metadata() {
     let home = TestHome::new();
     home.run(&[
@@ -264,3 +242,18 @@ fn description_is_kept_as_metadata() {
     let json = home.run(&["--json", "secret", "list"]).json();
     assert_eq!(json["secrets"][0]["description"], "the db password");
 }
+
+crate::conformance!(
+    reading_commands_do_not_create_the_home,
+    value_from_stdin_drops_exactly_one_trailing_newline,
+    binary_values_survive_and_json_reveal_uses_base64,
+    list_is_sorted_names_only,
+    exists_prints_true_or_false_with_exit_code,
+    delete_removes_and_a_missing_secret_is_exit_1,
+    an_expired_secret_reads_as_not_found_everywhere,
+    short_values_are_stored_with_a_warning,
+    vault_flag_and_scope_alias_separate_namespaces,
+    description_is_kept_as_metadata,
+    versions_count_up_and_history_keeps_the_last_ten,
+    get_prints_an_opaque_reference_stored_only_as_a_hash,
+);

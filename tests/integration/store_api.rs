@@ -1,18 +1,14 @@
 //! The library's `Store` API used in-process, as the HTTP API and the
-//! supervisor will use it: real SQLite file in a temporary home.
+//! supervisor use it, on both backends.
 
 use shroud::secret::SecretValue;
 use shroud::store::audit::{Action, Filter};
-use shroud::store::{NewSecret, OpenMode, SecretName, Store, StoreConfig, StoreError, VaultName};
+use shroud::store::{NewSecret, OpenMode, SecretName, Store, StoreError, VaultName};
 
-fn open(dir: &std::path::Path, actor: &str) -> Store {
-    let config = StoreConfig {
-        home: dir.join("home"),
-        master_key_env: None,
-        actor: actor.to_owned(),
-        location: shroud::store::StoreLocation::Home,
-    };
-    Store::open(config, OpenMode::Create).expect("open store")
+use crate::support::TestHome;
+
+fn open(home: &TestHome, actor: &str) -> Store {
+    Store::open(home.store_config(actor), OpenMode::Create).expect("open store")
 }
 
 fn secret(name: &str, value: &str) -> NewSecret {
@@ -25,12 +21,11 @@ fn secret(name: &str, value: &str) -> NewSecret {
     .unwrap()
 }
 
-#[test]
 fn references_resolve_only_for_their_owner_and_only_while_valid() {
-    let dir = tempfile::tempdir().unwrap();
+    let home = TestHome::new();
     let vault = VaultName::parse("workspace").unwrap();
     let name = SecretName::parse("TOKEN").unwrap();
-    let mut alice = open(dir.path(), "alice");
+    let mut alice = open(&home, "alice");
     alice
         .set_secret(&vault, secret("TOKEN", "reference-value-1"))
         .unwrap();
@@ -50,7 +45,7 @@ fn references_resolve_only_for_their_owner_and_only_while_valid() {
     assert_eq!(resolved.secret.value.expose(), b"reference-value-2");
     assert_eq!(resolved.secret.version, 2);
 
-    let mut bob = open(dir.path(), "bob");
+    let mut bob = open(&home, "bob");
     let foreign = bob.resolve_reference(&reference.reference);
     assert!(
         matches!(foreign, Err(StoreError::ReferenceNotFound)),
@@ -82,12 +77,11 @@ fn references_resolve_only_for_their_owner_and_only_while_valid() {
     );
 }
 
-#[test]
 fn references_expire() {
-    let dir = tempfile::tempdir().unwrap();
+    let home = TestHome::new();
     let vault = VaultName::default_vault();
     let name = SecretName::parse("SHORT_LIVED").unwrap();
-    let mut store = open(dir.path(), "cli");
+    let mut store = open(&home, "cli");
     store
         .set_secret(&vault, secret("SHORT_LIVED", "expiring-ref-value"))
         .unwrap();
@@ -100,12 +94,11 @@ fn references_expire() {
     ));
 }
 
-#[test]
 fn a_reference_to_a_deleted_secret_does_not_resolve() {
-    let dir = tempfile::tempdir().unwrap();
+    let home = TestHome::new();
     let vault = VaultName::default_vault();
     let name = SecretName::parse("DOOMED").unwrap();
-    let mut store = open(dir.path(), "cli");
+    let mut store = open(&home, "cli");
     store
         .set_secret(&vault, secret("DOOMED", "deleted-ref-value"))
         .unwrap();
@@ -118,12 +111,11 @@ fn a_reference_to_a_deleted_secret_does_not_resolve() {
     );
 }
 
-#[test]
 fn injection_reads_are_audited_under_their_own_action() {
-    let dir = tempfile::tempdir().unwrap();
+    let home = TestHome::new();
     let vault = VaultName::default_vault();
     let name = SecretName::parse("INJECTED").unwrap();
-    let mut store = open(dir.path(), "runner");
+    let mut store = open(&home, "runner");
     store
         .set_secret(&vault, secret("INJECTED", "injected-value-1"))
         .unwrap();
@@ -142,3 +134,10 @@ fn injection_reads_are_audited_under_their_own_action() {
     assert_eq!(last[0].actor, "runner");
     assert_eq!(last[0].version, Some(1));
 }
+
+crate::conformance!(
+    references_resolve_only_for_their_owner_and_only_while_valid,
+    references_expire,
+    a_reference_to_a_deleted_secret_does_not_resolve,
+    injection_reads_are_audited_under_their_own_action,
+);

@@ -1,12 +1,53 @@
-//! Helpers: a temporary home and a way to run the real binary in it.
+//! Helpers: a temporary home and a way to run the real binary in it, on
+//! either backend (see [`conformance!`]).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-/// A temporary shroud home, removed when dropped.
+/// A temporary shroud home, removed when dropped. On the PostgreSQL leg of
+/// a conformance test it also has a database of its own, which every
+/// command it runs uses (`SHROUD_STORE`).
 pub struct TestHome {
     dir: tempfile::TempDir,
+    store: Option<String>,
+}
+
+thread_local! {
+    /// Set while a conformance test runs its PostgreSQL leg.
+    static ON_POSTGRES: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `test` with every [`TestHome`] it makes on a fresh PostgreSQL
+/// database of the shared test cluster (or prints why it is skipped).
+pub fn on_postgres(test: impl FnOnce()) {
+    if crate::pg::Cluster::shared().is_none() {
+        return;
+    }
+    ON_POSTGRES.with(|flag| flag.set(true));
+    test();
+    ON_POSTGRES.with(|flag| flag.set(false));
+}
+
+/// Turns plain test functions into two tests each: `NAME::sqlite` (the
+/// embedded store) and `NAME::postgres` (a database of the test cluster),
+/// the store conformance suite.
+#[macro_export]
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[test]
+                fn sqlite() {
+                    super::$name();
+                }
+                #[test]
+                fn postgres() {
+                    $crate::support::on_postgres(super::$name);
+                }
+            }
+        )*
+    };
 }
 
 impl Drop for TestHome {
@@ -85,8 +126,73 @@ pub fn shroud_binary() -> &'static str {
 
 impl TestHome {
     pub fn new() -> Self {
+        let store = ON_POSTGRES
+            .with(|flag| flag.get())
+            .then(|| crate::pg::Cluster::shared().expect("a cluster").database());
         TestHome {
             dir: tempfile::tempdir().expect("temp dir"),
+            store,
+        }
+    }
+
+    /// A home on a fresh database of the shared PostgreSQL cluster, whatever
+    /// leg runs; `None` (after saying why) without PostgreSQL.
+    pub fn postgres() -> Option<Self> {
+        let cluster = crate::pg::Cluster::shared()?;
+        Some(TestHome {
+            dir: tempfile::tempdir().expect("temp dir"),
+            store: Some(cluster.database()),
+        })
+    }
+
+    /// A home whose records are at `url` (a database of a test's own cluster).
+    pub fn with_store(url: &str) -> Self {
+        TestHome {
+            dir: tempfile::tempdir().expect("temp dir"),
+            store: Some(url.to_owned()),
+        }
+    }
+
+    /// The `SHROUD_STORE` of this home, on PostgreSQL.
+    pub fn store_url(&self) -> Option<&str> {
+        self.store.as_deref()
+    }
+
+    /// True when the home's data is in PostgreSQL.
+    pub fn is_postgres(&self) -> bool {
+        self.store.is_some()
+    }
+
+    /// The configuration that opens this home's store in-process.
+    pub fn store_config(&self, actor: &str) -> shroud::store::StoreConfig {
+        shroud::store::StoreConfig {
+            home: self.path(),
+            master_key_env: None,
+            actor: actor.to_owned(),
+            location: self.store_location(),
+        }
+    }
+
+    /// Where this home's records are kept, as `--store` would say.
+    pub fn store_location(&self) -> shroud::store::StoreLocation {
+        match &self.store {
+            Some(url) => shroud::store::StoreLocation::parse(url).expect("a test URL"),
+            None => shroud::store::StoreLocation::Home,
+        }
+    }
+
+    /// Runs one SQL statement on the home's database, whichever it is (to
+    /// tamper with it as someone with write access to the database would).
+    pub fn sql(&self, statement: &str) {
+        match &self.store {
+            Some(url) => {
+                crate::pg::Cluster::shared()
+                    .expect("a cluster")
+                    .psql(url, statement);
+            }
+            None => {
+                self.sqlite().execute_batch(statement).expect("sql");
+            }
         }
     }
 
@@ -110,6 +216,9 @@ impl TestHome {
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("SHROUD_HOME", self.path())
             .args(args);
+        if let Some(url) = &self.store {
+            cmd.env("SHROUD_STORE", url);
+        }
         cmd
     }
 
@@ -188,25 +297,126 @@ impl TestHome {
         self.run(&["audit"]).ok().lines().count()
     }
 
+    /// One integer a query returns (`SELECT COUNT(*) ...`), whichever
+    /// backend holds the home's data.
+    pub fn count(&self, query: &str) -> i64 {
+        match &self.store {
+            Some(url) => {
+                let out = crate::pg::Cluster::shared()
+                    .expect("a cluster")
+                    .psql(url, query);
+                out.trim()
+                    .parse()
+                    .unwrap_or_else(|_| panic!("not a number: {out:?}"))
+            }
+            None => self
+                .sqlite()
+                .query_row(query, [], |r| r.get(0))
+                .expect("count"),
+        }
+    }
+
+    /// Every byte the store keeps about this home: its files, and on
+    /// PostgreSQL a dump of its database with each `bytea` also decoded (a
+    /// value sealed badly would show in either form).
+    pub fn stored_bytes(&self) -> Vec<(String, Vec<u8>)> {
+        let mut stored: Vec<(String, Vec<u8>)> = if self.path().exists() {
+            all_file_bytes(&self.path())
+                .into_iter()
+                .map(|(path, bytes)| (path.display().to_string(), bytes))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        if let Some(url) = &self.store {
+            let dump = crate::pg::Cluster::shared().expect("a cluster").dump(url);
+            let decoded = decode_bytea_literals(&dump);
+            stored.push(("pg_dump".into(), dump.into_bytes()));
+            stored.push(("pg_dump bytea".into(), decoded));
+        }
+        stored
+    }
+
     /// A direct connection to the database, for inspecting and tampering.
     pub fn sqlite(&self) -> rusqlite::Connection {
         rusqlite::Connection::open(self.db_path()).expect("open db")
     }
 
-    /// The two columns of every row `sql` selects.
-    pub fn query_pairs<A, B>(&self, sql: &str) -> Vec<(A, B)>
-    where
-        A: rusqlite::types::FromSql,
-        B: rusqlite::types::FromSql,
-    {
-        let conn = self.sqlite();
-        let mut stmt = conn.prepare(sql).expect("prepare");
-        let rows = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .expect("query")
-            .collect::<Result<Vec<_>, _>>()
-            .expect("rows");
-        rows
+    /// Every row `sql` selects, each column as text (on SQLite through
+    /// plain text, on PostgreSQL as psql prints it), whichever backend holds
+    /// the home's data. `{hex:COLUMN}` in `sql` is a blob column in
+    /// upper-case hex on either.
+    pub fn text_rows(&self, sql: &str) -> Vec<Vec<String>> {
+        match &self.store {
+            Some(url) => {
+                let sql = with_hex_columns(sql, |column| format!("upper(encode({column}, 'hex'))"));
+                crate::pg::Cluster::shared()
+                    .expect("a cluster")
+                    .psql(url, &sql)
+                    .lines()
+                    .map(|line| line.split('|').map(str::to_owned).collect())
+                    .collect()
+            }
+            None => {
+                let conn = self.sqlite();
+                let sql = with_hex_columns(sql, |column| format!("hex({column})"));
+                let mut stmt = conn.prepare(&sql).expect("prepare");
+                let columns = stmt.column_count();
+                let rows = stmt
+                    .query_map([], |r| {
+                        (0..columns)
+                            .map(|i| {
+                                Ok(match r.get_ref(i)? {
+                                    rusqlite::types::ValueRef::Null => String::new(),
+                                    rusqlite::types::ValueRef::Integer(n) => n.to_string(),
+                                    rusqlite::types::ValueRef::Real(x) => x.to_string(),
+                                    rusqlite::types::ValueRef::Text(t)
+                                    | rusqlite::types::ValueRef::Blob(t) => {
+                                        String::from_utf8_lossy(t).into_owned()
+                                    }
+                                })
+                            })
+                            .collect::<rusqlite::Result<Vec<String>>>()
+                    })
+                    .expect("query")
+                    .collect::<Result<Vec<_>, _>>()
+                    .expect("rows");
+                rows
+            }
+        }
+    }
+
+    /// `bytes` as a blob literal of the home's backend.
+    pub fn blob_literal(&self, bytes: &[u8]) -> String {
+        if self.is_postgres() {
+            format!("decode('{}', 'hex')", to_hex(bytes))
+        } else {
+            format!("X'{}'", to_hex(bytes))
+        }
+    }
+
+    /// The bytes that hold the home's records: the SQLite file, or a dump of
+    /// the PostgreSQL database (to check that a refused command changed
+    /// nothing).
+    pub fn database_snapshot(&self) -> Vec<u8> {
+        match &self.store {
+            Some(url) => crate::pg::Cluster::shared()
+                .expect("a cluster")
+                .dump(url)
+                .into_bytes(),
+            None => std::fs::read(self.db_path()).expect("read the database"),
+        }
+    }
+
+    /// The two columns of every row `sql` selects, as text.
+    pub fn query_pairs(&self, sql: &str) -> Vec<(String, String)> {
+        self.text_rows(sql)
+            .into_iter()
+            .map(|row| {
+                assert_eq!(row.len(), 2, "{sql}");
+                (row[0].clone(), row[1].clone())
+            })
+            .collect()
     }
 }
 
@@ -222,6 +432,47 @@ pub fn all_file_bytes(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
         }
     }
     files
+}
+
+/// `sql` with each `{hex:COLUMN}` replaced by `hex(COLUMN)`.
+fn with_hex_columns(sql: &str, hex: impl Fn(&str) -> String) -> String {
+    let mut out = String::new();
+    let mut rest = sql;
+    while let Some(start) = rest.find("{hex:") {
+        out.push_str(&rest[..start]);
+        let end = start + rest[start..].find('}').expect("a closing brace");
+        out.push_str(&hex(&rest[start + 5..end]));
+        rest = &rest[end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The bytes of every `\\x...` hex literal in a dump, one after another
+/// (with a zero byte between, so no value spans two).
+fn decode_bytea_literals(dump: &str) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    for piece in dump.split("\\x").skip(1) {
+        let hex: Vec<u8> = piece.bytes().take_while(u8::is_ascii_hexdigit).collect();
+        for pair in hex.chunks_exact(2) {
+            let text = std::str::from_utf8(pair).expect("hex digits");
+            bytes.push(u8::from_str_radix(text, 16).expect("hex digits"));
+        }
+        bytes.push(0);
+    }
+    bytes
+}
+
+/// `bytes` in lower-case hex.
+pub fn to_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The bytes a hex string spells.
+pub fn from_hex(text: &str) -> Vec<u8> {
+    (0..text.len() / 2)
+        .map(|i| u8::from_str_radix(&text[2 * i..2 * i + 2], 16).expect("hex"))
+        .collect()
 }
 
 pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {

@@ -1,24 +1,14 @@
 //! `shroud token create|list|revoke` and token authentication.
 
 use shroud::store::tokens::Access;
-use shroud::store::{OpenMode, Store, StoreConfig};
+use shroud::store::{OpenMode, Store};
 
-use crate::support::{all_file_bytes, contains, TestHome};
+use crate::support::{contains, TestHome};
 
 fn store(home: &TestHome) -> Store {
-    Store::open(
-        StoreConfig {
-            home: home.path(),
-            master_key_env: None,
-            actor: "test".to_owned(),
-            location: shroud::store::StoreLocation::Home,
-        },
-        OpenMode::Existing,
-    )
-    .unwrap()
+    Store::open(home.store_config("test"), OpenMode::Existing).unwrap()
 }
 
-#[test]
 fn a_token_is_printed_once_stored_hashed_and_authenticates() {
     let home = TestHome::new();
     let out = home.run(&[
@@ -34,10 +24,10 @@ fn a_token_is_printed_once_stored_hashed_and_authenticates() {
     ]);
     let token = out.ok().trim().to_owned();
     assert!(token.starts_with("shr_") && token.len() > 40, "{token}");
-    for (path, bytes) in all_file_bytes(&home.path()) {
+    for (place, bytes) in home.stored_bytes() {
         assert!(
             !contains(&bytes, token.as_bytes()),
-            "token stored in {path:?}"
+            "token stored in {place}"
         );
     }
     let listed = home.run(&["token", "list"]).ok();
@@ -64,7 +54,6 @@ fn a_token_is_printed_once_stored_hashed_and_authenticates() {
     assert!(store(&home).authenticate(&altered).unwrap().is_none());
 }
 
-#[test]
 fn a_revoked_token_no_longer_authenticates() {
     let home = TestHome::new();
     let token = home.create_token("deploy", &["--grant", "prod:write"]);
@@ -83,7 +72,6 @@ fn a_revoked_token_no_longer_authenticates() {
     assert!(!audit.contains(&token));
 }
 
-#[test]
 fn bad_token_requests_are_refused() {
     let home = TestHome::new();
     home.run(&["token", "create", "ci", "--grant", "ci:admin"])
@@ -113,3 +101,9 @@ fn bad_token_requests_are_refused() {
         ungranted.stderr
     );
 }
+
+crate::conformance!(
+    a_token_is_printed_once_stored_hashed_and_authenticates,
+    a_revoked_token_no_longer_authenticates,
+    bad_token_requests_are_refused,
+);

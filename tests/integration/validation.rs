@@ -1,7 +1,7 @@
 //! Bad input: a clear `error:` line, a non-zero exit, nothing changed, and
 //! never a secret value in the output.
 
-use crate::support::{all_file_bytes, TestHome};
+use crate::support::TestHome;
 
 const VALUE: &str = "SUPERSECRET-canary-7f3a";
 
@@ -15,7 +15,6 @@ fn snapshot(home: &TestHome) -> (String, String, usize) {
     )
 }
 
-#[test]
 fn bad_input_is_refused_names_the_rule_and_changes_nothing() {
     let home = TestHome::new();
     home.set("EXISTING", "existing-value-1");
@@ -99,7 +98,6 @@ fn bad_input_is_refused_names_the_rule_and_changes_nothing() {
     assert!(!json_audit.contains("\"X\""), "a refused set was audited");
 }
 
-#[test]
 fn values_with_nul_or_over_64_kib_are_refused_from_stdin() {
     let home = TestHome::new();
     let mut with_nul = VALUE.as_bytes().to_vec();
@@ -139,7 +137,6 @@ fn usage_errors_exit_2_without_echoing_values() {
     assert!(!home.path().exists());
 }
 
-#[test]
 fn failing_commands_never_print_a_stored_value() {
     let home = TestHome::new();
     home.set("STORED", VALUE);
@@ -158,11 +155,11 @@ fn failing_commands_never_print_a_stored_value() {
         assert!(!run.stderr.contains(VALUE), "{run:?}");
         assert!(!run.stdout_text().contains(VALUE), "{run:?}");
     }
-    // Nothing a failing command did put the value in a file in plaintext.
-    for (path, bytes) in all_file_bytes(&home.path()) {
+    // Nothing a failing command did put the value anywhere in plaintext.
+    for (place, bytes) in home.stored_bytes() {
         assert!(
             !crate::support::contains(&bytes, VALUE.as_bytes()),
-            "{path:?}"
+            "{place}"
         );
     }
 }
@@ -290,3 +287,9 @@ fn a_timeout_too_large_says_so() {
     assert_ne!(out.code, 0);
     assert!(out.stderr.contains("too large"), "{}", out.stderr);
 }
+
+crate::conformance!(
+    bad_input_is_refused_names_the_rule_and_changes_nothing,
+    values_with_nul_or_over_64_kib_are_refused_from_stdin,
+    failing_commands_never_print_a_stored_value,
+);

@@ -2,7 +2,6 @@
 
 use crate::support::TestHome;
 
-#[test]
 fn set_secrets_is_not_atomic_and_names_each_failure() {
     let home = TestHome::new();
     let out = home.run(&[
@@ -34,7 +33,6 @@ fn set_secrets_is_not_atomic_and_names_each_failure() {
     assert_eq!(two, "value=with=equals\n");
 }
 
-#[test]
 fn set_secrets_json_reports_versions_and_errors() {
     let home = TestHome::new();
     home.run(&["vault", "set-secrets", "--vault", "ci", "A=aaaa-1"])
@@ -70,7 +68,6 @@ fn set_secrets_json_reports_versions_and_errors() {
     assert_eq!(all_ok.json()["errors"], serde_json::json!([]));
 }
 
-#[test]
 fn vault_list_shows_written_vaults_with_counts() {
     let home = TestHome::new();
     home.run(&["secret", "set", "A", "value-aaaa", "--vault", "production"])
@@ -89,7 +86,6 @@ fn vault_list_shows_written_vaults_with_counts() {
     assert_eq!(json["vaults"][1]["secrets"], 1);
 }
 
-#[test]
 fn vars_set_get_list_delete() {
     let home = TestHome::new();
     home.run(&["var", "set", "region", "eu-west-1"]).ok();
@@ -112,3 +108,10 @@ fn vars_set_get_list_delete() {
     // Vars are not secrets: they are not in the secret list.
     assert!(home.list("prod").is_empty());
 }
+
+crate::conformance!(
+    set_secrets_is_not_atomic_and_names_each_failure,
+    set_secrets_json_reports_versions_and_errors,
+    vault_list_shows_written_vaults_with_counts,
+    vars_set_get_list_delete,
+);
