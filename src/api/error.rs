@@ -18,7 +18,7 @@ pub struct ItemError {
     pub error: String,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ApiError {
     pub status: StatusCode,
     pub message: String,
@@ -51,6 +51,16 @@ impl From<StoreError> for ApiError {
         match &e {
             StoreError::Invalid(_) | StoreError::ReferenceTtl(_) => ApiError::bad_request(e),
             e if e.is_not_found() => ApiError::new(StatusCode::NOT_FOUND, e.to_string()),
+            StoreError::Unavailable { context, .. } => {
+                // The details (host, driver message) go to the log only.
+                tracing::warn!(error = %e, "store unavailable");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!(
+                        "the vault's database is unavailable (while {context}); try again shortly"
+                    ),
+                )
+            }
             _ => ApiError::internal(e),
         }
     }
@@ -59,6 +69,13 @@ impl From<StoreError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = serde_json::json!({ "error": self.message, "errors": self.errors });
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("1"),
+            );
+        }
+        response
     }
 }

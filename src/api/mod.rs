@@ -45,7 +45,7 @@ pub struct ApiState {
     master_key_env: Option<Zeroizing<String>>,
     /// Where the store's data is (the home's SQLite file, or PostgreSQL).
     location: crate::store::StoreLocation,
-    pool: Mutex<Vec<Store>>,
+    pool: StorePool,
     fetch: std::sync::OnceLock<Fetcher>,
     writer: std::sync::OnceLock<std::sync::mpsc::Sender<WriteJob>>,
     /// Ends every running sandbox command when the server shuts down: the
@@ -54,6 +54,88 @@ pub struct ApiState {
     /// Sandbox commands running at once at most (429 beyond).
     runs: Arc<tokio::sync::Semaphore>,
     max_runs: std::sync::atomic::AtomicUsize,
+}
+
+/// Store connections a server keeps open at once by default (each request
+/// holds one while it runs; more wait for one, up to [`DB_CONNECTION_WAIT`]).
+pub const DEFAULT_DB_CONNECTIONS: usize = 16;
+
+/// How long a request waits for a free store connection before a 503.
+pub const DB_CONNECTION_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The store connections of a server: at most `limit` open at once, idle
+/// ones kept for the next request, broken ones (a database that restarted)
+/// dropped so the next request opens a fresh one.
+struct StorePool {
+    state: Mutex<PoolState>,
+    freed: std::sync::Condvar,
+}
+
+struct PoolState {
+    idle: Vec<Store>,
+    /// Connections open or being opened, idle ones included.
+    open: usize,
+    limit: usize,
+}
+
+/// A connection taken from the pool, or the right to open one.
+enum Lease {
+    Idle(Store),
+    New,
+}
+
+impl StorePool {
+    fn new(limit: usize) -> Self {
+        StorePool {
+            state: Mutex::new(PoolState {
+                idle: Vec::new(),
+                open: 0,
+                limit,
+            }),
+            freed: std::sync::Condvar::new(),
+        }
+    }
+
+    fn set_limit(&self, limit: usize) {
+        self.state.lock().expect("pool lock").limit = limit;
+        self.freed.notify_all();
+    }
+
+    /// Waits (a blocking thread) for an idle connection or room for one;
+    /// says why not when none frees up in time.
+    fn take(&self) -> Result<Lease, String> {
+        let deadline = std::time::Instant::now() + DB_CONNECTION_WAIT;
+        let mut state = self.state.lock().expect("pool lock");
+        loop {
+            if let Some(store) = state.idle.pop() {
+                return Ok(Lease::Idle(store));
+            }
+            if state.open < state.limit {
+                state.open += 1;
+                return Ok(Lease::New);
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Err(format!(
+                    "all {} database connections of this server stayed busy for {} s",
+                    state.limit,
+                    DB_CONNECTION_WAIT.as_secs()
+                ));
+            }
+            state = self.freed.wait_timeout(state, left).expect("pool lock").0;
+        }
+    }
+
+    /// Gives a connection back (or, `None` or broken, its room).
+    fn give_back(&self, store: Option<Store>) {
+        let mut state = self.state.lock().expect("pool lock");
+        match store {
+            Some(store) if store.is_usable() && state.open <= state.limit => state.idle.push(store),
+            _ => state.open -= 1,
+        }
+        drop(state);
+        self.freed.notify_one();
+    }
 }
 
 /// Sandbox commands a server runs at once by default.
@@ -109,7 +191,7 @@ impl ApiState {
             shroud_binary,
             master_key_env,
             location,
-            pool: Mutex::new(Vec::new()),
+            pool: StorePool::new(DEFAULT_DB_CONNECTIONS),
             fetch: std::sync::OnceLock::new(),
             writer: std::sync::OnceLock::new(),
             shutdown: Mutex::new(Shutdown::Idle),
@@ -211,7 +293,10 @@ impl ApiState {
                         .collect();
                     let results = opened.and_then(|mut s| {
                         let r = s.set_secrets_batch(work);
-                        store = Some(s);
+                        // A broken connection is dropped: the next batch opens a fresh one.
+                        if s.is_usable() {
+                            store = Some(s);
+                        }
                         r
                     });
                     match results {
@@ -221,9 +306,9 @@ impl ApiState {
                             }
                         }
                         Err(e) => {
-                            let message = e.to_string();
+                            let error = ApiError::from(e);
                             for reply in replies {
-                                let _ = reply.send(Err(ApiError::internal(&message)));
+                                let _ = reply.send(Err(error.clone()));
                             }
                         }
                     }
@@ -236,8 +321,22 @@ impl ApiState {
     /// Opens the store once, so that a bad home or key fails at start.
     pub fn check(self: &Arc<Self>) -> Result<(), StoreError> {
         let store = self.open()?;
-        self.pool.lock().expect("pool lock").push(store);
+        self.pool.state.lock().expect("pool lock").open += 1;
+        self.pool.give_back(Some(store));
         Ok(())
+    }
+
+    /// Where the store is, for messages (never a password).
+    fn location_text(&self) -> String {
+        match &self.location {
+            crate::store::StoreLocation::Home => self.home.display().to_string(),
+            crate::store::StoreLocation::Postgres(target) => target.describe().to_owned(),
+        }
+    }
+
+    /// Sets how many store connections the server keeps open at once.
+    pub fn set_db_connections(&self, limit: usize) {
+        self.pool.set_limit(limit.max(1));
     }
 
     fn open(&self) -> Result<Store, StoreError> {
@@ -283,14 +382,26 @@ impl ApiState {
         E: From<StoreError>,
         F: FnOnce(&mut Store) -> Result<T, E>,
     {
-        let pooled = self.pool.lock().expect("pool lock").pop();
-        let mut store = match pooled {
-            Some(store) => store,
-            None => self.open()?,
+        let lease = self.pool.take().map_err(|busy| {
+            E::from(StoreError::Unavailable {
+                context: "waiting for a free database connection",
+                store: self.location_text(),
+                message: busy,
+            })
+        })?;
+        let mut store = match lease {
+            Lease::Idle(store) => store,
+            Lease::New => match self.open() {
+                Ok(store) => store,
+                Err(e) => {
+                    self.pool.give_back(None);
+                    return Err(e.into());
+                }
+            },
         };
         store.set_actor(actor);
         let result = f(&mut store);
-        self.pool.lock().expect("pool lock").push(store);
+        self.pool.give_back(Some(store));
         result
     }
 

@@ -27,6 +27,10 @@ pub struct ServeArgs {
     /// Connections open at once at most; more wait to be accepted.
     #[arg(long, value_name = "N", default_value_t = api::server::DEFAULT_MAX_CONNECTIONS as u32, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     max_connections: u32,
+    /// Store connections open at once at most (each request holds one while
+    /// it runs; more wait for one, then get 503).
+    #[arg(long, value_name = "N", default_value_t = api::DEFAULT_DB_CONNECTIONS as u32, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    db_connections: u32,
     /// Sandbox commands run at once at most; more get 429.
     #[arg(long, value_name = "N", default_value_t = api::DEFAULT_MAX_RUNS as u32, value_parser = clap::value_parser!(u32).range(1..=4096))]
     max_runs: u32,
@@ -39,6 +43,7 @@ pub fn run(ctx: &Context, args: ServeArgs) -> Result<u8, CliError> {
         ctx.location.clone(),
     );
     state.set_max_runs(args.max_runs as usize);
+    state.set_db_connections(args.db_connections as usize);
     state.check()?;
     let allowed = args
         .fetch_allow
