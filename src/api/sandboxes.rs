@@ -65,6 +65,7 @@ impl From<PlanError> for ApiError {
             PlanError::Refused(why) => {
                 ApiError::new(StatusCode::BAD_REQUEST, format!("strict: {why}"))
             }
+            PlanError::OnAnotherNode { .. } => ApiError::new(StatusCode::CONFLICT, e.to_string()),
             PlanError::Io { .. } => ApiError::internal(e),
         }
     }
@@ -152,6 +153,8 @@ async fn owned_sandbox(
         return Err(PlanError::Store(StoreError::SandboxNotFound(id)).into());
     }
     caller.require(&row.vault, Access::Read)?;
+    // Only its owner learns where it lives.
+    crate::supervisor::sandboxes::SandboxHost::check_node(&row)?;
     Ok((row, config))
 }
 

@@ -167,6 +167,7 @@ impl From<crate::supervisor::plan::PlanError> for CliError {
             PlanError::Invalid(e) => CliError::Invalid(e),
             PlanError::Usage(m) => CliError::Usage(m),
             PlanError::Refused(m) => CliError::Reported(m),
+            e @ PlanError::OnAnotherNode { .. } => CliError::Reported(e.to_string()),
             PlanError::Io { context, source } => CliError::Io { context, source },
         }
     }

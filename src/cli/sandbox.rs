@@ -208,7 +208,9 @@ fn prepare_exec(ctx: &Context, args: SandboxExecArgs) -> Result<PreparedExec, Cl
     let host = host(ctx)?;
     let (row, config) = {
         let mut store = ctx.open_store(OpenMode::Existing)?;
-        host.load(&mut store, &args.id)?
+        let (row, config) = host.load(&mut store, &args.id)?;
+        SandboxHost::check_node(&row)?;
+        (row, config)
     };
     let timeout = args
         .timeout

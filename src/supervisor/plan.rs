@@ -33,6 +33,15 @@ pub enum PlanError {
     /// sandbox on a host that lacks a feature).
     #[error("{0}")]
     Refused(String),
+    /// A sandbox's files are on the node that made it; this is another.
+    #[error(
+        "sandbox {id} lives on node `{node}` (this is `{here}`): send the request to that node"
+    )]
+    OnAnotherNode {
+        id: String,
+        node: String,
+        here: String,
+    },
     #[error("cannot {context}: {source}")]
     Io {
         context: &'static str,

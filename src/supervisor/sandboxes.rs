@@ -373,9 +373,24 @@ impl SandboxHost {
             .collect())
     }
 
-    /// Removes the sandbox `id`: its files, then its record.
+    /// Refuses a sandbox made on another node (its files are there; a
+    /// record from before nodes were recorded is this node's).
+    pub fn check_node(row: &SandboxRow) -> Result<(), PlanError> {
+        let here = crate::store::this_node();
+        if row.node.is_empty() || row.node == here {
+            return Ok(());
+        }
+        Err(PlanError::OnAnotherNode {
+            id: row.id.clone(),
+            node: row.node.clone(),
+            here,
+        })
+    }
+
+    /// Removes the sandbox `id`: its files, then its record (on the node
+    /// that made it only).
     pub fn remove(&self, store: &mut Store, id: &str) -> Result<(), PlanError> {
-        store.sandbox(id)?;
+        Self::check_node(&store.sandbox(id)?)?;
         let dir = self.dir(id);
         disk::remove(&dir).map_err(|source| PlanError::Io {
             context: "remove the sandbox's disk",
@@ -393,8 +408,8 @@ impl SandboxHost {
 }
 
 /// How a sandbox is listed, by `sandbox list --json` and `GET /api/sandboxes`
-/// alike: `{"sandboxes": [{"id", "template", "vault", "created_at",
-/// "last_exit", "last_exec_at"}]}`.
+/// alike: `{"sandboxes": [{"id", "template", "vault", "node", "created_at",
+/// "last_exit", "last_exec_at"}]}` (`node`: where it lives).
 pub fn listing_json(rows: &[SandboxRow]) -> serde_json::Value {
     let items: Vec<_> = rows
         .iter()
@@ -403,6 +418,7 @@ pub fn listing_json(rows: &[SandboxRow]) -> serde_json::Value {
                 "id": r.id,
                 "template": r.template,
                 "vault": r.vault,
+                "node": r.node,
                 "created_at": crate::clock::rfc3339(r.created_at),
                 "last_exit": r.last_exit,
                 "last_exec_at": r.last_exec_at.map(crate::clock::rfc3339),
