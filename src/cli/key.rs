@@ -8,19 +8,30 @@
 use clap::Subcommand;
 
 use super::{CliError, Context, EXIT_OK};
-use crate::store::OpenMode;
+use crate::store::{Handoff, OpenMode};
 
 #[derive(Debug, Subcommand)]
 pub enum KeyCommand {
     /// Generate a new master key and re-wrap every data key with it in one transaction.
-    Rotate,
+    Rotate {
+        /// Leave no handoff for other nodes of a PostgreSQL store (the new
+        /// key sealed under the old one for 15 minutes): use it when the
+        /// old key leaked, and give the other nodes the new key yourself.
+        #[arg(long)]
+        no_handoff: bool,
+    },
 }
 
 pub fn run(ctx: &Context, command: KeyCommand) -> Result<u8, CliError> {
     match command {
-        KeyCommand::Rotate => {
+        KeyCommand::Rotate { no_handoff } => {
             let mut store = ctx.open_store(OpenMode::Existing)?;
-            let rotation = store.rotate_master_key()?;
+            let handoff = if no_handoff {
+                Handoff::Withhold
+            } else {
+                Handoff::Offer
+            };
+            let rotation = store.rotate_master_key(handoff)?;
             let path_text =
                 |p: &Option<std::path::PathBuf>| p.as_ref().map(|p| p.display().to_string());
             if ctx.out.is_json() {

@@ -149,6 +149,11 @@ pub trait Connection: Send {
     fn is_usable(&self) -> bool {
         true
     }
+    /// True when other nodes, each with a home of its own, may share the
+    /// database (a rotation then leaves them a key handoff).
+    fn is_shared(&self) -> bool {
+        false
+    }
 }
 
 /// The row operations of one transaction. Every method works on the

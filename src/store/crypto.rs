@@ -57,6 +57,7 @@ pub enum RecordKind {
     SecretValue = 1,
     DataKey = 2,
     KeyCheck = 3,
+    KeyHandoff = 4,
 }
 
 /// The identity a seal is bound to.
@@ -267,6 +268,35 @@ pub fn seal_key_check(master: &Key) -> Result<Vec<u8>, CryptoError> {
         &KEY_CHECK_ID.associated_data(RecordKind::KeyCheck),
         KEY_CHECK_KEYED_AUDIT,
     )
+}
+
+/// A rotation's new key sealed under the key it replaces, for the nodes that
+/// still hold the old one (see `keys::KeyHandoff`). The expiry (ms since
+/// the epoch) is bound as associated data: it cannot be moved later
+/// without the old key.
+pub fn seal_key_handoff(old: &Key, new: &Key, expires_ms: i64) -> Result<Vec<u8>, CryptoError> {
+    let id = RecordId {
+        vault: "",
+        name: "key handoff",
+        version: expires_ms as u64,
+    };
+    seal(
+        old,
+        &id.associated_data(RecordKind::KeyHandoff),
+        new.expose(),
+    )
+}
+
+/// The new key of a handoff sealed under `old` with `expires_ms`, if it opens.
+pub fn open_key_handoff(old: &Key, expires_ms: i64, blob: &[u8]) -> Option<Key> {
+    let id = RecordId {
+        vault: "",
+        name: "key handoff",
+        version: expires_ms as u64,
+    };
+    open(old, &id.associated_data(RecordKind::KeyHandoff), blob)
+        .ok()
+        .and_then(|plain| Key::from_slice(&plain))
 }
 
 /// The key check an older shroud wrote (version 1, before the audit chain

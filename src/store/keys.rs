@@ -8,6 +8,20 @@
 //! rotation left it ([`KeyRing::follow_rotation`]); a rotation cut off
 //! between its commit and installing the key file is finished on the next
 //! open, under the home's rotation lock ([`KeyRing::finish_rotation`]).
+//!
+//! Nodes of one PostgreSQL store each keep the key in a home of their own,
+//! where a rotation made on another node leaves nothing. So a rotation also
+//! leaves a *key handoff* in the database: the new key sealed under the old
+//! one, for [`KEY_HANDOFF_TTL_MS`] (15 minutes). A node (server or CLI) whose
+//! key no longer opens the key check follows the handoffs from its key to
+//! the current one, writes the new key where its own comes from (its
+//! `master.key`, the old kept as `master.key.old-*`; under
+//! `$SHROUD_MASTER_KEY`, a `master.key.new-*` file and a warning), and goes
+//! on. The trade-off: for those 15 minutes whoever holds the old key *and*
+//! can read the database can learn the new one. When the old key is the
+//! reason for the rotation (it leaked), `key rotate --no-handoff` leaves no
+//! handoff (and removes older ones); the other nodes then refuse to work
+//! (wrong key, exit 2) until they are given the new key.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -21,6 +35,73 @@ use super::{
 };
 use crate::clock::{self, now_ms};
 
+/// How long a rotation's key handoff stays in the database.
+pub const KEY_HANDOFF_TTL_MS: i64 = 15 * 60 * 1000;
+
+/// The meta row holding the handoffs of recent rotations.
+const KEY_HANDOFF: &str = "key_handoff";
+
+/// Whether a rotation leaves its new key for the other nodes (see the module comment).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handoff {
+    Offer,
+    Withhold,
+}
+
+/// One rotation's new key, sealed under the key it replaced.
+struct SealedHandoff {
+    expires_ms: i64,
+    sealed: Vec<u8>,
+}
+
+/// The handoffs of a meta row: each is its expiry (8 bytes), the length of
+/// its seal (4 bytes), then the seal. A row that does not parse holds none.
+fn decode_handoffs(blob: &[u8]) -> Vec<SealedHandoff> {
+    let mut handoffs = Vec::new();
+    let mut rest = blob;
+    while rest.len() >= 12 {
+        let expires_ms = i64::from_be_bytes(rest[..8].try_into().expect("8 bytes"));
+        let len = u32::from_be_bytes(rest[8..12].try_into().expect("4 bytes")) as usize;
+        let Some(sealed) = rest.get(12..12 + len) else {
+            break;
+        };
+        handoffs.push(SealedHandoff {
+            expires_ms,
+            sealed: sealed.to_vec(),
+        });
+        rest = &rest[12 + len..];
+    }
+    handoffs
+}
+
+fn encode_handoffs(handoffs: &[SealedHandoff]) -> Vec<u8> {
+    let mut blob = Vec::new();
+    for handoff in handoffs {
+        blob.extend_from_slice(&handoff.expires_ms.to_be_bytes());
+        blob.extend_from_slice(&(handoff.sealed.len() as u32).to_be_bytes());
+        blob.extend_from_slice(&handoff.sealed);
+    }
+    blob
+}
+
+/// The key the handoffs lead to from `start` (one hop per rotation since
+/// it), if it opens `key_check`; expired handoffs are not followed.
+fn follow_handoffs(start: &Key, blob: &[u8], key_check: &[u8], now: i64) -> Option<Key> {
+    let handoffs = decode_handoffs(blob);
+    let mut current = Key::from_slice(start.expose()).expect("a key's own bytes");
+    for _ in 0..handoffs.len() {
+        if crypto::key_check_opens(&current, key_check) {
+            break;
+        }
+        let next = handoffs
+            .iter()
+            .filter(|h| h.expires_ms > now)
+            .find_map(|h| crypto::open_key_handoff(&current, h.expires_ms, &h.sealed))?;
+        current = next;
+    }
+    crypto::key_check_opens(&current, key_check).then_some(current)
+}
+
 /// Who is acting with which key: what every transaction reads beside the connection.
 pub(super) struct KeyRing {
     pub(super) master: Key,
@@ -31,6 +112,22 @@ pub(super) struct KeyRing {
     pub(super) actor: String,
     /// The store, for messages.
     pub(super) store: String,
+}
+
+/// What opening a store reads to check its key: the key check, and the
+/// handoffs of recent rotations.
+pub(super) struct KeyState {
+    pub(super) key_check: Option<Vec<u8>>,
+    pub(super) handoffs: Option<Vec<u8>>,
+}
+
+impl KeyState {
+    pub(super) fn read(tx: &mut dyn Tx) -> std::result::Result<KeyState, DbError> {
+        Ok(KeyState {
+            key_check: tx.meta_get(KEY_CHECK)?,
+            handoffs: tx.meta_get(KEY_HANDOFF)?,
+        })
+    }
 }
 
 impl KeyRing {
@@ -85,7 +182,11 @@ impl KeyRing {
     /// replaces `master.key`, then `master.key`; the `master.key.new-*` file
     /// of a rotation under `$SHROUD_MASTER_KEY`) and adopts it, so a server
     /// or a long-running writer goes on across any number of rotations.
-    pub(super) fn follow_rotation(&mut self, key_check: &[u8]) -> Result<()> {
+    ///
+    /// A rotation made on another node leaves none of those files here: then
+    /// the handoffs in `tx` lead to the new key, which is kept where ours
+    /// came from ([`Self::keep_handed_off_key`]).
+    pub(super) fn follow_rotation(&mut self, tx: &mut dyn Tx, key_check: &[u8]) -> Result<()> {
         if self.key_source == KeySource::Ephemeral {
             return Err(self.wrong_key());
         }
@@ -98,7 +199,71 @@ impl KeyRing {
                 }
             }
         }
-        Err(self.wrong_key())
+        let handoffs = tx
+            .meta_get(KEY_HANDOFF)
+            .map_err(self.db("reading the key handoff"))?;
+        match handoffs.and_then(|blob| follow_handoffs(&self.master, &blob, key_check, now_ms())) {
+            Some(key) => {
+                tracing::info!("following a master key rotation made on another node");
+                self.keep_handed_off_key(&key);
+                self.adopt(key);
+                Ok(())
+            }
+            None => Err(self.wrong_key()),
+        }
+    }
+
+    /// Keeps a key learnt from a handoff where this node's key comes from:
+    /// the key file (the old one kept as `master.key.old-*`), or, under
+    /// `$SHROUD_MASTER_KEY`, a new `master.key.new-*` file. Failing that
+    /// (a read-only home), the key is used in memory only, with a warning.
+    fn keep_handed_off_key(&self, key: &Key) {
+        let kept = (|| -> Result<Option<PathBuf>> {
+            let _lock = home::lock_rotation(&self.home).map_err(io_error(
+                "cannot lock the master key for rotation",
+                &self.home,
+            ))?;
+            match &self.key_source {
+                KeySource::File(key_file) => {
+                    // Another process of this home may have done it already.
+                    if let Ok(Ok(current)) = home::read_key_file(key_file) {
+                        if current.expose() == key.expose() {
+                            return Ok(None);
+                        }
+                    }
+                    let next = self.home.join(home::NEXT_KEY_FILE);
+                    let _ = fs::remove_file(&next);
+                    home::write_new_key_file(&next, key)
+                        .map_err(io_error("cannot write the new key file", &next))?;
+                    keep_old_key_file(&self.home, key_file)?;
+                    fs::rename(&next, key_file)
+                        .map_err(io_error("cannot install the new key file", key_file))?;
+                    home::sync_dir(&self.home).map_err(io_error("cannot sync", &self.home))?;
+                    Ok(Some(key_file.clone()))
+                }
+                _ => {
+                    let already = rotation_candidates(&self.home).into_iter().any(|candidate| {
+                        matches!(home::read_key_file(&candidate), Ok(Ok(k)) if k.expose() == key.expose())
+                    });
+                    if already {
+                        return Ok(None);
+                    }
+                    let path = unused_path(
+                        &self.home,
+                        &format!("master.key.new-{}", clock::file_stamp(now_ms())),
+                    );
+                    home::write_new_key_file(&path, key)
+                        .map_err(io_error("cannot write the new key file", &path))?;
+                    tracing::warn!(file = %path.display(), "the master key was rotated on another node: set SHROUD_MASTER_KEY to the key in this file before the handoff expires");
+                    Ok(Some(path))
+                }
+            }
+        })();
+        match kept {
+            Ok(Some(path)) => tracing::info!(file = %path.display(), "kept the rotated master key"),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "the rotated master key is used in memory only"),
+        }
     }
 
     /// At open, the key file does not open the key check. Either a rotation
@@ -107,22 +272,37 @@ impl KeyRing {
     /// after we read the key check (read it again under the lock:
     /// `key_check` does that), or one was cut off there, leaving
     /// `master.key.next`, which opens the data: finish it.
+    ///
+    /// When none of that opens the data, the rotation was made on another
+    /// node: the handoffs lead to the new key, as in [`Self::follow_rotation`].
     pub(super) fn finish_rotation(
         &mut self,
-        key_check: impl FnOnce() -> Result<Option<Vec<u8>>>,
+        read: impl FnOnce() -> Result<KeyState>,
     ) -> Result<()> {
-        let KeySource::File(key_file) = &self.key_source else {
-            return Err(self.wrong_key());
-        };
-        let key_file = key_file.clone();
-        let _lock = home::lock_rotation(&self.home).map_err(io_error(
+        let lock = home::lock_rotation(&self.home).map_err(io_error(
             "cannot lock the master key for rotation",
             &self.home,
         ))?;
-        let Some(key_check) = key_check()? else {
+        let state = read()?;
+        let Some(key_check) = state.key_check else {
             return Err(self.wrong_key());
         };
         let key_check = key_check.as_slice();
+        let from_handoff = |keys: &Self| {
+            state
+                .handoffs
+                .as_deref()
+                .and_then(|blob| follow_handoffs(&keys.master, blob, key_check, now_ms()))
+        };
+        let KeySource::File(key_file) = &self.key_source else {
+            // `$SHROUD_MASTER_KEY`: only a handoff can help.
+            drop(lock);
+            let key = from_handoff(self).ok_or_else(|| self.wrong_key())?;
+            self.keep_handed_off_key(&key);
+            self.adopt(key);
+            return Ok(());
+        };
+        let key_file = key_file.clone();
         // The key file may have changed too.
         if let Ok(Ok(key)) = home::read_key_file(&key_file) {
             self.adopt(key);
@@ -140,7 +320,11 @@ impl KeyRing {
         }
         let next_path = self.home.join(home::NEXT_KEY_FILE);
         let Some(next) = opens(&next_path) else {
-            return Err(self.wrong_key());
+            let key = from_handoff(self).ok_or_else(|| self.wrong_key())?;
+            drop(lock);
+            self.keep_handed_off_key(&key);
+            self.adopt(key);
+            return Ok(());
         };
         let old = keep_old_key_file(&self.home, &key_file)?;
         fs::rename(&next_path, &key_file)
@@ -185,7 +369,10 @@ impl Store {
     /// Replaces the master key: every data key is re-wrapped in one
     /// transaction. The new key is on disk (synced) before the transaction
     /// commits; the old key file is kept as `master.key.old-<timestamp>`.
-    pub fn rotate_master_key(&mut self) -> Result<Rotation> {
+    ///
+    /// With [`Handoff::Offer`] the new key also waits in the database, sealed
+    /// under the old one, for the other nodes (see the module comment).
+    pub fn rotate_master_key(&mut self, handoff: Handoff) -> Result<Rotation> {
         if self.is_ephemeral() {
             return Err(StoreError::NoHome(self.keys.home.clone()));
         }
@@ -209,7 +396,13 @@ impl Store {
         let _ = fs::remove_file(self.keys.home.join(home::NEXT_KEY_FILE));
         home::write_new_key_file(&pending_path, &new_key)
             .map_err(io_error("cannot write the new key file", &pending_path))?;
-        let committed = self.rewrap_all(&new_key, now);
+        // One home's own database has no other node to hand the key to.
+        let handoff = if self.conn.is_shared() {
+            handoff
+        } else {
+            Handoff::Withhold
+        };
+        let committed = self.rewrap_all(&new_key, now, handoff);
         let (rewrapped, audit_broken) = match committed {
             Ok(done) => done,
             Err(e) => {
@@ -247,7 +440,12 @@ impl Store {
     /// under the old key (the rotation goes on: a key one fears is
     /// compromised must be replaceable; the break is kept in the rotation's
     /// own record, outcome `error`, with the broken record's number).
-    fn rewrap_all(&mut self, new_key: &Key, now: i64) -> Result<(u64, Option<audit::Broken>)> {
+    fn rewrap_all(
+        &mut self,
+        new_key: &Key,
+        now: i64,
+        handoff: Handoff,
+    ) -> Result<(u64, Option<audit::Broken>)> {
         let new_audit = AuditKey::derive(new_key);
         self.write("committing the key rotation", |tx, keys| {
             let rows = tx
@@ -274,6 +472,31 @@ impl Store {
             let check = crypto::seal_key_check(new_key).map_err(StoreError::Encrypt)?;
             tx.meta_put(KEY_CHECK, &check)
                 .map_err(keys.db("writing the key check"))?;
+            // Expired handoffs go; this rotation's joins them, or, withheld,
+            // every one goes (whoever has an old key learns nothing newer).
+            let mut handoffs = match tx
+                .meta_get(KEY_HANDOFF)
+                .map_err(keys.db("reading the key handoff"))?
+            {
+                Some(blob) => decode_handoffs(&blob),
+                None => Vec::new(),
+            };
+            handoffs.retain(|h| h.expires_ms > now);
+            match handoff {
+                Handoff::Offer => {
+                    let expires_ms = now + KEY_HANDOFF_TTL_MS;
+                    let sealed = crypto::seal_key_handoff(&keys.master, new_key, expires_ms)
+                        .map_err(StoreError::Encrypt)?;
+                    handoffs.push(SealedHandoff { expires_ms, sealed });
+                }
+                Handoff::Withhold => handoffs.clear(),
+            }
+            if handoffs.is_empty() {
+                tx.meta_delete(KEY_HANDOFF)
+            } else {
+                tx.meta_put(KEY_HANDOFF, &encode_handoffs(&handoffs))
+            }
+            .map_err(keys.db("writing the key handoff"))?;
             let broken = audit::rekey(tx, &keys.audit, &new_audit)
                 .map_err(keys.db("re-keying the audit log"))?;
             let outcome = if broken.is_some() {
@@ -351,4 +574,49 @@ fn keep_old_key_file(home_dir: &Path, key_file: &Path) -> Result<PathBuf> {
     );
     fs::hard_link(key_file, &old).map_err(io_error("cannot keep the old key file", &old))?;
     Ok(old)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn handoff(old: &Key, new: &Key, expires_ms: i64) -> SealedHandoff {
+        SealedHandoff {
+            expires_ms,
+            sealed: crypto::seal_key_handoff(old, new, expires_ms).unwrap(),
+        }
+    }
+
+    #[test]
+    fn handoffs_lead_from_an_old_key_to_the_current_one_until_they_expire() {
+        let keys: Vec<Key> = (0..4).map(|_| Key::generate().unwrap()).collect();
+        let check = crypto::seal_key_check(&keys[3]).unwrap();
+        // Three rotations, stored newest last (and one entry in a wrong order).
+        let blob = encode_handoffs(&[
+            handoff(&keys[2], &keys[3], 3_000),
+            handoff(&keys[0], &keys[1], 1_000),
+            handoff(&keys[1], &keys[2], 2_000),
+        ]);
+        let followed = follow_handoffs(&keys[0], &blob, &check, 500).unwrap();
+        assert_eq!(followed.expose(), keys[3].expose());
+        assert_eq!(
+            follow_handoffs(&keys[2], &blob, &check, 2_500)
+                .unwrap()
+                .expose(),
+            keys[3].expose()
+        );
+        // One hop expired: the chain is cut there.
+        assert!(follow_handoffs(&keys[0], &blob, &check, 1_500).is_none());
+        // A key that never was in the chain learns nothing.
+        let stranger = Key::generate().unwrap();
+        assert!(follow_handoffs(&stranger, &blob, &check, 0).is_none());
+        // An expiry moved later (by someone who can write the database but
+        // lacks the key) makes its handoff unopenable.
+        let mut moved = decode_handoffs(&blob);
+        moved[1].expires_ms = 9_000;
+        assert!(follow_handoffs(&keys[0], &encode_handoffs(&moved), &check, 1_500).is_none());
+        // Garbage holds no handoff.
+        assert!(decode_handoffs(b"\x00\x01garbage").is_empty());
+        assert!(follow_handoffs(&keys[0], b"garbage-garbage-garbage", &check, 0).is_none());
+    }
 }

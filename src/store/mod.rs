@@ -46,6 +46,7 @@ pub mod backend;
 pub mod crypto;
 pub mod home;
 mod keys;
+pub use keys::{Handoff, KEY_HANDOFF_TTL_MS};
 pub mod names;
 pub mod postgres;
 mod scripts;
@@ -580,7 +581,7 @@ impl Store {
                     let mut tx = conn
                         .read()
                         .map_err(|e| db_error("reading the key check", describe, e))?;
-                    tx.meta_get(KEY_CHECK)
+                    keys::KeyState::read(&mut *tx)
                         .map_err(|e| db_error("reading the key check", describe, e))
                 })
             }
@@ -683,7 +684,7 @@ impl Store {
                         .map_err(keys.db("reading the key check"))?
                     {
                         if !crypto::key_check_opens(&keys.master, &blob) {
-                            keys.follow_rotation(&blob)?;
+                            keys.follow_rotation(&mut *tx, &blob)?;
                         }
                     }
                 }

@@ -426,6 +426,10 @@ impl Connection for PgConnection {
         self.describe.clone()
     }
 
+    fn is_shared(&self) -> bool {
+        true
+    }
+
     fn is_usable(&self) -> bool {
         self.client.as_ref().is_some_and(|c| !c.is_closed())
     }
