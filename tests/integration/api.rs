@@ -370,7 +370,7 @@ pub(crate) fn start_server_with_env(
     start_server_full(home, &[], env)
 }
 
-fn start_server_full(
+pub(crate) fn start_server_full(
     home: &TestHome,
     flags: &[&str],
     env: &[(&str, &str)],
@@ -610,18 +610,22 @@ fn scoped_secrets_give_references_per_workspace_and_user() {
             (StatusCode::NOT_FOUND, Some("not_found"))
         );
         // The reference resolves for the token that made it, and only for it.
+        // (On a thread of its own: the store is synchronous, and this one
+        // drives async tasks.)
         let resolve_as = |actor: &str| {
-            let mut store = shroud::store::Store::open(
-                shroud::store::StoreConfig {
-                    home: home.path(),
-                    master_key_env: None,
-                    actor: actor.to_owned(),
-                    location: shroud::store::StoreLocation::Home,
-                },
-                shroud::store::OpenMode::Existing,
-            )
-            .unwrap();
-            store.resolve_reference(&reference).map(|r| r.name)
+            std::thread::scope(|scope| {
+                scope
+                    .spawn(|| {
+                        let mut store = shroud::store::Store::open(
+                            home.store_config(actor),
+                            shroud::store::OpenMode::Existing,
+                        )
+                        .unwrap();
+                        store.resolve_reference(&reference).map(|r| r.name)
+                    })
+                    .join()
+                    .unwrap()
+            })
         };
         assert!(resolve_as("robot").is_err(), "another token's reference");
         // (deleted above, so even its owner now finds no secret behind it)

@@ -253,6 +253,18 @@ impl Cluster {
         }
     }
 
+    /// Stops the server the hard way (immediate shutdown: no checkpoint,
+    /// connections cut, crash recovery at the next start).
+    pub fn crash(&self) {
+        if let Some(mut child) = self.server.lock().unwrap().take() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(child.id() as i32),
+                nix::sys::signal::Signal::SIGQUIT,
+            );
+            let _ = child.wait();
+        }
+    }
+
     /// A fresh, empty database; returns its URL.
     pub fn database(&self) -> String {
         let n = self.databases.fetch_add(1, Ordering::SeqCst);
