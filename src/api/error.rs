@@ -46,14 +46,61 @@ impl ApiError {
     }
 }
 
+/// Lets one log line through per second; counts the ones held back.
+struct LogThrottle {
+    /// Milliseconds since [`LogThrottle::epoch`] of the last line let through, plus one (0: none yet).
+    last: std::sync::atomic::AtomicU64,
+    held_back: std::sync::atomic::AtomicU64,
+}
+
+static UNAVAILABLE_LOG: LogThrottle = LogThrottle {
+    last: std::sync::atomic::AtomicU64::new(0),
+    held_back: std::sync::atomic::AtomicU64::new(0),
+};
+
+impl LogThrottle {
+    const EVERY_MS: u64 = 1000;
+
+    fn epoch() -> std::time::Instant {
+        static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+        *EPOCH.get_or_init(std::time::Instant::now)
+    }
+
+    /// `Some(lines held back since the last one)` when this line may be logged.
+    fn admit(&self) -> Option<u64> {
+        self.admit_at(Self::epoch().elapsed().as_millis() as u64 + 1)
+    }
+
+    /// [`Self::admit`] at `now` (milliseconds, from 1).
+    fn admit_at(&self, now: u64) -> Option<u64> {
+        use std::sync::atomic::Ordering;
+        let last = self.last.load(Ordering::Relaxed);
+        let due = last == 0 || now.saturating_sub(last) >= Self::EVERY_MS;
+        if due
+            && self
+                .last
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            return Some(self.held_back.swap(0, Ordering::Relaxed));
+        }
+        self.held_back.fetch_add(1, Ordering::Relaxed);
+        None
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match &e {
             StoreError::Invalid(_) | StoreError::ReferenceTtl(_) => ApiError::bad_request(e),
             e if e.is_not_found() => ApiError::new(StatusCode::NOT_FOUND, e.to_string()),
             StoreError::Unavailable { context, .. } => {
-                // The details (host, driver message) go to the log only.
-                tracing::warn!(error = %e, "store unavailable");
+                // The details (host, driver message) go to the log only,
+                // at most once a second: an outage under load is thousands
+                // of refusals, and a log that floods its pipe stalls a server.
+                if let Some(suppressed) = UNAVAILABLE_LOG.admit() {
+                    tracing::warn!(error = %e, suppressed, "store unavailable");
+                }
                 ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     format!(
@@ -77,5 +124,29 @@ impl IntoResponse for ApiError {
             );
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod throttle_tests {
+    use super::LogThrottle;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    #[test]
+    fn one_line_a_second_and_a_count_of_the_rest() {
+        let throttle = LogThrottle {
+            last: AtomicU64::new(0),
+            held_back: AtomicU64::new(0),
+        };
+        assert_eq!(throttle.admit_at(5), Some(0), "the first line goes through");
+        assert_eq!(throttle.admit_at(6), None);
+        assert_eq!(throttle.admit_at(1004), None);
+        assert_eq!(
+            throttle.admit_at(1005),
+            Some(2),
+            "says how many were held back"
+        );
+        assert_eq!(throttle.admit_at(1006), None);
+        assert_eq!(throttle.held_back.load(Ordering::Relaxed), 1);
     }
 }

@@ -336,13 +336,7 @@ fn vars_metadata_head_delete_and_audit() {
 
 /// Starts `shroud serve` on a free port of 127.0.0.1; returns the process,
 /// the port, and the rest of its log.
-pub(crate) fn start_server(
-    home: &TestHome,
-) -> (
-    std::process::Child,
-    u16,
-    BufReader<std::process::ChildStderr>,
-) {
+pub(crate) fn start_server(home: &TestHome) -> (std::process::Child, u16, ServerLog) {
     start_server_with(home, &[])
 }
 
@@ -350,11 +344,7 @@ pub(crate) fn start_server(
 pub(crate) fn start_server_with(
     home: &TestHome,
     flags: &[&str],
-) -> (
-    std::process::Child,
-    u16,
-    BufReader<std::process::ChildStderr>,
-) {
+) -> (std::process::Child, u16, ServerLog) {
     start_server_full(home, flags, &[])
 }
 
@@ -362,11 +352,7 @@ pub(crate) fn start_server_with(
 pub(crate) fn start_server_with_env(
     home: &TestHome,
     env: &[(&str, &str)],
-) -> (
-    std::process::Child,
-    u16,
-    BufReader<std::process::ChildStderr>,
-) {
+) -> (std::process::Child, u16, ServerLog) {
     start_server_full(home, &[], env)
 }
 
@@ -374,11 +360,7 @@ pub(crate) fn start_server_full(
     home: &TestHome,
     flags: &[&str],
     env: &[(&str, &str)],
-) -> (
-    std::process::Child,
-    u16,
-    BufReader<std::process::ChildStderr>,
-) {
+) -> (std::process::Child, u16, ServerLog) {
     let mut args = vec!["serve", "--listen", "127.0.0.1:0"];
     args.extend_from_slice(flags);
     let mut command = home.command(&args);
@@ -398,8 +380,41 @@ pub(crate) fn start_server_full(
         .unwrap()
         .parse()
         .unwrap_or_else(|_| panic!("{line}"));
-    (server, port, stderr)
+    (server, port, ServerLog::drain(stderr))
 }
+
+/// A server's stderr, read as it comes by a thread of its own: a log nobody
+/// reads would fill its pipe and stop the server at its next log line.
+pub(crate) struct ServerLog {
+    reader: Option<std::thread::JoinHandle<String>>,
+}
+
+impl ServerLog {
+    fn drain(mut stderr: BufReader<std::process::ChildStderr>) -> ServerLog {
+        let reader = std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = stderr.read_to_end(&mut bytes);
+            String::from_utf8_lossy(&bytes).into_owned()
+        });
+        ServerLog {
+            reader: Some(reader),
+        }
+    }
+
+    /// Everything the server logged after its first line; call it once the
+    /// server has exited.
+    pub(crate) fn rest(&mut self) -> String {
+        self.reader
+            .take()
+            .expect("the log is read once")
+            .join()
+            .expect("the log reader")
+    }
+}
+
+/// How long a test waits for one answer: a server that hangs fails the
+/// test instead of stalling the run.
+const ANSWER_WITHIN: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// A minimal HTTP/1.1 client: one request per connection.
 pub(crate) fn http(
@@ -410,6 +425,8 @@ pub(crate) fn http(
     body: Option<&str>,
 ) -> (u16, String) {
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.set_read_timeout(Some(ANSWER_WITHIN)).unwrap();
+    stream.set_write_timeout(Some(ANSWER_WITHIN)).unwrap();
     let body = body.unwrap_or("");
     write!(
         stream,
@@ -418,7 +435,9 @@ pub(crate) fn http(
     )
     .unwrap();
     let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
+    stream
+        .read_to_string(&mut response)
+        .unwrap_or_else(|e| panic!("no answer to {method} {path} within {ANSWER_WITHIN:?}: {e}"));
     let status = response[9..12].parse().unwrap();
     let body = response
         .split_once("\r\n\r\n")
@@ -448,8 +467,7 @@ fn a_real_server_serves_and_stops_on_sigterm() {
         server.wait().unwrap().success(),
         "graceful shutdown exits 0"
     );
-    let mut rest = String::new();
-    stderr.read_to_string(&mut rest).unwrap();
+    let rest = stderr.rest();
     assert!(
         !rest.contains(VALUE) && !rest.contains(&token),
         "a value or token in the server log: {rest}"

@@ -104,12 +104,7 @@ fn workdir(home: &TestHome, id: &str) -> std::path::PathBuf {
 fn serve_with_sandbox(
     s: &Setup,
     body: &str,
-) -> (
-    std::process::Child,
-    u16,
-    std::io::BufReader<std::process::ChildStderr>,
-    String,
-) {
+) -> (std::process::Child, u16, crate::api::ServerLog, String) {
     let (server, port, log) = start_server(&s.home);
     let (status, created) = http(port, "POST", "/api/sandboxes", &s.agent, Some(body));
     assert_eq!(status, 200, "{created}");
@@ -415,8 +410,7 @@ fn a_real_server_runs_sandbox_commands_masked_with_the_cli_exit_codes() {
     )
     .unwrap();
     assert!(server.wait().unwrap().success());
-    let mut rest = String::new();
-    log.read_to_string(&mut rest).unwrap();
+    let rest = log.rest();
     assert!(
         !rest.contains(VALUE) && !rest.contains(EXTRA) && !rest.contains(&s.agent),
         "a value or token in the server log: {rest}"

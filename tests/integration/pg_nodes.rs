@@ -126,7 +126,7 @@ struct Node {
     name: &'static str,
     server: std::process::Child,
     port: u16,
-    _log: std::io::BufReader<std::process::ChildStderr>,
+    _log: crate::api::ServerLog,
 }
 
 impl Node {
