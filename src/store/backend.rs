@@ -175,6 +175,12 @@ pub trait Tx {
     fn list_vaults(&mut self, now_ms: i64) -> DbResult<Vec<VaultRow>>;
 
     fn secret_row(&mut self, vault: &str, name: &str) -> DbResult<Option<SecretRow>>;
+    /// Reads ahead the rows of `(vault, name)` pairs the transaction is
+    /// about to read one by one, for a backend that pays a network round
+    /// trip per statement (it answers them from one); others need not.
+    fn prefetch_secret_rows(&mut self, _names: &[(&str, &str)]) -> DbResult<()> {
+        Ok(())
+    }
     fn put_secret_row(&mut self, vault: &str, name: &str, row: &SecretRow) -> DbResult<()>;
     /// Stores one sealed version and drops versions older than the last
     /// [`KEPT_VERSIONS`].

@@ -405,20 +405,53 @@ impl Connection for PgConnection {
         Ok(Box::new(PgTx {
             inner: Inner::Auto(self.client.as_mut().expect(OPEN)),
             statements: &mut self.statements,
+            pending: WriteBehind::default(),
+            open: false,
         }))
     }
 
     fn write(&mut self) -> DbResult<Box<dyn Tx + '_>> {
-        let tx = self.client.as_mut().expect(OPEN).transaction().pg()?;
-        let mut tx = PgTx {
-            inner: Inner::Tx(tx),
-            statements: &mut self.statements,
-        };
         // The serialization point: every change takes the audit head first.
-        tx.query_opt(
-            "SELECT value FROM meta WHERE key = 'audit_head' FOR UPDATE",
-            &[],
-        )?;
+        // Then the key check, which every write reads next, in a statement
+        // of its own: one that started before the lock was granted would
+        // read it as it was before a rotation that committed meanwhile (and
+        // locking both rows in one statement deadlocks on their order). The
+        // three go in one round trip (a simple query of several statements,
+        // each with a snapshot of its own): a writer on another node waits
+        // on the head for every round trip made while it is held.
+        let client = self.client.as_mut().expect(OPEN);
+        let mut tx = PgTx {
+            inner: Inner::Tx(client),
+            statements: &mut self.statements,
+            pending: WriteBehind::default(),
+            open: true,
+        };
+        let Inner::Tx(client) = &mut tx.inner else {
+            unreachable!("a write transaction")
+        };
+        let answers = client
+            .simple_query(
+                "BEGIN;
+                 SELECT value FROM meta WHERE key = 'audit_head' FOR UPDATE;
+                 SELECT value FROM meta WHERE key = 'key_check'",
+            )
+            .pg()?;
+        let mut values: [Option<Vec<u8>>; 3] = [None, None, None];
+        let mut statement = 0;
+        for answer in answers {
+            match answer {
+                postgres::SimpleQueryMessage::CommandComplete(_) => statement += 1,
+                postgres::SimpleQueryMessage::Row(row) if statement < 3 => {
+                    let text = row.get(0).unwrap_or_default();
+                    values[statement] = Some(bytea_from_text(text)?);
+                }
+                _ => {}
+            }
+        }
+        let [_, head, key_check] = values;
+        for (key, value) in LOCKED_META.into_iter().zip([head, key_check]) {
+            tx.pending.meta.insert(key.to_owned(), value);
+        }
         Ok(Box::new(tx))
     }
 
@@ -436,14 +469,124 @@ impl Connection for PgConnection {
 }
 
 enum Inner<'a> {
+    /// Statements that commit on their own (reads).
     Auto(&'a mut Client),
-    Tx(postgres::Transaction<'a>),
+    /// Inside `BEGIN` ... `COMMIT` (see [`PgTx::open`]).
+    Tx(&'a mut Client),
 }
 
 struct PgTx<'a> {
     inner: Inner<'a>,
     statements: &'a mut HashMap<&'static str, Statement>,
+    pending: WriteBehind,
+    /// A write transaction neither committed nor rolled back yet.
+    open: bool,
 }
+
+impl Drop for PgTx<'_> {
+    /// A write transaction dropped uncommitted (an error, a panic) is
+    /// rolled back, so the connection goes back to the pool clean (and a
+    /// broken one is seen as broken).
+    fn drop(&mut self) {
+        if let (true, Inner::Tx(client)) = (self.open, &mut self.inner) {
+            let _ = client.batch_execute("ROLLBACK");
+        }
+    }
+}
+
+/// A `bytea` in PostgreSQL's text form (`\x` and hex digits).
+fn bytea_from_text(text: &str) -> DbResult<Vec<u8>> {
+    let bad = || DbError::new(DbErrorKind::Other, "a bytea value not in hex form");
+    let digits = text.strip_prefix("\\x").ok_or_else(bad)?.as_bytes();
+    if digits.len() % 2 != 0 {
+        return Err(bad());
+    }
+    digits
+        .chunks(2)
+        .map(|pair| {
+            std::str::from_utf8(pair)
+                .ok()
+                .and_then(|pair| u8::from_str_radix(pair, 16).ok())
+                .ok_or_else(bad)
+        })
+        .collect()
+}
+
+/// The meta rows a write transaction reads first (it locks the head).
+const LOCKED_META: [&str; 2] = ["audit_head", "key_check"];
+
+/// What a write transaction has read or written but not yet sent: a set of
+/// secrets costs a round trip per statement otherwise (several per secret),
+/// and every writer on every node waits on the audit head meanwhile. The
+/// writes of the fast path (vaults, versions, secret rows, audit records,
+/// the audit head) go in one statement at the next statement that could
+/// see them, or at commit.
+#[derive(Default)]
+struct WriteBehind {
+    /// Values of meta rows as this transaction sees them (`None`: absent).
+    meta: HashMap<String, Option<Vec<u8>>>,
+    /// Meta keys whose value in `meta` is still to be written.
+    meta_written: Vec<String>,
+    vaults: Vec<(String, i64)>,
+    vaults_seen: std::collections::HashSet<String>,
+    /// Secret rows as this transaction sees them, read ahead or written.
+    rows: HashMap<(String, String), Option<SecretRow>>,
+    /// Secret rows (keys of `rows`) still to be written, first write first.
+    rows_written: Vec<(String, String)>,
+    versions: Vec<(String, String, u64, SealedSecret, i64)>,
+    audit: Vec<(Record, Vec<u8>, Vec<u8>)>,
+}
+
+impl WriteBehind {
+    fn is_empty(&self) -> bool {
+        self.meta_written.is_empty()
+            && self.vaults.is_empty()
+            && self.rows_written.is_empty()
+            && self.versions.is_empty()
+            && self.audit.is_empty()
+    }
+}
+
+/// Every held-back write of a transaction, in one statement (unnest over
+/// arrays: one prepared statement whatever the count). Data-modifying WITH
+/// queries run on one snapshot, so the versions a batch would prune at
+/// once are never inserted, and the DELETE prunes older rows only. Lookups
+/// by the arrays' rows go through LATERAL subqueries that cannot be
+/// flattened (`OFFSET 0`): the generic plan of a prepared statement guesses
+/// a hundred rows per array and would otherwise scan whole tables.
+const FLUSH: &str = "
+WITH new_vaults AS (
+    INSERT INTO vaults (name, created_at)
+    SELECT * FROM unnest($1::TEXT[], $2::BIGINT[])
+    ON CONFLICT (name) DO NOTHING),
+new_versions AS (
+    INSERT INTO secret_versions (vault, name, version, wrapped_key, sealed_value, created_at)
+    SELECT * FROM unnest($3::TEXT[], $4::TEXT[], $5::BIGINT[], $6::BYTEA[], $7::BYTEA[], $8::BIGINT[])),
+pruned AS (
+    DELETE FROM secret_versions WHERE ctid = ANY(ARRAY(
+        SELECT v.ctid
+        FROM unnest($9::TEXT[], $10::TEXT[], $11::BIGINT[]) AS t(vault, name, newest_dropped)
+        CROSS JOIN LATERAL (
+            SELECT ctid FROM secret_versions v
+            WHERE v.vault = t.vault AND v.name = t.name AND v.version <= t.newest_dropped
+            OFFSET 0) v))),
+new_rows AS (
+    INSERT INTO secrets (vault, name, version, description, created_at, updated_at, expires_at)
+    SELECT * FROM unnest($12::TEXT[], $13::TEXT[], $14::BIGINT[], $15::TEXT[], $16::BIGINT[],
+                         $17::BIGINT[], $18::BIGINT[])
+    ON CONFLICT (vault, name) DO UPDATE SET
+      version = excluded.version, description = excluded.description,
+      created_at = excluded.created_at, updated_at = excluded.updated_at,
+      expires_at = excluded.expires_at),
+new_records AS (
+    INSERT INTO audit (seq, ts_ms, actor, action, vault, secret, version, outcome, prev_hash, hash)
+    SELECT * FROM unnest($19::BIGINT[], $20::BIGINT[], $21::TEXT[], $22::TEXT[], $23::TEXT[],
+                         $24::TEXT[], $25::BIGINT[], $26::TEXT[], $27::BYTEA[], $28::BYTEA[])),
+new_meta AS (
+    INSERT INTO meta (key, value)
+    SELECT * FROM unnest($29::TEXT[], $30::BYTEA[])
+    ON CONFLICT (key) DO UPDATE SET value = excluded.value)
+SELECT 1";
 
 impl PgTx<'_> {
     fn statement(&mut self, sql: &'static str) -> DbResult<Statement> {
@@ -459,7 +602,20 @@ impl PgTx<'_> {
         Ok(statement)
     }
 
+    /// Runs `sql` after every held-back write (it may read them), and
+    /// forgets the rows read ahead (it may change them).
     fn query(&mut self, sql: &'static str, params: &[&(dyn ToSql + Sync)]) -> DbResult<Vec<Row>> {
+        self.flush()?;
+        self.pending.rows.clear();
+        self.query_now(sql, params)
+    }
+
+    /// Runs `sql` now, ahead of the held-back writes (it must not see them).
+    fn query_now(
+        &mut self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> DbResult<Vec<Row>> {
         let statement = self.statement(sql)?;
         match &mut self.inner {
             Inner::Auto(client) => client.query(&statement, params),
@@ -476,13 +632,187 @@ impl PgTx<'_> {
         Ok(self.query(sql, params)?.into_iter().next())
     }
 
+    /// [`Self::query`] for a statement that returns no rows.
     fn execute(&mut self, sql: &'static str, params: &[&(dyn ToSql + Sync)]) -> DbResult<u64> {
+        self.flush()?;
+        self.pending.rows.clear();
         let statement = self.statement(sql)?;
         match &mut self.inner {
             Inner::Auto(client) => client.execute(&statement, params),
             Inner::Tx(tx) => tx.execute(&statement, params),
         }
         .pg()
+    }
+}
+
+/// The secret versions of a flush, one array per column of `secret_versions`.
+type VersionColumns = (
+    Vec<String>,
+    Vec<String>,
+    Vec<i64>,
+    Vec<Vec<u8>>,
+    Vec<Vec<u8>>,
+    Vec<i64>,
+);
+
+/// The secret rows of a flush, one array per column of `secrets`.
+type RowColumns = (
+    Vec<String>,
+    Vec<String>,
+    Vec<i64>,
+    Vec<Option<String>>,
+    Vec<i64>,
+    Vec<i64>,
+    Vec<Option<i64>>,
+);
+
+/// The audit records of a flush, one array per column of `audit`.
+type AuditColumns = (
+    Vec<i64>,
+    Vec<i64>,
+    Vec<String>,
+    Vec<String>,
+    Vec<Option<String>>,
+    Vec<Option<String>>,
+    Vec<Option<i64>>,
+    Vec<String>,
+    Vec<Vec<u8>>,
+    Vec<Vec<u8>>,
+);
+
+impl PgTx<'_> {
+    /// Sends every held-back write, in one statement.
+    fn flush(&mut self) -> DbResult<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let pending = std::mem::take(&mut self.pending);
+        let WriteBehind {
+            meta,
+            meta_written,
+            vaults,
+            vaults_seen,
+            mut rows,
+            rows_written,
+            versions,
+            audit,
+        } = pending;
+
+        let (vault_names, vault_created): (Vec<String>, Vec<i64>) = vaults.into_iter().unzip();
+
+        // The newest version each name gets here; older ones beyond the
+        // kept count are dropped (those of this batch by not inserting them).
+        let mut newest: HashMap<(String, String), u64> = HashMap::new();
+        for (vault, name, version, _, _) in &versions {
+            let entry = newest.entry((vault.clone(), name.clone())).or_default();
+            *entry = (*entry).max(*version);
+        }
+        let kept = KEPT_VERSIONS;
+        let mut version_columns: VersionColumns = Default::default();
+        for (vault, name, version, sealed, created_at) in versions {
+            let newest = newest[&(vault.clone(), name.clone())];
+            if version + kept <= newest {
+                continue;
+            }
+            version_columns.0.push(vault);
+            version_columns.1.push(name);
+            version_columns.2.push(version as i64);
+            version_columns.3.push(sealed.wrapped_key);
+            version_columns.4.push(sealed.sealed_value);
+            version_columns.5.push(created_at);
+        }
+        let mut prune = (Vec::new(), Vec::new(), Vec::new());
+        for ((vault, name), newest) in newest {
+            prune.0.push(vault);
+            prune.1.push(name);
+            prune.2.push(newest as i64 - kept as i64);
+        }
+
+        let mut row_columns: RowColumns = Default::default();
+        let mut seen = std::collections::HashSet::new();
+        for key in rows_written {
+            if !seen.insert(key.clone()) {
+                continue;
+            }
+            let Some(Some(row)) = rows.remove(&key) else {
+                continue;
+            };
+            row_columns.0.push(key.0);
+            row_columns.1.push(key.1);
+            row_columns.2.push(row.version as i64);
+            row_columns.3.push(row.description);
+            row_columns.4.push(row.created_at);
+            row_columns.5.push(row.updated_at);
+            row_columns.6.push(row.expires_at);
+        }
+
+        let mut audit_columns: AuditColumns = Default::default();
+        for (record, prev_mac, mac) in audit {
+            audit_columns.0.push(record.seq as i64);
+            audit_columns.1.push(record.ts_ms);
+            audit_columns.2.push(record.actor);
+            audit_columns.3.push(record.action);
+            audit_columns.4.push(record.vault);
+            audit_columns.5.push(record.secret);
+            audit_columns.6.push(record.version.map(|v| v as i64));
+            audit_columns.7.push(record.outcome);
+            audit_columns.8.push(prev_mac);
+            audit_columns.9.push(mac);
+        }
+
+        let mut meta_keys = Vec::new();
+        let mut meta_values = Vec::new();
+        for key in meta_written {
+            if meta_keys.contains(&key) {
+                continue;
+            }
+            if let Some(Some(value)) = meta.get(&key) {
+                meta_values.push(value.clone());
+                meta_keys.push(key);
+            }
+        }
+
+        // What the transaction knows stays known (the meta rows it locked,
+        // the vaults it recorded); what it held back is sent now.
+        self.pending.meta = meta;
+        self.pending.vaults_seen = vaults_seen;
+        self.pending.rows = rows;
+        self.query_now(
+            FLUSH,
+            &[
+                &vault_names,
+                &vault_created,
+                &version_columns.0,
+                &version_columns.1,
+                &version_columns.2,
+                &version_columns.3,
+                &version_columns.4,
+                &version_columns.5,
+                &prune.0,
+                &prune.1,
+                &prune.2,
+                &row_columns.0,
+                &row_columns.1,
+                &row_columns.2,
+                &row_columns.3,
+                &row_columns.4,
+                &row_columns.5,
+                &row_columns.6,
+                &audit_columns.0,
+                &audit_columns.1,
+                &audit_columns.2,
+                &audit_columns.3,
+                &audit_columns.4,
+                &audit_columns.5,
+                &audit_columns.6,
+                &audit_columns.7,
+                &audit_columns.8,
+                &audit_columns.9,
+                &meta_keys,
+                &meta_values,
+            ],
+        )
+        .map(drop)
     }
 }
 
@@ -534,39 +864,60 @@ fn record_from_row(row: &Row) -> Record {
 }
 
 impl Tx for PgTx<'_> {
-    fn commit(self: Box<Self>) -> DbResult<()> {
-        match self.inner {
-            Inner::Auto(_) => Ok(()),
-            Inner::Tx(tx) => tx.commit().pg(),
+    fn commit(mut self: Box<Self>) -> DbResult<()> {
+        self.flush()?;
+        if let (true, Inner::Tx(client)) = (self.open, &mut self.inner) {
+            self.open = false;
+            client.batch_execute("COMMIT").pg()?;
         }
+        Ok(())
     }
 
     fn meta_get(&mut self, key: &str) -> DbResult<Option<Vec<u8>>> {
+        if let Some(known) = self.pending.meta.get(key) {
+            return Ok(known.clone());
+        }
         Ok(self
             .query_opt("SELECT value FROM meta WHERE key = $1", &[&key])?
             .map(|row| row.get(0)))
     }
 
     fn meta_put(&mut self, key: &str, value: &[u8]) -> DbResult<()> {
+        if key == LOCKED_META[0] && self.pending.meta.contains_key(key) {
+            // The audit head: written once, at the end, however many
+            // records the transaction appends.
+            self.pending
+                .meta
+                .insert(key.to_owned(), Some(value.to_vec()));
+            self.pending.meta_written.push(key.to_owned());
+            return Ok(());
+        }
         self.execute(
             "INSERT INTO meta (key, value) VALUES ($1, $2)
              ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             &[&key, &value],
-        )
-        .map(drop)
+        )?;
+        if let Some(known) = self.pending.meta.get_mut(key) {
+            *known = Some(value.to_vec());
+        }
+        Ok(())
     }
 
     fn meta_put_new(&mut self, key: &str, value: &[u8]) -> DbResult<()> {
         self.execute(
             "INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
             &[&key, &value],
-        )
-        .map(drop)
+        )?;
+        self.pending.meta.remove(key);
+        Ok(())
     }
 
     fn meta_delete(&mut self, key: &str) -> DbResult<()> {
-        self.execute("DELETE FROM meta WHERE key = $1", &[&key])
-            .map(drop)
+        self.execute("DELETE FROM meta WHERE key = $1", &[&key])?;
+        if let Some(known) = self.pending.meta.get_mut(key) {
+            *known = None;
+        }
+        Ok(())
     }
 
     fn meta_with_prefix(&mut self, prefix: &str) -> DbResult<Vec<(String, Vec<u8>)>> {
@@ -581,6 +932,12 @@ impl Tx for PgTx<'_> {
     }
 
     fn ensure_vault(&mut self, vault: &str, now_ms: i64) -> DbResult<()> {
+        if let Inner::Tx(_) = self.inner {
+            if self.pending.vaults_seen.insert(vault.to_owned()) {
+                self.pending.vaults.push((vault.to_owned(), now_ms));
+            }
+            return Ok(());
+        }
         self.execute(
             "INSERT INTO vaults (name, created_at) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
             &[&vault, &now_ms],
@@ -609,16 +966,71 @@ impl Tx for PgTx<'_> {
     }
 
     fn secret_row(&mut self, vault: &str, name: &str) -> DbResult<Option<SecretRow>> {
-        Ok(self
-            .query_opt(
+        let key = (vault.to_owned(), name.to_owned());
+        if let Some(known) = self.pending.rows.get(&key) {
+            return Ok(known.clone());
+        }
+        // Ahead of the held-back writes: none of them is this row's (it
+        // would be known), and a write transaction has every row it read
+        // or wrote in `rows` until a statement that may change them.
+        let row = self
+            .query_now(
                 "SELECT version, description, created_at, updated_at, expires_at
                  FROM secrets WHERE vault = $1 AND name = $2",
                 &[&vault, &name],
             )?
-            .map(|row| secret_row_from(&row, 0)))
+            .first()
+            .map(|row| secret_row_from(row, 0));
+        if let Inner::Tx(_) = self.inner {
+            self.pending.rows.insert(key, row.clone());
+        }
+        Ok(row)
+    }
+
+    fn prefetch_secret_rows(&mut self, names: &[(&str, &str)]) -> DbResult<()> {
+        if !matches!(self.inner, Inner::Tx(_)) || names.len() < 2 {
+            return Ok(());
+        }
+        let wanted: Vec<&(&str, &str)> = names
+            .iter()
+            .filter(|(v, n)| {
+                !self
+                    .pending
+                    .rows
+                    .contains_key(&((*v).to_owned(), (*n).to_owned()))
+            })
+            .collect();
+        let vaults: Vec<&str> = wanted.iter().map(|(v, _)| *v).collect();
+        let secret_names: Vec<&str> = wanted.iter().map(|(_, n)| *n).collect();
+        let found = self.query_now(
+            // An index lookup per name, whatever the plan (see FLUSH).
+            "SELECT t.vault, t.name, s.version, s.description, s.created_at, s.updated_at, s.expires_at
+             FROM unnest($1::TEXT[], $2::TEXT[]) AS t(vault, name)
+             CROSS JOIN LATERAL (
+                 SELECT version, description, created_at, updated_at, expires_at FROM secrets s
+                 WHERE s.vault = t.vault AND s.name = t.name OFFSET 0) s",
+            &[&vaults, &secret_names],
+        )?;
+        for (vault, name) in wanted {
+            self.pending
+                .rows
+                .insert(((*vault).to_owned(), (*name).to_owned()), None);
+        }
+        for row in found {
+            self.pending
+                .rows
+                .insert((row.get(0), row.get(1)), Some(secret_row_from(&row, 2)));
+        }
+        Ok(())
     }
 
     fn put_secret_row(&mut self, vault: &str, name: &str, row: &SecretRow) -> DbResult<()> {
+        if let Inner::Tx(_) = self.inner {
+            let key = (vault.to_owned(), name.to_owned());
+            self.pending.rows.insert(key.clone(), Some(row.clone()));
+            self.pending.rows_written.push(key);
+            return Ok(());
+        }
         self.execute(
             "INSERT INTO secrets (vault, name, version, description, created_at, updated_at, expires_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7)
@@ -647,6 +1059,16 @@ impl Tx for PgTx<'_> {
         sealed: &SealedSecret,
         now_ms: i64,
     ) -> DbResult<()> {
+        if let Inner::Tx(_) = self.inner {
+            self.pending.versions.push((
+                vault.to_owned(),
+                name.to_owned(),
+                version,
+                sealed.clone(),
+                now_ms,
+            ));
+            return Ok(());
+        }
         self.execute(
             "INSERT INTO secret_versions (vault, name, version, wrapped_key, sealed_value, created_at)
              VALUES ($1, $2, $3, $4, $5, $6)",
@@ -940,6 +1362,12 @@ impl Tx for PgTx<'_> {
     }
 
     fn audit_insert(&mut self, record: &Record, prev_mac: &[u8], mac: &[u8]) -> DbResult<()> {
+        if let Inner::Tx(_) = self.inner {
+            self.pending
+                .audit
+                .push((record.clone(), prev_mac.to_vec(), mac.to_vec()));
+            return Ok(());
+        }
         self.execute(
             "INSERT INTO audit (seq, ts_ms, actor, action, vault, secret, version, outcome, prev_hash, hash)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
@@ -1010,6 +1438,15 @@ impl Tx for PgTx<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bytea_text_is_decoded_and_anything_else_refused() {
+        assert_eq!(bytea_from_text("\\x00ff10").unwrap(), vec![0, 255, 16]);
+        assert_eq!(bytea_from_text("\\x").unwrap(), Vec::<u8>::new());
+        for bad in ["00ff", "\\x0", "\\xzz", "\\x\u{e9}0"] {
+            assert!(bytea_from_text(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn urls_are_checked_and_never_shown_whole() {

@@ -53,6 +53,16 @@ impl Store {
     ) -> Result<Vec<Vec<SetOutcome>>> {
         let now = now_ms();
         let results = self.write("committing secrets", |tx, keys| {
+            let names: Vec<(&str, &str)> = batch
+                .iter()
+                .flat_map(|(_, vault, secrets)| {
+                    secrets
+                        .iter()
+                        .map(move |s| (vault.as_str(), s.name.as_str()))
+                })
+                .collect();
+            tx.prefetch_secret_rows(&names)
+                .map_err(keys.db("reading secrets"))?;
             let mut results = Vec::with_capacity(batch.len());
             for (actor, vault, secrets) in &batch {
                 tx.ensure_vault(vault.as_str(), now)
