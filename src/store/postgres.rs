@@ -431,9 +431,11 @@ impl Connection for PgConnection {
         };
         let answers = client
             .simple_query(
+                // Hex whatever the server's `bytea_output` (a simple
+                // query answers in text).
                 "BEGIN;
-                 SELECT value FROM meta WHERE key = 'audit_head' FOR UPDATE;
-                 SELECT value FROM meta WHERE key = 'key_check'",
+                 SELECT encode(value, 'hex') FROM meta WHERE key = 'audit_head' FOR UPDATE;
+                 SELECT encode(value, 'hex') FROM meta WHERE key = 'key_check'",
             )
             .pg()?;
         let mut values: [Option<Vec<u8>>; 3] = [None, None, None];
@@ -443,7 +445,7 @@ impl Connection for PgConnection {
                 postgres::SimpleQueryMessage::CommandComplete(_) => statement += 1,
                 postgres::SimpleQueryMessage::Row(row) if statement < 3 => {
                     let text = row.get(0).unwrap_or_default();
-                    values[statement] = Some(bytea_from_text(text)?);
+                    values[statement] = Some(bytes_from_hex(text)?);
                 }
                 _ => {}
             }
@@ -494,11 +496,11 @@ impl Drop for PgTx<'_> {
     }
 }
 
-/// A `bytea` in PostgreSQL's text form (`\x` and hex digits).
-fn bytea_from_text(text: &str) -> DbResult<Vec<u8>> {
-    let bad = || DbError::new(DbErrorKind::Other, "a bytea value not in hex form");
-    let digits = text.strip_prefix("\\x").ok_or_else(bad)?.as_bytes();
-    if digits.len() % 2 != 0 {
+/// The bytes of `encode(..., 'hex')`.
+fn bytes_from_hex(text: &str) -> DbResult<Vec<u8>> {
+    let bad = || DbError::new(DbErrorKind::Other, "a value not in hex form");
+    let digits = text.as_bytes();
+    if !digits.len().is_multiple_of(2) {
         return Err(bad());
     }
     digits
@@ -1440,11 +1442,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn bytea_text_is_decoded_and_anything_else_refused() {
-        assert_eq!(bytea_from_text("\\x00ff10").unwrap(), vec![0, 255, 16]);
-        assert_eq!(bytea_from_text("\\x").unwrap(), Vec::<u8>::new());
-        for bad in ["00ff", "\\x0", "\\xzz", "\\x\u{e9}0"] {
-            assert!(bytea_from_text(bad).is_err(), "{bad}");
+    fn hex_is_decoded_and_anything_else_refused() {
+        assert_eq!(bytes_from_hex("00ff10").unwrap(), vec![0, 255, 16]);
+        assert_eq!(bytes_from_hex("").unwrap(), Vec::<u8>::new());
+        for bad in ["\\x00", "0", "zz", "\u{e9}0"] {
+            assert!(bytes_from_hex(bad).is_err(), "{bad}");
         }
     }
 

@@ -581,3 +581,23 @@ fn nodes_starting_at_once_on_an_empty_database_migrate_it_once() {
     );
     homes[3].run_with_key(&key, &["audit", "verify"]).ok();
 }
+
+#[test]
+fn a_database_that_answers_bytea_in_escape_form_works_the_same() {
+    let Some(cluster) = Cluster::shared() else {
+        return;
+    };
+    // A DBA's setting shroud does not control.
+    let url = cluster.database();
+    let name = url.rsplit('/').next().unwrap().to_owned();
+    cluster.psql(
+        &url,
+        &format!("ALTER DATABASE {name} SET bytea_output = 'escape'"),
+    );
+    let home = TestHome::with_store(&url);
+    home.set("FIRST", "first-value-1234");
+    home.set("FIRST", "second-value-1234");
+    assert_eq!(home.reveal("FIRST"), "second-value-1234");
+    let verified = home.run(&["--json", "audit", "verify"]).json();
+    assert_eq!(verified["ok"], true, "{verified}");
+}
