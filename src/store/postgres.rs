@@ -527,8 +527,8 @@ const LOCKED_META: [&str; 2] = ["audit_head", "key_check"];
 struct WriteBehind {
     /// Values of meta rows as this transaction sees them (`None`: absent).
     meta: HashMap<String, Option<Vec<u8>>>,
-    /// Meta keys whose value in `meta` is still to be written.
-    meta_written: Vec<String>,
+    /// The audit head in `meta` is still to be written.
+    head_written: bool,
     vaults: Vec<(String, i64)>,
     vaults_seen: std::collections::HashSet<String>,
     /// Secret rows as this transaction sees them, read ahead or written.
@@ -541,7 +541,7 @@ struct WriteBehind {
 
 impl WriteBehind {
     fn is_empty(&self) -> bool {
-        self.meta_written.is_empty()
+        !self.head_written
             && self.vaults.is_empty()
             && self.rows_written.is_empty()
             && self.versions.is_empty()
@@ -691,7 +691,7 @@ impl PgTx<'_> {
         let pending = std::mem::take(&mut self.pending);
         let WriteBehind {
             meta,
-            meta_written,
+            head_written,
             vaults,
             vaults_seen,
             mut rows,
@@ -731,11 +731,9 @@ impl PgTx<'_> {
         }
 
         let mut row_columns: RowColumns = Default::default();
-        let mut seen = std::collections::HashSet::new();
         for key in rows_written {
-            if !seen.insert(key.clone()) {
-                continue;
-            }
+            // A row written twice goes once, with its last value (taken out
+            // of `rows` the first time).
             let Some(Some(row)) = rows.remove(&key) else {
                 continue;
             };
@@ -762,17 +760,12 @@ impl PgTx<'_> {
             audit_columns.9.push(mac);
         }
 
-        let mut meta_keys = Vec::new();
-        let mut meta_values = Vec::new();
-        for key in meta_written {
-            if meta_keys.contains(&key) {
-                continue;
-            }
-            if let Some(Some(value)) = meta.get(&key) {
-                meta_values.push(value.clone());
-                meta_keys.push(key);
-            }
-        }
+        let head = LOCKED_META[0];
+        let (meta_keys, meta_values): (Vec<&str>, Vec<Vec<u8>>) =
+            match (head_written, meta.get(head)) {
+                (true, Some(Some(value))) => (vec![head], vec![value.clone()]),
+                _ => (Vec::new(), Vec::new()),
+            };
 
         // What the transaction knows stays known (the meta rows it locked,
         // the vaults it recorded); what it held back is sent now.
@@ -891,7 +884,7 @@ impl Tx for PgTx<'_> {
             self.pending
                 .meta
                 .insert(key.to_owned(), Some(value.to_vec()));
-            self.pending.meta_written.push(key.to_owned());
+            self.pending.head_written = true;
             return Ok(());
         }
         self.execute(
