@@ -177,12 +177,14 @@ fn percent_decode(text: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() + 1 {
-            if let Ok(b) = u8::from_str_radix(text.get(i + 1..i + 3).unwrap_or(""), 16) {
-                out.push(b);
-                i += 3;
-                continue;
-            }
+        let escaped = (bytes[i] == b'%')
+            .then(|| text.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        if let Some(b) = escaped {
+            out.push(b);
+            i += 3;
+            continue;
         }
         out.push(bytes[i]);
         i += 1;
@@ -403,10 +405,10 @@ fn rustls_connector(root: Option<&str>) -> DbResult<tokio_postgres_rustls::MakeR
 impl Connection for PgConnection {
     fn read(&mut self) -> DbResult<Box<dyn Tx + '_>> {
         Ok(Box::new(PgTx {
-            inner: Inner::Auto(self.client.as_mut().expect(OPEN)),
+            client: self.client.as_mut().expect(OPEN),
             statements: &mut self.statements,
             pending: WriteBehind::default(),
-            open: false,
+            in_transaction: false,
         }))
     }
 
@@ -419,17 +421,14 @@ impl Connection for PgConnection {
         // three go in one round trip (a simple query of several statements,
         // each with a snapshot of its own): a writer on another node waits
         // on the head for every round trip made while it is held.
-        let client = self.client.as_mut().expect(OPEN);
         let mut tx = PgTx {
-            inner: Inner::Tx(client),
+            client: self.client.as_mut().expect(OPEN),
             statements: &mut self.statements,
             pending: WriteBehind::default(),
-            open: true,
+            in_transaction: true,
         };
-        let Inner::Tx(client) = &mut tx.inner else {
-            unreachable!("a write transaction")
-        };
-        let answers = client
+        let answers = tx
+            .client
             .simple_query(
                 // Hex whatever the server's `bytea_output` (a simple
                 // query answers in text).
@@ -470,19 +469,13 @@ impl Connection for PgConnection {
     }
 }
 
-enum Inner<'a> {
-    /// Statements that commit on their own (reads).
-    Auto(&'a mut Client),
-    /// Inside `BEGIN` ... `COMMIT` (see [`PgTx::open`]).
-    Tx(&'a mut Client),
-}
-
 struct PgTx<'a> {
-    inner: Inner<'a>,
+    client: &'a mut Client,
     statements: &'a mut HashMap<&'static str, Statement>,
     pending: WriteBehind,
-    /// A write transaction neither committed nor rolled back yet.
-    open: bool,
+    /// Inside `BEGIN` (a write transaction, until it commits or is rolled
+    /// back); otherwise each statement commits on its own (reads).
+    in_transaction: bool,
 }
 
 impl Drop for PgTx<'_> {
@@ -490,8 +483,8 @@ impl Drop for PgTx<'_> {
     /// rolled back, so the connection goes back to the pool clean (and a
     /// broken one is seen as broken).
     fn drop(&mut self) {
-        if let (true, Inner::Tx(client)) = (self.open, &mut self.inner) {
-            let _ = client.batch_execute("ROLLBACK");
+        if self.in_transaction {
+            let _ = self.client.batch_execute("ROLLBACK");
         }
     }
 }
@@ -595,11 +588,7 @@ impl PgTx<'_> {
         if let Some(statement) = self.statements.get(sql) {
             return Ok(statement.clone());
         }
-        let statement = match &mut self.inner {
-            Inner::Auto(client) => client.prepare(sql),
-            Inner::Tx(tx) => tx.prepare(sql),
-        }
-        .pg()?;
+        let statement = self.client.prepare(sql).pg()?;
         self.statements.insert(sql, statement.clone());
         Ok(statement)
     }
@@ -619,11 +608,7 @@ impl PgTx<'_> {
         params: &[&(dyn ToSql + Sync)],
     ) -> DbResult<Vec<Row>> {
         let statement = self.statement(sql)?;
-        match &mut self.inner {
-            Inner::Auto(client) => client.query(&statement, params),
-            Inner::Tx(tx) => tx.query(&statement, params),
-        }
-        .pg()
+        self.client.query(&statement, params).pg()
     }
 
     fn query_opt(
@@ -639,11 +624,7 @@ impl PgTx<'_> {
         self.flush()?;
         self.pending.rows.clear();
         let statement = self.statement(sql)?;
-        match &mut self.inner {
-            Inner::Auto(client) => client.execute(&statement, params),
-            Inner::Tx(tx) => tx.execute(&statement, params),
-        }
-        .pg()
+        self.client.execute(&statement, params).pg()
     }
 }
 
@@ -861,9 +842,9 @@ fn record_from_row(row: &Row) -> Record {
 impl Tx for PgTx<'_> {
     fn commit(mut self: Box<Self>) -> DbResult<()> {
         self.flush()?;
-        if let (true, Inner::Tx(client)) = (self.open, &mut self.inner) {
-            self.open = false;
-            client.batch_execute("COMMIT").pg()?;
+        if self.in_transaction {
+            self.in_transaction = false;
+            self.client.batch_execute("COMMIT").pg()?;
         }
         Ok(())
     }
@@ -927,7 +908,7 @@ impl Tx for PgTx<'_> {
     }
 
     fn ensure_vault(&mut self, vault: &str, now_ms: i64) -> DbResult<()> {
-        if let Inner::Tx(_) = self.inner {
+        if self.in_transaction {
             if self.pending.vaults_seen.insert(vault.to_owned()) {
                 self.pending.vaults.push((vault.to_owned(), now_ms));
             }
@@ -976,14 +957,14 @@ impl Tx for PgTx<'_> {
             )?
             .first()
             .map(|row| secret_row_from(row, 0));
-        if let Inner::Tx(_) = self.inner {
+        if self.in_transaction {
             self.pending.rows.insert(key, row.clone());
         }
         Ok(row)
     }
 
     fn prefetch_secret_rows(&mut self, names: &[(&str, &str)]) -> DbResult<()> {
-        if !matches!(self.inner, Inner::Tx(_)) || names.len() < 2 {
+        if !self.in_transaction || names.len() < 2 {
             return Ok(());
         }
         let wanted: Vec<&(&str, &str)> = names
@@ -1020,7 +1001,7 @@ impl Tx for PgTx<'_> {
     }
 
     fn put_secret_row(&mut self, vault: &str, name: &str, row: &SecretRow) -> DbResult<()> {
-        if let Inner::Tx(_) = self.inner {
+        if self.in_transaction {
             let key = (vault.to_owned(), name.to_owned());
             self.pending.rows.insert(key.clone(), Some(row.clone()));
             self.pending.rows_written.push(key);
@@ -1054,7 +1035,7 @@ impl Tx for PgTx<'_> {
         sealed: &SealedSecret,
         now_ms: i64,
     ) -> DbResult<()> {
-        if let Inner::Tx(_) = self.inner {
+        if self.in_transaction {
             self.pending.versions.push((
                 vault.to_owned(),
                 name.to_owned(),
@@ -1357,7 +1338,7 @@ impl Tx for PgTx<'_> {
     }
 
     fn audit_insert(&mut self, record: &Record, prev_mac: &[u8], mac: &[u8]) -> DbResult<()> {
-        if let Inner::Tx(_) = self.inner {
+        if self.in_transaction {
             self.pending
                 .audit
                 .push((record.clone(), prev_mac.to_vec(), mac.to_vec()));
