@@ -244,23 +244,19 @@ impl Cluster {
 
     /// Stops the server (fast shutdown) and waits for it to go.
     pub fn stop(&self) {
-        if let Some(mut child) = self.server.lock().unwrap().take() {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(child.id() as i32),
-                nix::sys::signal::Signal::SIGINT,
-            );
-            let _ = child.wait();
-        }
+        self.halt(nix::sys::signal::Signal::SIGINT);
     }
 
     /// Stops the server the hard way (immediate shutdown: no checkpoint,
     /// connections cut, crash recovery at the next start).
     pub fn crash(&self) {
+        self.halt(nix::sys::signal::Signal::SIGQUIT);
+    }
+
+    /// Sends the server `signal` (its shutdown mode) and waits for it to go.
+    fn halt(&self, signal: nix::sys::signal::Signal) {
         if let Some(mut child) = self.server.lock().unwrap().take() {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(child.id() as i32),
-                nix::sys::signal::Signal::SIGQUIT,
-            );
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal);
             let _ = child.wait();
         }
     }
