@@ -343,10 +343,25 @@ impl PgConnection {
         })
     }
 
-    /// Brings the schema to [`SCHEMA_VERSION`] (each step once, however
-    /// many nodes start at once). Returns the version found before, or an
-    /// error when the database is newer than this build.
+    /// Brings the schema to [`SCHEMA_VERSION`] (each step once, under an
+    /// advisory lock, however many nodes start at once). Returns the
+    /// version found before, or an error when the database is newer than
+    /// this build.
     pub fn migrate(&mut self) -> DbResult<i64> {
+        // Up to date (every open but the first few ever): no lock to wait
+        // for. The schema only moves forward, so a version read outside the
+        // lock that is current stays current.
+        let current = match self
+            .client()
+            .query_one("SELECT COALESCE(MAX(version), 0) FROM shroud_schema", &[])
+        {
+            Ok(row) => row.get::<_, i64>(0),
+            Err(e) if e.code() == Some(&postgres::error::SqlState::UNDEFINED_TABLE) => 0,
+            Err(e) => return Err(pg_error(e)),
+        };
+        if current >= SCHEMA_VERSION {
+            return Ok(current);
+        }
         let mut tx = self.client().transaction().pg()?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
             .pg()?;
