@@ -54,6 +54,9 @@ pub struct ApiState {
     /// Sandbox commands running at once at most (429 beyond).
     runs: Arc<tokio::sync::Semaphore>,
     max_runs: std::sync::atomic::AtomicUsize,
+    /// The environment the server was started with: API callers' runs take
+    /// the template's pass-through names (PATH, LANG, ...) from it.
+    caller_env: crate::supervisor::plan::CallerEnv,
 }
 
 /// Store connections a server keeps open at once by default (each request
@@ -197,6 +200,7 @@ impl ApiState {
             shutdown: Mutex::new(Shutdown::Idle),
             runs: Arc::new(tokio::sync::Semaphore::new(DEFAULT_MAX_RUNS)),
             max_runs: std::sync::atomic::AtomicUsize::new(DEFAULT_MAX_RUNS),
+            caller_env: crate::supervisor::plan::CallerEnv::of_this_process(),
         })
     }
 
@@ -451,6 +455,11 @@ impl ApiState {
     /// and refuses new ones.
     pub fn begin_shutdown(&self) {
         *self.shutdown.lock().expect("shutdown lock") = Shutdown::ShuttingDown;
+    }
+
+    /// The server's environment at its start (see `plan::CallerEnv`).
+    pub fn caller_env(&self) -> &crate::supervisor::plan::CallerEnv {
+        &self.caller_env
     }
 
     /// Where sandboxes live and what runs them.

@@ -111,6 +111,7 @@ pub async fn create(
         env: parse_env(body.env)?,
         strict: body.strict,
         owner: caller.name().to_owned(),
+        caller_env: state.caller_env().clone(),
     };
     let host = state.sandbox_host();
     let created = state
@@ -225,6 +226,7 @@ pub async fn exec(
         destination,
         control: Control::Detached(vec![watch, shutdown]),
         output_cap: (!body.stream).then_some(BUFFERED_OUTPUT_CAP),
+        caller_env: state.caller_env().clone(),
     };
     let host = state.sandbox_host();
     let prepared = state

@@ -18,8 +18,8 @@ use crate::sandbox::template::Template;
 use crate::store::names::MIN_MASKABLE_BYTES;
 use crate::store::{OpenMode, SecretName, Store};
 use crate::supervisor::output::{Destination, OutputMode};
-use crate::supervisor::plan::{self, StoreAccess};
-use crate::supervisor::spawn::{ChildSpec, StdioMode};
+use crate::supervisor::plan::{self, CallerEnv, RunIo, RunSpec, StoreAccess};
+use crate::supervisor::spawn::StdioMode;
 use crate::supervisor::{self, Control, ExecPlan};
 use crate::sys::term::{self as sys, WindowSize};
 
@@ -133,35 +133,25 @@ fn prepare(ctx: &Context, args: ExecArgs) -> Result<ExecPlan, CliError> {
         None => Template::plain(),
     };
     let open = || Store::open(ctx.store_config(), OpenMode::Existing);
-    let prepared = plan::build_environment(
-        StoreAccess::Lazy(&open),
-        &template.env,
-        &extra_env,
-        &vault,
-        &grants,
-        args.mask,
-    )?;
-    warn_unmasked(ctx, &prepared.unmasked);
-    let mut command = args.command.into_iter();
-    let program = command.next().expect("clap requires a program");
-    Ok(ExecPlan {
-        child: ChildSpec {
-            program,
-            args: command.collect(),
-            env: prepared.env,
-            cwd: args.cwd,
-            stdio: stdio_mode(ctx, args.tty),
-            env_through_pipe: false,
-            input: None,
-            new_session: false,
-        },
-        mask: prepared.mask,
+    let mut spec = RunSpec::new(args.command, CallerEnv::of_this_process(), vault);
+    spec.cwd = args.cwd;
+    spec.env_policy = template.env;
+    spec.extra_env = extra_env;
+    spec.grants = grants;
+    spec.mask = args.mask;
+    spec.timeout = timeout;
+    let io = RunIo {
+        stdio: stdio_mode(ctx, args.tty),
+        input: None,
         output: output_mode(ctx),
         destination: Destination::Stdio,
         control: Control::Process,
-        timeout,
-        output_limit: None,
-    })
+        requests: None,
+        on_started: None,
+    };
+    let prepared = plan::prepare(StoreAccess::Lazy(&open), &ctx.binary(), spec, io)?;
+    warn_unmasked(ctx, &prepared.unmasked);
+    Ok(prepared.plan)
 }
 
 /// Parses `--env K=V` pairs. An error says which `--env` (by its place)

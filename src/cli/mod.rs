@@ -188,6 +188,11 @@ impl Context {
         Ok(Store::open(self.store_config(), mode)?)
     }
 
+    /// The shroud executable (sandboxes run its `__sandbox-init`).
+    pub fn binary(&self) -> PathBuf {
+        std::env::current_exe().unwrap_or_else(|_| PathBuf::from("shroud"))
+    }
+
     /// The store's configuration for the CLI actor.
     pub fn store_config(&self) -> StoreConfig {
         StoreConfig {

@@ -15,7 +15,7 @@ use crate::mask::MaskStyle;
 use crate::sandbox::apply::{self, SandboxPolicy};
 use crate::store::{OpenMode, Store};
 use crate::supervisor::output::Destination;
-use crate::supervisor::plan::{self, PlanError, StoreAccess};
+use crate::supervisor::plan::{self, CallerEnv, PlanError, StoreAccess};
 use crate::supervisor::sandboxes::{self, CreateRequest, ExecRequest, PreparedExec, SandboxHost};
 use crate::supervisor::{self, Control};
 
@@ -174,6 +174,7 @@ fn create(ctx: &Context, args: CreateArgs) -> Result<u8, CliError> {
                 env,
                 strict: args.strict,
                 owner: crate::store::CLI_ACTOR.to_owned(),
+                caller_env: CallerEnv::of_this_process(),
             },
         )
         .map_err(|e| match e {
@@ -234,6 +235,7 @@ fn prepare_exec(ctx: &Context, args: SandboxExecArgs) -> Result<PreparedExec, Cl
             destination: Destination::Stdio,
             control: Control::Process,
             output_cap: None,
+            caller_env: CallerEnv::of_this_process(),
         },
     )?;
     exec::warn_unmasked(ctx, &prepared.unmasked);

@@ -74,6 +74,15 @@ pub struct SandboxPolicy {
     pub private_devpts: bool,
     /// Started as root: run as this (uid, gid) instead.
     pub run_as: Option<(u32, u32)>,
+    /// The process that starts the sandbox: every process of it is killed
+    /// when that one ends, even by SIGKILL (a supervisor's instances never
+    /// outlive it). Set for each run, never stored.
+    #[serde(default)]
+    pub die_with: Option<u32>,
+    /// Descriptors handed to the command as fds 3, 4, ... (listening
+    /// sockets); `LISTEN_PID` is then set to the command's own pid.
+    #[serde(default)]
+    pub passed_fds: u32,
 }
 
 fn yes() -> bool {
@@ -238,6 +247,9 @@ fn outer(policy: &SandboxPolicy, command: &[OsString], env: &[&[u8]]) -> std::io
             )));
         }
     }
+    if let Some(parent) = policy.die_with {
+        ns::die_with_parent(Some(parent))?;
+    }
     std::env::set_current_dir("/")
         .map_err(|e| std::io::Error::new(e.kind(), format!("chdir /: {e}")))?;
     enter_namespaces(policy)?;
@@ -245,6 +257,9 @@ fn outer(policy: &SandboxPolicy, command: &[OsString], env: &[&[u8]]) -> std::io
     match proc::fork_process()? {
         None => {
             drop(status_read);
+            if policy.die_with.is_some() {
+                ns::die_with_parent(None)?;
+            }
             let code = match init(policy, command, env, status_write) {
                 Ok(code) => code,
                 Err(e) => {
@@ -408,6 +423,10 @@ fn run_command(policy: &SandboxPolicy, command: &[OsString], env: &[&[u8]]) -> !
         // the user's own, that is the sandbox alone.
         apply(Rlimit::Processes, limits.processes, 1)?;
         ns::leave_callers_keyring()?;
+        // After the uid change (which clears it) and before seccomp.
+        if policy.die_with.is_some() {
+            ns::die_with_parent(None)?;
+        }
         ns::install_seccomp(!policy.network)?;
         // Root inside a user namespace keeps no capability: it cannot undo
         // the mounts above (unmount a cover, remount the system writable).
@@ -423,8 +442,15 @@ fn run_command(policy: &SandboxPolicy, command: &[OsString], env: &[&[u8]]) -> !
     }
     // Nothing but stdio reaches the command: the init's own pipes and
     // whatever else this process holds are closed here.
-    let _ = fd::close_from(3);
-    let error = proc::exec_program(command, env);
+    let _ = fd::close_from(3 + policy.passed_fds as i32);
+    let listen_pid;
+    let mut env: Vec<&[u8]> = env.to_vec();
+    if policy.passed_fds > 0 {
+        env.retain(|entry| !entry.starts_with(b"LISTEN_PID="));
+        listen_pid = format!("LISTEN_PID={}", std::process::id());
+        env.push(listen_pid.as_bytes());
+    }
+    let error = proc::exec_program(command, &env);
     let program = command
         .first()
         .map(|p| p.to_string_lossy().into_owned())
@@ -779,6 +805,8 @@ mod tests {
             hide: vec![],
             private_devpts: true,
             run_as,
+            die_with: None,
+            passed_fds: 0,
         }
     }
 

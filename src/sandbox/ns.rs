@@ -246,6 +246,23 @@ pub fn set_rlimit(which: Rlimit, value: u64) -> io::Result<()> {
     )
 }
 
+/// prctl(PR_SET_PDEATHSIG, SIGKILL): this process is killed when the
+/// thread that started it ends (the supervisor, even killed by SIGKILL).
+/// With `parent`, a parent already gone before the call is caught too:
+/// the process exits at once when its parent is no longer `parent`.
+pub fn die_with_parent(parent: Option<u32>) -> io::Result<()> {
+    call(
+        || "prctl(PR_SET_PDEATHSIG, SIGKILL)".to_owned(),
+        nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL),
+    )?;
+    if let Some(parent) = parent {
+        if nix::unistd::getppid().as_raw() as u32 != parent {
+            std::process::exit(125);
+        }
+    }
+    Ok(())
+}
+
 /// prctl(PR_SET_NO_NEW_PRIVS, 1).
 pub fn set_no_new_privs() -> io::Result<()> {
     call(

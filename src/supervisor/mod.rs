@@ -107,6 +107,73 @@ impl CancelWatch {
     }
 }
 
+/// What a manager asks of a run it drives (see [`RunHandle`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunRequest {
+    /// SIGTERM to the group now, SIGKILL once `grace` has passed (a
+    /// shorter grace of a later stop wins).
+    Stop { grace: Duration },
+    /// A signal to the group.
+    Signal(Signal),
+}
+
+/// The manager's side of a driven run: requests go in, and dropping every
+/// handle kills the run (its manager is gone: nothing it started may
+/// outlive it).
+#[derive(Debug, Clone)]
+pub struct RunHandle {
+    requests: std::sync::mpsc::Sender<RunRequest>,
+    wake: Arc<OwnedFd>,
+}
+
+impl RunHandle {
+    /// Sends `request`; false once the run has ended.
+    pub fn send(&self, request: RunRequest) -> bool {
+        if self.requests.send(request).is_err() {
+            return false;
+        }
+        let _ = fd::write_some(self.wake.as_fd(), &[1]);
+        true
+    }
+
+    /// Stop with a grace: SIGTERM, then SIGKILL after `grace`.
+    pub fn stop(&self, grace: Duration) -> bool {
+        self.send(RunRequest::Stop { grace })
+    }
+}
+
+/// The run's side of a [`RunHandle`], given in [`ExecPlan::requests`].
+#[derive(Debug)]
+pub struct RunRequests {
+    requests: std::sync::mpsc::Receiver<RunRequest>,
+    wake: OwnedFd,
+}
+
+/// A handle for the manager and the requests for the plan.
+pub fn run_handle() -> std::io::Result<(RunHandle, RunRequests)> {
+    let (read_end, write_end) = fd::nonblocking_pipe()?;
+    let (sender, receiver) = std::sync::mpsc::channel();
+    Ok((
+        RunHandle {
+            requests: sender,
+            wake: Arc::new(write_end),
+        },
+        RunRequests {
+            requests: receiver,
+            wake: read_end,
+        },
+    ))
+}
+
+/// Called with the child's pid (its process group) once it has started.
+pub struct StartedHook(pub Box<dyn FnOnce(u32) + Send>);
+
+impl std::fmt::Debug for StartedHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StartedHook")
+    }
+}
+
 /// A guard for the caller and the watch for [`Control::Detached`].
 pub fn cancel_pair() -> std::io::Result<(CancelGuard, CancelWatch)> {
     let (read_end, write_end) = fd::nonblocking_pipe()?;
@@ -129,6 +196,11 @@ pub struct ExecPlan {
     pub timeout: Option<Duration>,
     /// Bytes of output (both streams) after which the group is killed.
     pub output_limit: Option<u64>,
+    /// Requests of the manager driving this run (stop with a grace, a
+    /// signal); the run is killed once every handle is gone.
+    pub requests: Option<RunRequests>,
+    /// Told the child's pid once it has started.
+    pub on_started: Option<StartedHook>,
 }
 
 /// How a run ended.
@@ -144,6 +216,8 @@ pub struct ExitReport {
     /// A detached run was cancelled (its guard dropped, or its channel's
     /// reader gone) and the group killed.
     pub cancelled: bool,
+    /// Its manager asked it to stop ([`RunRequest::Stop`]).
+    pub stopped: bool,
     pub duration: Duration,
     /// The masked output, with [`Destination::Capture`].
     pub captured: Captured,
@@ -195,6 +269,8 @@ pub fn run(plan: ExecPlan) -> Result<ExitReport, SupervisorError> {
         control,
         timeout,
         output_limit,
+        requests,
+        on_started,
     } = plan;
     // Handlers first, so no SIGCHLD or SIGINT is missed.
     let (signals, cancels) = match control {
@@ -208,6 +284,9 @@ pub fn run(plan: ExecPlan) -> Result<ExitReport, SupervisorError> {
     let mut spawned = spawn::spawn(child)?;
     tracing::debug!(pid = spawned.pgid, pty, attached, "child started");
     let pgid = spawned.pgid;
+    if let Some(StartedHook(hook)) = on_started {
+        hook(pgid);
+    }
     // Detached: the child's exit wakes the poll through a pidfd (without
     // one, the loop looks every TICK).
     let pidfd = if attached {
@@ -234,6 +313,8 @@ pub fn run(plan: ExecPlan) -> Result<ExitReport, SupervisorError> {
     let deadline = timeout.map(|t| started + t);
     let mut timed_out = false;
     let mut cancelled = false;
+    let mut stopped = false;
+    let mut requests_open = requests.is_some();
     let mut kill_at: Option<Instant> = None;
     let mut exited = None;
     let mut drain_until: Option<Instant> = None;
@@ -302,6 +383,10 @@ pub fn run(plan: ExecPlan) -> Result<ExitReport, SupervisorError> {
         }
         let mut fds: Vec<BorrowedFd<'_>> = Vec::with_capacity(7);
         let signal_slot = signals.as_ref().map(|s| slot(&mut fds, s.wake_fd()));
+        let request_slot = match (&requests, requests_open && exited.is_none()) {
+            (Some(r), true) => Some(slot(&mut fds, r.wake.as_fd())),
+            _ => None,
+        };
         let cancel_slots: Vec<usize> = if cancelled {
             Vec::new()
         } else {
@@ -335,6 +420,30 @@ pub fn run(plan: ExecPlan) -> Result<ExitReport, SupervisorError> {
         drop(fds);
         let is_ready = |slot: Option<usize>| slot.is_some_and(|i| ready[i]);
 
+        if let (true, Some(r)) = (is_ready(request_slot), &requests) {
+            fd::drain(r.wake.as_fd());
+            loop {
+                match r.requests.try_recv() {
+                    Ok(RunRequest::Stop { grace }) => {
+                        stopped = true;
+                        signal_group(pgid, Signal::TERMINATE)?;
+                        let at = Instant::now() + grace;
+                        kill_at = Some(kill_at.map_or(at, |k| k.min(at)));
+                    }
+                    Ok(RunRequest::Signal(signal)) => signal_group(pgid, signal)?,
+                    Err(std::sync::mpsc::TryRecvError::Empty) => break,
+                    Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                        requests_open = false;
+                        if !cancelled {
+                            tracing::debug!("the run's manager is gone; killing it");
+                            cancelled = true;
+                            signal_group(pgid, Signal::KILL)?;
+                        }
+                        break;
+                    }
+                }
+            }
+        }
         if cancel_slots.iter().any(|&i| ready[i]) {
             tracing::debug!("run cancelled; killing it");
             cancelled = true;
@@ -456,6 +565,7 @@ pub fn run(plan: ExecPlan) -> Result<ExitReport, SupervisorError> {
         timed_out,
         output_limit_reached,
         cancelled,
+        stopped,
         duration: started.elapsed(),
         captured: Captured::default(),
     };

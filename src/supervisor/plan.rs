@@ -2,19 +2,32 @@
 //! under which variable names, its environment, and the mask set of those
 //! secrets.
 //!
-//! The CLI (`exec`, `sandbox exec`) and the HTTP API (sandbox routes) build
-//! runs through these functions, so both inject, audit and mask the same
-//! way. The secrets are decrypted in one audited transaction
-//! (`secret.inject`), and a missing or expired one fails the whole run before
-//! any process exists.
+//! Every front door (`exec`, `sandbox exec`, the sandbox routes of the API,
+//! deployments and agent runs) describes its run as a [`RunSpec`] (what:
+//! program, arguments, the caller's environment, extra variables, grants,
+//! an optional sandbox policy) and a [`RunIo`] (how: stdio, input, where the
+//! output goes, who drives the run), and [`prepare`] turns the two into the
+//! [`super::ExecPlan`] the run loop executes. The secrets are decrypted in
+//! one audited transaction (`secret.inject`), and a missing or expired one
+//! fails the whole run before any process exists. The caller's environment
+//! is passed in by the front door ([`CallerEnv`]); nothing here reads the
+//! environment of the process it happens to run in.
 
+use std::ffi::OsString;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use thiserror::Error;
 
-use super::spawn::{ChildEnv, EnvValue};
+use super::output::{Destination, OutputMode};
+use super::spawn::{ChildEnv, ChildSpec, EnvValue, StdioMode};
+use super::{Control, ExecPlan, RunRequests, StartedHook};
 use crate::mask::{MaskSet, MaskStyle};
+use crate::sandbox::apply::SandboxPolicy;
 use crate::sandbox::template::EnvPolicy;
+use crate::secret::SecretValue;
 use crate::store::audit::Action;
 use crate::store::names::{check_env_name, ValidationError};
 use crate::store::{SecretName, Store, StoreError, VaultName};
@@ -115,31 +128,222 @@ pub enum StoreAccess<'a> {
 }
 
 /// A run's environment and the mask set of the secrets in it.
-pub struct PreparedEnv {
-    pub env: ChildEnv,
-    pub mask: Arc<MaskSet>,
+struct PreparedEnv {
+    env: ChildEnv,
+    mask: Arc<MaskSet>,
     /// Granted secrets too short to be masked (the caller warns about them).
+    unmasked: Vec<SecretName>,
+    versions: Vec<(SecretName, u64)>,
+}
+
+/// The environment of whoever asked for a run: the shell of a CLI command,
+/// or the server for its API callers. The template's pass-through names
+/// (PATH, HOME, LANG, TERM) are read from it; nothing else of it reaches a
+/// child.
+#[derive(Clone, Default)]
+pub struct CallerEnv(Vec<(OsString, OsString)>);
+
+impl std::fmt::Debug for CallerEnv {
+    /// Names only: a caller's environment may hold anything.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|(n, _)| n))
+            .finish()
+    }
+}
+
+impl CallerEnv {
+    /// The environment of this process, taken by a front door that runs
+    /// for the person who started it (the CLI, or `serve` at its start).
+    pub fn of_this_process() -> Self {
+        CallerEnv(std::env::vars_os().collect())
+    }
+
+    /// These variables only.
+    pub fn from_pairs(pairs: Vec<(OsString, OsString)>) -> Self {
+        CallerEnv(pairs)
+    }
+
+    pub fn get(&self, name: &str) -> Option<OsString> {
+        self.0
+            .iter()
+            .rev()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+    }
+}
+
+/// What a run is: the program, its environment's layers, its grants, and
+/// (for a sandboxed run) the sandbox policy its init applies.
+#[derive(Debug)]
+pub struct RunSpec {
+    pub program: OsString,
+    pub args: Vec<OsString>,
+    /// Working directory (without a sandbox; a sandbox runs in its own).
+    pub cwd: Option<PathBuf>,
+    pub caller_env: CallerEnv,
+    pub env_policy: EnvPolicy,
+    /// Variables after the template's, before the secrets.
+    pub extra_env: Vec<(String, String)>,
+    pub vault: VaultName,
+    pub grants: Vec<SecretGrant>,
+    pub mask: MaskStyle,
+    /// Run through `shroud __sandbox-init` under this policy.
+    pub sandbox: Option<SandboxPolicy>,
+    pub timeout: Option<Duration>,
+    pub output_limit: Option<u64>,
+    /// Handed to the program as fds 3, 4, ... (listening sockets).
+    pub pass_fds: Vec<OwnedFd>,
+}
+
+impl RunSpec {
+    /// A run of `command` with nothing granted and the plain template.
+    pub fn new(command: Vec<OsString>, caller_env: CallerEnv, vault: VaultName) -> Self {
+        let mut command = command.into_iter();
+        RunSpec {
+            program: command.next().unwrap_or_default(),
+            args: command.collect(),
+            cwd: None,
+            caller_env,
+            env_policy: EnvPolicy::default(),
+            extra_env: Vec::new(),
+            vault,
+            grants: Vec::new(),
+            mask: MaskStyle::Label,
+            sandbox: None,
+            timeout: None,
+            output_limit: None,
+            pass_fds: Vec::new(),
+        }
+    }
+}
+
+/// How a run talks to the world: its stdio, where its masked output goes,
+/// and what it answers to.
+#[derive(Debug)]
+pub struct RunIo {
+    pub stdio: StdioMode,
+    /// With [`StdioMode::GivenInput`]: the program's stdin.
+    pub input: Option<SecretValue>,
+    pub output: OutputMode,
+    pub destination: Destination,
+    pub control: Control,
+    pub requests: Option<RunRequests>,
+    pub on_started: Option<StartedHook>,
+}
+
+impl RunIo {
+    /// A run inside the server: given input, output to `destination`,
+    /// watched through `control`.
+    pub fn detached(destination: Destination, control: Control) -> Self {
+        RunIo {
+            stdio: StdioMode::GivenInput,
+            input: None,
+            output: OutputMode::Streams,
+            destination,
+            control,
+            requests: None,
+            on_started: None,
+        }
+    }
+}
+
+/// A run ready to start, and what its front door reports.
+#[derive(Debug)]
+pub struct PreparedRun {
+    pub plan: ExecPlan,
+    /// Granted secrets too short to be masked.
     pub unmasked: Vec<SecretName>,
+    /// The version of each granted secret the run got.
+    pub versions: Vec<(SecretName, u64)>,
+}
+
+/// The one prepare path: reads every granted secret in one audited
+/// transaction, builds the environment and the mask set, and wraps a
+/// sandboxed run in `binary __sandbox-init`.
+pub fn prepare(
+    store: StoreAccess<'_>,
+    binary: &Path,
+    spec: RunSpec,
+    io: RunIo,
+) -> Result<PreparedRun, PlanError> {
+    if spec.program.is_empty() {
+        return Err(PlanError::Usage("no command to run".to_owned()));
+    }
+    let prepared = build_environment(
+        store,
+        &spec.caller_env,
+        &spec.env_policy,
+        &spec.extra_env,
+        &spec.vault,
+        &spec.grants,
+        spec.mask,
+    )?;
+    let (program, args, env_through_pipe, new_session) = match spec.sandbox {
+        None => (spec.program, spec.args, false, false),
+        Some(mut policy) => {
+            policy.die_with = Some(std::process::id());
+            policy.passed_fds = spec.pass_fds.len() as u32;
+            let mut init_args: Vec<OsString> = vec![
+                "__sandbox-init".into(),
+                "--policy".into(),
+                serde_json::to_string(&policy)
+                    .expect("policy serializes")
+                    .into(),
+                "--".into(),
+                spec.program,
+            ];
+            init_args.extend(spec.args);
+            (binary.as_os_str().to_owned(), init_args, true, true)
+        }
+    };
+    Ok(PreparedRun {
+        plan: ExecPlan {
+            child: ChildSpec {
+                program,
+                args,
+                env: prepared.env,
+                cwd: spec.cwd,
+                stdio: io.stdio,
+                env_through_pipe,
+                input: io.input,
+                new_session,
+                pass_fds: spec.pass_fds,
+            },
+            mask: prepared.mask,
+            output: io.output,
+            destination: io.destination,
+            control: io.control,
+            timeout: spec.timeout,
+            output_limit: spec.output_limit,
+            requests: io.requests,
+            on_started: io.on_started,
+        },
+        unmasked: prepared.unmasked,
+        versions: prepared.versions,
+    })
 }
 
 /// Builds the child's environment: the template layer (pass-through names
-/// from shroud's own environment, then fixed values), `extra_env`, then the
+/// from the caller's environment, then fixed values), `extra_env`, then the
 /// granted secrets, decrypted from `vault` with one `secret.inject` audit
 /// record each. `store` is only opened when there are grants.
-pub fn build_environment(
+fn build_environment(
     store: StoreAccess<'_>,
+    caller_env: &CallerEnv,
     policy: &EnvPolicy,
     extra_env: &[(String, String)],
     vault: &VaultName,
     grants: &[SecretGrant],
     style: MaskStyle,
 ) -> Result<PreparedEnv, PlanError> {
-    let mut env = ChildEnv::from_template(policy, |name| std::env::var_os(name));
+    let mut env = ChildEnv::from_template(policy, |name| caller_env.get(name));
     for (name, value) in extra_env {
         env.set(name, EnvValue::Plain(value.into()));
     }
     let mut builder = MaskSet::builder(style);
     let mut unmasked = Vec::new();
+    let mut versions = Vec::new();
     if !grants.is_empty() {
         let names: Vec<SecretName> = grants.iter().map(|g| g.secret.clone()).collect();
         let values = match store {
@@ -150,6 +354,7 @@ pub fn build_environment(
             if !builder.add(grant.secret.as_str(), &revealed.value) {
                 unmasked.push(grant.secret.clone());
             }
+            versions.push((grant.secret.clone(), revealed.version));
             env.set(&grant.env, EnvValue::Secret(revealed.value));
         }
     }
@@ -158,6 +363,7 @@ pub fn build_environment(
         env,
         mask: builder.build(),
         unmasked,
+        versions,
     })
 }
 

@@ -22,8 +22,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::output::{Destination, OutputMode};
-use super::plan::{self, PlanError, SecretGrant, StoreAccess};
-use super::spawn::{ChildSpec, StdioMode};
+use super::plan::{self, CallerEnv, PlanError, RunIo, RunSpec, SecretGrant, StoreAccess};
+use super::spawn::StdioMode;
 use super::{Control, ExecPlan};
 use crate::mask::MaskStyle;
 use crate::sandbox::apply::{Feature, SandboxPolicy};
@@ -66,6 +66,7 @@ pub struct CreateRequest {
     /// Refuse if the host cannot give everything the template asks for.
     pub strict: bool,
     pub owner: String,
+    pub caller_env: CallerEnv,
 }
 
 /// A created sandbox.
@@ -100,6 +101,8 @@ pub struct ExecRequest {
     /// A bound on output below the template's `output_mb` (the API's
     /// buffered exec keeps output in memory).
     pub output_cap: Option<u64>,
+    /// Whose environment the template's pass-through names come from.
+    pub caller_env: CallerEnv,
 }
 
 /// A prepared exec: the plan and what the caller reports.
@@ -175,16 +178,18 @@ impl SandboxHost {
             limits: template.limits,
             workdir: workdir.to_owned(),
             home_dir: Some(own_home(workdir, run_as).map_err(io("create the sandbox's home"))?),
-            hide: self.hidden_dirs(),
+            hide: self.hidden_dirs(&request.caller_env),
             private_devpts: true,
             run_as,
+            die_with: None,
+            passed_fds: 0,
         };
         let mut features = self
             .probe(&policy)
             .map_err(io("probe the host's isolation features"))?;
         features.extend(disk);
         if let Some(interpreter) = &template.runtime.interpreter {
-            let path = std::env::var_os("PATH").unwrap_or_default();
+            let path = request.caller_env.get("PATH").unwrap_or_default();
             let found = std::env::split_paths(&path).any(|dir| dir.join(interpreter).is_file());
             features.push(Feature {
                 name: "interpreter".to_owned(),
@@ -301,7 +306,7 @@ impl SandboxHost {
         // sandbox's own (before the sandbox's and the request's `--env`,
         // which may set another).
         let mut policy = config.policy;
-        policy.hide = self.hidden_dirs();
+        policy.hide = self.hidden_dirs(&request.caller_env);
         let home_dir =
             own_home(&policy.workdir, policy.run_as).map_err(|source| PlanError::Io {
                 context: "create the sandbox's home",
@@ -314,49 +319,33 @@ impl SandboxHost {
         let timeout = request
             .timeout
             .or_else(|| policy.limits.wall_seconds.map(Duration::from_secs));
-        let prepared = plan::build_environment(
-            store,
-            &config.env_policy,
-            &env,
-            &vault,
-            &grants,
-            request.mask,
-        )?;
-        let mut init_args: Vec<OsString> = vec![
-            "__sandbox-init".into(),
-            "--policy".into(),
-            serde_json::to_string(&policy)
-                .expect("policy serializes")
-                .into(),
-            "--".into(),
-        ];
-        init_args.extend(request.command);
         let limits: Limits = policy.limits;
         let template_limit = limits.output_mb.map(|mb| mb * 1024 * 1024);
         let output_limit = match (template_limit, request.output_cap) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
+        let mut spec = RunSpec::new(request.command, request.caller_env, vault);
+        spec.env_policy = config.env_policy;
+        spec.extra_env = env;
+        spec.grants = grants;
+        spec.mask = request.mask;
+        spec.sandbox = Some(policy);
+        spec.timeout = timeout;
+        spec.output_limit = output_limit;
+        let io = RunIo {
+            stdio: request.stdio,
+            input: request.input,
+            output: request.output,
+            destination: request.destination,
+            control: request.control,
+            requests: None,
+            on_started: None,
+        };
+        let prepared = plan::prepare(store, &self.binary, spec, io)?;
         Ok(PreparedExec {
             id: row.id,
-            plan: ExecPlan {
-                child: ChildSpec {
-                    program: self.binary.clone().into_os_string(),
-                    args: init_args,
-                    env: prepared.env,
-                    cwd: None,
-                    stdio: request.stdio,
-                    env_through_pipe: true,
-                    input: request.input,
-                    new_session: true,
-                },
-                mask: prepared.mask,
-                output: request.output,
-                destination: request.destination,
-                control: request.control,
-                timeout,
-                output_limit,
-            },
+            plan: prepared.plan,
             unmasked: prepared.unmasked,
         })
     }
@@ -429,9 +418,10 @@ pub fn listing_json(rows: &[SandboxRow]) -> serde_json::Value {
 }
 
 impl SandboxHost {
-    /// What no command of a sandbox sees: see `sandbox::apply::hidden_dirs`.
-    fn hidden_dirs(&self) -> Vec<PathBuf> {
-        let caller_home = std::env::var_os("HOME").map(PathBuf::from);
+    /// What no command of a sandbox sees: see `sandbox::apply::hidden_dirs`
+    /// (the caller's own `$HOME` among them).
+    pub fn hidden_dirs(&self, caller_env: &CallerEnv) -> Vec<PathBuf> {
+        let caller_home = caller_env.get("HOME").map(PathBuf::from);
         crate::sandbox::apply::hidden_dirs(&self.home, caller_home.as_deref())
     }
 }

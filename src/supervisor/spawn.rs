@@ -179,6 +179,9 @@ pub struct ChildSpec {
     /// command) instead of a process group in shroud's session. With a pty
     /// the child always leads a session, on that pty.
     pub new_session: bool,
+    /// Descriptors the child gets as fds 3, 4, ... (listening sockets, see
+    /// `supervisor::deploy`); at most [`fd::MAX_PASSED_FDS`].
+    pub pass_fds: Vec<OwnedFd>,
 }
 
 /// A started child and the supervisor's ends of its output.
@@ -281,8 +284,25 @@ pub fn spawn(spec: ChildSpec) -> Result<Spawned, SpawnError> {
     }
     let new_session = spec.new_session && pty_master.is_none();
     let env_fd = env_pipe.as_ref().map(|(read, _)| read.as_raw_fd());
+    if spec.pass_fds.len() > fd::MAX_PASSED_FDS {
+        return Err(other(std::io::Error::other(format!(
+            "{} descriptors to pass; at most {} can be",
+            spec.pass_fds.len(),
+            fd::MAX_PASSED_FDS
+        ))));
+    }
+    // High copies first, so that moving them to 3, 4, ... in the child
+    // never overwrites one that is still to be moved.
+    let passed: Vec<OwnedFd> = spec
+        .pass_fds
+        .iter()
+        .map(|passed| fd::high_copy(std::os::fd::AsFd::as_fd(passed)))
+        .collect::<std::io::Result<_>>()
+        .map_err(other)?;
+    let passed_raw: Vec<i32> = passed.iter().map(|f| f.as_raw_fd()).collect();
     // SAFETY: setsid, dup2, fcntl and close_range are async-signal-safe;
-    // `env_pipe` outlives the spawn.
+    // `env_pipe` and `passed` outlive the spawn; the closure allocates
+    // nothing.
     unsafe {
         command.pre_exec(move || {
             if new_session {
@@ -291,10 +311,14 @@ pub fn spawn(spec: ChildSpec) -> Result<Spawned, SpawnError> {
             if let Some(fd) = env_fd {
                 fd::place_for_exec(fd, fd)?;
             }
-            fd::cloexec_all_but(env_fd)
+            for (index, &fd) in passed_raw.iter().enumerate() {
+                fd::place_for_exec(fd, 3 + index as i32)?;
+            }
+            fd::cloexec_from(3 + passed_raw.len() as i32, env_fd)
         });
     }
     let spawned = command.spawn();
+    drop(passed);
     // Drop our copies of the pty slave now, so the master sees EOF when the
     // child and its descendants close theirs.
     drop(command);

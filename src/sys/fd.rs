@@ -9,7 +9,7 @@
 //! std's `Command` (the sandbox init) calls [`close_from`] instead.
 
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use super::call;
 
@@ -30,22 +30,37 @@ pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     )
 }
 
-/// A pipe (close-on-exec) whose two ends are numbered 10 or above, so that
-/// neither can be one of the low numbers a child's fds are moved to.
+/// The most descriptors a child may be handed beside its stdio (as fds
+/// 3, 4, ...: listening sockets). Everything the supervisor keeps open
+/// across the fork sits above `3 + MAX_PASSED_FDS`, so moving them into
+/// place never overwrites one.
+pub const MAX_PASSED_FDS: usize = 32;
+
+/// Where [`high_pipe`] and [`high_copy`] put their descriptors, at least.
+const HIGH_FD: RawFd = 3 + MAX_PASSED_FDS as RawFd + 16;
+
+/// A pipe (close-on-exec) whose two ends are numbered above every number a
+/// child's fds are moved to.
 pub fn high_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     let (read, write) = pipe()?;
     Ok((raise(read)?, raise(write)?))
 }
 
-/// A copy of `fd` numbered 10 or above (close-on-exec); `fd` is closed.
-fn raise(fd: OwnedFd) -> io::Result<OwnedFd> {
+/// A close-on-exec copy of `fd` numbered above every number a child's fds
+/// are moved to (see [`MAX_PASSED_FDS`]).
+pub fn high_copy(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
     use nix::fcntl::{fcntl, FcntlArg};
     let high = call(
-        || "fcntl(F_DUPFD_CLOEXEC, 10)".to_owned(),
-        fcntl(fd.as_raw_fd(), FcntlArg::F_DUPFD_CLOEXEC(10)),
+        || format!("fcntl({}, F_DUPFD_CLOEXEC, {HIGH_FD})", fd.as_raw_fd()),
+        fcntl(fd.as_raw_fd(), FcntlArg::F_DUPFD_CLOEXEC(HIGH_FD)),
     )?;
     // SAFETY: fcntl just returned this new fd, owned by nothing else.
     Ok(unsafe { OwnedFd::from_raw_fd(high) })
+}
+
+/// A high copy of `fd` (see [`high_copy`]); `fd` is closed.
+fn raise(fd: OwnedFd) -> io::Result<OwnedFd> {
+    high_copy(fd.as_fd())
 }
 
 /// In a forked child before exec: puts `fd` at number `target` without
@@ -104,9 +119,15 @@ pub fn close_from(first: RawFd) -> io::Result<()> {
 /// CLOSE_RANGE_CLOEXEC (Linux 5.11), else `fcntl` over every number up to
 /// the descriptor limit.
 pub fn cloexec_all_but(keep: Option<RawFd>) -> io::Result<()> {
+    cloexec_from(3, keep)
+}
+
+/// [`cloexec_all_but`] from `first` up (the numbers below it are the
+/// descriptors the child is handed).
+pub fn cloexec_from(first: RawFd, keep: Option<RawFd>) -> io::Result<()> {
     let ranges = match keep {
-        Some(fd) if fd >= 3 => [(3, fd - 1), (fd + 1, RawFd::MAX)],
-        _ => [(3, RawFd::MAX), (0, -1)],
+        Some(fd) if fd >= first => [(first, fd - 1), (fd + 1, RawFd::MAX)],
+        _ => [(first, RawFd::MAX), (0, -1)],
     };
     for (first, last) in ranges {
         if first > last {
