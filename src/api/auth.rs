@@ -1,8 +1,12 @@
-//! Bearer-token authentication, as an extractor.
+//! Who is calling, as an extractor: a bearer token, or a same-user peer on
+//! the supervisor's Unix socket.
 //!
-//! No `Authorization` header: 403. A header that is not `Bearer <token>`, or
-//! a token that is unknown or revoked: 401. A handler then asks the [`Caller`]
-//! for the grant it needs on a vault; beyond the grant: 403.
+//! Over TCP: no `Authorization` header: 403. A header that is not `Bearer
+//! <token>`, or a token that is unknown or revoked: 401. A handler then asks
+//! the [`Caller`] for the grant it needs on a vault; beyond the grant: 403.
+//! Over `<home>/shroud.sock` (mode 0600, and every peer's uid checked with
+//! SO_PEERCRED when it connects) the caller is the person who runs shroud:
+//! it acts as the CLI (actor `cli`), with every grant.
 
 use std::sync::Arc;
 
@@ -14,14 +18,44 @@ use super::error::ApiError;
 use super::ApiState;
 use crate::store::tokens::{Access, TokenInfo};
 
-/// The authenticated token making a request.
+/// The authenticated token making a request (for a local peer: a token
+/// named `cli` that allows everything).
 #[derive(Debug, Clone)]
-pub struct Caller(pub TokenInfo);
+pub struct Caller(pub TokenInfo, bool);
+
+/// Marks the requests that came over the supervisor's Unix socket (a
+/// layer of that listener's router adds it).
+#[derive(Debug, Clone, Copy)]
+pub struct LocalPeer;
 
 impl Caller {
+    /// The same-user peer of the Unix socket.
+    pub fn local_peer() -> Caller {
+        Caller(
+            TokenInfo {
+                name: crate::store::CLI_ACTOR.to_owned(),
+                grants: Vec::new(),
+                user: None,
+                created_at_ms: 0,
+                revoked_at_ms: None,
+            },
+            true,
+        )
+    }
+
+    /// True for the same-user peer of the Unix socket.
+    pub fn is_local(&self) -> bool {
+        self.1
+    }
+
+    /// True when the caller may use `vault` with `access`.
+    pub fn allows(&self, vault: &str, access: Access) -> bool {
+        self.1 || self.0.allows(vault, access)
+    }
+
     /// Requires `access` on `vault`.
     pub fn require(&self, vault: &str, access: Access) -> Result<(), ApiError> {
-        if self.0.allows(vault, access) {
+        if self.allows(vault, access) {
             Ok(())
         } else {
             let what = match access {
@@ -51,6 +85,9 @@ impl FromRequestParts<Arc<ApiState>> for Caller {
         parts: &mut Parts,
         state: &Arc<ApiState>,
     ) -> Result<Self, ApiError> {
+        if parts.extensions.get::<LocalPeer>().is_some() {
+            return Ok(Caller::local_peer());
+        }
         let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
@@ -73,7 +110,7 @@ impl FromRequestParts<Arc<ApiState>> for Caller {
                 store.authenticate(&token)
             })
             .await?;
-        info.map(Caller)
+        info.map(|info| Caller(info, false))
             .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "unknown or revoked token"))
     }
 }

@@ -223,7 +223,7 @@ pub async fn audit(
         .filter(|r| {
             r.vault
                 .as_deref()
-                .is_some_and(|v| caller.0.allows(v, Access::Read))
+                .is_some_and(|v| caller.allows(v, Access::Read))
         })
         .collect();
     let skip = query

@@ -14,6 +14,7 @@
 //! shuts down (see `sandboxes`).
 
 pub mod auth;
+pub mod deployments;
 pub mod destinations;
 pub mod error;
 mod fetch;
@@ -57,6 +58,8 @@ pub struct ApiState {
     /// The environment the server was started with: API callers' runs take
     /// the template's pass-through names (PATH, LANG, ...) from it.
     caller_env: crate::supervisor::plan::CallerEnv,
+    /// The deployment manager, when this server is the home's supervisor.
+    manager: std::sync::OnceLock<Arc<crate::supervisor::manager::Manager>>,
 }
 
 /// Store connections a server keeps open at once by default (each request
@@ -201,6 +204,7 @@ impl ApiState {
             runs: Arc::new(tokio::sync::Semaphore::new(DEFAULT_MAX_RUNS)),
             max_runs: std::sync::atomic::AtomicUsize::new(DEFAULT_MAX_RUNS),
             caller_env: crate::supervisor::plan::CallerEnv::of_this_process(),
+            manager: std::sync::OnceLock::new(),
         })
     }
 
@@ -457,6 +461,39 @@ impl ApiState {
         *self.shutdown.lock().expect("shutdown lock") = Shutdown::ShuttingDown;
     }
 
+    /// The home directory.
+    pub fn home(&self) -> &std::path::Path {
+        &self.home
+    }
+
+    /// The deployment manager, if this server supervises deployments.
+    pub fn manager(&self) -> Option<Arc<crate::supervisor::manager::Manager>> {
+        self.manager.get().cloned()
+    }
+
+    /// Starts the deployment manager of this server (once).
+    pub fn start_manager(
+        &self,
+        timings: crate::supervisor::manager::Timings,
+    ) -> Arc<crate::supervisor::manager::Manager> {
+        Arc::clone(self.manager.get_or_init(|| {
+            crate::supervisor::manager::Manager::start(crate::supervisor::manager::ManagerConfig {
+                home: self.home.clone(),
+                binary: self.shroud_binary.clone(),
+                store: StoreConfig {
+                    home: self.home.clone(),
+                    master_key_env: self.master_key_env.clone(),
+                    actor: crate::store::CLI_ACTOR.to_owned(),
+                    location: self.location.clone(),
+                },
+                node: crate::store::this_node(),
+                timings,
+                caller_env: self.caller_env.clone(),
+                max_agent_runs: crate::supervisor::manager::DEFAULT_MAX_AGENT_RUNS,
+            })
+        }))
+    }
+
     /// The server's environment at its start (see `plan::CallerEnv`).
     pub fn caller_env(&self) -> &crate::supervisor::plan::CallerEnv {
         &self.caller_env
@@ -524,6 +561,19 @@ pub fn router(state: Arc<ApiState>) -> Router {
         )
         .route("/api/sandboxes/{id}", delete(sandboxes::remove))
         .route("/api/sandboxes/{id}/exec", post(sandboxes::exec))
+        .route(
+            "/api/deployments",
+            post(deployments::create).get(deployments::list),
+        )
+        .route("/api/deployments/{slug}", delete(deployments::remove))
+        .route("/api/deployments/{slug}/logs", get(deployments::logs))
+        .route("/api/deployments/{slug}/{verb}", post(deployments::control))
+        .route(
+            "/api/agents/{slug}/runs",
+            post(deployments::start_run).get(deployments::list_runs),
+        )
+        .route("/api/runs/{id}", get(deployments::run))
+        .route("/api/runs/{id}/log", get(deployments::run_log))
         .route("/api/audit", get(handlers::audit))
         .route("/api/openapi.json", get(handlers::openapi))
         .fallback(handlers::not_found);
@@ -549,12 +599,54 @@ pub async fn serve(
     state: Arc<ApiState>,
     options: server::ServeOptions,
 ) -> std::io::Result<()> {
-    let app = router(Arc::clone(&state));
-    server::serve_on(listener, app, options, async move {
-        shutdown_signal().await;
-        state.begin_shutdown();
-    })
-    .await;
+    serve_all(Some(listener), None, state, options).await
+}
+
+/// Serves the API on the TCP listener and the supervisor's Unix socket
+/// (either may be absent) until SIGINT or SIGTERM. On the socket, the
+/// same routes answer with the peer acting as the CLI (see `auth`). At
+/// shutdown the deployments' instances are stopped (SIGTERM, then SIGKILL
+/// after their grace) before the server returns.
+pub async fn serve_all(
+    tcp: Option<tokio::net::TcpListener>,
+    unix: Option<tokio::net::UnixListener>,
+    state: Arc<ApiState>,
+    options: server::ServeOptions,
+) -> std::io::Result<()> {
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let wait_for = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = stopped.wait_for(|stop| *stop).await;
+    };
+    let tcp_server = tcp.map(|listener| {
+        let app = router(Arc::clone(&state));
+        tokio::spawn(server::serve_on(
+            listener,
+            app,
+            options,
+            wait_for(stopped.clone()),
+        ))
+    });
+    let unix_server = unix.map(|listener| {
+        let app = router(Arc::clone(&state)).layer(axum::Extension(auth::LocalPeer));
+        let listener = server::PeerCheckedUnixListener::new(listener);
+        tokio::spawn(server::serve_on(
+            listener,
+            app,
+            options,
+            wait_for(stopped.clone()),
+        ))
+    });
+    shutdown_signal().await;
+    state.begin_shutdown();
+    if let Some(manager) = state.manager() {
+        if let Err(e) = manager.shutdown().await {
+            tracing::warn!(error = %e, "stopping the deployments");
+        }
+    }
+    let _ = stop.send(true);
+    for server in [tcp_server, unix_server].into_iter().flatten() {
+        let _ = server.await;
+    }
     Ok(())
 }
 

@@ -93,3 +93,42 @@ pub async fn serve_on<L>(
     drop(listener);
     graceful.shutdown().await;
 }
+
+/// The supervisor's Unix socket listener: a peer whose uid is not this
+/// process's is dropped as it connects (SO_PEERCRED), whatever the mode of
+/// the socket file says.
+pub struct PeerCheckedUnixListener {
+    inner: tokio::net::UnixListener,
+    uid: u32,
+}
+
+impl PeerCheckedUnixListener {
+    pub fn new(inner: tokio::net::UnixListener) -> Self {
+        PeerCheckedUnixListener {
+            inner,
+            uid: crate::sys::proc::ids().0,
+        }
+    }
+}
+
+impl Listener for PeerCheckedUnixListener {
+    type Io = tokio::net::UnixStream;
+    type Addr = tokio::net::unix::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let (stream, addr) = Listener::accept(&mut self.inner).await;
+            match stream.peer_cred() {
+                Ok(cred) if cred.uid() == self.uid => return (stream, addr),
+                Ok(cred) => {
+                    tracing::warn!(uid = cred.uid(), "refused a connection from another user");
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot read a peer's credentials"),
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.inner.local_addr()
+    }
+}

@@ -17,6 +17,8 @@
 //! found, 124 timeout, 128 + N killed by signal N).
 
 mod audit;
+mod client;
+mod deploy;
 mod exec;
 mod key;
 mod output;
@@ -96,6 +98,12 @@ pub enum Command {
     /// Isolated, template-based environments with files of their own.
     #[command(subcommand)]
     Sandbox(sandbox::SandboxCommand),
+    /// Long-running services and agents, supervised (see `shroud serve`).
+    #[command(subcommand)]
+    Deploy(deploy::DeployCommand),
+    /// Runs of agent deployments.
+    #[command(subcommand)]
+    Agent(deploy::AgentCommand),
     /// Internal: the init process of a sandboxed command.
     #[command(name = "__sandbox-init", hide = true)]
     SandboxInit(sandbox::InitArgs),
@@ -180,6 +188,9 @@ pub struct Context {
     pub(crate) master_key_env: Option<Zeroizing<String>>,
     /// Where the store is (`--store`, `$SHROUD_STORE`; the home by default).
     pub location: store::StoreLocation,
+    /// The text `location` came from (a supervisor started in the
+    /// background gets it through its environment).
+    pub store_text: String,
 }
 
 impl Context {
@@ -246,6 +257,7 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
         out: Output::new(cli.json),
         master_key_env,
         location,
+        store_text,
     };
     match command {
         Command::SandboxInit(_) => unreachable!("handled above"),
@@ -259,5 +271,7 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
         Command::Key(cmd) => key::run(&ctx, cmd),
         Command::Redact(args) => redact::run(&ctx, args),
         Command::Exec(args) => exec::run(&ctx, args),
+        Command::Deploy(cmd) => deploy::run_deploy(&ctx, cmd),
+        Command::Agent(cmd) => deploy::run_agent(&ctx, cmd),
     }
 }

@@ -2,6 +2,14 @@
 //! 127.0.0.1:7878). `--ca-file` adds certificates (a private CA) that
 //! `POST /api/fetch` trusts beside the bundled Mozilla roots.
 //!
+//! `serve` is also the home's supervisor: it keeps the deployments and
+//! agent runs (`supervisor::manager`) and always listens on
+//! `<home>/shroud.sock` (mode 0600, same-user peers only), where `deploy`
+//! and `agent` find it. One supervisor per home: it holds
+//! `<home>/supervisor.lock`; a second `serve` of the same home serves the
+//! API on its port without deployments (and says so), and a second
+//! `serve --no-listen` (how `deploy` starts one in the background) exits.
+//!
 //! The store is opened once before listening, so a bad home or master key
 //! fails at start (exit 2), not at the first request. The bound address is
 //! reported on stderr (`--listen 127.0.0.1:0` picks a free port).
@@ -13,9 +21,13 @@ use crate::api::{self, ApiState};
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Address to listen on.
+    /// Address to listen on (a host name such as localhost works).
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7878")]
-    listen: std::net::SocketAddr,
+    listen: String,
+    /// Only the supervisor's socket (<home>/shroud.sock), no TCP port: how
+    /// `deploy` and `agent` start a supervisor in the background.
+    #[arg(long, conflicts_with = "listen")]
+    no_listen: bool,
     /// PEM certificates `POST /api/fetch` trusts too (a private CA).
     #[arg(long, value_name = "PEM")]
     ca_file: Option<std::path::PathBuf>,
@@ -69,27 +81,81 @@ pub fn run(ctx: &Context, args: ServeArgs) -> Result<u8, CliError> {
         tracing::info!(added, "fetch trusts extra certificates");
     }
     let io = |context| move |source| CliError::Io { context, source };
+    let lock_path = ctx.home.join(SUPERVISOR_LOCK);
+    let lock =
+        crate::sys::fd::try_lock_exclusive(&lock_path).map_err(io("take the supervisor's lock"))?;
+    if lock.is_none() {
+        if args.no_listen {
+            ctx.out
+                .note("shroud serve: a supervisor already runs for this home");
+            return Ok(EXIT_OK);
+        }
+        ctx.out.warn(&format!(
+            "another `shroud serve` supervises the deployments of {} (see {}); this one serves the API without them",
+            ctx.home.display(),
+            lock_path.display()
+        ));
+    }
+    if let Some(lock) = &lock {
+        use std::io::Write;
+        let mut file = lock.file();
+        let _ = file.set_len(0);
+        let _ = writeln!(file, "{}", std::process::id());
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(io("start the async runtime"))?;
+    let socket_path = ctx.home.join(SOCKET_FILE);
     runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind(args.listen)
-            .await
-            .map_err(io("listen on the address"))?;
-        let bound = listener
-            .local_addr()
-            .map_err(io("read the bound address"))?;
-        ctx.out
-            .note(&format!("shroud serve: listening on http://{bound}"));
+        let tcp = if args.no_listen {
+            None
+        } else {
+            let listener = tokio::net::TcpListener::bind(&args.listen)
+                .await
+                .map_err(|e| CliError::Usage(format!("cannot listen on {}: {e}", args.listen)))?;
+            let bound = listener
+                .local_addr()
+                .map_err(io("read the bound address"))?;
+            ctx.out
+                .note(&format!("shroud serve: listening on http://{bound}"));
+            Some(listener)
+        };
+        let unix = if lock.is_some() {
+            // The lock is ours: a socket file left there is a dead one's.
+            let _ = std::fs::remove_file(&socket_path);
+            let listener = {
+                // Created 0600 (no window where another user could connect).
+                let _umask = crate::sys::proc::restrictive_umask();
+                tokio::net::UnixListener::bind(&socket_path)
+                    .map_err(io("listen on the supervisor's socket"))?
+            };
+            ctx.out.note(&format!(
+                "shroud serve: supervising deployments on {}",
+                socket_path.display()
+            ));
+            state.start_manager(crate::supervisor::manager::Timings::default());
+            Some(listener)
+        } else {
+            None
+        };
         let options = api::server::ServeOptions {
             max_connections: args.max_connections as usize,
             ..Default::default()
         };
-        api::serve(listener, state, options)
+        api::serve_all(tcp, unix, state, options)
             .await
             .map_err(io("serve"))
     })?;
+    if lock.is_some() {
+        let _ = std::fs::remove_file(&socket_path);
+    }
+    drop(lock);
     ctx.out.note("shroud serve: stopped");
     Ok(EXIT_OK)
 }
+
+/// The supervisor's socket, in the home.
+pub const SOCKET_FILE: &str = "shroud.sock";
+/// Held by the home's supervisor while it runs.
+pub const SUPERVISOR_LOCK: &str = "supervisor.lock";

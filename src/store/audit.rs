@@ -56,6 +56,14 @@ pub enum Action {
     /// A command ran in a sandbox (recorded when it ended).
     SandboxExec,
     SandboxDelete,
+    /// A deployment was created (its slug in the name column).
+    DeploymentCreate,
+    DeploymentDelete,
+    /// A deployment rolled its instances onto new secret versions (the
+    /// outcome says whether the new instances came up).
+    DeploymentRotate,
+    /// An agent run started (its id in the name column).
+    AgentRun,
     /// The chain was converted from an older, unkeyed format.
     AuditUpgrade,
 }
@@ -79,6 +87,10 @@ impl Action {
             Action::SandboxCreate => "sandbox.create",
             Action::SandboxExec => "sandbox.exec",
             Action::SandboxDelete => "sandbox.delete",
+            Action::DeploymentCreate => "deployment.create",
+            Action::DeploymentDelete => "deployment.delete",
+            Action::DeploymentRotate => "deployment.rotate",
+            Action::AgentRun => "agent.run",
             Action::AuditUpgrade => "audit.upgrade",
         }
     }

@@ -115,6 +115,22 @@ pub struct SandboxRow {
     pub node: String,
 }
 
+/// A record of the supervisor's: a deployment (`kind` "deployment",
+/// `parent` its vault) or an agent run ("run", `parent` its deployment's
+/// slug). `data` is JSON owned by the supervisor (never a secret value);
+/// `node` holds the record under a lease until `lease_until` (ms), so that
+/// one node at a time runs a deployment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordRow {
+    pub kind: String,
+    pub id: String,
+    pub parent: String,
+    pub data: String,
+    pub node: String,
+    pub lease_until: i64,
+    pub updated_at: i64,
+}
+
 /// A stored secret reference: who may resolve it, what it points to, until when.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RefRow {
@@ -235,6 +251,28 @@ pub trait Tx {
     /// Deletes a sandbox; false when there was none.
     fn delete_sandbox(&mut self, id: &str) -> DbResult<bool>;
     fn record_sandbox_exit(&mut self, id: &str, code: i64, at: i64) -> DbResult<()>;
+
+    /// Inserts a record, or replaces its `parent`, `data` and `updated_at`
+    /// (its lease stays as it is).
+    fn put_record(&mut self, row: &RecordRow) -> DbResult<()>;
+    fn record(&mut self, kind: &str, id: &str) -> DbResult<Option<RecordRow>>;
+    /// Records of `kind` (under `parent`), oldest first.
+    fn list_records(&mut self, kind: &str, parent: Option<&str>) -> DbResult<Vec<RecordRow>>;
+    /// Deletes a record and, when `children` names a kind, the records of
+    /// that kind under it; false when there was none.
+    fn delete_record(&mut self, kind: &str, id: &str, children: Option<&str>) -> DbResult<bool>;
+    /// Takes or renews the lease of every record of `kind` that `node`
+    /// holds or whose lease ran out before `now`, until `until`; returns
+    /// their ids.
+    fn claim_records(
+        &mut self,
+        kind: &str,
+        node: &str,
+        now: i64,
+        until: i64,
+    ) -> DbResult<Vec<String>>;
+    /// Gives up `node`'s lease on a record (another node may take it at once).
+    fn release_record(&mut self, kind: &str, id: &str, node: &str) -> DbResult<()>;
 
     /// Stores a reference by the hash of its token; prunes expired ones.
     fn insert_ref(&mut self, token_hash: &[u8], row: &RefRow, now_ms: i64) -> DbResult<()>;

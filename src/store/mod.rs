@@ -230,8 +230,8 @@ impl StoreLocation {
     }
 }
 
-/// How to open a store.
-#[derive(Debug)]
+/// How to open a store. Its `Debug` never shows the master key.
+#[derive(Clone)]
 pub struct StoreConfig {
     /// The home directory (the key file, sandboxes, and with
     /// [`StoreLocation::Home`] the database).
@@ -241,6 +241,20 @@ pub struct StoreConfig {
     /// Who acts, as written to the audit log (`cli` or a token name).
     pub actor: String,
     pub location: StoreLocation,
+}
+
+impl std::fmt::Debug for StoreConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreConfig")
+            .field("home", &self.home)
+            .field(
+                "master_key_env",
+                &self.master_key_env.as_ref().map(|_| "<redacted>"),
+            )
+            .field("actor", &self.actor)
+            .field("location", &self.location)
+            .finish()
+    }
 }
 
 impl StoreConfig {
@@ -740,6 +754,11 @@ impl Store {
         self.conn.is_usable()
     }
 }
+
+/// The kind of a deployment's record (see `backend::RecordRow`).
+pub const DEPLOYMENT_KIND: &str = "deployment";
+/// The kind of an agent run's record.
+pub const RUN_KIND: &str = "run";
 
 /// The name of this node, as sandboxes record it: `$SHROUD_NODE`, else the
 /// host name.

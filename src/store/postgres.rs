@@ -28,18 +28,20 @@ use postgres::{Client, Row, Statement};
 
 use super::audit::{Filter, Record};
 use super::backend::{
-    AuditRow, Connection, DbError, DbErrorKind, DbResult, RefRow, SandboxRow, SecretRow, TokenRow,
-    Tx, VaultRow, VersionRow, WrappedKeyRow, KEPT_VERSIONS,
+    AuditRow, Connection, DbError, DbErrorKind, DbResult, RecordRow, RefRow, SandboxRow, SecretRow,
+    TokenRow, Tx, VaultRow, VersionRow, WrappedKeyRow, KEPT_VERSIONS,
 };
 use super::crypto::SealedSecret;
 
 /// The schema version this build writes (rows of `shroud_schema`).
-pub const SCHEMA_VERSION: i64 = 1;
+/// 2: the supervisor's records (deployments, agent runs).
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// Every step of the schema, in order.
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    "
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BYTEA NOT NULL);
 CREATE TABLE IF NOT EXISTS vaults (name TEXT PRIMARY KEY, created_at BIGINT NOT NULL);
 CREATE TABLE IF NOT EXISTS secrets (
@@ -72,7 +74,18 @@ CREATE TABLE IF NOT EXISTS sandboxes (
 -- The row every write transaction locks first: the serialization point.
 INSERT INTO meta (key, value) VALUES ('audit_head', ''::bytea) ON CONFLICT (key) DO NOTHING;
 ",
-)];
+    ),
+    (
+        2,
+        "
+CREATE TABLE IF NOT EXISTS records (
+    kind TEXT NOT NULL, id TEXT NOT NULL, parent TEXT NOT NULL, data TEXT NOT NULL,
+    node TEXT NOT NULL DEFAULT '', lease_until BIGINT NOT NULL DEFAULT 0,
+    updated_at BIGINT NOT NULL, PRIMARY KEY (kind, id));
+CREATE INDEX IF NOT EXISTS records_by_parent ON records (kind, parent);
+",
+    ),
+];
 
 /// The advisory lock migrations take (any constant shared by all nodes).
 const MIGRATION_LOCK: i64 = 0x7368_726f_7564;
@@ -828,6 +841,18 @@ fn token_from_row(row: &Row) -> TokenRow {
     }
 }
 
+fn record_row(row: &Row) -> RecordRow {
+    RecordRow {
+        kind: row.get(0),
+        id: row.get(1),
+        parent: row.get(2),
+        data: row.get(3),
+        node: row.get(4),
+        lease_until: row.get(5),
+        updated_at: row.get(6),
+    }
+}
+
 fn sandbox_from_row(row: &Row) -> SandboxRow {
     SandboxRow {
         id: row.get(0),
@@ -1317,6 +1342,77 @@ impl Tx for PgTx<'_> {
         self.execute(
             "UPDATE sandboxes SET last_exit = $2, last_exec_at = $3 WHERE id = $1",
             &[&id, &code, &at],
+        )
+        .map(drop)
+    }
+
+    fn put_record(&mut self, row: &RecordRow) -> DbResult<()> {
+        self.execute(
+            "INSERT INTO records (kind, id, parent, data, updated_at) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (kind, id) DO UPDATE SET parent = EXCLUDED.parent,
+               data = EXCLUDED.data, updated_at = EXCLUDED.updated_at",
+            &[&row.kind, &row.id, &row.parent, &row.data, &row.updated_at],
+        )
+        .map(drop)
+    }
+
+    fn record(&mut self, kind: &str, id: &str) -> DbResult<Option<RecordRow>> {
+        Ok(self
+            .query_opt(
+                "SELECT kind, id, parent, data, node, lease_until, updated_at
+                 FROM records WHERE kind = $1 AND id = $2",
+                &[&kind, &id],
+            )?
+            .map(|row| record_row(&row)))
+    }
+
+    fn list_records(&mut self, kind: &str, parent: Option<&str>) -> DbResult<Vec<RecordRow>> {
+        Ok(self
+            .query(
+                "SELECT kind, id, parent, data, node, lease_until, updated_at FROM records
+                 WHERE kind = $1 AND ($2::TEXT IS NULL OR parent = $2) ORDER BY updated_at, id",
+                &[&kind, &parent],
+            )?
+            .iter()
+            .map(record_row)
+            .collect())
+    }
+
+    fn delete_record(&mut self, kind: &str, id: &str, children: Option<&str>) -> DbResult<bool> {
+        if let Some(child_kind) = children {
+            self.execute(
+                "DELETE FROM records WHERE kind = $1 AND parent = $2",
+                &[&child_kind, &id],
+            )?;
+        }
+        Ok(self.execute(
+            "DELETE FROM records WHERE kind = $1 AND id = $2",
+            &[&kind, &id],
+        )? > 0)
+    }
+
+    fn claim_records(
+        &mut self,
+        kind: &str,
+        node: &str,
+        now: i64,
+        until: i64,
+    ) -> DbResult<Vec<String>> {
+        Ok(self
+            .query(
+                "UPDATE records SET node = $2, lease_until = $4
+                 WHERE kind = $1 AND (node = $2 OR lease_until < $3) RETURNING id",
+                &[&kind, &node, &now, &until],
+            )?
+            .iter()
+            .map(|row| row.get(0))
+            .collect())
+    }
+
+    fn release_record(&mut self, kind: &str, id: &str, node: &str) -> DbResult<()> {
+        self.execute(
+            "UPDATE records SET lease_until = 0 WHERE kind = $1 AND id = $2 AND node = $3",
+            &[&kind, &id, &node],
         )
         .map(drop)
     }

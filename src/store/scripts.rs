@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
 use super::audit::{self, Action, Entry, Outcome};
-use super::backend::{RefRow, SandboxRow, SecretRow, TokenRow, Tx};
+use super::backend::{RecordRow, RefRow, SandboxRow, SecretRow, TokenRow, Tx};
 use super::crypto::{self, RecordId};
 use super::keys::KeyRing;
 use super::{
@@ -478,6 +478,107 @@ impl Store {
         })
     }
 
+    /// Records `row` unless a record of its kind and id exists (false
+    /// then), with the audit record `audit` (action, vault, name).
+    pub fn create_record(
+        &mut self,
+        row: &RecordRow,
+        audit: Option<(Action, &str, &str)>,
+    ) -> Result<bool> {
+        self.write("committing a record", |tx, keys| {
+            if tx
+                .record(&row.kind, &row.id)
+                .map_err(keys.db("reading a record"))?
+                .is_some()
+            {
+                return Ok(Ok(false));
+            }
+            tx.put_record(row).map_err(keys.db("storing a record"))?;
+            if let Some((action, vault, name)) = audit {
+                event_audit(tx, keys, action, vault, name, Outcome::Ok)?;
+            }
+            Ok(Ok(true))
+        })
+    }
+
+    /// Stores `row` (a new one, or a new state of one), unaudited.
+    pub fn put_record(&mut self, row: &RecordRow) -> Result<()> {
+        self.write("committing a record", |tx, keys| {
+            tx.put_record(row).map_err(keys.db("storing a record"))?;
+            Ok(Ok(()))
+        })
+    }
+
+    /// A record by kind and id.
+    pub fn record(&mut self, kind: &str, id: &str) -> Result<Option<RecordRow>> {
+        self.read("reading a record", |tx| tx.record(kind, id))
+    }
+
+    /// Records of `kind` (under `parent`), oldest first.
+    pub fn list_records(&mut self, kind: &str, parent: Option<&str>) -> Result<Vec<RecordRow>> {
+        self.read("listing records", |tx| tx.list_records(kind, parent))
+    }
+
+    /// Deletes a record (and its `children` records) with the audit record
+    /// `audit`; false when there was none.
+    pub fn delete_record(
+        &mut self,
+        kind: &str,
+        id: &str,
+        children: Option<&str>,
+        audit: Option<(Action, &str, &str)>,
+    ) -> Result<bool> {
+        self.write("committing a record delete", |tx, keys| {
+            let deleted = tx
+                .delete_record(kind, id, children)
+                .map_err(keys.db("deleting a record"))?;
+            if let (true, Some((action, vault, name))) = (deleted, audit) {
+                event_audit(tx, keys, action, vault, name, Outcome::Ok)?;
+            }
+            Ok(Ok(deleted))
+        })
+    }
+
+    /// Takes or renews `node`'s leases on records of `kind` (see
+    /// `Tx::claim_records`); returns the ids it holds until `until`.
+    pub fn claim_records(
+        &mut self,
+        kind: &str,
+        node: &str,
+        now: i64,
+        until: i64,
+    ) -> Result<Vec<String>> {
+        self.write("committing leases", |tx, keys| {
+            Ok(Ok(tx
+                .claim_records(kind, node, now, until)
+                .map_err(keys.db("taking leases"))?))
+        })
+    }
+
+    /// Gives up `node`'s lease on a record.
+    pub fn release_record(&mut self, kind: &str, id: &str, node: &str) -> Result<()> {
+        self.write("committing a lease", |tx, keys| {
+            tx.release_record(kind, id, node)
+                .map_err(keys.db("releasing a lease"))?;
+            Ok(Ok(()))
+        })
+    }
+
+    /// Writes one audit record of an event that changes nothing else
+    /// (a rotation, an agent run).
+    pub fn audit_event(
+        &mut self,
+        action: Action,
+        vault: &str,
+        name: &str,
+        outcome: Outcome,
+    ) -> Result<()> {
+        self.write("committing an audit record", |tx, keys| {
+            event_audit(tx, keys, action, vault, name, outcome)?;
+            Ok(Ok(()))
+        })
+    }
+
     /// A sandbox by id.
     pub fn sandbox(&mut self, id: &str) -> Result<SandboxRow> {
         self.read("reading a sandbox", |tx| tx.sandbox(id))?
@@ -720,6 +821,25 @@ fn var_audit(
     let entry = Entry::about(keys.actor.as_str(), action, vault.as_str(), name.as_str())
         .with(None, Outcome::Ok);
     keys.append_at(tx, &entry, now)?;
+    Ok(())
+}
+
+/// The audit record of a supervisor event: its vault, and the deployment's
+/// slug or the run's id in the name column.
+fn event_audit(
+    tx: &mut dyn Tx,
+    keys: &KeyRing,
+    action: Action,
+    vault: &str,
+    name: &str,
+    outcome: Outcome,
+) -> Result<()> {
+    let entry = Entry {
+        vault: Some(vault),
+        secret: Some(name),
+        ..Entry::global(keys.actor.as_str(), action, outcome)
+    };
+    keys.append(tx, &entry)?;
     Ok(())
 }
 

@@ -22,8 +22,8 @@ use rusqlite::{params, OptionalExtension};
 
 use super::audit::{Filter, Record};
 use super::backend::{
-    AuditRow, Connection, DbError, DbErrorKind, DbResult, RefRow, SandboxRow, SecretRow, TokenRow,
-    Tx, VaultRow, VersionRow, WrappedKeyRow, KEPT_VERSIONS,
+    AuditRow, Connection, DbError, DbErrorKind, DbResult, RecordRow, RefRow, SandboxRow, SecretRow,
+    TokenRow, Tx, VaultRow, VersionRow, WrappedKeyRow, KEPT_VERSIONS,
 };
 use super::crypto::SealedSecret;
 
@@ -31,7 +31,8 @@ use super::crypto::SealedSecret;
 /// 4: the key check says whether the audit chain is keyed (an older build
 /// must refuse such a store as newer, not as "written under another key").
 /// 5: sandboxes record the node that made them.
-pub const SCHEMA_VERSION: i64 = 5;
+/// 6: the supervisor's records (deployments, agent runs).
+pub const SCHEMA_VERSION: i64 = 6;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The schema as of version 3; later versions are [`MIGRATIONS`].
@@ -117,6 +118,20 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (
         5,
         "ALTER TABLE sandboxes ADD COLUMN node TEXT NOT NULL DEFAULT ''",
+    ),
+    (
+        6,
+        "CREATE TABLE IF NOT EXISTS records (
+            kind        TEXT NOT NULL,
+            id          TEXT NOT NULL,
+            parent      TEXT NOT NULL,
+            data        TEXT NOT NULL,
+            node        TEXT NOT NULL DEFAULT '',
+            lease_until INTEGER NOT NULL DEFAULT 0,
+            updated_at  INTEGER NOT NULL,
+            PRIMARY KEY (kind, id)
+        );
+        CREATE INDEX IF NOT EXISTS records_by_parent ON records (kind, parent);",
     ),
 ];
 
@@ -311,6 +326,20 @@ fn token_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<TokenRow> {
 }
 
 const TOKEN_COLUMNS: &str = "name, token_hash, grants, user_name, created_at, revoked_at";
+
+const RECORD_COLUMNS: &str = "kind, id, parent, data, node, lease_until, updated_at";
+
+fn record_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RecordRow> {
+    Ok(RecordRow {
+        kind: row.get(0)?,
+        id: row.get(1)?,
+        parent: row.get(2)?,
+        data: row.get(3)?,
+        node: row.get(4)?,
+        lease_until: row.get(5)?,
+        updated_at: row.get(6)?,
+    })
+}
 
 fn sandbox_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<SandboxRow> {
     Ok(SandboxRow {
@@ -818,6 +847,85 @@ impl Tx for SqliteTx<'_> {
             .execute(
                 "UPDATE sandboxes SET last_exit = ?2, last_exec_at = ?3 WHERE id = ?1",
                 params![id, code, at],
+            )
+            .map(drop)
+            .db()
+    }
+
+    fn put_record(&mut self, row: &RecordRow) -> DbResult<()> {
+        self.conn()
+            .execute(
+                "INSERT INTO records (kind, id, parent, data, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (kind, id) DO UPDATE SET parent = excluded.parent,
+                   data = excluded.data, updated_at = excluded.updated_at",
+                params![row.kind, row.id, row.parent, row.data, row.updated_at],
+            )
+            .map(drop)
+            .db()
+    }
+
+    fn record(&mut self, kind: &str, id: &str) -> DbResult<Option<RecordRow>> {
+        self.conn()
+            .query_row(
+                &format!("SELECT {RECORD_COLUMNS} FROM records WHERE kind = ?1 AND id = ?2"),
+                [kind, id],
+                record_row,
+            )
+            .optional()
+            .db()
+    }
+
+    fn list_records(&mut self, kind: &str, parent: Option<&str>) -> DbResult<Vec<RecordRow>> {
+        self.conn()
+            .prepare(&format!(
+                "SELECT {RECORD_COLUMNS} FROM records
+                 WHERE kind = ?1 AND (?2 IS NULL OR parent = ?2) ORDER BY updated_at, id"
+            ))
+            .and_then(|mut s| s.query_map(params![kind, parent], record_row)?.collect())
+            .db()
+    }
+
+    fn delete_record(&mut self, kind: &str, id: &str, children: Option<&str>) -> DbResult<bool> {
+        let conn = self.conn();
+        if let Some(child_kind) = children {
+            conn.execute(
+                "DELETE FROM records WHERE kind = ?1 AND parent = ?2",
+                [child_kind, id],
+            )
+            .db()?;
+        }
+        conn.execute(
+            "DELETE FROM records WHERE kind = ?1 AND id = ?2",
+            [kind, id],
+        )
+        .map(|n| n > 0)
+        .db()
+    }
+
+    fn claim_records(
+        &mut self,
+        kind: &str,
+        node: &str,
+        now: i64,
+        until: i64,
+    ) -> DbResult<Vec<String>> {
+        self.conn()
+            .prepare(
+                "UPDATE records SET node = ?2, lease_until = ?4
+                 WHERE kind = ?1 AND (node = ?2 OR lease_until < ?3) RETURNING id",
+            )
+            .and_then(|mut s| {
+                s.query_map(params![kind, node, now, until], |row| row.get(0))?
+                    .collect()
+            })
+            .db()
+    }
+
+    fn release_record(&mut self, kind: &str, id: &str, node: &str) -> DbResult<()> {
+        self.conn()
+            .execute(
+                "UPDATE records SET lease_until = 0 WHERE kind = ?1 AND id = ?2 AND node = ?3",
+                [kind, id, node],
             )
             .map(drop)
             .db()

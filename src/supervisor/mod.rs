@@ -20,6 +20,8 @@
 //! killed and its pipes get 100 ms to close; a descendant that escaped the
 //! group and holds them open does not keep shroud waiting.
 
+pub mod deploy;
+pub mod manager;
 pub mod output;
 pub mod plan;
 pub mod sandboxes;

@@ -56,6 +56,22 @@ pub enum Destination {
     /// the channel is full, so a slow reader slows the child down like a
     /// full pipe would; a closed channel ends the run (its reader is gone).
     Channel(tokio::sync::mpsc::Sender<Chunk>),
+    /// Each release handed to a sink of the caller's (a deployment's log),
+    /// on the run's own thread.
+    Sink(Box<dyn OutputSink>),
+}
+
+/// Takes a run's masked output as it comes ([`Destination::Sink`]).
+pub trait OutputSink: Send {
+    fn write(&mut self, stream: Stream, bytes: &[u8]);
+    /// `stream` ended (what it holds back, a partial line, goes out now).
+    fn finish(&mut self, stream: Stream);
+}
+
+impl std::fmt::Debug for dyn OutputSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OutputSink")
+    }
 }
 
 /// One piece of output sent over a [`Destination::Channel`].
@@ -107,6 +123,7 @@ enum Writer {
         stderr: Option<File>,
     },
     Capture(Captured),
+    Sink(Box<dyn OutputSink>),
     Channel {
         /// `None` once the reader is gone.
         sender: Option<tokio::sync::mpsc::Sender<Chunk>>,
@@ -135,6 +152,7 @@ impl Writer {
                 Some(Stream::Stderr) => captured.stderr.extend_from_slice(bytes),
                 _ => captured.stdout.extend_from_slice(bytes),
             },
+            Writer::Sink(sink) => sink.write(stream.unwrap_or(Stream::Stdout), bytes),
             Writer::Channel { sender, pending } => {
                 if sender.is_some() {
                     pending.push_back(Chunk {
@@ -205,6 +223,7 @@ impl OutputSinks {
                     stderr: dup_file(std::io::stderr().as_fd()),
                 },
                 Destination::Capture => Writer::Capture(Captured::default()),
+                Destination::Sink(sink) => Writer::Sink(sink),
                 Destination::Channel(sender) => Writer::Channel {
                     sender: Some(sender),
                     pending: std::collections::VecDeque::new(),
@@ -253,6 +272,9 @@ impl OutputSinks {
             self.forward(stream, &masked);
         }
         self.masked = masked;
+        if let Writer::Sink(sink) = &mut self.writer {
+            sink.finish(stream);
+        }
     }
 
     fn forward(&mut self, stream: Stream, masked: &[u8]) {

@@ -145,18 +145,23 @@ impl SandboxHost {
         result
     }
 
-    fn create_in(
+    /// Makes `dir` a sandbox's directory for `template` (its disk, its
+    /// working directory and home, given to the sandbox's uid as root) and
+    /// probes the host: the policy to apply and every feature probed.
+    /// `strict` refuses what the host cannot give; `seed` picks the uid.
+    pub fn provision(
         &self,
         store: &mut Store,
-        request: CreateRequest,
         template: &Template,
-        id: uuid::Uuid,
         dir: &Path,
-    ) -> Result<Created, PlanError> {
+        strict: bool,
+        caller_env: &CallerEnv,
+        seed: &[u8],
+    ) -> Result<(SandboxPolicy, Vec<Feature>), PlanError> {
         let io = |context| move |source| PlanError::Io { context, source };
         let (uid, _) = crate::sys::proc::ids();
         let run_as = if uid == 0 {
-            let sandbox_uid = free_sandbox_uid(store, &id)?;
+            let sandbox_uid = free_sandbox_uid(store, seed)?;
             Some((sandbox_uid, sandbox_uid))
         } else {
             None
@@ -178,7 +183,7 @@ impl SandboxHost {
             limits: template.limits,
             workdir: workdir.to_owned(),
             home_dir: Some(own_home(workdir, run_as).map_err(io("create the sandbox's home"))?),
-            hide: self.hidden_dirs(&request.caller_env),
+            hide: self.hidden_dirs(caller_env),
             private_devpts: true,
             run_as,
             die_with: None,
@@ -189,7 +194,7 @@ impl SandboxHost {
             .map_err(io("probe the host's isolation features"))?;
         features.extend(disk);
         if let Some(interpreter) = &template.runtime.interpreter {
-            let path = request.caller_env.get("PATH").unwrap_or_default();
+            let path = caller_env.get("PATH").unwrap_or_default();
             let found = std::env::split_paths(&path).any(|dir| dir.join(interpreter).is_file());
             features.push(Feature {
                 name: "interpreter".to_owned(),
@@ -209,7 +214,7 @@ impl SandboxHost {
         for feature in &missing {
             policy.without(&feature.name);
         }
-        if request.strict && !missing.is_empty() {
+        if strict && !missing.is_empty() {
             let names: Vec<String> = missing
                 .iter()
                 .map(|f| format!("{} ({})", f.name, f.detail))
@@ -220,6 +225,25 @@ impl SandboxHost {
                 names.join("; ")
             )));
         }
+        Ok((policy, features))
+    }
+
+    fn create_in(
+        &self,
+        store: &mut Store,
+        request: CreateRequest,
+        template: &Template,
+        id: uuid::Uuid,
+        dir: &Path,
+    ) -> Result<Created, PlanError> {
+        let (policy, features) = self.provision(
+            store,
+            template,
+            dir,
+            request.strict,
+            &request.caller_env,
+            id.as_bytes(),
+        )?;
         let config = SandboxConfig {
             grants: request.grants.iter().map(SecretGrant::text).collect(),
             env: request.env,
@@ -241,7 +265,7 @@ impl SandboxHost {
         Ok(Created {
             id: id.to_string(),
             template: template.name.clone(),
-            workdir: workdir.to_owned(),
+            workdir: config.policy.workdir.clone(),
             network: config.policy.network,
             limits: config.policy.limits,
             features,
@@ -455,15 +479,23 @@ const SANDBOX_UIDS: (u32, u32) = (200_000, 800_000);
 /// files never share an owner), above the ranges distributions give to
 /// users. It starts from a hash of the id and takes the next one no other
 /// sandbox of this store uses.
-fn free_sandbox_uid(store: &mut Store, id: &uuid::Uuid) -> Result<u32, PlanError> {
+fn free_sandbox_uid(store: &mut Store, bytes: &[u8]) -> Result<u32, PlanError> {
     let (first, count) = SANDBOX_UIDS;
-    let used: std::collections::HashSet<u32> = store
+    let mut used: std::collections::HashSet<u32> = store
         .list_sandboxes()?
         .iter()
         .filter_map(|row| serde_json::from_str::<SandboxConfig>(&row.config).ok())
         .filter_map(|config| config.policy.run_as.map(|(uid, _)| uid))
         .collect();
-    let bytes = id.as_bytes();
+    // Deployments' uids too (their records keep the policy as JSON).
+    for row in store.list_records(crate::store::DEPLOYMENT_KIND, None)? {
+        if let Ok(data) = serde_json::from_str::<serde_json::Value>(&row.data) {
+            if let Some(uid) = data["policy"]["run_as"][0].as_u64() {
+                used.insert(uid as u32);
+            }
+        }
+    }
+    let bytes = [bytes, &[0u8; 4]].concat();
     let start = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) % count;
     (0..count)
         .map(|offset| first + (start + offset) % count)

@@ -304,18 +304,23 @@ pub struct FileLock {
     _lock: nix::fcntl::Flock<std::fs::File>,
 }
 
-/// Takes an exclusive lock on `path` (created 0600 if missing), waiting
-/// while another process holds it.
-pub fn lock_exclusive(path: &std::path::Path) -> io::Result<FileLock> {
+/// Opens (creates 0600) the file a lock is taken on.
+fn open_lock_file(path: &std::path::Path) -> io::Result<std::fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
-    let file = std::fs::OpenOptions::new()
+    std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
         .mode(0o600)
         .open(path)
-        .map_err(|e| io::Error::new(e.kind(), format!("open {}: {e}", path.display())))?;
+        .map_err(|e| io::Error::new(e.kind(), format!("open {}: {e}", path.display())))
+}
+
+/// Takes an exclusive lock on `path` (created 0600 if missing), waiting
+/// while another process holds it.
+pub fn lock_exclusive(path: &std::path::Path) -> io::Result<FileLock> {
+    let file = open_lock_file(path)?;
     let lock =
         nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive).map_err(|(_, e)| {
             io::Error::new(
@@ -324,6 +329,27 @@ pub fn lock_exclusive(path: &std::path::Path) -> io::Result<FileLock> {
             )
         })?;
     Ok(FileLock { _lock: lock })
+}
+
+/// Takes an exclusive lock on `path` (created 0600 if missing) if no other
+/// process holds it; `None` when one does.
+pub fn try_lock_exclusive(path: &std::path::Path) -> io::Result<Option<FileLock>> {
+    let file = open_lock_file(path)?;
+    match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+        Ok(lock) => Ok(Some(FileLock { _lock: lock })),
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
+        Err((_, e)) => Err(io::Error::new(
+            io::Error::from(e).kind(),
+            format!("flock({}, LOCK_EX|LOCK_NB): {e}", path.display()),
+        )),
+    }
+}
+
+impl FileLock {
+    /// The locked file (to write who holds it).
+    pub fn file(&self) -> &std::fs::File {
+        &self._lock
+    }
 }
 
 /// Opens any file as an O_PATH handle (survives the path being covered).

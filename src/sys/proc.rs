@@ -169,3 +169,19 @@ pub fn exec_program(argv: &[OsString], env: &[&[u8]]) -> io::Error {
         _ => io::Error::new(io::ErrorKind::InvalidInput, "NUL byte in an argument"),
     }
 }
+
+/// Sets the umask to 077 until the guard is dropped (files and sockets
+/// created meanwhile are the user's alone).
+pub fn restrictive_umask() -> UmaskGuard {
+    let before = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
+    UmaskGuard(before)
+}
+
+/// Puts the umask back when dropped.
+pub struct UmaskGuard(nix::sys::stat::Mode);
+
+impl Drop for UmaskGuard {
+    fn drop(&mut self) {
+        nix::sys::stat::umask(self.0);
+    }
+}
