@@ -312,8 +312,9 @@ pub async fn start_run(
         })
         .await?;
     if query.wait.unwrap_or(false) {
+        // The caller started this run: it sees how it ended (read access).
         loop {
-            let view = run_view(&state, &caller, run_id.clone()).await?;
+            let view = run_view(&state, &caller, run_id.clone(), Access::Read).await?;
             if view["status"] != "running" {
                 return Ok(Json(view).into_response());
             }
@@ -329,6 +330,7 @@ async fn run_view(
     state: &Arc<ApiState>,
     caller: &Caller,
     id: String,
+    access: Access,
 ) -> Result<serde_json::Value, ApiError> {
     let lookup = id.clone();
     let row = state
@@ -342,7 +344,7 @@ async fn run_view(
     if !caller.allows(&vault, Access::Read) {
         return Err(not_found());
     }
-    caller.require(&vault, Access::Write)?;
+    caller.require(&vault, access)?;
     if view["status"] == "running" {
         let path = manager::run_log_path(state.home(), &id);
         view["log"] = serde_json::json!(manager::run_log_text(&path));
@@ -382,7 +384,7 @@ pub async fn run(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult {
-    Ok(Json(run_view(&state, &caller, id).await?).into_response())
+    Ok(Json(run_view(&state, &caller, id, Access::Write).await?).into_response())
 }
 
 /// `GET /api/runs/{id}/log[?follow=true]`: JSON lines, the last one
@@ -393,7 +395,7 @@ pub async fn run_log(
     Path(id): Path<String>,
     Query(query): Query<LogQuery>,
 ) -> ApiResult {
-    run_view(&state, &caller, id.clone()).await?;
+    run_view(&state, &caller, id.clone(), Access::Write).await?;
     let path = manager::run_log_path(state.home(), &id);
     Ok(lines_response(
         path,

@@ -475,6 +475,7 @@ impl ApiState {
     pub fn start_manager(
         &self,
         timings: crate::supervisor::manager::Timings,
+        max_agent_runs: usize,
     ) -> Arc<crate::supervisor::manager::Manager> {
         Arc::clone(self.manager.get_or_init(|| {
             crate::supervisor::manager::Manager::start(crate::supervisor::manager::ManagerConfig {
@@ -489,7 +490,7 @@ impl ApiState {
                 node: crate::store::this_node(),
                 timings,
                 caller_env: self.caller_env.clone(),
-                max_agent_runs: crate::supervisor::manager::DEFAULT_MAX_AGENT_RUNS,
+                max_agent_runs,
             })
         }))
     }

@@ -46,6 +46,9 @@ pub struct ServeArgs {
     /// Sandbox commands run at once at most; more get 429.
     #[arg(long, value_name = "N", default_value_t = api::DEFAULT_MAX_RUNS as u32, value_parser = clap::value_parser!(u32).range(1..=4096))]
     max_runs: u32,
+    /// Agent runs at once at most; more get 429.
+    #[arg(long, value_name = "N", default_value_t = crate::supervisor::manager::DEFAULT_MAX_AGENT_RUNS as u32, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    max_agent_runs: u32,
 }
 
 pub fn run(ctx: &Context, args: ServeArgs) -> Result<u8, CliError> {
@@ -130,11 +133,19 @@ pub fn run(ctx: &Context, args: ServeArgs) -> Result<u8, CliError> {
                 tokio::net::UnixListener::bind(&socket_path)
                     .map_err(io("listen on the supervisor's socket"))?
             };
+            std::fs::set_permissions(
+                &socket_path,
+                std::os::unix::fs::PermissionsExt::from_mode(0o600),
+            )
+            .map_err(io("restrict the supervisor's socket"))?;
             ctx.out.note(&format!(
                 "shroud serve: supervising deployments on {}",
                 socket_path.display()
             ));
-            state.start_manager(crate::supervisor::manager::Timings::default());
+            state.start_manager(
+                crate::supervisor::manager::Timings::default(),
+                args.max_agent_runs as usize,
+            );
             Some(listener)
         } else {
             None

@@ -189,7 +189,7 @@ pub fn bind_socket(address: &str) -> Result<OwnedFd, PlanError> {
     } else {
         std::net::TcpListener::bind(address).map(OwnedFd::from)
     };
-    bound.map_err(|e| PlanError::Refused(format!("cannot bind --socket {address}: {e}")))
+    bound.map_err(|e| PlanError::Usage(format!("cannot bind --socket {address}: {e}")))
 }
 
 /// Everything [`create`] checks before a deployment exists: the slug, the

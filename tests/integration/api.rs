@@ -997,7 +997,9 @@ fn the_openapi_document_is_served_and_lists_every_route() {
             let uri = path
                 .replace("{vault}", "ci")
                 .replace("{name}", "X")
-                .replace("{id}", "00000000-0000-0000-0000-000000000000");
+                .replace("{id}", "00000000-0000-0000-0000-000000000000")
+                .replace("{slug}", "web")
+                .replace("{verb}", "stop");
             for method in methods.as_object().unwrap().keys() {
                 let method = method.to_uppercase();
                 let (status, _) = call(&home, request(&method, &uri, None, Some("{}"))).await;

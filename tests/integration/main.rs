@@ -9,6 +9,7 @@ mod api_sandboxes;
 mod audit_log;
 mod concurrency;
 mod containment;
+mod deployments;
 mod encryption;
 mod exec;
 mod mask_peers;

@@ -566,10 +566,14 @@ fn nodes_starting_at_once_on_an_empty_database_migrate_it_once() {
         cluster
             .psql(
                 &url,
-                "SELECT string_agg(version::text, ',') FROM shroud_schema"
+                "SELECT string_agg(version::text, ',' ORDER BY version) FROM shroud_schema"
             )
             .trim(),
-        "1"
+        (1..=shroud::store::postgres::SCHEMA_VERSION)
+            .map(|v| v.to_string())
+            .collect::<Vec<_>>()
+            .join(","),
+        "each migration ran once"
     );
     assert_eq!(
         homes[0]

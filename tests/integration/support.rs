@@ -55,8 +55,40 @@ impl Drop for TestHome {
     /// the home (their disk quota): unmount them so the directory can go
     /// and no loop device stays attached.
     fn drop(&mut self) {
+        stop_supervisor(&self.path());
         unmount_below(self.dir.path());
     }
+}
+
+/// Stops a supervisor still running for the home `dir` (one a `deploy`
+/// command started in the background), and waits for it to go.
+pub fn stop_supervisor(dir: &Path) {
+    let Some(pid) = supervisor_pid(dir) else {
+        return;
+    };
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    for _ in 0..200 {
+        if !Path::new(&format!("/proc/{pid}")).exists() || supervisor_pid(dir).is_none() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+/// The pid of the live supervisor of the home `dir`, if one runs (the pid
+/// its lock file holds, when that process is a shroud serve of this home).
+pub fn supervisor_pid(dir: &Path) -> Option<i32> {
+    let text = std::fs::read_to_string(dir.join("supervisor.lock")).ok()?;
+    let pid: i32 = text.trim().parse().ok()?;
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+    let home = dir.as_os_str().as_encoded_bytes();
+    let mentions = |bytes: &[u8]| bytes.windows(home.len()).any(|w| w == home);
+    let serving = cmdline.split(|&b| b == 0).any(|arg| arg == b"serve");
+    (serving && (mentions(&cmdline) || mentions(&environ))).then_some(pid)
 }
 
 /// Detaches every mount at or below `dir`.
