@@ -149,6 +149,7 @@ pub async fn create(
         mode,
         command: body.command,
         code,
+        runtime: body.runtime_slug,
         replicas: body.replicas.unwrap_or(1),
         sockets: body.sockets,
         readiness: readiness(body.notify, body.ready_after).map_err(ApiError::bad_request)?,

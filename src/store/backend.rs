@@ -252,8 +252,8 @@ pub trait Tx {
     fn delete_sandbox(&mut self, id: &str) -> DbResult<bool>;
     fn record_sandbox_exit(&mut self, id: &str, code: i64, at: i64) -> DbResult<()>;
 
-    /// Inserts a record, or replaces its `parent`, `data` and `updated_at`
-    /// (its lease stays as it is).
+    /// Inserts a record (with its lease), or replaces its `parent`, `data`
+    /// and `updated_at` (its lease stays as it is).
     fn put_record(&mut self, row: &RecordRow) -> DbResult<()>;
     fn record(&mut self, kind: &str, id: &str) -> DbResult<Option<RecordRow>>;
     /// Records of `kind` (under `parent`), oldest first.

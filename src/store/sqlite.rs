@@ -855,10 +855,19 @@ impl Tx for SqliteTx<'_> {
     fn put_record(&mut self, row: &RecordRow) -> DbResult<()> {
         self.conn()
             .execute(
-                "INSERT INTO records (kind, id, parent, data, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
+                "INSERT INTO records (kind, id, parent, data, updated_at, node, lease_until)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
                  ON CONFLICT (kind, id) DO UPDATE SET parent = excluded.parent,
                    data = excluded.data, updated_at = excluded.updated_at",
-                params![row.kind, row.id, row.parent, row.data, row.updated_at],
+                params![
+                    row.kind,
+                    row.id,
+                    row.parent,
+                    row.data,
+                    row.updated_at,
+                    row.node,
+                    row.lease_until
+                ],
             )
             .map(drop)
             .db()

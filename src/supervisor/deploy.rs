@@ -76,6 +76,14 @@ pub struct Definition {
     pub created_at: i64,
     /// Who created it: `cli`, or the API token's name.
     pub owner: String,
+    /// Where its code came from (`--code`, or `<home>/runtimes/<slug>`):
+    /// a node that takes the deployment over copies it from there.
+    #[serde(default)]
+    pub code: Option<PathBuf>,
+    /// `runtimeSlug` over the API: its code is `<home>/runtimes/<slug>` of
+    /// whichever node runs it.
+    #[serde(default)]
+    pub runtime: Option<String>,
     /// The last state its node reported (for listings on other nodes).
     #[serde(default)]
     pub status: Option<serde_json::Value>,
@@ -126,12 +134,18 @@ pub struct CreateRequest {
     pub command: Vec<String>,
     /// Copied into the working directory.
     pub code: Option<PathBuf>,
+    /// The `runtimeSlug` `code` was found by (see [`Definition::runtime`]).
+    pub runtime: Option<String>,
     pub replicas: u32,
     pub sockets: Vec<String>,
     pub readiness: Readiness,
     pub owner: String,
     pub caller_env: CallerEnv,
 }
+
+/// How long the node that creates a deployment holds it before its
+/// manager's first renewal (the manager's own lease is as long).
+pub const FIRST_LEASE_MS: i64 = 10_000;
 
 /// The most replicas a deployment may ask for.
 pub const MAX_REPLICAS: u32 = 64;
@@ -288,10 +302,17 @@ pub fn create(
             desired: Desired::Running,
             created_at: crate::clock::now_ms(),
             owner: request.owner,
+            code: request.code.clone(),
+            runtime: request.runtime.clone(),
             status: None,
         };
+        // Held by this node from the start: no other node may take it
+        // before this one's manager renews the lease.
+        let mut row = definition.to_row();
+        row.node = crate::store::this_node();
+        row.lease_until = crate::clock::now_ms() + FIRST_LEASE_MS;
         let created = store.create_record(
-            &definition.to_row(),
+            &row,
             Some((
                 Action::DeploymentCreate,
                 definition.vault.as_str(),
@@ -314,6 +335,57 @@ pub fn create(
             Err(e)
         }
     }
+}
+
+/// Makes the deployment's directory on this node when it is not there (a
+/// node taking over a deployment made on another): the template's sandbox
+/// provisioned again under this home, the code copied again from where it
+/// came from (when this node has it). Answers the definition as this node
+/// runs it, stored.
+pub fn provision_here(
+    host: &SandboxHost,
+    store: &mut Store,
+    mut definition: Definition,
+    caller_env: &CallerEnv,
+) -> Result<(Definition, Option<String>), PlanError> {
+    let dir = definition.dir(&host.home);
+    if definition.policy.workdir.starts_with(&dir) && definition.policy.workdir.is_dir() {
+        return Ok((definition, None));
+    }
+    let io = |context| move |source| PlanError::Io { context, source };
+    let template = Template::load(&definition.template, &host.home)
+        .map_err(|e| PlanError::Usage(e.to_string()))?;
+    crate::store::home::create_private_dir(&host.home.join("deployments"))
+        .map_err(io("create the deployments directory"))?;
+    std::fs::create_dir_all(&dir).map_err(io("create the deployment's directory"))?;
+    let (policy, features) = host.provision(
+        store,
+        &template,
+        &dir,
+        false,
+        caller_env,
+        definition.slug.as_bytes(),
+    )?;
+    let mut warning = None;
+    let code = match &definition.runtime {
+        Some(runtime) => Some(host.home.join("runtimes").join(runtime)),
+        None => definition.code.clone(),
+    };
+    if let Some(code) = &code {
+        if code.is_dir() {
+            copy_tree(code, &policy.workdir, policy.run_as)
+                .map_err(io("copy the code into the working directory"))?;
+        } else {
+            warning = Some(format!(
+                "the code of this deployment ({}) is not on this node; the working directory starts empty",
+                code.display()
+            ));
+        }
+    }
+    definition.policy = policy;
+    definition.features = features;
+    store.put_record(&definition.to_row())?;
+    Ok((definition, warning))
 }
 
 /// Copies the files of `from` into `to` (directories, regular files and

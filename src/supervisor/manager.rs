@@ -36,7 +36,7 @@ use super::deploy::{
     self, Definition, Desired, InstanceLog, LogFile, Mode, NotifySocket, Readiness,
 };
 use super::output::{Destination, OutputMode};
-use super::plan::{self, CallerEnv, RunIo, RunSpec, StoreAccess};
+use super::plan::{self, CallerEnv, PlanError, RunIo, RunSpec, StoreAccess};
 use super::sandboxes::SandboxHost;
 use super::spawn::StdioMode;
 use super::{Control, RunHandle, StartedHook};
@@ -1010,6 +1010,22 @@ impl Actor {
                     }
                 }
                 None => {
+                    let host = SandboxHost {
+                        home: self.config.home.clone(),
+                        binary: self.config.binary.clone(),
+                    };
+                    let caller_env = self.config.caller_env.clone();
+                    let (def, warning) = match self
+                        .store()
+                        .ok_or_else(|| PlanError::Usage("the store cannot be opened".to_owned()))
+                        .and_then(|store| deploy::provision_here(&host, store, def, &caller_env))
+                    {
+                        Ok(made) => made,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cannot take a deployment on");
+                            continue;
+                        }
+                    };
                     let mut socket_error = None;
                     let sockets = if def.mode == Mode::Service {
                         match def
@@ -1029,6 +1045,9 @@ impl Actor {
                     };
                     let slug = def.slug.clone();
                     let mut live = Live::new(def, sockets, &self.config);
+                    if let Some(warning) = &warning {
+                        live.log.event("supervisor", &format!("warning: {warning}"));
+                    }
                     if let Some(error) = &socket_error {
                         live.log.event("supervisor", &format!("error: {error}"));
                     } else {

@@ -53,6 +53,16 @@ fn log_text(home: &TestHome, slug: &str) -> String {
     home.run(&["deploy", "logs", slug]).ok()
 }
 
+/// A number no other test of this run uses (a marker to find processes by).
+fn unique() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as u64;
+    nanos * 100 + NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst) % 100
+}
+
 /// Pids of the processes whose command line holds `marker`.
 fn processes_with(marker: &str) -> Vec<i32> {
     let mut found = Vec::new();
@@ -72,12 +82,16 @@ fn processes_with(marker: &str) -> Vec<i32> {
     found
 }
 
-#[test]
+crate::conformance!(
+    a_service_runs_masked_restarts_with_backoff_and_comes_back_after_sigkill,
+    agent_runs_over_the_cli_and_the_api_with_grants,
+);
+
 fn a_service_runs_masked_restarts_with_backoff_and_comes_back_after_sigkill() {
     let home = TestHome::new();
     home.set("TOKEN", "sk-live-deploy-0001");
     // Unique to this run: the instance is found by it in /proc.
-    let marker = format!("1001.{}", std::process::id());
+    let marker = format!("1001.{}", unique());
     let script = format!("echo \"token=$TOKEN\"; exec sleep {marker}");
     // No supervisor yet: the command starts one.
     let created = home.run(&[
@@ -594,7 +608,6 @@ fn serve(home: &TestHome, flags: &[&str]) -> (std::process::Child, u16, ServerLo
     start_server_with(home, flags)
 }
 
-#[test]
 fn agent_runs_over_the_cli_and_the_api_with_grants() {
     let home = TestHome::new();
     home.set("TOKEN", "sk-live-agent-00001");
@@ -602,7 +615,8 @@ fn agent_runs_over_the_cli_and_the_api_with_grants() {
     let writer = home.create_token("writer", &["--grant", "default:write"]);
     let reader = home.create_token("reader", &["--grant", "default:read"]);
     let stranger = home.create_token("stranger", &["--grant", "other:write"]);
-    let script = "read -r line; echo \"in: $line\"; echo \"tok: $TOKEN\"; echo \"id: $SHROUD_RUN_ID\"; echo warn >&2; exit ${CODE:-0}";
+    let tag = format!("agent-{}", unique());
+    let script = format!("read -r line; echo \"in: $line\"; echo \"tok: $TOKEN\"; echo \"id: $SHROUD_RUN_ID\"; echo warn >&2; : {tag}; exit ${{CODE:-0}}");
     // Created over the API by a token with read on the vault.
     let created = api(
         port,
@@ -615,13 +629,13 @@ fn agent_runs_over_the_cli_and_the_api_with_grants() {
             "mode": "agent",
             "secrets": ["TOKEN"],
             "env": {"CODE": "5"},
-            "command": ["bash", "-c", script],
+            "command": ["bash", "-c", &script],
         })),
     );
     assert_eq!(created.0, 200, "{:?}", created.1);
     assert_eq!(created.1["slug"], "bot");
     // No process until a run.
-    assert!(processes_with("SHROUD_RUN_ID").is_empty());
+    assert!(processes_with(&tag).is_empty());
 
     // Over the CLI (the socket): the output streams, the code is the run's.
     let run = home.run(&[
@@ -709,7 +723,7 @@ fn agent_runs_over_the_cli_and_the_api_with_grants() {
     assert_eq!(listed.1["deployments"], serde_json::json!([]));
 
     // A timeout, and the bound on parallel runs (429 beyond).
-    let marker = format!("30.{}", std::process::id());
+    let marker = format!("30.{}", unique());
     home.run(&[
         "deploy",
         "create",

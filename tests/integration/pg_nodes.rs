@@ -605,3 +605,130 @@ fn a_database_that_answers_bytea_in_escape_form_works_the_same() {
     let verified = home.run(&["--json", "audit", "verify"]).json();
     assert_eq!(verified["ok"], true, "{verified}");
 }
+
+/// The deployment `slug` as node `node` lists it over the API.
+fn deployment_on(node: &Node, token: &str, slug: &str) -> serde_json::Value {
+    let (status, body) = node.http("GET", "/api/deployments", token, None);
+    assert_eq!(status, 200, "{body}");
+    let list: serde_json::Value = serde_json::from_str(&body).unwrap();
+    list["deployments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["slug"] == slug)
+        .cloned()
+        .unwrap_or(serde_json::Value::Null)
+}
+
+fn wait_for(
+    limit: std::time::Duration,
+    what: &str,
+    mut check: impl FnMut() -> bool,
+) -> std::time::Duration {
+    let start = std::time::Instant::now();
+    while start.elapsed() < limit {
+        if check() {
+            return start.elapsed();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("timed out after {limit:?} waiting for {what}");
+}
+
+#[test]
+fn a_deployment_runs_on_one_node_follows_rotations_from_any_and_is_taken_over_when_its_node_dies() {
+    let Some((a, b, token)) = two_nodes() else {
+        return;
+    };
+    let (status, body) = a.http(
+        "POST",
+        "/api/vaults/secrets",
+        &token,
+        Some(&set_body("ci", "API_KEY", "sk-live-node-00001")),
+    );
+    assert_eq!(status, 200, "{body}");
+    let create = serde_json::json!({
+        "templateSlug": "bash",
+        "apiSlug": "svc",
+        "vault": "ci",
+        "secrets": ["API_KEY"],
+        "ready_after": 0.2,
+        "command": ["bash", "-c", "echo \"key $API_KEY\"; exec sleep 1000"],
+    })
+    .to_string();
+    let (status, body) = a.http("POST", "/api/deployments", &token, Some(&create));
+    assert_eq!(status, 200, "{body}");
+    wait_for(
+        std::time::Duration::from_secs(15),
+        "svc running on node-a",
+        || {
+            let svc = deployment_on(&a, &token, "svc");
+            svc["state"] == "running" && svc["node"] == "node-a"
+        },
+    );
+    // Node b sees it, as node a last reported it.
+    wait_for(
+        std::time::Duration::from_secs(5),
+        "node-b to list it",
+        || {
+            let svc = deployment_on(&b, &token, "svc");
+            svc["node"] == "node-a" && svc["state"] == "running"
+        },
+    );
+
+    // A new version written through node b reaches the deployment on node a.
+    let (status, body) = b.http(
+        "POST",
+        "/api/vaults/secrets",
+        &token,
+        Some(&set_body("ci", "API_KEY", "sk-live-node-00002")),
+    );
+    assert_eq!(status, 200, "{body}");
+    let noticed = wait_for(
+        std::time::Duration::from_secs(10),
+        "the rotation to start on node-a",
+        || {
+            deployment_on(&a, &token, "svc")["instances"]
+                .as_array()
+                .is_some_and(|i| i.iter().any(|i| i["secret_versions"]["API_KEY"] == 2))
+        },
+    );
+    assert!(
+        noticed < std::time::Duration::from_secs(2),
+        "noticed after {noticed:?}"
+    );
+
+    // Node a dies: node b takes the deployment over within 15 s.
+    let mut a = a;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(a.server.id() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let _ = a.server.wait();
+    let took = wait_for(
+        std::time::Duration::from_secs(20),
+        "node-b to run svc",
+        || {
+            let svc = deployment_on(&b, &token, "svc");
+            svc["node"] == "node-b" && svc["state"] == "running"
+        },
+    );
+    assert!(
+        took < std::time::Duration::from_secs(15),
+        "taken over after {took:?}"
+    );
+    let svc = deployment_on(&b, &token, "svc");
+    assert_eq!(
+        svc["instances"][0]["secret_versions"]["API_KEY"], 2,
+        "{svc}"
+    );
+    let (status, logs) = b.http("GET", "/api/deployments/svc/logs", &token, None);
+    assert_eq!(status, 200);
+    assert!(logs.contains("taken on by node `node-b`"), "{logs}");
+    assert!(
+        logs.contains("key <secret:api_key>") && !logs.contains("sk-live-node"),
+        "{logs}"
+    );
+    eprintln!("rotation noticed across nodes in {noticed:?}; taken over in {took:?}");
+}
