@@ -360,7 +360,7 @@ pub async fn list_runs(
     caller: Caller,
     Path(slug): Path<String>,
 ) -> ApiResult {
-    managed(&state, &caller, slug.clone(), Access::Write).await?;
+    let definition = managed(&state, &caller, slug.clone(), Access::Write).await?;
     let rows = state
         .with_store(caller.name(), move |store| {
             store.list_records(RUN_KIND, Some(&slug))
@@ -369,6 +369,9 @@ pub async fn list_runs(
     let runs: Vec<serde_json::Value> = rows
         .iter()
         .filter_map(|row| serde_json::from_str::<serde_json::Value>(&row.data).ok())
+        // Runs of an older deployment of that slug in another vault stay
+        // that vault's.
+        .filter(|run| run["vault"] == definition.vault.as_str())
         .map(|mut run| {
             if let Some(map) = run.as_object_mut() {
                 map.remove("log");
@@ -408,27 +411,51 @@ pub async fn run_log(
 
 /// Streams the JSON lines of a log file: the last `tail` (all without),
 /// then, with `follow`, every new one as it is written; `until_exit` ends
-/// the stream after an `"event": "exit"` line (a run's end).
+/// the stream after an `"event": "exit"` line (a run's end). When the cap
+/// moves the file aside (it becomes `<name>.1`), the rest of the old file
+/// is read there first, so that following loses no line. New lines are
+/// looked for every 5 ms while they come, backing off to 100 ms when the
+/// log is quiet.
 fn lines_response(path: PathBuf, tail: Option<usize>, follow: bool, until_exit: bool) -> Response {
     struct Reader {
         path: PathBuf,
         offset: u64,
+        inode: Option<u64>,
         first: bool,
         tail: Option<usize>,
         follow: bool,
         until_exit: bool,
         done: bool,
         partial: Vec<u8>,
+        idle: Duration,
+    }
+    fn inode_of(path: &std::path::Path) -> Option<u64> {
+        std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(path).ok()?).into()
+    }
+    /// Reads `path` from `offset` on; the new offset.
+    fn read_from(path: &std::path::Path, offset: u64, into: &mut Vec<u8>) -> u64 {
+        use std::io::{Read, Seek};
+        let Ok(mut file) = std::fs::File::open(path) else {
+            return offset;
+        };
+        if file.seek(std::io::SeekFrom::Start(offset)).is_err() {
+            return offset;
+        }
+        let before = into.len();
+        let _ = file.read_to_end(into);
+        offset + (into.len() - before) as u64
     }
     let reader = Reader {
         path,
         offset: 0,
+        inode: None,
         first: true,
         tail,
         follow,
         until_exit,
         done: false,
         partial: Vec::new(),
+        idle: Duration::ZERO,
     };
     let stream = futures_util::stream::unfold(reader, |mut r| async move {
         loop {
@@ -439,6 +466,7 @@ fn lines_response(path: PathBuf, tail: Option<usize>, follow: bool, until_exit: 
             if r.first {
                 r.first = false;
                 // What is kept: the older part, then the current file.
+                r.inode = inode_of(&r.path);
                 let lines = deploy::LogFile::read_lines(&r.path);
                 r.offset = std::fs::metadata(&r.path).map(|m| m.len()).unwrap_or(0);
                 let skip = r.tail.map_or(0, |n| lines.len().saturating_sub(n));
@@ -453,37 +481,41 @@ fn lines_response(path: PathBuf, tail: Option<usize>, follow: bool, until_exit: 
                     r.done = true;
                 }
             } else {
-                use std::io::{Read, Seek};
-                let size = std::fs::metadata(&r.path).map(|m| m.len()).unwrap_or(0);
-                if size < r.offset {
-                    // The cap moved the file aside: start on the new one.
-                    r.offset = 0;
-                    r.partial.clear();
-                }
-                if size > r.offset {
-                    if let Ok(mut file) = std::fs::File::open(&r.path) {
-                        let _ = file.seek(std::io::SeekFrom::Start(r.offset));
-                        let mut buf = Vec::new();
-                        let _ = file.take(size - r.offset).read_to_end(&mut buf);
-                        r.offset += buf.len() as u64;
-                        r.partial.extend_from_slice(&buf);
-                        if let Some(end) = r.partial.iter().rposition(|&b| b == b'\n') {
-                            let complete: Vec<u8> = r.partial.drain(..=end).collect();
-                            if r.until_exit && is_exit_line(&complete) {
-                                r.done = true;
-                            }
-                            out = complete;
+                let inode = inode_of(&r.path);
+                if inode != r.inode {
+                    // Moved aside: the end of the old file, then the new one.
+                    if r.inode.is_some() {
+                        let older = deploy::LogFile::older_path(&r.path);
+                        if inode_of(&older) == r.inode {
+                            read_from(&older, r.offset, &mut r.partial);
                         }
                     }
+                    r.inode = inode;
+                    r.offset = 0;
+                }
+                r.offset = read_from(&r.path, r.offset, &mut r.partial);
+                if let Some(end) = r.partial.iter().rposition(|&b| b == b'\n') {
+                    let complete: Vec<u8> = r.partial.drain(..=end).collect();
+                    if r.until_exit && is_exit_line(&complete) {
+                        r.done = true;
+                    }
+                    out = complete;
                 }
             }
             if !out.is_empty() {
+                r.idle = Duration::ZERO;
                 return Some((Ok::<_, std::convert::Infallible>(out), r));
             }
             if r.done {
                 return None;
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            let wait = if r.idle < Duration::from_secs(1) {
+                Duration::from_millis(5)
+            } else {
+                Duration::from_millis(100)
+            };
+            r.idle += wait;
+            tokio::time::sleep(wait).await;
         }
     });
     (

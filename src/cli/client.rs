@@ -209,9 +209,14 @@ fn start_in_background(ctx: &Context) -> Result<(), CliError> {
     if !ctx.store_text.is_empty() {
         command.env("SHROUD_STORE", &ctx.store_text);
     }
-    // SAFETY: setsid is async-signal-safe.
+    // SAFETY: setsid and close_range/fcntl are async-signal-safe.
     unsafe {
-        command.pre_exec(crate::sys::pty::become_session_leader);
+        command.pre_exec(|| {
+            crate::sys::pty::become_session_leader()?;
+            // Nothing of this command's (a make jobserver, a CI pipe) stays
+            // open for the life of the supervisor.
+            crate::sys::fd::cloexec_all_but(None)
+        });
     }
     let mut child = command
         .spawn()

@@ -9,6 +9,8 @@
 //! `<home>/supervisor.lock`; a second `serve` of the same home serves the
 //! API on its port without deployments (and says so), and a second
 //! `serve --no-listen` (how `deploy` starts one in the background) exits.
+//! The lock is an flock on the home directory (deleting a file cannot take
+//! it away); `<home>/supervisor.lock` holds the supervisor's pid.
 //!
 //! The store is opened once before listening, so a bad home or master key
 //! fails at start (exit 2), not at the first request. The bound address is
@@ -84,9 +86,12 @@ pub fn run(ctx: &Context, args: ServeArgs) -> Result<u8, CliError> {
         tracing::info!(added, "fetch trusts extra certificates");
     }
     let io = |context| move |source| CliError::Io { context, source };
+    // The lock is on the home directory itself (a file could be deleted
+    // and made again under a running supervisor); the pid goes in a file
+    // beside it, for people and tools.
     let lock_path = ctx.home.join(SUPERVISOR_LOCK);
     let lock =
-        crate::sys::fd::try_lock_exclusive(&lock_path).map_err(io("take the supervisor's lock"))?;
+        crate::sys::fd::try_lock_directory(&ctx.home).map_err(io("take the supervisor's lock"))?;
     if lock.is_none() {
         if args.no_listen {
             ctx.out
@@ -99,11 +104,8 @@ pub fn run(ctx: &Context, args: ServeArgs) -> Result<u8, CliError> {
             lock_path.display()
         ));
     }
-    if let Some(lock) = &lock {
-        use std::io::Write;
-        let mut file = lock.file();
-        let _ = file.set_len(0);
-        let _ = writeln!(file, "{}", std::process::id());
+    if lock.is_some() {
+        let _ = std::fs::write(&lock_path, format!("{}\n", std::process::id()));
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -168,5 +170,6 @@ pub fn run(ctx: &Context, args: ServeArgs) -> Result<u8, CliError> {
 
 /// The supervisor's socket, in the home.
 pub const SOCKET_FILE: &str = "shroud.sock";
-/// Held by the home's supervisor while it runs.
+/// The pid of the home's supervisor (which holds a lock on the home
+/// directory itself while it runs).
 pub const SUPERVISOR_LOCK: &str = "supervisor.lock";

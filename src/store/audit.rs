@@ -201,7 +201,8 @@ pub struct Broken {
     pub reason: String,
 }
 
-const HEAD_KEY: &str = "audit_head";
+/// The meta row holding the chain's head (every audited write changes it).
+pub(super) const HEAD_KEY: &str = "audit_head";
 /// Marks a chain in the keyed format (absent: the unkeyed format of older
 /// builds, or no record yet).
 const FORMAT_KEY: &str = "audit_chain";

@@ -83,6 +83,14 @@ impl Store {
         Ok(results)
     }
 
+    /// A value that changes with every audited write (the audit chain's
+    /// head, one row read by its key): how a supervisor learns cheaply, many
+    /// times a second, that a secret may have a new version, before it
+    /// reads the versions themselves.
+    pub fn change_mark(&mut self) -> Result<Option<Vec<u8>>> {
+        self.read("reading the audit head", |tx| tx.meta_get(audit::HEAD_KEY))
+    }
+
     /// Metadata of a live secret, or `None`.
     pub fn secret_meta(
         &mut self,

@@ -215,8 +215,17 @@ pub fn create(
     request: CreateRequest,
 ) -> Result<(Definition, Vec<OwnedFd>), PlanError> {
     check_slug(&request.slug)?;
-    if request.command.is_empty() {
+    if request
+        .command
+        .first()
+        .is_none_or(|program| program.is_empty())
+    {
         return Err(PlanError::Usage("no command to run".to_owned()));
+    }
+    if request.command.iter().any(|arg| arg.contains('\0')) {
+        return Err(PlanError::Usage(
+            "the command contains a NUL byte".to_owned(),
+        ));
     }
     if request.replicas == 0 || request.replicas > MAX_REPLICAS {
         return Err(PlanError::Usage(format!(
@@ -251,6 +260,18 @@ pub fn create(
             }));
         }
     }
+    let io = |context| move |source| PlanError::Io { context, source };
+    crate::store::home::create_private_dir(&host.home.join("deployments"))
+        .map_err(io("create the deployments directory"))?;
+    // One create of a slug at a time: the one that finds no record owns
+    // the directory; a second one waits here and then finds the record.
+    let _creating = crate::sys::fd::lock_exclusive(
+        &host
+            .home
+            .join("deployments")
+            .join(format!("{}.lock", request.slug)),
+    )
+    .map_err(io("lock the deployment's slug"))?;
     if store.record(DEPLOYMENT_KIND, &request.slug)?.is_some() {
         return Err(PlanError::Usage(format!(
             "a deployment named `{}` already exists; pick another slug",
@@ -263,9 +284,6 @@ pub fn create(
         .map(|address| bind_socket(address))
         .collect::<Result<Vec<_>, _>>()?;
     let dir = deployment_dir(&host.home, &request.slug);
-    let io = |context| move |source| PlanError::Io { context, source };
-    crate::store::home::create_private_dir(&host.home.join("deployments"))
-        .map_err(io("create the deployments directory"))?;
     if dir.exists() {
         // Left over by a deployment removed while its files were busy.
         let _ = crate::sandbox::disk::remove(&dir);
@@ -435,6 +453,10 @@ impl LogFile {
     }
 
     /// The file that holds the older part.
+    pub fn older_path(path: &Path) -> PathBuf {
+        Self::older(path)
+    }
+
     fn older(path: &Path) -> PathBuf {
         let mut name = path.as_os_str().to_owned();
         name.push(".1");
@@ -557,11 +579,17 @@ fn memchr_newline(bytes: &[u8]) -> Option<usize> {
     bytes.iter().position(|&b| b == b'\n')
 }
 
-/// The `$NOTIFY_SOCKET` of one instance: a datagram socket in the
-/// deployment's working directory (the one place a sandboxed instance
-/// sees of the host, at the same path), writable by the instance's uid.
+/// The `$NOTIFY_SOCKET` of one instance: a datagram socket in
+/// `<workdir>/.shroud/` (the working directory is the one place a sandboxed
+/// instance sees of the host, at the same path), writable by the
+/// instance's uid. The instance can write that directory, so nothing here
+/// goes through a path it could swap for a link: the directory is opened
+/// with O_NOFOLLOW, and the socket is bound, chowned and removed through
+/// that descriptor.
 pub struct NotifySocket {
     pub path: PathBuf,
+    dir: OwnedFd,
+    name: String,
     socket: std::os::unix::net::UnixDatagram,
 }
 
@@ -571,19 +599,26 @@ impl NotifySocket {
         instance: &str,
         owner: Option<(u32, u32)>,
     ) -> std::io::Result<NotifySocket> {
-        let dir = workdir.join(".shroud");
-        std::fs::create_dir_all(&dir)?;
+        use crate::sys::fd;
+        use std::os::fd::AsFd;
+        let work = fd::open_dir_nofollow(workdir)?;
+        let dir = fd::open_or_make_dir_at(work.as_fd(), ".shroud")?;
         if let Some((uid, gid)) = owner {
-            std::os::unix::fs::chown(&dir, Some(uid), Some(gid))?;
+            fd::chown_fd(dir.as_fd(), uid, gid)?;
         }
-        let path = dir.join(format!("notify-{instance}.sock"));
-        let _ = std::fs::remove_file(&path);
-        let socket = std::os::unix::net::UnixDatagram::bind(&path)?;
+        let name = format!("notify-{instance}.sock");
+        let _ = fd::unlink_at(dir.as_fd(), &name);
+        let socket = std::os::unix::net::UnixDatagram::bind(fd::path_of(dir.as_fd()).join(&name))?;
         if let Some((uid, gid)) = owner {
-            std::os::unix::fs::chown(&path, Some(uid), Some(gid))?;
+            fd::chown_at(dir.as_fd(), &name, uid, gid)?;
         }
         socket.set_read_timeout(Some(Duration::from_millis(200)))?;
-        Ok(NotifySocket { path, socket })
+        Ok(NotifySocket {
+            path: workdir.join(".shroud").join(&name),
+            dir,
+            name,
+            socket,
+        })
     }
 
     /// Waits for `READY=1` until `keep_waiting` says no; true when it came.
@@ -611,7 +646,8 @@ impl NotifySocket {
 
 impl Drop for NotifySocket {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
+        use std::os::fd::AsFd;
+        let _ = crate::sys::fd::unlink_at(self.dir.as_fd(), &self.name);
     }
 }
 

@@ -5,9 +5,10 @@
 //! the instances' own threads talk to it over one channel: requests carry a
 //! oneshot reply; instances report `started(pid)`, `up` and `exited`. On
 //! every tick the actor starts what is due (a replica after its backoff,
-//! the next step of a rollout), reads the versions of the granted secrets
-//! (metadata only, one query per vault, every [`Timings::poll`]) and renews
-//! its leases. If the actor panics, every instance it held is killed (the
+//! the next step of a rollout), looks at the store's change mark (the audit
+//! chain's head: one row) and, when it moved, reads the versions of the
+//! granted secrets (metadata only, one query per vault; every
+//! [`Timings::poll`] at the latest), and renews its leases. If the actor panics, every instance it held is killed (the
 //! run handles are dropped) and the actor starts again from the store.
 //!
 //! **Rotation with no gap.** When a granted secret gets a new version (or
@@ -56,7 +57,8 @@ pub struct Timings {
     pub backoff_max: Duration,
     /// An instance up this long resets the backoff.
     pub backoff_reset: Duration,
-    /// How often the granted secrets' versions are read.
+    /// How often the granted secrets' versions are read at the latest
+    /// (sooner when the store's change mark moves, looked at every tick).
     pub poll: Duration,
     /// The actor's tick.
     pub tick: Duration,
@@ -75,7 +77,7 @@ impl Default for Timings {
             backoff_first: Duration::from_secs(1),
             backoff_max: Duration::from_secs(60),
             backoff_reset: Duration::from_secs(60),
-            poll: Duration::from_millis(250),
+            poll: Duration::from_secs(2),
             tick: Duration::from_millis(50),
             lease: Duration::from_secs(10),
             lease_renew: Duration::from_secs(3),
@@ -457,8 +459,12 @@ struct Actor {
     sender: mpsc::Sender<Message>,
     store: Option<Store>,
     live: HashMap<String, Live>,
-    agent_runs: usize,
+    /// Agent runs going on; each run's thread gives its slot back itself
+    /// (whatever becomes of its deployment meanwhile).
+    agent_runs: Arc<std::sync::atomic::AtomicUsize>,
     last_poll: Option<Instant>,
+    /// The store's change mark at the last look (see `Store::change_mark`).
+    mark: Option<Vec<u8>>,
     last_lease: Option<Instant>,
     dirty: bool,
     last_status: Instant,
@@ -472,8 +478,9 @@ impl Actor {
             sender,
             store: None,
             live: HashMap::new(),
-            agent_runs: 0,
+            agent_runs: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
             last_poll: None,
+            mark: None,
             last_lease: None,
             dirty: false,
             last_status: Instant::now(),
@@ -501,6 +508,7 @@ impl Actor {
         // What this node runs, before the first request is answered.
         self.last_lease = Some(Instant::now());
         self.renew_leases();
+        self.end_orphaned_runs();
         loop {
             match receiver.recv_timeout(self.config.timings.tick) {
                 Ok(message) => self.handle(message),
@@ -521,6 +529,45 @@ impl Actor {
         }
     }
 
+    /// Agent runs this node had started when its last supervisor died:
+    /// their processes died with it, so they end as `cancelled`.
+    fn end_orphaned_runs(&mut self) {
+        let node = self.config.node.clone();
+        let home = self.config.home.clone();
+        let Some(store) = self.store() else { return };
+        let Ok(rows) = store.list_records(RUN_KIND, None) else {
+            return;
+        };
+        for row in rows {
+            let Ok(mut run) = serde_json::from_str::<serde_json::Value>(&row.data) else {
+                continue;
+            };
+            if run["status"] != "running" || run["node"] != node.as_str() {
+                continue;
+            }
+            let path = run_log_path(&home, &row.id);
+            merge(
+                &mut run,
+                serde_json::json!({
+                    "status": "cancelled",
+                    "ended_at": rfc3339(now_ms()),
+                    "log": tail_of(run_log_text(&path)),
+                }),
+            );
+            if store
+                .put_record(&run_row(&row.id, &row.parent, &run))
+                .is_ok()
+            {
+                LogFile::new(path, deploy::LOG_CAP_BYTES).append(&serde_json::json!({
+                    "ts": rfc3339(now_ms()),
+                    "event": "exit",
+                    "code": null,
+                    "status": "cancelled",
+                }));
+            }
+        }
+    }
+
     fn handle(&mut self, message: Message) {
         match message {
             Message::Created {
@@ -529,9 +576,18 @@ impl Actor {
                 reply,
             } => {
                 let slug = definition.slug.clone();
-                let live = Live::new(*definition, sockets, &self.config);
-                live.log.event("supervisor", "created");
-                self.live.insert(slug, live);
+                // A lease renewal may have found the new record first: if
+                // it could start it (no socket of its own to bind), keep
+                // that one; otherwise this one, with the sockets bound.
+                let started = self
+                    .live
+                    .get(&slug)
+                    .is_some_and(|l| l.socket_error.is_none());
+                if !started {
+                    let live = Live::new(*definition, sockets, &self.config);
+                    live.log.event("supervisor", "created");
+                    self.live.insert(slug, live);
+                }
                 self.dirty = true;
                 let _ = reply.send(Ok(()));
             }
@@ -728,10 +784,10 @@ impl Actor {
                 "deployment `{slug}` is stopped (deploy start {slug})"
             )));
         }
-        if self.agent_runs >= self.config.max_agent_runs {
+        let running = self.agent_runs.load(Ordering::SeqCst);
+        if running >= self.config.max_agent_runs {
             return Err(ManagerError::Busy(format!(
-                "{} agent runs are running, the most this supervisor runs at once; try again when one ends",
-                self.agent_runs
+                "{running} agent runs are running, the most this supervisor runs at once; try again when one ends"
             )));
         }
         let run_id = uuid::Uuid::new_v4().to_string();
@@ -776,9 +832,9 @@ impl Actor {
             timeout: request.timeout,
             actor: request.actor,
             record,
+            _slot: RunSlot::take(&self.agent_runs),
         };
         launch(&config, &sender, live, Some(agent));
-        self.agent_runs += 1;
         Ok(run_id)
     }
 
@@ -847,7 +903,6 @@ impl Actor {
                     None => format!("exited with code {code}"),
                 };
                 if ended.run_id.is_some() {
-                    self.agent_runs = self.agent_runs.saturating_sub(1);
                     return;
                 }
                 if ended.retiring {
@@ -893,10 +948,12 @@ impl Actor {
             self.last_lease = Some(now);
             self.renew_leases();
         }
-        if self
+        // The versions are read when the change mark moved (checked every
+        // tick: one row), and every `poll` at the latest.
+        let due = self
             .last_poll
-            .is_none_or(|at| now.duration_since(at) >= timings.poll)
-        {
+            .is_none_or(|at| now.duration_since(at) >= timings.poll);
+        if due || self.mark_moved() {
             self.last_poll = Some(now);
             self.poll_versions();
         }
@@ -972,15 +1029,19 @@ impl Actor {
                 return;
             }
         };
-        let mut definitions = Vec::new();
-        for slug in &held {
-            if let Ok(Some(row)) = store.record(DEPLOYMENT_KIND, slug) {
-                if let Ok(def) = Definition::from_row(&row) {
-                    definitions.push(def);
-                }
-            }
-        }
         let held: std::collections::HashSet<&String> = held.iter().collect();
+        // One query for every definition, whatever their number.
+        let definitions: Vec<Definition> = match store.list_records(DEPLOYMENT_KIND, None) {
+            Ok(rows) => rows
+                .iter()
+                .filter(|row| held.contains(&row.id))
+                .filter_map(|row| Definition::from_row(row).ok())
+                .collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the deployments");
+                return;
+            }
+        };
         let lost: Vec<String> = self
             .live
             .iter()
@@ -1058,6 +1119,28 @@ impl Actor {
                     self.live.insert(slug, live);
                 }
             }
+        }
+    }
+
+    /// True when the store's change mark moved since the last look (and
+    /// there is a running service to tell).
+    fn mark_moved(&mut self) -> bool {
+        let watching = self
+            .live
+            .values()
+            .any(|l| l.def.mode == Mode::Service && l.def.desired == Desired::Running);
+        if !watching {
+            return false;
+        }
+        let Some(store) = self.store() else {
+            return false;
+        };
+        match store.change_mark() {
+            Ok(mark) if mark != self.mark => {
+                self.mark = mark;
+                true
+            }
+            _ => false,
         }
     }
 
@@ -1277,6 +1360,24 @@ struct AgentLaunch {
     timeout: Option<Duration>,
     actor: String,
     record: serde_json::Value,
+    /// Held until the run has ended and is recorded.
+    _slot: RunSlot,
+}
+
+/// One of the supervisor's agent-run slots, given back when dropped.
+struct RunSlot(Arc<std::sync::atomic::AtomicUsize>);
+
+impl RunSlot {
+    fn take(count: &Arc<std::sync::atomic::AtomicUsize>) -> RunSlot {
+        count.fetch_add(1, Ordering::SeqCst);
+        RunSlot(Arc::clone(count))
+    }
+}
+
+impl Drop for RunSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 fn run_row(run_id: &str, slug: &str, record: &serde_json::Value) -> RecordRow {
@@ -1430,13 +1531,16 @@ fn launch(
     let config = Arc::clone(config);
     let sender = sender.clone();
     let log = Arc::clone(&live.log);
+    // Service instances inject as whoever created the deployment.
+    let owner = live.def.owner.clone();
     let spawned = std::thread::Builder::new()
         .name(format!("shroud-{slug}-{id}"))
         .spawn(move || {
             let mut store_config = config.store.clone();
-            if let Some(a) = &agent {
-                store_config.actor = a.actor.clone();
-            }
+            store_config.actor = match &agent {
+                Some(a) => a.actor.clone(),
+                None => owner,
+            };
             let open = || Store::open(store_config.clone(), OpenMode::Existing);
             let (code, signal, error, timed_out) =
                 match plan::prepare(StoreAccess::Lazy(&open), &config.binary, spec, io) {
@@ -1499,14 +1603,7 @@ fn finish_run(
     } else {
         "failed"
     };
-    let mut log = run_log_text(&path);
-    if log.len() > RUN_LOG_CAP {
-        let mut cut = log.len() - RUN_LOG_CAP;
-        while !log.is_char_boundary(cut) {
-            cut += 1;
-        }
-        log = log.split_off(cut);
-    }
+    let log = tail_of(run_log_text(&path));
     let mut record = agent.record;
     merge(
         &mut record,
@@ -1519,11 +1616,16 @@ fn finish_run(
     );
     let slug = record["slug"].as_str().unwrap_or_default().to_owned();
     match open() {
-        Ok(mut store) => {
-            if let Err(e) = store.put_record(&run_row(&agent.run_id, &slug, &record)) {
-                tracing::warn!(error = %e, "cannot record how an agent run ended");
+        // A run whose deployment was removed meanwhile stays removed.
+        Ok(mut store) => match store.record(RUN_KIND, &agent.run_id) {
+            Ok(Some(_)) => {
+                if let Err(e) = store.put_record(&run_row(&agent.run_id, &slug, &record)) {
+                    tracing::warn!(error = %e, "cannot record how an agent run ended");
+                }
             }
-        }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot record how an agent run ended"),
+        },
         Err(e) => tracing::warn!(error = %e, "cannot record how an agent run ended"),
     }
     // The live log's end: readers following it stop here.
@@ -1533,6 +1635,18 @@ fn finish_run(
         "code": code,
         "status": status,
     }));
+}
+
+/// The last [`RUN_LOG_CAP`] bytes of a run's log text.
+fn tail_of(mut log: String) -> String {
+    if log.len() > RUN_LOG_CAP {
+        let mut cut = log.len() - RUN_LOG_CAP;
+        while !log.is_char_boundary(cut) {
+            cut += 1;
+        }
+        log = log.split_off(cut);
+    }
+    log
 }
 
 /// The masked text of a run's log (its output lines, in order).
@@ -1552,6 +1666,126 @@ pub fn run_log_text(path: &std::path::Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn definition(desired: Desired) -> Definition {
+        Definition {
+            slug: "web".to_owned(),
+            vault: "default".to_owned(),
+            template: "bash".to_owned(),
+            mode: Mode::Service,
+            command: vec!["true".to_owned()],
+            grants: Vec::new(),
+            env: Vec::new(),
+            env_policy: Default::default(),
+            policy: crate::sandbox::apply::SandboxPolicy {
+                isolation: Default::default(),
+                network: false,
+                limits: Default::default(),
+                workdir: PathBuf::from("/nonexistent/work"),
+                home_dir: None,
+                hide: Vec::new(),
+                private_devpts: true,
+                run_as: None,
+                die_with: None,
+                passed_fds: 0,
+            },
+            features: Vec::new(),
+            replicas: 1,
+            sockets: Vec::new(),
+            readiness: Readiness::AliveFor(1000),
+            desired,
+            created_at: 0,
+            owner: "cli".to_owned(),
+            code: None,
+            runtime: None,
+            status: None,
+        }
+    }
+
+    fn config(home: &std::path::Path) -> Arc<ManagerConfig> {
+        Arc::new(ManagerConfig {
+            home: home.to_owned(),
+            binary: PathBuf::from("shroud"),
+            store: StoreConfig::in_home(home.to_owned(), None, "cli"),
+            node: "test".to_owned(),
+            timings: Timings::default(),
+            caller_env: CallerEnv::default(),
+            max_agent_runs: 1,
+        })
+    }
+
+    fn instance(started: Instant) -> Instance {
+        let (handle, _requests) = super::super::run_handle().unwrap();
+        Instance {
+            id: 1,
+            handle,
+            pid: Some(4242),
+            started,
+            started_ms: 0,
+            up: false,
+            versions: None,
+            retiring: false,
+            ended: Arc::new(AtomicBool::new(false)),
+            run_id: None,
+        }
+    }
+
+    #[test]
+    fn readiness_and_backoff_follow_the_clock_given_not_the_wall() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config(dir.path());
+        let (sender, _receiver) = mpsc::channel();
+        let t0 = Instant::now();
+        let mut live = Live::new(definition(Desired::Stopped), Vec::new(), &config);
+        live.instances.push(instance(t0));
+        let mut audits = Vec::new();
+        // Alive 0.9 s of the 1 s asked: not up; at 1.1 s: up.
+        step(
+            &config,
+            &sender,
+            &mut live,
+            t0 + Duration::from_millis(900),
+            &mut audits,
+        );
+        assert!(!live.instances[0].up);
+        step(
+            &config,
+            &sender,
+            &mut live,
+            t0 + Duration::from_millis(1100),
+            &mut audits,
+        );
+        assert!(live.instances[0].up);
+        assert_eq!(live.state(), "stopped");
+
+        // Running, no instance, a restart due in 2 s: nothing starts before.
+        let mut live = Live::new(definition(Desired::Running), Vec::new(), &config);
+        live.restart_at = Some(t0 + Duration::from_secs(2));
+        step(
+            &config,
+            &sender,
+            &mut live,
+            t0 + Duration::from_secs(1),
+            &mut audits,
+        );
+        assert!(live.instances.is_empty());
+        assert_eq!(live.state(), "backoff");
+        // Up to its replicas: running.
+        let mut live = Live::new(definition(Desired::Running), Vec::new(), &config);
+        let mut up = instance(t0);
+        up.up = true;
+        live.instances.push(up);
+        step(
+            &config,
+            &sender,
+            &mut live,
+            t0 + Duration::from_secs(1),
+            &mut audits,
+        );
+        assert_eq!(live.instances.len(), 1, "no extra instance");
+        assert_eq!(live.state(), "running");
+        assert!(audits.is_empty());
+    }
 
     #[test]
     fn backoff_doubles_to_its_cap_and_resets() {

@@ -331,24 +331,19 @@ pub fn lock_exclusive(path: &std::path::Path) -> io::Result<FileLock> {
     Ok(FileLock { _lock: lock })
 }
 
-/// Takes an exclusive lock on `path` (created 0600 if missing) if no other
-/// process holds it; `None` when one does.
-pub fn try_lock_exclusive(path: &std::path::Path) -> io::Result<Option<FileLock>> {
-    let file = open_lock_file(path)?;
-    match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+/// An exclusive `flock` on a directory itself if no other process holds
+/// one (`None` when one does): a lock that deleting or replacing a file
+/// cannot take away.
+pub fn try_lock_directory(path: &std::path::Path) -> io::Result<Option<FileLock>> {
+    let dir = std::fs::File::open(path)
+        .map_err(|e| io::Error::new(e.kind(), format!("open {}: {e}", path.display())))?;
+    match nix::fcntl::Flock::lock(dir, nix::fcntl::FlockArg::LockExclusiveNonblock) {
         Ok(lock) => Ok(Some(FileLock { _lock: lock })),
         Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
         Err((_, e)) => Err(io::Error::new(
             io::Error::from(e).kind(),
             format!("flock({}, LOCK_EX|LOCK_NB): {e}", path.display()),
         )),
-    }
-}
-
-impl FileLock {
-    /// The locked file (to write who holds it).
-    pub fn file(&self) -> &std::fs::File {
-        &self._lock
     }
 }
 
@@ -380,4 +375,95 @@ pub fn open_dir_handle(path: &std::path::Path) -> io::Result<OwnedFd> {
     )?;
     // SAFETY: `open` returned a new fd that nothing else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Opens the directory `name` beneath `dir` without following a symlink
+/// there (ELOOP/ENOTDIR if it is one), creating it (mode 0755) if missing:
+/// for a directory someone else (a sandbox) can write to, whose entries
+/// may be swapped for links at any moment.
+pub fn open_or_make_dir_at(dir: BorrowedFd<'_>, name: &str) -> io::Result<OwnedFd> {
+    use nix::fcntl::{openat, OFlag};
+    use nix::sys::stat::{mkdirat, Mode};
+    match mkdirat(Some(dir.as_raw_fd()), name, Mode::from_bits_truncate(0o755)) {
+        Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
+        Err(e) => {
+            return Err(io::Error::new(
+                io::Error::from(e).kind(),
+                format!("mkdirat({name}): {e}"),
+            ))
+        }
+    }
+    let fd = call(
+        || format!("openat({name}, O_DIRECTORY | O_NOFOLLOW)"),
+        openat(
+            Some(dir.as_raw_fd()),
+            name,
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        ),
+    )?;
+    // SAFETY: `openat` returned a new fd that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Opens a directory to work beneath it (`*at` calls), not following a
+/// symlink at its last component.
+pub fn open_dir_nofollow(path: &std::path::Path) -> io::Result<OwnedFd> {
+    use nix::fcntl::{open, OFlag};
+    let fd = call(
+        || format!("open({}, O_DIRECTORY | O_NOFOLLOW)", path.display()),
+        open(
+            path,
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        ),
+    )?;
+    // SAFETY: `open` returned a new fd that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// fchown of an open file or directory (never a path that could be a link).
+pub fn chown_fd(fd: BorrowedFd<'_>, uid: u32, gid: u32) -> io::Result<()> {
+    call(
+        || format!("fchown({}, {uid}, {gid})", fd.as_raw_fd()),
+        nix::unistd::fchown(
+            fd.as_raw_fd(),
+            Some(nix::unistd::Uid::from_raw(uid)),
+            Some(nix::unistd::Gid::from_raw(gid)),
+        ),
+    )
+}
+
+/// Changes the owner of the entry `name` of `dir` itself (a link is not
+/// followed).
+pub fn chown_at(dir: BorrowedFd<'_>, name: &str, uid: u32, gid: u32) -> io::Result<()> {
+    call(
+        || format!("fchownat({name}, {uid}, {gid}, AT_SYMLINK_NOFOLLOW)"),
+        nix::unistd::fchownat(
+            Some(dir.as_raw_fd()),
+            name,
+            Some(nix::unistd::Uid::from_raw(uid)),
+            Some(nix::unistd::Gid::from_raw(gid)),
+            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+        ),
+    )
+}
+
+/// Removes the entry `name` of `dir` (never what a link points to).
+pub fn unlink_at(dir: BorrowedFd<'_>, name: &str) -> io::Result<()> {
+    call(
+        || format!("unlinkat({name})"),
+        nix::unistd::unlinkat(
+            Some(dir.as_raw_fd()),
+            name,
+            nix::unistd::UnlinkatFlags::NoRemoveDir,
+        ),
+    )
+}
+
+/// A path that names the directory `dir` is open on, whatever happens to
+/// its path meanwhile (`/proc/self/fd/N`): for calls that take only a path
+/// (`bind` of a Unix socket).
+pub fn path_of(dir: BorrowedFd<'_>) -> std::path::PathBuf {
+    std::path::PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()))
 }

@@ -120,6 +120,35 @@ fn a_service_runs_masked_restarts_with_backoff_and_comes_back_after_sigkill() {
     assert!(log.contains("token=<secret:token>"), "{log}");
     assert!(!log.contains("sk-live-deploy-0001"), "{log}");
     assert!(log.contains("event started (pid"), "{log}");
+    // --follow streams what comes next; --tail N the last lines only.
+    let tail = home.run(&["deploy", "logs", "web", "--tail", "1"]).ok();
+    assert_eq!(tail.lines().count(), 1, "{tail}");
+    let mut follow = home
+        .command(&["--json", "deploy", "logs", "web", "--follow"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(follow.stdout.take().unwrap());
+    let mut first_line = String::new();
+    std::io::BufRead::read_line(&mut lines, &mut first_line).unwrap();
+    assert!(
+        first_line.contains("\"instance\":\"supervisor\""),
+        "{first_line}"
+    );
+    home.set("TOKEN", "sk-live-deploy-0002");
+    let mut seen = String::new();
+    while !seen.contains("done: every instance replaced") {
+        let mut line = String::new();
+        assert!(
+            std::io::BufRead::read_line(&mut lines, &mut line).unwrap() > 0,
+            "{seen}"
+        );
+        seen.push_str(&line);
+    }
+    assert!(seen.contains("rotating to version 2 of TOKEN"), "{seen}");
+    assert!(!seen.contains("sk-live-deploy"), "{seen}");
+    follow.kill().unwrap();
+    follow.wait().unwrap();
 
     // A crashing program: restarts counted over a few seconds of backoff
     // (1 s, then 2 s: starts at 0, 1 and 3 s).
@@ -179,6 +208,8 @@ fn a_service_runs_masked_restarts_with_backoff_and_comes_back_after_sigkill() {
     });
     let second = supervisor_pid(&home.path()).unwrap();
     assert_ne!(first, second);
+    let web = deployment(&home, "web");
+    assert_eq!(web["instances"][0]["secret_versions"]["TOKEN"], 2, "{web}");
     let sleeping = processes_with(&marker)
         .into_iter()
         .filter(|pid| {
@@ -721,6 +752,69 @@ fn agent_runs_over_the_cli_and_the_api_with_grants() {
     );
     let listed = api(port, "GET", "/api/deployments", Some(&stranger), None);
     assert_eq!(listed.1["deployments"], serde_json::json!([]));
+
+    // Code from <home>/runtimes/<runtimeSlug>; a slug that walks out is refused.
+    std::fs::create_dir_all(home.path().join("runtimes/rt1")).unwrap();
+    std::fs::write(
+        home.path().join("runtimes/rt1/hello.txt"),
+        "from the runtime",
+    )
+    .unwrap();
+    let created = api(
+        port,
+        "POST",
+        "/api/deployments",
+        Some(&writer),
+        Some(serde_json::json!({
+            "runtimeSlug": "rt1",
+            "templateSlug": "bash",
+            "apiSlug": "reader-bot",
+            "mode": "agent",
+            "command": ["cat", "hello.txt"],
+        })),
+    );
+    assert_eq!(created.0, 200, "{:?}", created.1);
+    let waited = api(
+        port,
+        "POST",
+        "/api/agents/reader-bot/runs?wait=true",
+        Some(&writer),
+        Some(serde_json::json!({})),
+    );
+    assert_eq!(waited.1["status"], "succeeded", "{:?}", waited.1);
+    assert!(waited.1["log"]
+        .as_str()
+        .unwrap()
+        .contains("from the runtime"));
+    for bad in ["../rt1", "/etc", "rt1/../../x"] {
+        let refused = api(
+            port,
+            "POST",
+            "/api/deployments",
+            Some(&writer),
+            Some(serde_json::json!({
+                "runtimeSlug": bad,
+                "templateSlug": "bash",
+                "apiSlug": "evil",
+                "command": ["true"],
+            })),
+        );
+        assert_eq!(refused.0, 400, "{bad}: {:?}", refused.1);
+    }
+    // `code` (a path of the host) is for the local CLI only.
+    let refused = api(
+        port,
+        "POST",
+        "/api/deployments",
+        Some(&writer),
+        Some(serde_json::json!({
+            "code": "/etc",
+            "templateSlug": "bash",
+            "apiSlug": "evil",
+            "command": ["true"],
+        })),
+    );
+    assert_eq!(refused.0, 400, "{:?}", refused.1);
 
     // A timeout, and the bound on parallel runs (429 beyond).
     let marker = format!("30.{}", unique());
