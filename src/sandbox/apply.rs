@@ -259,6 +259,11 @@ fn outer(policy: &SandboxPolicy, command: &[OsString], env: &[&[u8]]) -> std::io
             drop(status_read);
             if policy.die_with.is_some() {
                 ns::die_with_parent(None)?;
+                // The outer process died before the line above took
+                // effect: its end of the status pipe is gone with it.
+                if crate::sys::poll::reader_gone(std::os::fd::AsFd::as_fd(&status_write)) {
+                    std::process::exit(125);
+                }
             }
             let code = match init(policy, command, env, status_write) {
                 Ok(code) => code,
@@ -312,8 +317,9 @@ fn init(
     if policy.isolation.uts_namespace {
         ns::set_hostname("sandbox")?;
     }
+    let init_pid = std::process::id();
     let command_pid = match proc::fork_process()? {
-        None => run_command(policy, command, env),
+        None => run_command(policy, command, env, init_pid),
         Some(pid) => pid,
     };
     // Reap every process of the sandbox until the command itself ends.
@@ -393,7 +399,7 @@ fn setup_mounts(policy: &SandboxPolicy) -> std::io::Result<()> {
 }
 
 /// The command process: limits, then exec. Never returns.
-fn run_command(policy: &SandboxPolicy, command: &[OsString], env: &[&[u8]]) -> ! {
+fn run_command(policy: &SandboxPolicy, command: &[OsString], env: &[&[u8]], init_pid: u32) -> ! {
     let prepared = (|| -> std::io::Result<()> {
         if let Some((uid, gid)) = policy.run_as {
             ns::become_user(uid, gid)?;
@@ -423,9 +429,10 @@ fn run_command(policy: &SandboxPolicy, command: &[OsString], env: &[&[u8]]) -> !
         // the user's own, that is the sandbox alone.
         apply(Rlimit::Processes, limits.processes, 1)?;
         ns::leave_callers_keyring()?;
-        // After the uid change (which clears it) and before seccomp.
+        // After the uid change (which clears it) and before seccomp; an
+        // init already gone by then is caught by its pid.
         if policy.die_with.is_some() {
-            ns::die_with_parent(None)?;
+            ns::die_with_parent(Some(init_pid))?;
         }
         ns::install_seccomp(!policy.network)?;
         // Root inside a user namespace keeps no capability: it cannot undo

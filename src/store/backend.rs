@@ -255,6 +255,9 @@ pub trait Tx {
     /// Inserts a record (with its lease), or replaces its `parent`, `data`
     /// and `updated_at` (its lease stays as it is).
     fn put_record(&mut self, row: &RecordRow) -> DbResult<()>;
+    /// Replaces the `parent`, `data` and `updated_at` of a record that
+    /// exists; false when there is none (it is not made again).
+    fn update_record(&mut self, row: &RecordRow) -> DbResult<bool>;
     fn record(&mut self, kind: &str, id: &str) -> DbResult<Option<RecordRow>>;
     /// Records of `kind` (under `parent`), oldest first.
     fn list_records(&mut self, kind: &str, parent: Option<&str>) -> DbResult<Vec<RecordRow>>;

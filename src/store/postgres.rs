@@ -1365,6 +1365,14 @@ impl Tx for PgTx<'_> {
         .map(drop)
     }
 
+    fn update_record(&mut self, row: &RecordRow) -> DbResult<bool> {
+        Ok(self.execute(
+            "UPDATE records SET parent = $3, data = $4, updated_at = $5
+             WHERE kind = $1 AND id = $2",
+            &[&row.kind, &row.id, &row.parent, &row.data, &row.updated_at],
+        )? > 0)
+    }
+
     fn record(&mut self, kind: &str, id: &str) -> DbResult<Option<RecordRow>> {
         Ok(self
             .query_opt(

@@ -517,6 +517,16 @@ impl Store {
         })
     }
 
+    /// Stores a new state of a record that exists; false when it does not
+    /// (a record deleted meanwhile stays deleted).
+    pub fn update_record(&mut self, row: &RecordRow) -> Result<bool> {
+        self.write("committing a record", |tx, keys| {
+            Ok(Ok(tx
+                .update_record(row)
+                .map_err(keys.db("storing a record"))?))
+        })
+    }
+
     /// A record by kind and id.
     pub fn record(&mut self, kind: &str, id: &str) -> Result<Option<RecordRow>> {
         self.read("reading a record", |tx| tx.record(kind, id))

@@ -873,6 +873,17 @@ impl Tx for SqliteTx<'_> {
             .db()
     }
 
+    fn update_record(&mut self, row: &RecordRow) -> DbResult<bool> {
+        self.conn()
+            .execute(
+                "UPDATE records SET parent = ?3, data = ?4, updated_at = ?5
+                 WHERE kind = ?1 AND id = ?2",
+                params![row.kind, row.id, row.parent, row.data, row.updated_at],
+            )
+            .map(|n| n > 0)
+            .db()
+    }
+
     fn record(&mut self, kind: &str, id: &str) -> DbResult<Option<RecordRow>> {
         self.conn()
             .query_row(

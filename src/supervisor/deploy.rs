@@ -402,7 +402,7 @@ pub fn provision_here(
     }
     definition.policy = policy;
     definition.features = features;
-    store.put_record(&definition.to_row())?;
+    store.update_record(&definition.to_row())?;
     Ok((definition, warning))
 }
 
@@ -602,7 +602,15 @@ impl NotifySocket {
         use crate::sys::fd;
         use std::os::fd::AsFd;
         let work = fd::open_dir_nofollow(workdir)?;
-        let dir = fd::open_or_make_dir_at(work.as_fd(), ".shroud")?;
+        // Whatever the instance left at `.shroud` (a link, a file) is
+        // removed, never followed, and the directory made again.
+        let dir = match fd::open_or_make_dir_at(work.as_fd(), ".shroud") {
+            Ok(dir) => dir,
+            Err(_) => {
+                fd::unlink_at(work.as_fd(), ".shroud")?;
+                fd::open_or_make_dir_at(work.as_fd(), ".shroud")?
+            }
+        };
         if let Some((uid, gid)) = owner {
             fd::chown_fd(dir.as_fd(), uid, gid)?;
         }

@@ -354,6 +354,19 @@ struct Live {
     failed_target: Option<BTreeMap<String, Option<u64>>>,
     current: BTreeMap<String, Option<u64>>,
     socket_error: Option<String>,
+    /// A `deploy restart` asked for while another rollout went on.
+    restart_pending: bool,
+}
+
+/// The rollout of a `deploy restart`: every instance there is now.
+fn restart_rollout(live: &Live) -> Rollout {
+    Rollout {
+        before: live.next_instance,
+        candidate: None,
+        deadline: Instant::now(),
+        reason: "restart".to_owned(),
+        target: live.current.clone(),
+    }
 }
 
 impl Live {
@@ -375,6 +388,7 @@ impl Live {
             failed_target: None,
             current: BTreeMap::new(),
             socket_error: None,
+            restart_pending: false,
         }
     }
 
@@ -555,8 +569,8 @@ impl Actor {
                 }),
             );
             if store
-                .put_record(&run_row(&row.id, &row.parent, &run))
-                .is_ok()
+                .update_record(&run_row(&row.id, &row.parent, &run))
+                .is_ok_and(|updated| updated)
             {
                 LogFile::new(path, deploy::LOG_CAP_BYTES).append(&serde_json::json!({
                     "ts": rfc3339(now_ms()),
@@ -673,7 +687,8 @@ impl Actor {
             .store()
             .ok_or_else(|| ManagerError::Failed("the store cannot be opened".to_owned()))?;
         store
-            .put_record(&def.to_row())
+            .update_record(&def.to_row())
+            .map(drop)
             .map_err(|e| ManagerError::Failed(e.to_string()))
     }
 
@@ -721,16 +736,15 @@ impl Actor {
                     )));
                 }
                 if live.rollout.is_none() {
-                    let target = live.current.clone();
                     live.log
                         .event("supervisor", "rolling restart (deploy restart)");
-                    live.rollout = Some(Rollout {
-                        before: live.next_instance,
-                        candidate: None,
-                        deadline: Instant::now(),
-                        reason: "restart".to_owned(),
-                        target,
-                    });
+                    live.rollout = Some(restart_rollout(live));
+                } else {
+                    // After the rollout going on: the restart replaces its
+                    // instances too.
+                    live.log
+                        .event("supervisor", "rolling restart after the rollout going on");
+                    live.restart_pending = true;
                 }
             }
             Verb::Remove => {
@@ -1005,7 +1019,7 @@ impl Actor {
                     "instances": view["instances"],
                     "secret_versions": view["secret_versions"],
                 }));
-                let _ = store.put_record(&def.to_row());
+                let _ = store.update_record(&def.to_row());
             }
         }
     }
@@ -1277,6 +1291,11 @@ fn step(
                     }
                     live.failed_target = None;
                     live.rollout = None;
+                    if std::mem::take(&mut live.restart_pending) {
+                        live.log
+                            .event("supervisor", "rolling restart (deploy restart)");
+                        live.rollout = Some(restart_rollout(live));
+                    }
                 } else {
                     let id = launch(config, sender, live, None);
                     let rollout = live.rollout.as_mut().expect("still rolling");
@@ -1333,6 +1352,7 @@ fn step(
                 "error": why,
                 "at": rfc3339(now_ms()),
             }));
+            live.restart_pending = false;
             live.failed_target = Some(rollout.target);
             audits.push((
                 live.def.vault.clone(),
@@ -1617,15 +1637,11 @@ fn finish_run(
     let slug = record["slug"].as_str().unwrap_or_default().to_owned();
     match open() {
         // A run whose deployment was removed meanwhile stays removed.
-        Ok(mut store) => match store.record(RUN_KIND, &agent.run_id) {
-            Ok(Some(_)) => {
-                if let Err(e) = store.put_record(&run_row(&agent.run_id, &slug, &record)) {
-                    tracing::warn!(error = %e, "cannot record how an agent run ended");
-                }
+        Ok(mut store) => {
+            if let Err(e) = store.update_record(&run_row(&agent.run_id, &slug, &record)) {
+                tracing::warn!(error = %e, "cannot record how an agent run ended");
             }
-            Ok(None) => {}
-            Err(e) => tracing::warn!(error = %e, "cannot record how an agent run ended"),
-        },
+        }
         Err(e) => tracing::warn!(error = %e, "cannot record how an agent run ended"),
     }
     // The live log's end: readers following it stop here.

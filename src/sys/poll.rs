@@ -54,3 +54,15 @@ pub fn wait(
         .map(|p| p.revents().is_some_and(|r| r.intersects(ready)))
         .collect())
 }
+
+/// True when nobody holds the reading end of the pipe whose writing end is
+/// `fd` any more (poll reports POLLERR on it): how a process learns, without
+/// writing, that the process it reports to is gone.
+pub fn reader_gone(fd: BorrowedFd<'_>) -> bool {
+    use nix::poll::{PollFd, PollFlags, PollTimeout};
+    let mut polled = [PollFd::new(fd, PollFlags::POLLOUT)];
+    matches!(nix::poll::poll(&mut polled, PollTimeout::ZERO), Ok(_))
+        && polled[0]
+            .revents()
+            .is_some_and(|r| r.intersects(PollFlags::POLLERR | PollFlags::POLLHUP))
+}

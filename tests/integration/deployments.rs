@@ -346,8 +346,9 @@ fn a_rotation_under_continuous_load_through_the_socket_refuses_nothing_and_has_n
         "TOKEN",
         "--replicas",
         "2",
-        "--ready-after",
-        "0.5",
+        // Up once it says so (READY=1 after it set up): the timeline below
+        // is then exact, however slowly python starts on a loaded machine.
+        "--notify",
         "--",
         "python3",
         "server.py",
@@ -894,4 +895,248 @@ fn the_socket_refuses_other_users() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(!text.contains("200"), "another user got an answer: {text}");
     let _ = Path::new("");
+}
+
+#[test]
+fn an_instance_cannot_make_the_supervisor_chown_through_a_link_in_its_directory() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("SKIP: as a user, the supervisor chowns nothing (sandboxes run as that user)");
+        return;
+    }
+    let home = TestHome::new();
+    let victim = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        victim.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    // The first instance swaps .shroud (where $NOTIFY_SOCKET is made) for
+    // a link to a host directory; the next one would be made there.
+    let script = format!(
+        "if [ ! -e once ]; then touch once; rm -rf .shroud; ln -s {} .shroud; exit 1; fi; sleep 1000",
+        victim.path().display()
+    );
+    home.run(&[
+        "deploy",
+        "create",
+        "esc",
+        "--template",
+        "bash",
+        "--notify",
+        "--",
+        "bash",
+        "-c",
+        &script,
+    ])
+    .ok();
+    // The second instance gets a `.shroud` of its own again (the link is
+    // removed, never followed) and comes up.
+    wait_until(Duration::from_secs(10), "a second start", || {
+        deployment(&home, "esc")["restarts"].as_u64().unwrap_or(0) >= 1
+    });
+    std::thread::sleep(Duration::from_millis(1000));
+    let meta = std::fs::metadata(victim.path()).unwrap();
+    assert_eq!(
+        std::os::unix::fs::MetadataExt::uid(&meta),
+        0,
+        "the host directory was given away"
+    );
+    assert_eq!(
+        std::fs::read_dir(victim.path()).unwrap().count(),
+        0,
+        "a socket was made there"
+    );
+    let work = home.path().join("deployments/esc/work/.shroud");
+    let kind = std::fs::symlink_metadata(&work).unwrap().file_type();
+    assert!(
+        kind.is_dir(),
+        "the link was replaced by a directory of its own"
+    );
+}
+
+#[test]
+fn two_creates_of_one_slug_at_once_leave_the_winner_whole() {
+    let home = TestHome::new();
+    home.set("TOKEN", "sk-live-race-create-1");
+    let code = tempfile::tempdir().unwrap();
+    std::fs::write(code.path().join("app.txt"), "the app").unwrap();
+    // A supervisor first, so both creates reach the same one at once.
+    home.run(&["deploy", "list"]).ok();
+    let racers: Vec<_> = (0..2)
+        .map(|_| {
+            home.command(&[
+                "deploy",
+                "create",
+                "race",
+                "--template",
+                "bash",
+                "--code",
+                code.path().to_str().unwrap(),
+                "--",
+                "bash",
+                "-c",
+                "cat app.txt; echo; exec sleep 1000",
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+        })
+        .collect();
+    let outcomes: Vec<_> = racers
+        .into_iter()
+        .map(|r| r.wait_with_output().unwrap())
+        .collect();
+    let won = outcomes.iter().filter(|o| o.status.success()).count();
+    assert_eq!(won, 1, "{outcomes:?}");
+    let lost = outcomes.iter().find(|o| !o.status.success()).unwrap();
+    assert!(String::from_utf8_lossy(&lost.stderr).contains("already exists"));
+    assert!(home.path().join("deployments/race/work/app.txt").is_file());
+    wait_until(Duration::from_secs(10), "the app's output", || {
+        log_text(&home, "race").contains("the app")
+    });
+}
+
+#[test]
+fn runs_cut_short_by_a_dead_supervisor_end_cancelled_and_slots_are_given_back() {
+    let home = TestHome::new();
+    let marker = format!("40.{}", unique());
+    home.run(&[
+        "deploy",
+        "create",
+        "bot",
+        "--template",
+        "bash",
+        "--mode",
+        "agent",
+        "--",
+        "sleep",
+        &marker,
+    ])
+    .ok();
+    let mut run = home
+        .command(&["agent", "run", "bot"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until(Duration::from_secs(10), "the run to start", || {
+        !processes_with(&marker).is_empty()
+    });
+    let pid = supervisor_pid(&home.path()).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    // The CLI following the run does not hang: it says the stream ended.
+    let status = run.wait().unwrap();
+    assert!(!status.success());
+    wait_until(Duration::from_secs(5), "the run's process to die", || {
+        processes_with(&marker).is_empty()
+    });
+    // The next supervisor ends the run as cancelled.
+    let runs = home.run(&["--json", "agent", "runs", "bot"]).json();
+    assert_eq!(runs["runs"][0]["status"], "cancelled", "{runs}");
+    let id = runs["runs"][0]["run_id"].as_str().unwrap().to_owned();
+    let (_, _) = (home.run(&["agent", "log", &id]).ok(), ());
+    // A removed deployment's running run gives its slot back and stays removed.
+    let (mut server, port, _log) = {
+        let pid = supervisor_pid(&home.path()).unwrap();
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+        wait_until(Duration::from_secs(15), "the supervisor to stop", || {
+            supervisor_pid(&home.path()).is_none()
+        });
+        serve(&home, &["--max-agent-runs", "1"])
+    };
+    let token = home.create_token("ops", &["--grant", "default:write"]);
+    let started = api(
+        port,
+        "POST",
+        "/api/agents/bot/runs",
+        Some(&token),
+        Some(serde_json::json!({})),
+    );
+    assert_eq!(started.0, 200, "{:?}", started.1);
+    let removed = api(port, "DELETE", "/api/deployments/bot", Some(&token), None);
+    assert_eq!(removed.0, 200, "{:?}", removed.1);
+    home.run(&[
+        "deploy",
+        "create",
+        "bot2",
+        "--template",
+        "bash",
+        "--mode",
+        "agent",
+        "--",
+        "true",
+    ])
+    .ok();
+    wait_until(Duration::from_secs(20), "the slot to be given back", || {
+        home.run(&["agent", "run", "bot2"]).code == 0
+    });
+    let runs = home.run(&["--json", "agent", "runs", "bot2"]).json();
+    assert!(runs["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|r| r["slug"] == "bot2"));
+    let gone = api(
+        port,
+        "GET",
+        &format!("/api/runs/{}", started.1["run_id"].as_str().unwrap()),
+        Some(&token),
+        None,
+    );
+    assert_eq!(gone.0, 404, "{:?}", gone.1);
+    server.kill().unwrap();
+    server.wait().unwrap();
+}
+
+#[test]
+fn the_background_supervisor_keeps_no_descriptor_of_the_command_that_started_it() {
+    let home = TestHome::new();
+    let (read, write) = nix::unistd::pipe().unwrap();
+    // An inheritable descriptor (no close-on-exec), as a make jobserver's.
+    let mut command = home.command(&["deploy", "list"]);
+    let write_fd = std::os::fd::AsRawFd::as_raw_fd(&write);
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut command, move || {
+            nix::unistd::dup2(write_fd, 7)
+                .map(drop)
+                .map_err(std::io::Error::from)
+        });
+    }
+    let out = home.run_with(command, None);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(supervisor_pid(&home.path()).is_some());
+    drop(write);
+    // Every write end is closed: the read end sees end of file at once.
+    let mut file = std::fs::File::from(read);
+    let mut buf = Vec::new();
+    let reader = std::thread::spawn(move || file.read_to_end(&mut buf).map(|_| ()));
+    wait_until(Duration::from_secs(5), "end of file on the pipe", || {
+        reader.is_finished()
+    });
+}
+
+#[test]
+fn deleting_the_pid_file_does_not_let_a_second_supervisor_in() {
+    let home = TestHome::new();
+    home.run(&["deploy", "list"]).ok();
+    let first = supervisor_pid(&home.path()).unwrap();
+    std::fs::remove_file(home.path().join("supervisor.lock")).unwrap();
+    let second = home.run(&["serve", "--no-listen"]);
+    assert_eq!(second.code, 0);
+    assert!(second.stderr.contains("already runs"), "{}", second.stderr);
+    assert!(Path::new(&format!("/proc/{first}")).exists());
+    assert!(home.path().join("shroud.sock").exists());
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(first),
+        nix::sys::signal::Signal::SIGKILL,
+    );
 }
