@@ -61,7 +61,7 @@ pub fn wait(
 pub fn reader_gone(fd: BorrowedFd<'_>) -> bool {
     use nix::poll::{PollFd, PollFlags, PollTimeout};
     let mut polled = [PollFd::new(fd, PollFlags::POLLOUT)];
-    matches!(nix::poll::poll(&mut polled, PollTimeout::ZERO), Ok(_))
+    nix::poll::poll(&mut polled, PollTimeout::ZERO).is_ok()
         && polled[0]
             .revents()
             .is_some_and(|r| r.intersects(PollFlags::POLLERR | PollFlags::POLLHUP))

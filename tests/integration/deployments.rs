@@ -1039,7 +1039,8 @@ fn runs_cut_short_by_a_dead_supervisor_end_cancelled_and_slots_are_given_back() 
     let runs = home.run(&["--json", "agent", "runs", "bot"]).json();
     assert_eq!(runs["runs"][0]["status"], "cancelled", "{runs}");
     let id = runs["runs"][0]["run_id"].as_str().unwrap().to_owned();
-    let (_, _) = (home.run(&["agent", "log", &id]).ok(), ());
+    let log = home.run(&["agent", "log", &id]);
+    assert!(log.stderr.contains("cancelled"), "{}", log.stderr);
     // A removed deployment's running run gives its slot back and stays removed.
     let (mut server, port, _log) = {
         let pid = supervisor_pid(&home.path()).unwrap();
