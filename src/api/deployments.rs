@@ -135,6 +135,25 @@ pub async fn create(
             )),
             (None, None) => None,
         };
+    // A token's Unix sockets live under <home>/sockets/ (the supervisor
+    // is root, perhaps: it must not make or replace sockets anywhere a
+    // token names); the local CLI may name any path, as its user.
+    let mut sockets = Vec::with_capacity(body.sockets.len());
+    for address in body.sockets {
+        match address.strip_prefix("unix:") {
+            Some(name) if !caller.is_local() => {
+                deploy::check_slug(name).map_err(|_| {
+                    ApiError::bad_request(format!(
+                        "socket {address:?}: over the API a Unix socket is `unix:NAME` (a-z, 0-9, `-`), made as <home>/sockets/NAME"
+                    ))
+                })?;
+                let dir = state.home().join("sockets");
+                crate::store::home::create_private_dir(&dir).map_err(ApiError::internal)?;
+                sockets.push(format!("unix:{}", dir.join(name).display()));
+            }
+            _ => sockets.push(address),
+        }
+    }
     let mut env = Vec::new();
     for (name, value) in body.env {
         plan::check_env_pair(&name, &value)?;
@@ -151,7 +170,7 @@ pub async fn create(
         code,
         runtime: body.runtime_slug,
         replicas: body.replicas.unwrap_or(1),
-        sockets: body.sockets,
+        sockets,
         readiness: readiness(body.notify, body.ready_after).map_err(ApiError::bad_request)?,
         owner: caller.name().to_owned(),
         caller_env: state.caller_env().clone(),

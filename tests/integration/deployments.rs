@@ -802,6 +802,38 @@ fn agent_runs_over_the_cli_and_the_api_with_grants() {
         );
         assert_eq!(refused.0, 400, "{bad}: {:?}", refused.1);
     }
+    // A token names no Unix socket path of the host: `unix:NAME` only,
+    // made under <home>/sockets/.
+    let planted = tempfile::tempdir().unwrap();
+    let path = planted.path().join("planted.sock");
+    let refused = api(
+        port,
+        "POST",
+        "/api/deployments",
+        Some(&writer),
+        Some(serde_json::json!({
+            "templateSlug": "bash",
+            "apiSlug": "sock",
+            "sockets": [format!("unix:{}", path.display())],
+            "command": ["sleep", "1000"],
+        })),
+    );
+    assert_eq!(refused.0, 400, "{:?}", refused.1);
+    assert!(!path.exists());
+    let named = api(
+        port,
+        "POST",
+        "/api/deployments",
+        Some(&writer),
+        Some(serde_json::json!({
+            "templateSlug": "bash",
+            "apiSlug": "sock",
+            "sockets": ["unix:web-sock"],
+            "command": ["sleep", "1000"],
+        })),
+    );
+    assert_eq!(named.0, 200, "{:?}", named.1);
+    assert!(home.path().join("sockets/web-sock").exists());
     // `code` (a path of the host) is for the local CLI only.
     let refused = api(
         port,
