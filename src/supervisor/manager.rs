@@ -6,7 +6,8 @@
 //! oneshot reply; instances report `started(pid)`, `up` and `exited`. On
 //! every tick the actor starts what is due (a replica after its backoff,
 //! the next step of a rollout), looks at the store's change mark (the audit
-//! chain's head: one row) and, when it moved, reads the versions of the
+//! chain's head: one row, every [`Timings::mark_check`]) and, when it moved,
+//! reads the versions of the
 //! granted secrets (metadata only, one query per vault; every
 //! [`Timings::poll`] at the latest), and renews its leases. If the actor panics, every instance it held is killed (the
 //! run handles are dropped) and the actor starts again from the store.
@@ -58,8 +59,10 @@ pub struct Timings {
     /// An instance up this long resets the backoff.
     pub backoff_reset: Duration,
     /// How often the granted secrets' versions are read at the latest
-    /// (sooner when the store's change mark moves, looked at every tick).
+    /// (sooner when the store's change mark moves).
     pub poll: Duration,
+    /// How often the store's change mark is looked at (one row).
+    pub mark_check: Duration,
     /// The actor's tick.
     pub tick: Duration,
     /// How long a lease lasts, and how often it is renewed.
@@ -78,6 +81,7 @@ impl Default for Timings {
             backoff_max: Duration::from_secs(60),
             backoff_reset: Duration::from_secs(60),
             poll: Duration::from_secs(2),
+            mark_check: Duration::from_millis(150),
             tick: Duration::from_millis(50),
             lease: Duration::from_secs(10),
             lease_renew: Duration::from_secs(3),
@@ -479,6 +483,7 @@ struct Actor {
     last_poll: Option<Instant>,
     /// The store's change mark at the last look (see `Store::change_mark`).
     mark: Option<Vec<u8>>,
+    last_mark_check: Option<Instant>,
     last_lease: Option<Instant>,
     dirty: bool,
     last_status: Instant,
@@ -495,6 +500,7 @@ impl Actor {
             agent_runs: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
             last_poll: None,
             mark: None,
+            last_mark_check: None,
             last_lease: None,
             dirty: false,
             last_status: Instant::now(),
@@ -524,7 +530,20 @@ impl Actor {
         self.renew_leases();
         self.end_orphaned_runs();
         loop {
-            match receiver.recv_timeout(self.config.timings.tick) {
+            // Something due soon (a readiness, a restart, a rollout): the
+            // short tick; otherwise wake for the next look at the change
+            // mark only.
+            let busy = self.live.values().any(|l| {
+                l.rollout.is_some()
+                    || l.restart_at.is_some()
+                    || l.instances.iter().any(|i| !i.up && i.run_id.is_none())
+            });
+            let wait = if busy {
+                self.config.timings.tick
+            } else {
+                self.config.timings.mark_check
+            };
+            match receiver.recv_timeout(wait) {
                 Ok(message) => self.handle(message),
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => return,
@@ -967,7 +986,13 @@ impl Actor {
         let due = self
             .last_poll
             .is_none_or(|at| now.duration_since(at) >= timings.poll);
-        if due || self.mark_moved() {
+        let look = self
+            .last_mark_check
+            .is_none_or(|at| now.duration_since(at) >= timings.mark_check);
+        if look {
+            self.last_mark_check = Some(now);
+        }
+        if due || (look && self.mark_moved()) {
             self.last_poll = Some(now);
             self.poll_versions();
         }
