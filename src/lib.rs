@@ -37,3 +37,4 @@ pub mod secret;
 pub mod store;
 pub mod supervisor;
 pub mod sys;
+pub mod tasks;

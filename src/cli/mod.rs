@@ -23,6 +23,7 @@ mod exec;
 mod key;
 mod output;
 mod redact;
+mod run;
 mod sandbox;
 mod secret;
 mod serve;
@@ -98,6 +99,8 @@ pub enum Command {
     /// Isolated, template-based environments with files of their own.
     #[command(subcommand)]
     Sandbox(sandbox::SandboxCommand),
+    /// Run the CI tasks of a YAML file: a parallel DAG, secrets from `${{ }}` expressions, masked.
+    Run(run::RunArgs),
     /// Long-running services and agents, supervised (see `shroud serve`).
     #[command(subcommand)]
     Deploy(deploy::DeployCommand),
@@ -271,6 +274,7 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
         Command::Key(cmd) => key::run(&ctx, cmd),
         Command::Redact(args) => redact::run(&ctx, args),
         Command::Exec(args) => exec::run(&ctx, args),
+        Command::Run(args) => run::run(&ctx, args),
         Command::Deploy(cmd) => deploy::run_deploy(&ctx, cmd),
         Command::Agent(cmd) => deploy::run_agent(&ctx, cmd),
     }

@@ -408,14 +408,28 @@ pub fn provision_here(
 
 /// Copies the files of `from` into `to` (directories, regular files and
 /// symlinks as links), given to `owner` when shroud is root.
-fn copy_tree(from: &Path, to: &Path, owner: Option<(u32, u32)>) -> std::io::Result<()> {
+pub fn copy_tree(from: &Path, to: &Path, owner: Option<(u32, u32)>) -> std::io::Result<()> {
+    copy_tree_except(from, to, owner, None)
+}
+
+/// [`copy_tree`] leaving out the directory `except` (a shroud home inside
+/// the folder copied: its vault never goes into a sandbox).
+pub fn copy_tree_except(
+    from: &Path,
+    to: &Path,
+    owner: Option<(u32, u32)>,
+    except: Option<&Path>,
+) -> std::io::Result<()> {
     for entry in std::fs::read_dir(from)? {
         let entry = entry?;
         let kind = entry.file_type()?;
         let target = to.join(entry.file_name());
+        if except.is_some_and(|except| same_dir(&entry.path(), except)) {
+            continue;
+        }
         if kind.is_dir() {
             std::fs::create_dir_all(&target)?;
-            copy_tree(&entry.path(), &target, owner)?;
+            copy_tree_except(&entry.path(), &target, owner, except)?;
         } else if kind.is_symlink() {
             std::os::unix::fs::symlink(std::fs::read_link(entry.path())?, &target)?;
         } else if kind.is_file() {
@@ -428,6 +442,15 @@ fn copy_tree(from: &Path, to: &Path, owner: Option<(u32, u32)>) -> std::io::Resu
         }
     }
     Ok(())
+}
+
+/// True when `a` and `b` are the same directory (by device and inode).
+fn same_dir(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::symlink_metadata(a), std::fs::metadata(b)) {
+        (Ok(a), Ok(b)) => a.is_dir() && a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
 }
 
 /// A deployment's (or a run's) masked log: JSON lines in a file, capped at

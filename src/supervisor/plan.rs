@@ -194,6 +194,12 @@ pub struct RunSpec {
     pub output_limit: Option<u64>,
     /// Handed to the program as fds 3, 4, ... (listening sockets).
     pub pass_fds: Vec<OwnedFd>,
+    /// Variables whose values hold secrets already read by the front door
+    /// (a task's `Bearer ${{ secrets.T }}`), set after `extra_env`.
+    pub secret_env: Vec<(String, SecretValue)>,
+    /// The mask set to use instead of one built from `grants` (a front door
+    /// that read every secret itself: every task of a run shares one).
+    pub mask_set: Option<Arc<MaskSet>>,
 }
 
 impl RunSpec {
@@ -214,6 +220,8 @@ impl RunSpec {
             timeout: None,
             output_limit: None,
             pass_fds: Vec::new(),
+            secret_env: Vec::new(),
+            mask_set: None,
         }
     }
 }
@@ -270,7 +278,7 @@ pub fn prepare(
     if spec.program.is_empty() {
         return Err(PlanError::Usage("no command to run".to_owned()));
     }
-    let prepared = build_environment(
+    let mut prepared = build_environment(
         store,
         &spec.caller_env,
         &spec.env_policy,
@@ -279,6 +287,12 @@ pub fn prepare(
         &spec.grants,
         spec.mask,
     )?;
+    for (name, value) in spec.secret_env {
+        prepared.env.set(&name, EnvValue::Secret(value));
+    }
+    if let Some(set) = spec.mask_set {
+        prepared.mask = set;
+    }
     let (program, args, env_through_pipe, new_session) = match spec.sandbox {
         None => (spec.program, spec.args, false, false),
         Some(mut policy) => {
