@@ -28,6 +28,21 @@ impl Ref {
         }
     }
 
+    /// The same reference with its vault spelled out (`secrets.N` and
+    /// `vaults.DEFAULT.secrets.N` are one secret, read once).
+    pub fn in_vault(&self, default: &str) -> Ref {
+        match self {
+            Ref::Secret { vault, name } => Ref::Secret {
+                vault: Some(vault.clone().unwrap_or_else(|| default.to_owned())),
+                name: name.clone(),
+            },
+            Ref::Var { vault, name } => Ref::Var {
+                vault: Some(vault.clone().unwrap_or_else(|| default.to_owned())),
+                name: name.clone(),
+            },
+        }
+    }
+
     pub fn name(&self) -> &str {
         match self {
             Ref::Secret { name, .. } | Ref::Var { name, .. } => name,

@@ -95,6 +95,8 @@ pub struct Task {
     pub run: Vec<Piece>,
     pub run_pos: Pos,
     pub uses: Vec<String>,
+    /// Where `use` is (problems of `use` point there).
+    pub use_pos: Pos,
     /// Each variable: its name, its pieces, where it is.
     pub env: Vec<(String, Vec<Piece>, Pos)>,
     pub timeout: Option<Duration>,
@@ -393,7 +395,7 @@ pub fn parse(text: &str) -> (Vec<Task>, Vec<Problem>) {
         for used in &task.uses {
             if !keys.contains_key(used) {
                 problems.push(at(
-                    task.pos,
+                    task.use_pos,
                     Some(&task.key),
                     Some("use"),
                     &format!("`{used}` names no task of this file"),
@@ -407,7 +409,7 @@ pub fn parse(text: &str) -> (Vec<Task>, Vec<Problem>) {
             .find(|t| t.key == cycle[0])
             .expect("a task of the cycle");
         problems.push(at(
-            first.pos,
+            first.use_pos,
             Some(&first.key),
             Some("use"),
             &format!("a cycle: {}", cycle.join(" -> ")),
@@ -472,6 +474,7 @@ fn read_task(node: &Node, problems: &mut Vec<Problem>) -> Option<Task> {
         return None;
     };
     let key_node = entries.iter().find(|(name, _, _)| name == "key");
+    let task_pos = key_node.map_or(*pos, |(_, name_pos, _)| *name_pos);
     let key = match key_node {
         Some((_, _, Node::Scalar(key, key_pos))) => {
             if !is_task_key(key) {
@@ -501,9 +504,10 @@ fn read_task(node: &Node, problems: &mut Vec<Problem>) -> Option<Task> {
     };
     let mut task = Task {
         key: key.clone(),
-        pos: *pos,
+        pos: task_pos,
+        use_pos: task_pos,
         run: Vec::new(),
-        run_pos: *pos,
+        run_pos: task_pos,
         uses: Vec::new(),
         env: Vec::new(),
         timeout: None,
@@ -521,24 +525,10 @@ fn read_task(node: &Node, problems: &mut Vec<Problem>) -> Option<Task> {
                     task.run = pieces(text, value.pos(), &key, "run", problems);
                 }
             }
-            "use" => match value {
-                Node::Seq(items, _) => {
-                    for item in items {
-                        if let Some(text) = scalar(item, &key, "use", problems) {
-                            task.uses.push(text.to_owned());
-                        }
-                    }
-                }
-                Node::Scalar(text, _) => task.uses.push(text.clone()),
-                other => {
-                    problems.push(at(
-                        other.pos(),
-                        Some(&key),
-                        Some("use"),
-                        "expected a list of task keys",
-                    ));
-                }
-            },
+            "use" => {
+                task.use_pos = *field_pos;
+                read_uses(value, &key, &mut task.uses, problems);
+            }
             "env" => match value {
                 Node::Map(vars, _) => {
                     for (var, var_pos, var_value) in vars {
@@ -598,6 +588,28 @@ fn read_task(node: &Node, problems: &mut Vec<Problem>) -> Option<Task> {
         problems.push(at(*pos, Some(&key), Some("run"), "a task needs `run`"));
     }
     Some(task)
+}
+
+/// Reads `use`: a list of task keys (or one key).
+fn read_uses(value: &Node, key: &str, uses: &mut Vec<String>, problems: &mut Vec<Problem>) {
+    match value {
+        Node::Seq(items, _) => {
+            for item in items {
+                if let Some(text) = scalar(item, key, "use", problems) {
+                    uses.push(text.to_owned());
+                }
+            }
+        }
+        Node::Scalar(text, _) => uses.push(text.clone()),
+        other => {
+            problems.push(at(
+                other.pos(),
+                Some(key),
+                Some("use"),
+                "expected a list of task keys",
+            ));
+        }
+    }
 }
 
 /// A cycle of `use`, as the keys around it (the first repeated at the end).

@@ -256,6 +256,7 @@ fn check_with_store(
     let mut known: HashMap<Ref, Option<String>> = HashMap::new();
     for task in tasks {
         for (reference, field, pos) in task.refs() {
+            let reference = reference.in_vault(default_vault);
             let verdict = known.entry(reference.clone()).or_insert_with(|| {
                 let vault = reference.vault(default_vault);
                 let Ok(vault_name) = VaultName::parse(vault) else {
@@ -327,6 +328,8 @@ struct Values {
     secrets: HashMap<Ref, SecretValue>,
     vars: HashMap<Ref, String>,
     mask: Arc<MaskSet>,
+    /// What `secrets.N` and `vars.N` mean.
+    default_vault: String,
 }
 
 fn read_values(
@@ -337,7 +340,11 @@ fn read_values(
     let default_vault = options.vault.as_str();
     let refs: BTreeSet<Ref> = tasks
         .iter()
-        .flat_map(|t| t.refs().into_iter().map(|(r, _, _)| r))
+        .flat_map(|t| {
+            t.refs()
+                .into_iter()
+                .map(|(r, _, _)| r.in_vault(default_vault))
+        })
         .collect();
     let mut by_vault: BTreeMap<String, Vec<Ref>> = BTreeMap::new();
     let mut vars = HashMap::new();
@@ -382,6 +389,7 @@ fn read_values(
         secrets,
         vars,
         mask: builder.build(),
+        default_vault: default_vault.to_owned(),
     })
 }
 
@@ -392,12 +400,15 @@ fn render(pieces: &[Piece], values: &Values) -> SecretValue {
     for piece in pieces {
         match piece {
             Piece::Text(text) => bytes.extend_from_slice(text.as_bytes()),
-            Piece::Expr(reference) => match values.secrets.get(reference) {
+            Piece::Expr(reference) => match values
+                .secrets
+                .get(&reference.in_vault(&values.default_vault))
+            {
                 Some(secret) => bytes.extend_from_slice(secret.expose()),
                 None => bytes.extend_from_slice(
                     values
                         .vars
-                        .get(reference)
+                        .get(&reference.in_vault(&values.default_vault))
                         .map_or("", String::as_str)
                         .as_bytes(),
                 ),

@@ -22,6 +22,7 @@ mod sandbox;
 mod secrets;
 mod store_api;
 mod support;
+mod tasks;
 mod tokens;
 mod validation;
 mod vaults_and_vars;
