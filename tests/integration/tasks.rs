@@ -139,7 +139,7 @@ fn secrets_are_masked_in_every_task_read_once_and_never_in_an_argv() {
 ",
     );
     let before = home.audit_count();
-    let mut child = home
+    let child = home
         .command(&["run", &file])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
