@@ -352,3 +352,39 @@ fn ctrl_c_stops_every_running_task_and_exits_130() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("summary: interrupted"), "{stdout}");
 }
+
+#[test]
+fn lines_of_parallel_tasks_never_interleave() {
+    let home = TestHome::new();
+    let dir = tempfile::tempdir().unwrap();
+    // Two tasks write long lines in small pieces at once.
+    let writer = |c: char| {
+        format!(
+            "for i in $(seq 1 200); do for j in 1 2 3 4 5 6 7 8; do printf '{c}%.0s' $(seq 1 64); done; echo; done"
+        )
+    };
+    let file = task_file(
+        &dir,
+        &format!(
+            "tasks:\n  - key: a\n    run: \"{}\"\n  - key: b\n    run: \"{}\"\n",
+            writer('a'),
+            writer('b')
+        ),
+    );
+    let run = home.run(&["run", &file, "--jobs", "2"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let out = run.stdout_text();
+    let mut counts = [0, 0];
+    for line in out.lines().filter(|l| l.starts_with('[')) {
+        let (prefix, body) = line.split_at(4);
+        let c = match prefix {
+            "[a] " => 'a',
+            "[b] " => 'b',
+            other => panic!("a line without its prefix: {other:?}"),
+        };
+        assert_eq!(body.len(), 512, "{line}");
+        assert!(body.chars().all(|x| x == c), "interleaved: {line}");
+        counts[(c == 'b') as usize] += 1;
+    }
+    assert_eq!(counts, [200, 200]);
+}
