@@ -200,6 +200,9 @@ pub struct RunSpec {
     /// The mask set to use instead of one built from `grants` (a front door
     /// that read every secret itself: every task of a run shares one).
     pub mask_set: Option<Arc<MaskSet>>,
+    /// The program dies with the thread that starts it (a sandboxed run
+    /// always does, through its init).
+    pub die_with_caller: bool,
 }
 
 impl RunSpec {
@@ -222,6 +225,7 @@ impl RunSpec {
             pass_fds: Vec::new(),
             secret_env: Vec::new(),
             mask_set: None,
+            die_with_caller: false,
         }
     }
 }
@@ -323,6 +327,7 @@ pub fn prepare(
                 input: io.input,
                 new_session,
                 pass_fds: spec.pass_fds,
+                die_with_parent: spec.die_with_caller,
             },
             mask: prepared.mask,
             output: io.output,

@@ -182,6 +182,9 @@ pub struct ChildSpec {
     /// Descriptors the child gets as fds 3, 4, ... (listening sockets, see
     /// `supervisor::deploy`); at most [`fd::MAX_PASSED_FDS`].
     pub pass_fds: Vec<OwnedFd>,
+    /// Killed when the thread that starts it ends, shroud killed by SIGKILL
+    /// included (the tasks of `shroud run`).
+    pub die_with_parent: bool,
 }
 
 /// A started child and the supervisor's ends of its output.
@@ -300,6 +303,7 @@ pub fn spawn(spec: ChildSpec) -> Result<Spawned, SpawnError> {
         .collect::<std::io::Result<_>>()
         .map_err(other)?;
     let passed_raw: Vec<i32> = passed.iter().map(|f| f.as_raw_fd()).collect();
+    let die_with = spec.die_with_parent.then(std::process::id);
     // SAFETY: setsid, dup2, fcntl and close_range are async-signal-safe;
     // `env_pipe` and `passed` outlive the spawn; the closure allocates
     // nothing.
@@ -307,6 +311,9 @@ pub fn spawn(spec: ChildSpec) -> Result<Spawned, SpawnError> {
         command.pre_exec(move || {
             if new_session {
                 pty::become_session_leader()?;
+            }
+            if let Some(parent) = die_with {
+                proc::die_with_parent_in_child(parent)?;
             }
             if let Some(fd) = env_fd {
                 fd::place_for_exec(fd, fd)?;

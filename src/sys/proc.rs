@@ -185,3 +185,16 @@ impl Drop for UmaskGuard {
         nix::sys::stat::umask(self.0);
     }
 }
+
+/// In a forked child before exec: killed (SIGKILL) when the thread that
+/// forked it ends, and gone at once if that parent, `parent`, is gone
+/// already. Async-signal-safe (prctl, getppid, _exit).
+pub fn die_with_parent_in_child(parent: u32) -> io::Result<()> {
+    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+        .map_err(|e| io::Error::other(format!("prctl(PR_SET_PDEATHSIG): {e}")))?;
+    if nix::unistd::getppid().as_raw() as u32 != parent {
+        // SAFETY: _exit ends the process at once, running nothing else.
+        unsafe { nix::libc::_exit(125) };
+    }
+    Ok(())
+}

@@ -702,6 +702,8 @@ fn start_task(
     spec.mask_set = Some(Arc::clone(&values.mask));
     spec.timeout = task.timeout;
     spec.pass_fds = vec![read_end];
+    // A task never outlives its run, even if shroud is killed with SIGKILL.
+    spec.die_with_caller = true;
     let (handle, requests) = supervisor::run_handle().map_err(|e| e.to_string())?;
     let sink = TaskLines {
         key: task.key.clone(),

@@ -388,3 +388,47 @@ fn lines_of_parallel_tasks_never_interleave() {
     }
     assert_eq!(counts, [200, 200]);
 }
+
+#[test]
+fn no_task_outlives_a_run_killed_with_sigkill() {
+    let home = TestHome::new();
+    let dir = tempfile::tempdir().unwrap();
+    let marker = format!("78.{}", std::process::id());
+    let file = task_file(
+        &dir,
+        // The plain task's shell dies with shroud (and what it exec'd);
+        // a sandboxed task dies whole, descendants included (its pid
+        // namespace goes with its init).
+        &format!("tasks:\n  - key: plain\n    run: exec sleep {marker}\n  - key: boxed\n    template: bash\n    run: sleep {marker}; true\n"),
+    );
+    let mut child = home
+        .command(&["run", &file, "--jobs", "2"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let sleeping = || -> usize {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter(|e| {
+                std::fs::read(e.path().join("cmdline")).is_ok_and(|c| {
+                    c.starts_with(b"sleep\0")
+                        && c.windows(marker.len()).any(|w| w == marker.as_bytes())
+                })
+            })
+            .count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sleeping() < 2 {
+        assert!(Instant::now() < deadline, "the tasks did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while sleeping() > 0 {
+        assert!(Instant::now() < deadline, "a task outlived shroud");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
