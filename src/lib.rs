@@ -24,8 +24,11 @@
 //! - [`sys`]: the OS layer (fds, poll, terminals, ptys, signals, processes).
 //! - [`sandbox`]: templates, and the isolation applied to a sandboxed command.
 //! - [`supervisor`]: runs one child: environment, masking, signals, exit codes;
-//!   builds runs and sandboxes for both the CLI and the API.
-//! - [`api`]: the HTTP API of `shroud serve`.
+//!   the one prepare path (`plan`), sandboxes, deployments and the manager
+//!   actor that owns every long-lived run.
+//! - [`tasks`]: CI task files (`shroud run`): parse, check, the DAG.
+//! - [`api`]: the HTTP API of `shroud serve` (TCP, and the supervisor's
+//!   Unix socket).
 //! - [`cli`]: the `shroud` command line.
 
 pub mod api;
