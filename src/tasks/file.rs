@@ -101,7 +101,7 @@ pub struct Task {
     pub env: Vec<(String, Vec<Piece>, Pos)>,
     pub timeout: Option<Duration>,
     pub template: Option<(String, Pos)>,
-    pub cwd: Option<String>,
+    pub cwd: Option<(String, Pos)>,
 }
 
 impl Task {
@@ -274,6 +274,8 @@ impl MarkedEventReceiver for TreeBuilder {
 
 /// Parses the YAML of a task file into a tree, or the problems that stop it.
 pub fn parse_yaml(text: &str) -> Result<Node, Vec<Problem>> {
+    // A byte-order mark some editors write is not part of the YAML.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut builder = TreeBuilder::default();
     let mut parser = Parser::new_from_str(text);
     if let Err(e) = parser.load(&mut builder, true) {
@@ -314,7 +316,9 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
     };
     let value: f64 = number.trim().parse().ok()?;
     let secs = value * scale;
-    (secs > 0.0 && secs <= 1e8).then(|| Duration::from_secs_f64(secs))
+    (0.001..=1e8)
+        .contains(&secs)
+        .then(|| Duration::from_secs_f64(secs))
 }
 
 /// True for a task key: `^[a-z0-9][a-z0-9_-]*$`.
@@ -520,6 +524,9 @@ fn read_task(node: &Node, problems: &mut Vec<Problem>) -> Option<Task> {
             "key" => {}
             "run" => {
                 if let Some(text) = scalar(value, &key, "run", problems) {
+                    if text.trim().is_empty() {
+                        problems.push(at(value.pos(), Some(&key), Some("run"), "an empty script"));
+                    }
                     has_run = true;
                     task.run_pos = value.pos();
                     task.run = pieces(text, value.pos(), &key, "run", problems);
@@ -572,7 +579,7 @@ fn read_task(node: &Node, problems: &mut Vec<Problem>) -> Option<Task> {
             }
             "cwd" => {
                 if let Some(text) = scalar(value, &key, "cwd", problems) {
-                    task.cwd = Some(text.to_owned());
+                    task.cwd = Some((text.to_owned(), value.pos()));
                 }
             }
             other => {

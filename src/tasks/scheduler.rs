@@ -129,6 +129,9 @@ impl Console {
     }
 }
 
+/// A line longer than this is printed in pieces this long.
+const MAX_LINE: usize = 64 * 1024;
+
 /// A task's output sink: complete lines to the console as they come.
 struct TaskLines {
     key: String,
@@ -139,16 +142,26 @@ struct TaskLines {
 impl OutputSink for TaskLines {
     fn write(&mut self, stream: Stream, bytes: &[u8]) {
         let index = stream as usize;
-        let mut pending = std::mem::take(&mut self.partial[index]);
-        pending.extend_from_slice(bytes);
-        let mut start = 0;
-        while let Some(at) = pending[start..].iter().position(|&b| b == b'\n') {
-            self.console
-                .line(&self.key, stream, &pending[start..start + at]);
-            start += at + 1;
+        let mut rest = bytes;
+        // Only the new bytes are searched for line ends; a line longer
+        // than the cap goes out in pieces of the cap.
+        while let Some(at) = rest.iter().position(|&b| b == b'\n') {
+            let pending = &mut self.partial[index];
+            if pending.is_empty() {
+                self.console.line(&self.key, stream, &rest[..at]);
+            } else {
+                pending.extend_from_slice(&rest[..at]);
+                let line = std::mem::take(pending);
+                self.console.line(&self.key, stream, &line);
+            }
+            rest = &rest[at + 1..];
         }
-        pending.drain(..start);
-        self.partial[index] = pending;
+        let pending = &mut self.partial[index];
+        pending.extend_from_slice(rest);
+        while pending.len() >= MAX_LINE {
+            let line: Vec<u8> = pending.drain(..MAX_LINE).collect();
+            self.console.line(&self.key, stream, &line);
+        }
     }
 
     fn finish(&mut self, stream: Stream) {
@@ -207,6 +220,7 @@ pub fn run(options: RunOptions, open: &dyn Fn(OpenMode) -> Result<Store, StoreEr
         );
         return EXIT_REFUSED;
     }
+    remove_orphaned_sandboxes(&options.home);
     let mut store = match store {
         Some(store) => store,
         // No home and nothing that needs one so far: made now, for the
@@ -309,17 +323,52 @@ fn check_with_store(
                 });
             }
         }
-        if let Some(cwd) = &task.cwd {
-            if !folder.join(cwd).is_dir() {
+        if let Some((cwd, pos)) = &task.cwd {
+            if let Err(message) = task_dir(folder, Some(cwd), &options.home) {
                 problems.push(Problem {
-                    pos: task.pos,
+                    pos: *pos,
                     task: Some(task.key.clone()),
                     field: Some("cwd".to_owned()),
-                    message: format!("`{cwd}` is not a directory under the file's folder"),
+                    message,
                 });
             }
         }
     }
+}
+
+/// The directory a task runs in (and a template task's sandbox is seeded
+/// from): the file's folder, or `cwd` beneath it. Resolved with its links,
+/// it must stay beneath the folder (no `..`, no absolute path, no link out:
+/// a sandbox must not be seeded with `/root` or `/home`), and it is never
+/// the shroud home or inside it.
+fn task_dir(folder: &Path, cwd: Option<&str>, home: &Path) -> Result<PathBuf, String> {
+    let base = folder
+        .canonicalize()
+        .map_err(|e| format!("the file's folder {}: {e}", folder.display()))?;
+    let dir = match cwd {
+        None => base.clone(),
+        Some(cwd) => {
+            let joined = base.join(cwd);
+            let resolved = joined
+                .canonicalize()
+                .map_err(|_| format!("`{cwd}` is not a directory under the file's folder"))?;
+            if !resolved.starts_with(&base) || !resolved.is_dir() {
+                return Err(format!(
+                    "`{cwd}` is not a directory under the file's folder"
+                ));
+            }
+            resolved
+        }
+    };
+    if let Ok(home) = home.canonicalize() {
+        if dir.starts_with(&home) {
+            return Err(format!(
+                "{} is inside the shroud home; tasks do not run there",
+                dir.display()
+            ));
+        }
+    }
+    Ok(dir)
 }
 
 /// Every value the file names: secrets read once each, in one audited
@@ -420,6 +469,39 @@ fn render(pieces: &[Piece], values: &Values) -> SecretValue {
     value
 }
 
+/// The script of `pieces` with each expression replaced by a variable
+/// reference (`${SHROUD_SECRET_1}`, `${SHROUD_VAR_1}`: one per distinct
+/// expression), and those variables: (name, value, is it a secret).
+fn script_with_variables(
+    pieces: &[Piece],
+    values: &Values,
+) -> (SecretValue, Vec<(String, SecretValue, bool)>) {
+    let mut script = String::new();
+    let mut names: HashMap<Ref, String> = HashMap::new();
+    let mut env = Vec::new();
+    for piece in pieces {
+        match piece {
+            Piece::Text(text) => script.push_str(text),
+            Piece::Expr(reference) => {
+                let reference = reference.in_vault(&values.default_vault);
+                let name = names.entry(reference.clone()).or_insert_with(|| {
+                    let kind = if reference.is_secret() {
+                        "SECRET"
+                    } else {
+                        "VAR"
+                    };
+                    let name = format!("SHROUD_{kind}_{}", env.len() + 1);
+                    let value = render(&[Piece::Expr(reference.clone())], values);
+                    env.push((name.clone(), value, reference.is_secret()));
+                    name
+                });
+                script.push_str(&format!("${{{name}}}"));
+            }
+        }
+    }
+    (SecretValue::new(script.into_bytes()), env)
+}
+
 /// The shell a script runs with: bash, or sh where there is none.
 fn shell(caller_env: &CallerEnv) -> &'static str {
     let path = caller_env.get("PATH");
@@ -437,8 +519,49 @@ struct TaskSandbox {
 
 impl Drop for TaskSandbox {
     fn drop(&mut self) {
-        let _ = crate::sandbox::disk::remove(&self.dir);
-        let _ = std::fs::remove_dir_all(&self.dir);
+        remove_task_sandbox(&self.dir);
+    }
+}
+
+/// Removes a task's sandbox: its disk, its files, its owner file.
+fn remove_task_sandbox(dir: &Path) {
+    let _ = crate::sandbox::disk::remove(dir);
+    let _ = std::fs::remove_dir_all(dir);
+    let _ = std::fs::remove_file(owner_file(dir));
+}
+
+/// `<id>.owner` beside a task's sandbox: the pid of the run that made it.
+fn owner_file(dir: &Path) -> PathBuf {
+    let mut name = dir.as_os_str().to_owned();
+    name.push(".owner");
+    PathBuf::from(name)
+}
+
+/// Removes the task sandboxes of runs that died without cleaning up (a
+/// `shroud run` killed with SIGKILL): their disks stay mounted otherwise,
+/// with whatever the tasks wrote there.
+fn remove_orphaned_sandboxes(home: &Path) {
+    let Ok(entries) = std::fs::read_dir(home.join("task-sandboxes")) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path
+            .extension()
+            .is_some_and(|e| e == "owner" || e == "disk")
+        {
+            continue;
+        }
+        let owner = std::fs::read_to_string(owner_file(&path))
+            .ok()
+            .and_then(|pid| pid.trim().parse::<u32>().ok());
+        let alive = owner.is_some_and(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| c.split(|&b| b == 0).any(|arg| arg == b"run"))
+        });
+        if !alive {
+            remove_task_sandbox(&path);
+        }
     }
 }
 
@@ -600,7 +723,10 @@ fn schedule(
     )
 }
 
-#[allow(clippy::too_many_arguments)]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one task's start needs the run's values, options, store, console and channel"
+)]
 fn start_task(
     i: usize,
     task: &Task,
@@ -611,7 +737,11 @@ fn start_task(
     console: &Console,
     done: &mpsc::Sender<Finished>,
 ) -> Result<Started, String> {
-    let script = render(&task.run, values);
+    // Expressions in the script become variables of the task: the shell
+    // expands `${SHROUD_SECRET_1}` to exactly the value, where pasting the
+    // value into the script would have made it shell code (`$`, `&`, a
+    // quote in a password: run as commands, and no longer masked).
+    let (script, script_env) = script_with_variables(&task.run, values);
     let (read_end, write_end) = crate::sys::fd::pipe().map_err(|e| e.to_string())?;
     let shell = shell(&options.caller_env);
     let command: Vec<OsString> = vec![shell.into(), "-e".into(), "/proc/self/fd/3".into()];
@@ -633,12 +763,14 @@ fn start_task(
         }
     }
     let mut sandbox = None;
+    let work_from = task_dir(
+        folder,
+        task.cwd.as_ref().map(|(c, _)| c.as_str()),
+        &options.home,
+    )?;
     match &task.template {
         None => {
-            spec.cwd = Some(match &task.cwd {
-                Some(cwd) => folder.join(cwd),
-                None => folder.to_owned(),
-            });
+            spec.cwd = Some(work_from.clone());
         }
         Some((template, _)) => {
             let template = Template::load(template, &options.home).map_err(|e| e.to_string())?;
@@ -649,6 +781,8 @@ fn start_task(
             let id = uuid::Uuid::new_v4();
             let dir = options.home.join("task-sandboxes").join(id.to_string());
             crate::store::home::create_private_dir(&options.home.join("task-sandboxes"))
+                .map_err(|e| e.to_string())?;
+            std::fs::write(owner_file(&dir), format!("{}\n", std::process::id()))
                 .map_err(|e| e.to_string())?;
             std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
             let made = TaskSandbox { dir: dir.clone() };
@@ -662,10 +796,7 @@ fn start_task(
                     id.as_bytes(),
                 )
                 .map_err(|e| e.to_string())?;
-            let seed = match &task.cwd {
-                Some(cwd) => folder.join(cwd),
-                None => folder.to_owned(),
-            };
+            let seed = work_from.clone();
             crate::supervisor::deploy::copy_tree_except(
                 &seed,
                 &policy.workdir,
@@ -694,6 +825,13 @@ fn start_task(
             spec.env_policy = template.env.clone();
             spec.sandbox = Some(policy);
             sandbox = Some(made);
+        }
+    }
+    for (name, value, secret) in script_env {
+        if secret {
+            secret_env.push((name, value));
+        } else {
+            extra_env.push((name, String::from_utf8_lossy(value.expose()).into_owned()));
         }
     }
     spec.extra_env = extra_env;

@@ -432,3 +432,105 @@ fn no_task_outlives_a_run_killed_with_sigkill() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[test]
+fn values_with_shell_characters_stay_values_and_cwd_stays_under_the_folder() {
+    let home = TestHome::new();
+    let dir = tempfile::tempdir().unwrap();
+    let pwned = dir.path().join("PWNED");
+    home.set(
+        "WEIRD",
+        &format!("pa$$w0rd-x$(touch {})y&'\"z", pwned.display()),
+    );
+    let file = task_file(
+        &dir,
+        "tasks:
+  - key: quoted
+    run: |
+      printf '%s\\n' \"${{ secrets.WEIRD }}\"
+      printf 'len=%s\\n' \"$(printf '%s' \"${{ secrets.WEIRD }}\" | wc -c)\"
+",
+    );
+    let run = home.run(&["run", &file]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let out = run.stdout_text();
+    assert!(out.contains("[quoted] <secret:weird>"), "{out}");
+    assert!(!pwned.exists(), "the value ran as shell code");
+    let expected_len = home.reveal("WEIRD").len();
+    assert!(out.contains(&format!("len={expected_len}")), "{out}");
+
+    // A `cwd` that leaves the file's folder (absolute, `..`, a link out),
+    // or is the shroud home, is refused at the `cwd` field.
+    std::os::unix::fs::symlink("/root", dir.path().join("rootlink")).unwrap();
+    for (cwd, line) in [("/root", 4), ("..", 4), ("rootlink", 4)] {
+        let file = task_file(
+            &dir,
+            &format!("tasks:\n  - key: out\n    template: bash\n    cwd: {cwd}\n    run: ls\n"),
+        );
+        let run = home.run(&["run", &file]);
+        assert_eq!(run.code, 2, "{cwd}: {}", run.stderr);
+        assert!(
+            run.stderr
+                .contains(&format!("tasks.yml:{line}:10: task `out`, field `cwd`")),
+            "{cwd}: {}",
+            run.stderr
+        );
+    }
+}
+
+#[test]
+fn a_sandbox_left_by_a_killed_run_is_removed_by_the_next() {
+    let home = TestHome::new();
+    let dir = tempfile::tempdir().unwrap();
+    let file = task_file(
+        &dir,
+        "tasks:\n  - key: boxed\n    template: bash\n    run: sleep 30\n",
+    );
+    let mut child = home
+        .command(&["run", &file])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let sandboxes = home.path().join("task-sandboxes");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::fs::read_dir(&sandboxes).map_or(0, |d| d.count()) == 0 {
+        assert!(Instant::now() < deadline, "no sandbox was made");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(std::fs::read_dir(&sandboxes).unwrap().count() > 0);
+    let quick = task_file(&dir, "tasks:\n  - key: quick\n    run: \"true\"\n");
+    assert_eq!(home.run(&["run", &quick]).code, 0);
+    let left: Vec<_> = std::fs::read_dir(&sandboxes)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn a_long_line_without_newline_goes_out_in_pieces_and_fast() {
+    let home = TestHome::new();
+    let dir = tempfile::tempdir().unwrap();
+    let file = task_file(
+        &dir,
+        "tasks:\n  - key: long\n    run: head -c 8000000 /dev/zero | tr '\\\\0' a\n",
+    );
+    let run = home.run(&["--json", "run", &file]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let lines = json_lines(&run.stdout_text());
+    let total: usize = lines
+        .iter()
+        .filter(|l| l["task"] == "long" && l["stream"] == "stdout")
+        .map(|l| l["data"].as_str().unwrap().len())
+        .sum();
+    assert_eq!(total, 8_000_000);
+    assert!(lines
+        .iter()
+        .filter(|l| l["stream"] == "stdout")
+        .all(|l| l["data"].as_str().unwrap().len() <= 64 * 1024));
+}
