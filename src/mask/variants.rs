@@ -25,7 +25,9 @@
 //!   (plain; all-ASCII `\uXXXX`; the HTML-safe forms of Go and PHP, `\u003c
 //!   \u003e \u0026 \u0027` and `\/`, in either hex case); and HTML/XML
 //!   escaping (`&lt; &gt; &amp;`, quotes as `&quot;` or `&#34;`, apostrophes
-//!   as `&#39;`, `&#x27;` or `&apos;`).
+//!   as `&#39;`, `&#x27;` or `&apos;`); and how shells print a value back:
+//!   single-quoted with `'` as `'\''` (bash's `set -x`, `${x@Q}`) and
+//!   backslash-escaped (`printf %q`).
 //!
 //! Forms shorter than [`MIN_PATTERN_LEN`] are dropped (too likely to occur by
 //! chance), as are duplicates (most values, made of letters and digits, have
@@ -149,6 +151,10 @@ const PERCENT_STYLES: [PercentStyle; 4] = [
 const HEX_UPPER: &[u8; 16] = b"0123456789ABCDEF";
 const HEX_LOWER: &[u8; 16] = b"0123456789abcdef";
 
+/// What bash's `printf %q` escapes with a backslash (and `#`, `~` at the
+/// start of a word).
+const SHELL_ESCAPED: &[u8] = b" !\"$&'(),;<>?[\\]^`{|}*";
+
 /// The forms text encoders write of `text`: percent-encoding, JSON string
 /// escaping and HTML/XML escaping, each in the variants real encoders use.
 fn text_encodings(text: &[u8]) -> Vec<Zeroizing<Vec<u8>>> {
@@ -162,8 +168,28 @@ fn text_encodings(text: &[u8]) -> Vec<Zeroizing<Vec<u8>>> {
         .iter()
         .any(|&b| !(0x20..0x80).contains(&b) || b"\"\\/<>&'".contains(&b));
     let html = text.iter().any(|&b| b"&<>\"'".contains(&b));
-    if !percent && !json && !html {
+    let shell = text.iter().any(|&b| SHELL_ESCAPED.contains(&b));
+    if !percent && !json && !html && !shell {
         return forms;
+    }
+    if shell {
+        // How shells print a value back: bash's `set -x` and `${x@Q}`
+        // single-quote it (`'` as `'\''`), `printf %q` backslash-escapes.
+        let mut quoted = Zeroizing::new(Vec::with_capacity(text.len() + 8));
+        let mut escaped = Zeroizing::new(Vec::with_capacity(text.len() * 2));
+        for (i, &b) in text.iter().enumerate() {
+            if b == b'\'' {
+                quoted.extend_from_slice(b"'\\''");
+            } else {
+                quoted.push(b);
+            }
+            if SHELL_ESCAPED.contains(&b) || (i == 0 && (b == b'#' || b == b'~')) {
+                escaped.push(b'\\');
+            }
+            escaped.push(b);
+        }
+        forms.push(quoted);
+        forms.push(escaped);
     }
     for style in PERCENT_STYLES.iter().filter(|_| percent) {
         for hex in [HEX_UPPER, HEX_LOWER] {
@@ -436,6 +462,20 @@ mod tests {
         assert!(STANDARD
             .encode(b"\xffabcd")
             .contains(std::str::from_utf8(&core).unwrap()));
+    }
+
+    #[test]
+    fn shell_quoted_forms() {
+        let forms = forms(b"it's-my-pw");
+        assert!(has(&forms, b"it'\\''s-my-pw"), "set -x");
+        assert!(has(&forms, b"it\\'s-my-pw"), "printf %q");
+        let forms = super::forms(b"x y!z$w&v");
+        assert!(has(&forms, b"x\\ y\\!z\\$w\\&v"));
+        // Nothing to quote: no extra form.
+        assert_eq!(
+            super::forms(b"plainvalue123").len(),
+            super::forms(b"plainvalue124").len()
+        );
     }
 
     #[test]
