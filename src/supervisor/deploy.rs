@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::output::{OutputSink, Stream};
+use super::output::{LineSplitter, OutputSink, Stream};
 use super::plan::{self, CallerEnv, PlanError};
 use super::sandboxes::SandboxHost;
 use crate::sandbox::apply::{Feature, SandboxPolicy};
@@ -546,10 +546,10 @@ impl LogFile {
 pub struct InstanceLog {
     pub log: std::sync::Arc<LogFile>,
     pub instance: String,
-    partial: [Vec<u8>; 2],
+    lines: LineSplitter,
 }
 
-/// A partial line longer than this is written out as it is.
+/// A partial line this long is written out as it is.
 const MAX_PARTIAL_LINE: usize = 16 * 1024;
 
 impl InstanceLog {
@@ -557,49 +557,34 @@ impl InstanceLog {
         InstanceLog {
             log,
             instance,
-            partial: [Vec::new(), Vec::new()],
+            lines: LineSplitter::new(MAX_PARTIAL_LINE),
         }
     }
+}
 
-    fn line(&self, stream: Stream, bytes: &[u8]) {
-        let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
-        self.log.append(&serde_json::json!({
-            "ts": crate::clock::rfc3339(crate::clock::now_ms()),
-            "instance": self.instance,
-            "stream": stream.name(),
-            "data": String::from_utf8_lossy(bytes),
-        }));
-    }
+/// Appends one output line of `instance` to `log`.
+fn log_line(log: &LogFile, instance: &str, stream: Stream, bytes: &[u8]) {
+    let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
+    log.append(&serde_json::json!({
+        "ts": crate::clock::rfc3339(crate::clock::now_ms()),
+        "instance": instance,
+        "stream": stream.name(),
+        "data": String::from_utf8_lossy(bytes),
+    }));
 }
 
 impl OutputSink for InstanceLog {
     fn write(&mut self, stream: Stream, bytes: &[u8]) {
-        let index = stream as usize;
-        let mut pending = std::mem::take(&mut self.partial[index]);
-        pending.extend_from_slice(bytes);
-        let mut start = 0;
-        while let Some(at) = memchr_newline(&pending[start..]) {
-            self.line(stream, &pending[start..start + at]);
-            start += at + 1;
-        }
-        pending.drain(..start);
-        if pending.len() > MAX_PARTIAL_LINE {
-            self.line(stream, &pending);
-            pending.clear();
-        }
-        self.partial[index] = pending;
+        let (log, instance) = (&self.log, &self.instance);
+        self.lines
+            .push(stream, bytes, |line| log_line(log, instance, stream, line));
     }
 
     fn finish(&mut self, stream: Stream) {
-        let pending = std::mem::take(&mut self.partial[stream as usize]);
-        if !pending.is_empty() {
-            self.line(stream, &pending);
-        }
+        let (log, instance) = (&self.log, &self.instance);
+        self.lines
+            .finish(stream, |line| log_line(log, instance, stream, line));
     }
-}
-
-fn memchr_newline(bytes: &[u8]) -> Option<usize> {
-    bytes.iter().position(|&b| b == b'\n')
 }
 
 /// The `$NOTIFY_SOCKET` of one instance: a datagram socket in

@@ -68,6 +68,56 @@ pub trait OutputSink: Send {
     fn finish(&mut self, stream: Stream);
 }
 
+/// Splits the masked output of a run's two streams into lines, for sinks
+/// that keep or print whole lines (a deployment's log, a task's prefixed
+/// lines): each complete line (without its `\n`) as soon as it ends; a
+/// line that grows past `max` bytes in pieces of `max`; what is left at the
+/// end of a stream with [`LineSplitter::finish`]. Only new bytes are
+/// searched for line ends.
+#[derive(Debug)]
+pub struct LineSplitter {
+    max: usize,
+    partial: [Vec<u8>; 2],
+}
+
+impl LineSplitter {
+    pub fn new(max: usize) -> Self {
+        LineSplitter {
+            max: max.max(1),
+            partial: [Vec::new(), Vec::new()],
+        }
+    }
+
+    /// Hands every line `bytes` completes (or piece past `max`) to `line`.
+    pub fn push(&mut self, stream: Stream, bytes: &[u8], mut line: impl FnMut(&[u8])) {
+        let pending = &mut self.partial[stream as usize];
+        let mut rest = bytes;
+        while let Some(at) = rest.iter().position(|&b| b == b'\n') {
+            if pending.is_empty() {
+                line(&rest[..at]);
+            } else {
+                pending.extend_from_slice(&rest[..at]);
+                line(pending);
+                pending.clear();
+            }
+            rest = &rest[at + 1..];
+        }
+        pending.extend_from_slice(rest);
+        while pending.len() >= self.max {
+            let piece: Vec<u8> = pending.drain(..self.max).collect();
+            line(&piece);
+        }
+    }
+
+    /// The stream ended: its partial last line, if any, goes to `line`.
+    pub fn finish(&mut self, stream: Stream, mut line: impl FnMut(&[u8])) {
+        let pending = std::mem::take(&mut self.partial[stream as usize]);
+        if !pending.is_empty() {
+            line(&pending);
+        }
+    }
+}
+
 impl std::fmt::Debug for dyn OutputSink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("OutputSink")
@@ -382,7 +432,20 @@ fn incomplete_utf8_suffix(bytes: &[u8]) -> usize {
 
 #[cfg(test)]
 mod tests {
-    use super::incomplete_utf8_suffix;
+    use super::{incomplete_utf8_suffix, LineSplitter, Stream};
+
+    #[test]
+    fn lines_are_split_as_they_end_and_long_ones_in_pieces() {
+        let mut splitter = LineSplitter::new(4);
+        let mut lines: Vec<Vec<u8>> = Vec::new();
+        splitter.push(Stream::Stdout, b"ab", |l| lines.push(l.to_vec()));
+        splitter.push(Stream::Stderr, b"x\n", |l| lines.push(l.to_vec()));
+        splitter.push(Stream::Stdout, b"c\nde", |l| lines.push(l.to_vec()));
+        splitter.push(Stream::Stdout, b"fghij", |l| lines.push(l.to_vec()));
+        splitter.finish(Stream::Stdout, |l| lines.push(l.to_vec()));
+        let lines: Vec<&[u8]> = lines.iter().map(Vec::as_slice).collect();
+        assert_eq!(lines, [&b"x"[..], b"abc", b"defg", b"hij"]);
+    }
 
     #[test]
     fn split_characters_are_detected() {

@@ -33,7 +33,7 @@ use crate::sandbox::template::Template;
 use crate::secret::SecretValue;
 use crate::store::audit::Action;
 use crate::store::{OpenMode, SecretName, Store, StoreError, VaultName};
-use crate::supervisor::output::{Destination, OutputSink, Stream};
+use crate::supervisor::output::{Destination, LineSplitter, OutputSink, Stream};
 use crate::supervisor::plan::{self, CallerEnv, RunIo, RunSpec, StoreAccess};
 use crate::supervisor::sandboxes::SandboxHost;
 use crate::supervisor::{self, Control, RunHandle};
@@ -136,39 +136,20 @@ const MAX_LINE: usize = 64 * 1024;
 struct TaskLines {
     key: String,
     console: Console,
-    partial: [Vec<u8>; 2],
+    lines: LineSplitter,
 }
 
 impl OutputSink for TaskLines {
     fn write(&mut self, stream: Stream, bytes: &[u8]) {
-        let index = stream as usize;
-        let mut rest = bytes;
-        // Only the new bytes are searched for line ends; a line longer
-        // than the cap goes out in pieces of the cap.
-        while let Some(at) = rest.iter().position(|&b| b == b'\n') {
-            let pending = &mut self.partial[index];
-            if pending.is_empty() {
-                self.console.line(&self.key, stream, &rest[..at]);
-            } else {
-                pending.extend_from_slice(&rest[..at]);
-                let line = std::mem::take(pending);
-                self.console.line(&self.key, stream, &line);
-            }
-            rest = &rest[at + 1..];
-        }
-        let pending = &mut self.partial[index];
-        pending.extend_from_slice(rest);
-        while pending.len() >= MAX_LINE {
-            let line: Vec<u8> = pending.drain(..MAX_LINE).collect();
-            self.console.line(&self.key, stream, &line);
-        }
+        let (key, console) = (&self.key, &self.console);
+        self.lines
+            .push(stream, bytes, |line| console.line(key, stream, line));
     }
 
     fn finish(&mut self, stream: Stream) {
-        let pending = std::mem::take(&mut self.partial[stream as usize]);
-        if !pending.is_empty() {
-            self.console.line(&self.key, stream, &pending);
-        }
+        let (key, console) = (&self.key, &self.console);
+        self.lines
+            .finish(stream, |line| console.line(key, stream, line));
     }
 }
 
@@ -846,7 +827,7 @@ fn start_task(
     let sink = TaskLines {
         key: task.key.clone(),
         console: console.clone(),
-        partial: [Vec::new(), Vec::new()],
+        lines: LineSplitter::new(MAX_LINE),
     };
     let mut io = RunIo::detached(
         Destination::Sink(Box::new(sink)),

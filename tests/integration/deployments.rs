@@ -23,19 +23,7 @@ fn api(
         serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
     )
 }
-use crate::support::{supervisor_pid, TestHome};
-
-/// Waits up to `limit` for `check` to hold; panics with `what` otherwise.
-fn wait_until(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if check() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("timed out waiting for {what}");
-}
+use crate::support::{supervisor_pid, wait_until, TestHome};
 
 /// The deployment `slug` as `deploy list --json` shows it.
 fn deployment(home: &TestHome, slug: &str) -> serde_json::Value {

@@ -620,21 +620,6 @@ fn deployment_on(node: &Node, token: &str, slug: &str) -> serde_json::Value {
         .unwrap_or(serde_json::Value::Null)
 }
 
-fn wait_for(
-    limit: std::time::Duration,
-    what: &str,
-    mut check: impl FnMut() -> bool,
-) -> std::time::Duration {
-    let start = std::time::Instant::now();
-    while start.elapsed() < limit {
-        if check() {
-            return start.elapsed();
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    panic!("timed out after {limit:?} waiting for {what}");
-}
-
 #[test]
 fn a_deployment_runs_on_one_node_follows_rotations_from_any_and_is_taken_over_when_its_node_dies() {
     let Some((a, b, token)) = two_nodes() else {
@@ -658,7 +643,7 @@ fn a_deployment_runs_on_one_node_follows_rotations_from_any_and_is_taken_over_wh
     .to_string();
     let (status, body) = a.http("POST", "/api/deployments", &token, Some(&create));
     assert_eq!(status, 200, "{body}");
-    wait_for(
+    crate::support::wait_until(
         std::time::Duration::from_secs(15),
         "svc running on node-a",
         || {
@@ -667,7 +652,7 @@ fn a_deployment_runs_on_one_node_follows_rotations_from_any_and_is_taken_over_wh
         },
     );
     // Node b sees it, as node a last reported it.
-    wait_for(
+    crate::support::wait_until(
         std::time::Duration::from_secs(5),
         "node-b to list it",
         || {
@@ -684,7 +669,7 @@ fn a_deployment_runs_on_one_node_follows_rotations_from_any_and_is_taken_over_wh
         Some(&set_body("ci", "API_KEY", "sk-live-node-00002")),
     );
     assert_eq!(status, 200, "{body}");
-    let noticed = wait_for(
+    let noticed = crate::support::wait_until(
         std::time::Duration::from_secs(10),
         "the rotation to start on node-a",
         || {
@@ -706,7 +691,7 @@ fn a_deployment_runs_on_one_node_follows_rotations_from_any_and_is_taken_over_wh
     )
     .unwrap();
     let _ = a.server.wait();
-    let took = wait_for(
+    let took = crate::support::wait_until(
         std::time::Duration::from_secs(20),
         "node-b to run svc",
         || {

@@ -60,6 +60,23 @@ impl Drop for TestHome {
     }
 }
 
+/// Waits up to `limit` for `check` to hold (looking every 50 ms); answers
+/// how long it took, or panics naming `what`.
+pub fn wait_until(
+    limit: std::time::Duration,
+    what: &str,
+    mut check: impl FnMut() -> bool,
+) -> std::time::Duration {
+    let start = std::time::Instant::now();
+    while start.elapsed() < limit {
+        if check() {
+            return start.elapsed();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("timed out after {limit:?} waiting for {what}");
+}
+
 /// Stops a supervisor still running for the home `dir` (one a `deploy`
 /// command started in the background), and waits for it to go.
 pub fn stop_supervisor(dir: &Path) {
