@@ -31,6 +31,8 @@
 //!   Unix socket).
 //! - [`cli`]: the `shroud` command line.
 
+#![recursion_limit = "512"]
+
 pub mod api;
 pub mod cli;
 pub mod clock;
@@ -41,3 +43,4 @@ pub mod store;
 pub mod supervisor;
 pub mod sys;
 pub mod tasks;
+pub mod wire;

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -28,7 +28,7 @@ use serde::Deserialize;
 
 use super::auth::Caller;
 use super::error::ApiError;
-use super::json::ApiJson;
+use super::json::{ApiJson, ApiPath, ApiQuery};
 use super::ApiState;
 use crate::store::tokens::Access;
 use crate::store::{VaultName, DEPLOYMENT_KIND, RUN_KIND};
@@ -76,8 +76,8 @@ pub struct CreateBody {
     vault: Option<String>,
     #[serde(default)]
     env: BTreeMap<String, String>,
-    #[serde(default)]
-    replicas: Option<u32>,
+    #[serde(default, deserialize_with = "super::json::whole_number")]
+    replicas: Option<u64>,
     #[serde(default)]
     sockets: Vec<String>,
     /// `READY=1` on `$NOTIFY_SOCKET` instead of alive `ready_after` seconds.
@@ -90,11 +90,12 @@ pub struct CreateBody {
     code: Option<PathBuf>,
 }
 
-/// Parses `ready_after` / `notify` into a readiness.
+/// Parses `ready_after` / `notify` into a readiness. `notify: true` wins
+/// over a `ready_after` beside it (the CLI's flags exclude each other; the
+/// API takes both, so that every body its schema allows is taken).
 pub fn readiness(notify: bool, ready_after: Option<f64>) -> Result<Readiness, String> {
     match (notify, ready_after) {
-        (true, Some(_)) => Err("`notify` and `ready_after` exclude each other".to_owned()),
-        (true, None) => Ok(Readiness::Notify),
+        (true, _) => Ok(Readiness::Notify),
         (false, None) => Ok(Readiness::AliveFor(1000)),
         (false, Some(secs)) if (0.0..=3600.0).contains(&secs) => {
             Ok(Readiness::AliveFor((secs * 1000.0) as u64))
@@ -169,7 +170,7 @@ pub async fn create(
         command: body.command,
         code,
         runtime: body.runtime_slug,
-        replicas: body.replicas.unwrap_or(1),
+        replicas: u32::try_from(body.replicas.unwrap_or(1)).unwrap_or(u32::MAX),
         sockets,
         readiness: readiness(body.notify, body.ready_after).map_err(ApiError::bad_request)?,
         owner: caller.name().to_owned(),
@@ -234,7 +235,7 @@ async fn managed(
 pub async fn control(
     State(state): State<Arc<ApiState>>,
     caller: Caller,
-    Path((slug, verb)): Path<(String, String)>,
+    ApiPath((slug, verb)): ApiPath<(String, String)>,
 ) -> ApiResult {
     let verb = match verb.as_str() {
         "stop" => Verb::Stop,
@@ -256,7 +257,7 @@ pub async fn control(
 pub async fn remove(
     State(state): State<Arc<ApiState>>,
     caller: Caller,
-    Path(slug): Path<String>,
+    ApiPath(slug): ApiPath<String>,
 ) -> ApiResult {
     managed(&state, &caller, slug.clone(), Access::Write).await?;
     manager(&state)?.control(&slug, Verb::Remove).await?;
@@ -276,8 +277,8 @@ pub struct LogQuery {
 pub async fn logs(
     State(state): State<Arc<ApiState>>,
     caller: Caller,
-    Path(slug): Path<String>,
-    Query(query): Query<LogQuery>,
+    ApiPath(slug): ApiPath<String>,
+    ApiQuery(query): ApiQuery<LogQuery>,
 ) -> ApiResult {
     let definition = managed(&state, &caller, slug, Access::Write).await?;
     let path = definition.dir(state.home()).join("log.jsonl");
@@ -312,8 +313,8 @@ pub struct WaitQuery {
 pub async fn start_run(
     State(state): State<Arc<ApiState>>,
     caller: Caller,
-    Path(slug): Path<String>,
-    Query(query): Query<WaitQuery>,
+    ApiPath(slug): ApiPath<String>,
+    ApiQuery(query): ApiQuery<WaitQuery>,
     ApiJson(body): ApiJson<RunBody>,
 ) -> ApiResult {
     let definition = managed(&state, &caller, slug.clone(), Access::Read).await?;
@@ -377,7 +378,7 @@ async fn run_view(
 pub async fn list_runs(
     State(state): State<Arc<ApiState>>,
     caller: Caller,
-    Path(slug): Path<String>,
+    ApiPath(slug): ApiPath<String>,
 ) -> ApiResult {
     let definition = managed(&state, &caller, slug.clone(), Access::Write).await?;
     let rows = state
@@ -405,7 +406,7 @@ pub async fn list_runs(
 pub async fn run(
     State(state): State<Arc<ApiState>>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult {
     Ok(Json(run_view(&state, &caller, id, Access::Write).await?).into_response())
 }
@@ -415,8 +416,8 @@ pub async fn run(
 pub async fn run_log(
     State(state): State<Arc<ApiState>>,
     caller: Caller,
-    Path(id): Path<String>,
-    Query(query): Query<LogQuery>,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(query): ApiQuery<LogQuery>,
 ) -> ApiResult {
     run_view(&state, &caller, id.clone(), Access::Write).await?;
     let path = manager::run_log_path(state.home(), &id);

@@ -28,8 +28,10 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
+use zeroize::Zeroizing;
 
 use super::auth::Caller;
+use super::awsv4;
 use super::destinations;
 use super::error::ApiError;
 use super::json::ApiJson;
@@ -42,14 +44,30 @@ use crate::store::REFERENCE_PREFIX;
 pub const MAX_RESPONSE_BYTES: usize = 10 * 1024 * 1024;
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 const MAX_TIMEOUT: Duration = Duration::from_secs(120);
+/// The methods a fetch may use.
+pub const FETCH_METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
 /// Characters of a reference token (256 bits, base64url without padding).
 const TOKEN_CHARS: usize = 43;
 
 #[derive(Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
 pub enum FetchAuth {
-    Bearer { token: String },
-    Basic { username: String, password: String },
+    Bearer {
+        token: String,
+    },
+    Basic {
+        username: String,
+        password: String,
+    },
+    /// AWS Signature Version 4 (see `awsv4`).
+    Awsv4 {
+        access_key_id: String,
+        secret_access_key: String,
+        #[serde(default)]
+        session_token: Option<String>,
+        region: String,
+        service: String,
+    },
 }
 
 #[derive(Deserialize)]
@@ -66,7 +84,7 @@ pub struct FetchBody {
     body: Option<String>,
     #[serde(default)]
     auth: Option<FetchAuth>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::json::whole_number")]
     timeout_ms: Option<u64>,
 }
 
@@ -125,6 +143,14 @@ fn substitute_header(text: &str, resolved: &[Resolved], field: &str) -> Result<S
             StatusCode::BAD_REQUEST,
             format!("{field}: the value contains a line break or a NUL byte, which cannot go into a header; nothing was sent"),
         ));
+    }
+    if !out
+        .bytes()
+        .all(|b| b == b'\t' || (b' '..=b'~').contains(&b))
+    {
+        return Err(ApiError::bad_request(format!(
+            "{field}: a header value is printable ASCII (and tabs); nothing was sent"
+        )));
     }
     Ok(out)
 }
@@ -226,6 +252,20 @@ pub async fn fetch(
             references_in(username, &mut references);
             references_in(password, &mut references);
         }
+        Some(FetchAuth::Awsv4 {
+            access_key_id,
+            secret_access_key,
+            session_token,
+            region,
+            service,
+        }) => {
+            for field in [access_key_id, secret_access_key, region, service]
+                .into_iter()
+                .chain(session_token)
+            {
+                references_in(field, &mut references);
+            }
+        }
         None => {}
     }
     let wanted = references.clone();
@@ -253,15 +293,28 @@ pub async fn fetch(
     }
     let mask = builder.build();
 
-    let method = reqwest::Method::from_bytes(
-        body.method
-            .as_deref()
-            .unwrap_or("GET")
-            .to_ascii_uppercase()
-            .as_bytes(),
-    )
-    .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "invalid method"))?;
-    let url = build_url(&body.url, &resolved)?;
+    let method = body.method.as_deref().unwrap_or("GET").to_ascii_uppercase();
+    if !FETCH_METHODS.contains(&method.as_str()) {
+        return Err(ApiError::bad_request(format!(
+            "invalid method: expected one of {}",
+            FETCH_METHODS.join(", ")
+        )));
+    }
+    let method = reqwest::Method::from_bytes(method.as_bytes())
+        .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "invalid method"))?;
+    let mut url = build_url(&body.url, &resolved)?;
+    if !body.query.is_empty() {
+        let mut pairs = Vec::with_capacity(body.query.len());
+        for (name, value) in &body.query {
+            pairs.push((name.clone(), Zeroizing::new(substitute(value, &resolved)?)));
+        }
+        url.query_pairs_mut()
+            .extend_pairs(pairs.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+    }
+    if let Some(FetchAuth::Awsv4 { .. }) = &body.auth {
+        // Sent exactly as it is signed.
+        url = awsv4::canonical_url(&url);
+    }
     let fetcher = state.fetcher();
     // A literal address is not resolved: check it here.
     let literal = match url.host() {
@@ -278,11 +331,22 @@ pub async fn fetch(
             })
         })?;
     }
-    let timeout = body
-        .timeout_ms
-        .map_or(DEFAULT_TIMEOUT, Duration::from_millis)
-        .min(MAX_TIMEOUT);
-    let mut request = fetcher.client.request(method, url).timeout(timeout);
+    let timeout = match body.timeout_ms {
+        None => DEFAULT_TIMEOUT,
+        Some(ms) if (1..=MAX_TIMEOUT.as_millis() as u64).contains(&ms) => Duration::from_millis(ms),
+        Some(_) => {
+            return Err(ApiError::bad_request(format!(
+                "`timeout_ms` is 1 to {}",
+                MAX_TIMEOUT.as_millis()
+            )))
+        }
+    };
+    let mut request = fetcher
+        .client
+        .request(method.clone(), url.clone())
+        .timeout(timeout);
+    // What the request carries, for a signature over it.
+    let mut sent_headers: Vec<(String, String)> = Vec::new();
     for (name, value) in &body.headers {
         let header = reqwest::header::HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
             ApiError::new(
@@ -294,6 +358,7 @@ pub async fn fetch(
             continue; // identity, always (below)
         }
         let value = substitute_header(value, &resolved, &format!("header {name}"))?;
+        sent_headers.push((name.clone(), value.clone()));
         let value = reqwest::header::HeaderValue::from_str(&value).map_err(|_| {
             ApiError::new(
                 StatusCode::BAD_REQUEST,
@@ -303,16 +368,11 @@ pub async fn fetch(
         request = request.header(header, value);
     }
     request = request.header(reqwest::header::ACCEPT_ENCODING, "identity");
-    let mut query = Vec::with_capacity(body.query.len());
-    for (name, value) in &body.query {
-        query.push((name.clone(), substitute(value, &resolved)?));
-    }
-    if !query.is_empty() {
-        request = request.query(&query);
-    }
-    if let Some(text) = &body.body {
-        request = request.body(substitute(text, &resolved)?);
-    }
+    sent_headers.push(("accept-encoding".to_owned(), "identity".to_owned()));
+    let payload = match &body.body {
+        Some(text) => substitute(text, &resolved)?.into_bytes(),
+        None => Vec::new(),
+    };
     request = match &body.auth {
         Some(FetchAuth::Bearer { token }) => {
             request.bearer_auth(substitute_header(token, &resolved, "auth.token")?)
@@ -321,8 +381,54 @@ pub async fn fetch(
             substitute(username, &resolved)?,
             Some(substitute(password, &resolved)?),
         ),
+        Some(FetchAuth::Awsv4 {
+            access_key_id,
+            secret_access_key,
+            session_token,
+            region,
+            service,
+        }) => {
+            let field = |text: &str, name: &str| {
+                substitute_header(text, &resolved, &format!("auth.{name}")).map(Zeroizing::new)
+            };
+            let access_key_id = field(access_key_id, "access_key_id")?;
+            let secret_access_key = field(secret_access_key, "secret_access_key")?;
+            let session_token = session_token
+                .as_deref()
+                .map(|token| field(token, "session_token"))
+                .transpose()?;
+            let region = field(region, "region")?;
+            let service = field(service, "service")?;
+            let credentials = awsv4::Credentials {
+                access_key_id: &access_key_id,
+                secret_access_key: &secret_access_key,
+                session_token: session_token.as_deref().map(|t| t.as_str()),
+                region: &region,
+                service: &service,
+            };
+            let signed = awsv4::sign(
+                method.as_str(),
+                &url,
+                &sent_headers,
+                &payload,
+                &credentials,
+                &awsv4::amz_date(time::OffsetDateTime::now_utc()),
+            );
+            for (name, value) in signed {
+                let value = reqwest::header::HeaderValue::from_str(&value).map_err(|_| {
+                    ApiError::bad_request(format!(
+                        "auth: the {name} header of the signature is not a valid header value"
+                    ))
+                })?;
+                request = request.header(name, value);
+            }
+            request
+        }
         None => request,
     };
+    if body.body.is_some() {
+        request = request.body(payload);
+    }
     drop(resolved);
 
     let mut response = request.send().await.map_err(|e| {

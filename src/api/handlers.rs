@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use super::auth::Caller;
 use super::error::{ApiError, ItemError};
-use super::json::ApiJson;
+use super::json::{ApiJson, ApiPath, ApiQuery};
 use super::ApiState;
 use crate::clock::rfc3339;
 use crate::secret::SecretValue;
@@ -32,14 +32,7 @@ fn secret_name(name: &str) -> Result<SecretName, ApiError> {
 }
 
 fn meta_json(meta: &SecretMeta) -> serde_json::Value {
-    serde_json::json!({
-        "name": meta.name,
-        "description": meta.description,
-        "version": meta.version,
-        "created_at": rfc3339(meta.created_at_ms),
-        "updated_at": rfc3339(meta.updated_at_ms),
-        "expires_at": meta.expires_at_ms.map(rfc3339),
-    })
+    serde_json::json!(crate::wire::SecretMetaJson::from(meta))
 }
 
 #[derive(Deserialize)]
@@ -49,6 +42,9 @@ pub struct SecretItem {
     secret: String,
     #[serde(default)]
     description: Option<String>,
+    /// `APIKey`, `SSHKey`, `UsernamePassword` or `Other`.
+    #[serde(default)]
+    purpose: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -59,7 +55,9 @@ pub struct SetSecretsBody {
 }
 
 /// `POST /api/vaults/secrets`: bulk, not atomic. 200 when all were set; 400
-/// with the per-item `errors` (the others are set) when any failed.
+/// with the per-item `errors` (the others are set) when any failed, its
+/// `error` RWX's text: `The following secrets could not be set:` and one
+/// `  NAME: reason` line per failure.
 pub async fn set_secrets(
     State(state): State<Arc<ApiState>>,
     caller: Caller,
@@ -67,14 +65,18 @@ pub async fn set_secrets(
 ) -> ApiResult {
     let vault = vault(&body.vault_name)?;
     caller.require(vault.as_str(), Access::Write)?;
-    let total = body.secrets.len();
     let mut valid = Vec::new();
     let mut errors = Vec::new();
     for item in body.secrets {
         let value = SecretValue::new(item.secret.into_bytes());
-        match SecretName::parse(&item.name)
-            .and_then(|name| NewSecret::new(name, value, item.description, None))
-        {
+        let purpose = item
+            .purpose
+            .as_deref()
+            .map(crate::store::names::Purpose::parse)
+            .transpose();
+        match SecretName::parse(&item.name).and_then(|name| {
+            Ok(NewSecret::new(name, value, item.description, None)?.with_purpose(purpose?))
+        }) {
             Ok(secret) => valid.push(secret),
             Err(e) => errors.push(ItemError {
                 name: item.name,
@@ -100,12 +102,24 @@ pub async fn set_secrets(
         );
     }
     let body = serde_json::json!({
-        "error": format!("{} of {total} secrets could not be set", errors.len()),
+        "error": not_set_text(&errors),
         "errors": errors,
         "set_secrets": names,
         "versions": versions,
     });
     Ok((StatusCode::BAD_REQUEST, Json(body)).into_response())
+}
+
+/// RWX's text for the secrets a bulk set could not set, one line each
+/// (the reason without the name it already starts with).
+fn not_set_text(errors: &[ItemError]) -> String {
+    let mut text = "The following secrets could not be set:".to_owned();
+    for item in errors {
+        let prefix = format!("secret `{}`: ", item.name);
+        let reason = item.error.strip_prefix(&prefix).unwrap_or(&item.error);
+        text.push_str(&format!("\n  {}: {reason}", item.name));
+    }
+    text
 }
 
 #[derive(Deserialize)]
@@ -144,7 +158,7 @@ pub async fn set_var(
 pub async fn list_secrets(
     State(state): State<Arc<ApiState>>,
     caller: Caller,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> ApiResult {
     let vault = vault(&name)?;
     caller.require(vault.as_str(), Access::Read)?;
@@ -159,7 +173,7 @@ pub async fn list_secrets(
 pub async fn secret_metadata(
     State(state): State<Arc<ApiState>>,
     caller: Caller,
-    Path((vault_name, name)): Path<(String, String)>,
+    ApiPath((vault_name, name)): ApiPath<(String, String)>,
 ) -> ApiResult {
     let vault = vault(&vault_name)?;
     let name = secret_name(&name)?;
@@ -181,7 +195,7 @@ pub async fn secret_metadata(
 pub async fn delete_secret(
     State(state): State<Arc<ApiState>>,
     caller: Caller,
-    Path((vault_name, name)): Path<(String, String)>,
+    ApiPath((vault_name, name)): ApiPath<(String, String)>,
 ) -> ApiResult {
     let vault = vault(&vault_name)?;
     let name = secret_name(&name)?;
@@ -201,14 +215,25 @@ pub struct AuditQuery {
     secret: Option<String>,
 }
 
+/// The largest `limit` of `GET /api/audit`.
+pub const MAX_AUDIT_LIMIT: u64 = 1_000_000_000;
+
 /// `GET /api/audit`: the records of the vaults the caller can read.
 pub async fn audit(
     State(state): State<Arc<ApiState>>,
     caller: Caller,
-    Query(query): Query<AuditQuery>,
+    ApiQuery(query): ApiQuery<AuditQuery>,
 ) -> ApiResult {
     if let Some(v) = &query.vault {
         caller.require(vault(v)?.as_str(), Access::Read)?;
+    }
+    if let Some(name) = &query.secret {
+        secret_name(name)?;
+    }
+    if query.limit.is_some_and(|limit| limit > MAX_AUDIT_LIMIT) {
+        return Err(ApiError::bad_request(format!(
+            "query parameter `limit`: at most {MAX_AUDIT_LIMIT}"
+        )));
     }
     let filter = Filter {
         vault: query.vault,
@@ -241,14 +266,11 @@ pub async fn audit(
     Ok(Json(serde_json::json!({ "records": items })).into_response())
 }
 
-/// The OpenAPI document of this API (`api/openapi.json` in the repository).
-pub const OPENAPI: &str = include_str!("../../api/openapi.json");
-
-/// `GET /api/openapi.json` (no token needed).
+/// `GET /api/openapi.json` (no token needed): see `openapi`.
 pub async fn openapi() -> Response {
     (
         [(axum::http::header::CONTENT_TYPE, "application/json")],
-        OPENAPI,
+        super::openapi::document_text(),
     )
         .into_response()
 }
@@ -256,6 +278,44 @@ pub async fn openapi() -> Response {
 /// Unknown routes: a JSON 404.
 pub async fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "no such route")
+}
+
+/// A known route asked with a method it does not take: a JSON 405.
+pub async fn method_not_allowed(method: axum::http::Method) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("this route does not take {method}"),
+    )
+}
+
+/// `GET /api/health` (no token needed): 200 with the version when the
+/// store answers, 503 when it does not.
+pub async fn health(State(state): State<Arc<ApiState>>) -> Response {
+    let backend = state.backend_name();
+    let version = env!("CARGO_PKG_VERSION");
+    match state
+        .with_store(crate::store::API_ACTOR, |store| store.change_mark())
+        .await
+    {
+        Ok(_) => Json(serde_json::json!({
+            "status": "ok",
+            "version": version,
+            "store": { "reachable": true, "backend": backend },
+        }))
+        .into_response(),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(axum::http::header::RETRY_AFTER, "1")],
+            Json(serde_json::json!({
+                "status": "unavailable",
+                "version": version,
+                "store": { "reachable": false, "backend": backend },
+                "error": e.message,
+                "errors": [],
+            })),
+        )
+            .into_response(),
+    }
 }
 
 /// One log line per request: method, path, status, time. Never a body,
@@ -279,6 +339,8 @@ pub struct RenderQuery {
     mode: Option<String>,
     #[serde(rename = "secret-name-filter")]
     filter: Option<String>,
+    /// An alias of the vault in the path (a vault is also an environment).
+    environment: Option<String>,
 }
 
 /// A preview that shows at most 3 characters, and only of a long value.
@@ -292,20 +354,28 @@ fn preview(value: &[u8]) -> String {
     }
 }
 
-/// `GET /api/vaults/{vault}/rendered?mode=Full|PreviewOnly&secret-name-filter=a,b`:
-/// values in full, or masked previews. Needs the read grant; every value read
-/// is audited (`secret.render`) before it is returned.
+/// `GET /api/vaults/{vault}/rendered?mode=Full|PreviewOnly&secret-name-filter=a,b&environment=V`:
+/// masked previews (the default), or the values in full with `mode=Full`.
+/// `environment`, when given, is an alias of the vault and wins over the
+/// path's. Needs the read grant; every value read is audited
+/// (`secret.render`) before it is returned.
 pub async fn rendered(
     State(state): State<Arc<ApiState>>,
     caller: Caller,
-    Path(vault_name): Path<String>,
-    Query(query): Query<RenderQuery>,
+    ApiPath(vault_name): ApiPath<String>,
+    ApiQuery(query): ApiQuery<RenderQuery>,
 ) -> ApiResult {
-    let vault = vault(&vault_name)?;
+    let path_vault = vault(&vault_name)?;
+    // The seed's clients name the vault as an environment: when given, it
+    // is the vault rendered (the grant is checked on it).
+    let vault = match &query.environment {
+        Some(environment) => self::vault(environment)?,
+        None => path_vault,
+    };
     caller.require(vault.as_str(), Access::Read)?;
     let full = match query.mode.as_deref() {
-        None | Some("Full") => true,
-        Some("PreviewOnly") => false,
+        Some("Full") => true,
+        None | Some("PreviewOnly") => false,
         Some(other) => {
             return Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
@@ -316,8 +386,14 @@ pub async fn rendered(
     let wanted: Option<Vec<SecretName>> = match &query.filter {
         Some(list) => Some(
             list.split(',')
-                .filter(|n| !n.is_empty())
-                .map(secret_name)
+                .map(|name| {
+                    secret_name(name).map_err(|e| {
+                        ApiError::bad_request(format!(
+                            "query parameter `secret-name-filter`: {}",
+                            e.message
+                        ))
+                    })
+                })
                 .collect::<Result<_, _>>()?,
         ),
         None => None,
@@ -364,10 +440,12 @@ pub async fn rendered(
 #[serde(deny_unknown_fields)]
 pub struct ScopedBody {
     name: String,
+    /// Any JSON value: a string is stored as it is, anything else as its
+    /// compact JSON text.
     #[serde(default)]
-    value: Option<String>,
+    value: Option<serde_json::Value>,
     scope: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::json::whole_number")]
     ttl: Option<u64>,
 }
 
@@ -415,7 +493,11 @@ pub async fn scoped_set(
 ) -> ApiResult {
     let vault = scope_vault(&caller, &body.scope, Access::Write)?;
     let name = secret_name(&body.name)?;
-    let value = SecretValue::new(body.value.unwrap_or_default().into_bytes());
+    let value = SecretValue::new(match body.value {
+        None | Some(serde_json::Value::Null) => Vec::new(),
+        Some(serde_json::Value::String(text)) => text.into_bytes(),
+        Some(other) => other.to_string().into_bytes(),
+    });
     let secret =
         NewSecret::new(name.clone(), value, None, body.ttl).map_err(ApiError::bad_request)?;
     let reference = state
@@ -435,6 +517,11 @@ pub async fn scoped_get(
 ) -> ApiResult {
     let vault = scope_vault(&caller, &body.scope, Access::Read)?;
     let name = secret_name(&body.name)?;
+    if body.value.is_some() {
+        return Err(ApiError::bad_request(
+            "get takes `name`, `scope` and `ttl`, never a value",
+        ));
+    }
     let ttl = body.ttl.unwrap_or(crate::store::DEFAULT_REFERENCE_TTL_SECS);
     let reference = state
         .with_store(caller.name(), move |store| {
@@ -453,6 +540,11 @@ pub async fn scoped_delete(
 ) -> ApiResult {
     let vault = scope_vault(&caller, &body.scope, Access::Write)?;
     let name = secret_name(&body.name)?;
+    if body.ttl.is_some() || body.value.is_some() {
+        return Err(ApiError::bad_request(
+            "delete takes only `name` and `scope`",
+        ));
+    }
     state
         .with_store(caller.name(), move |store| {
             store.delete_secret(&vault, &name)

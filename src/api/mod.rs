@@ -14,12 +14,14 @@
 //! shuts down (see `sandboxes`).
 
 pub mod auth;
+mod awsv4;
 pub mod deployments;
 pub mod destinations;
 pub mod error;
 mod fetch;
 mod handlers;
 mod json;
+pub mod openapi;
 mod sandboxes;
 pub mod server;
 
@@ -342,6 +344,14 @@ impl ApiState {
         }
     }
 
+    /// `sqlite` or `postgresql`.
+    pub fn backend_name(&self) -> &'static str {
+        match &self.location {
+            crate::store::StoreLocation::Home => "sqlite",
+            crate::store::StoreLocation::Postgres(_) => "postgresql",
+        }
+    }
+
     /// Sets how many store connections the server keeps open at once.
     pub fn set_db_connections(&self, limit: usize) {
         self.pool.set_limit(limit.max(1));
@@ -577,7 +587,9 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/runs/{id}/log", get(deployments::run_log))
         .route("/api/audit", get(handlers::audit))
         .route("/api/openapi.json", get(handlers::openapi))
-        .fallback(handlers::not_found);
+        .route("/api/health", get(handlers::health))
+        .fallback(handlers::not_found)
+        .method_not_allowed_fallback(handlers::method_not_allowed);
     with_layers(routes).with_state(state)
 }
 

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -30,7 +30,7 @@ use serde::Deserialize;
 
 use super::auth::Caller;
 use super::error::ApiError;
-use super::json::ApiJson;
+use super::json::{ApiJson, ApiPath};
 use super::ApiState;
 use crate::mask::MaskStyle;
 use crate::secret::SecretValue;
@@ -46,6 +46,8 @@ use crate::supervisor::{self, cancel_pair, Control};
 /// Output kept for a buffered exec at most (both streams); beyond it the
 /// command is killed, as with the template's `output_mb`.
 pub const BUFFERED_OUTPUT_CAP: u64 = 16 * 1024 * 1024;
+/// The longest `timeout_ms` of an exec: a day.
+pub const MAX_EXEC_TIMEOUT_MS: u64 = 86_400_000;
 /// Chunks of a streamed exec waiting for the client at most.
 const STREAM_BACKLOG: usize = 64;
 
@@ -54,12 +56,15 @@ type ApiResult = Result<Response, ApiError>;
 impl From<PlanError> for ApiError {
     fn from(e: PlanError) -> Self {
         match e {
-            // A granted secret that is missing is a bad request, not a
-            // missing route target; only the sandbox itself is a 404.
             PlanError::Store(StoreError::SandboxNotFound(_)) => {
                 ApiError::new(StatusCode::NOT_FOUND, e.to_string())
             }
-            PlanError::Store(ref store) if store.is_not_found() => ApiError::bad_request(e),
+            // A granted secret that is not there: the request names
+            // something missing (404, naming it).
+            PlanError::Store(ref store) if store.is_not_found() => {
+                ApiError::new(StatusCode::NOT_FOUND, e.to_string())
+            }
+            PlanError::Missing(_) => ApiError::new(StatusCode::NOT_FOUND, e.to_string()),
             PlanError::Store(store) => ApiError::from(store),
             PlanError::Invalid(_) | PlanError::Usage(_) => ApiError::bad_request(e),
             PlanError::Refused(why) => {
@@ -159,16 +164,50 @@ async fn owned_sandbox(
     Ok((row, config))
 }
 
+/// An exec's command: a program and its arguments, or one string that
+/// `sh -c` runs (as E2B's `commands.run` takes it).
+pub struct CommandLine(Vec<String>);
+
+impl<'de> Deserialize<'de> for CommandLine {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = CommandLine;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string (run by `sh -c`) or an array of strings")
+            }
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<CommandLine, E> {
+                Ok(CommandLine(vec!["sh".into(), "-c".into(), text.to_owned()]))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut items: A,
+            ) -> Result<CommandLine, A::Error> {
+                let mut argv = Vec::new();
+                while let Some(arg) = items.next_element::<String>()? {
+                    argv.push(arg);
+                }
+                Ok(CommandLine(argv))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExecBody {
-    /// The program and its arguments.
-    command: Vec<String>,
+    /// The program and its arguments, or a string for `sh -c`.
+    command: CommandLine,
+    /// Where it starts: a folder of the working directory (default: its top).
+    #[serde(default)]
+    cwd: Option<String>,
     /// Secrets for this command only, beside the sandbox's own.
     #[serde(default)]
     secrets: Vec<String>,
     #[serde(default)]
     env: BTreeMap<String, String>,
+    #[serde(default, deserialize_with = "super::json::whole_number")]
     timeout_ms: Option<u64>,
     #[serde(default)]
     stream: bool,
@@ -183,7 +222,7 @@ pub struct ExecBody {
 pub async fn exec(
     State(state): State<Arc<ApiState>>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<ExecBody>,
 ) -> ApiResult {
     let (timeout, mask) = check_exec_body(&body)?;
@@ -215,7 +254,8 @@ pub async fn exec(
     let request = ExecRequest {
         grants,
         env,
-        command: body.command.into_iter().map(OsString::from).collect(),
+        command: body.command.0.into_iter().map(OsString::from).collect(),
+        cwd: body.cwd.map(std::path::PathBuf::from),
         timeout,
         mask,
         stdio: StdioMode::GivenInput,
@@ -285,16 +325,24 @@ pub async fn exec(
 fn check_exec_body(body: &ExecBody) -> Result<(Option<Duration>, MaskStyle), ApiError> {
     if body
         .command
+        .0
         .first()
         .is_none_or(|program| program.is_empty())
     {
         return Err(ApiError::bad_request("`command` needs a program"));
     }
-    if body.command.iter().any(|arg| arg.contains('\0')) {
+    if body.command.0.iter().any(|arg| arg.contains('\0'))
+        || body.cwd.as_deref().is_some_and(|cwd| cwd.contains('\0'))
+    {
         return Err(ApiError::bad_request("`command` contains a NUL byte"));
     }
     let timeout = match body.timeout_ms {
         Some(0) => return Err(ApiError::bad_request("`timeout_ms` must be greater than 0")),
+        Some(ms) if ms > MAX_EXEC_TIMEOUT_MS => {
+            return Err(ApiError::bad_request(format!(
+                "`timeout_ms` is at most {MAX_EXEC_TIMEOUT_MS} (a day)"
+            )))
+        }
         Some(ms) => Some(Duration::from_millis(ms)),
         None => None,
     };
@@ -341,8 +389,12 @@ fn error_line(e: &supervisor::SupervisorError) -> Chunk {
         "ts": crate::clock::rfc3339(crate::clock::now_ms()),
         "event": "exit",
         "code": e.exit_code(),
+        "exit_code": e.exit_code(),
         "signal": null,
         "duration_ms": 0,
+        "timed_out": false,
+        "output_limit_reached": false,
+        "cancelled": false,
         "error": "the command could not be run",
     });
     Chunk {
@@ -383,7 +435,7 @@ fn stream_body(
 pub async fn remove(
     State(state): State<Arc<ApiState>>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult {
     let (row, _) = owned_sandbox(&state, &caller, id).await?;
     let host = state.sandbox_host();

@@ -176,7 +176,7 @@ impl From<crate::supervisor::plan::PlanError> for CliError {
         match e {
             PlanError::Store(e) => CliError::Store(e),
             PlanError::Invalid(e) => CliError::Invalid(e),
-            PlanError::Usage(m) => CliError::Usage(m),
+            PlanError::Usage(m) | PlanError::Missing(m) => CliError::Usage(m),
             PlanError::Refused(m) => CliError::Reported(m),
             e @ PlanError::OnAnotherNode { .. } => CliError::Reported(e.to_string()),
             PlanError::Io { context, source } => CliError::Io { context, source },

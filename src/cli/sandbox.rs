@@ -227,6 +227,7 @@ fn prepare_exec(ctx: &Context, args: SandboxExecArgs) -> Result<PreparedExec, Cl
             grants: plan::parse_grants(&args.secrets)?,
             env: exec::parse_env_pairs(&args.env)?,
             command: args.command,
+            cwd: None,
             timeout,
             mask: args.mask,
             stdio: exec::sandbox_stdio_mode(ctx, args.tty),

@@ -15,8 +15,9 @@ use super::{CliError, Context, VaultArg, EXIT_FAILURE, EXIT_OK};
 use crate::clock::rfc3339;
 use crate::secret::SecretValue;
 use crate::store::names::{self, MAX_VALUE_BYTES, MIN_MASKABLE_BYTES};
-use crate::store::{NewSecret, OpenMode, SecretMeta, SecretName, DEFAULT_REFERENCE_TTL_SECS};
+use crate::store::{NewSecret, OpenMode, SecretName, DEFAULT_REFERENCE_TTL_SECS};
 use crate::sys::term as sys;
+use crate::wire::SecretMetaJson;
 
 #[derive(Debug, Subcommand)]
 pub enum SecretCommand {
@@ -29,12 +30,16 @@ pub enum SecretCommand {
         value: Option<OsString>,
         #[command(flatten)]
         vault: VaultArg,
-        /// What the secret is for (at most 1 KiB).
+        /// What the secret is for (at most 1 KiB); kept by a new version
+        /// without it, cleared by an empty one.
         #[arg(long, value_name = "TEXT")]
         description: Option<String>,
         /// Seconds after which the secret reads as not found.
         #[arg(long, value_name = "SECS", allow_negative_numbers = true)]
         ttl: Option<String>,
+        /// What kind of secret it is (shown in listings); kept when not given.
+        #[arg(long, value_name = "APIKey|SSHKey|UsernamePassword|Other", value_parser = parse_purpose)]
+        purpose: Option<names::Purpose>,
     },
     /// Names of the vault's secrets, sorted, one per line.
     List {
@@ -96,28 +101,8 @@ struct RevealJson<'a> {
     value_base64: Option<&'a str>,
 }
 
-/// A secret's metadata as JSON (shared shape with the HTTP API).
-#[derive(Debug, Serialize)]
-pub struct SecretMetaJson<'a> {
-    pub name: &'a str,
-    pub description: Option<&'a str>,
-    pub version: u64,
-    pub created_at: String,
-    pub updated_at: String,
-    pub expires_at: Option<String>,
-}
-
-impl<'a> From<&'a SecretMeta> for SecretMetaJson<'a> {
-    fn from(meta: &'a SecretMeta) -> Self {
-        SecretMetaJson {
-            name: &meta.name,
-            description: meta.description.as_deref(),
-            version: meta.version,
-            created_at: rfc3339(meta.created_at_ms),
-            updated_at: rfc3339(meta.updated_at_ms),
-            expires_at: meta.expires_at_ms.map(rfc3339),
-        }
-    }
+fn parse_purpose(text: &str) -> Result<names::Purpose, String> {
+    names::Purpose::parse(text).map_err(|e| e.to_string())
 }
 
 pub fn run(ctx: &Context, command: SecretCommand) -> Result<u8, CliError> {
@@ -128,6 +113,7 @@ pub fn run(ctx: &Context, command: SecretCommand) -> Result<u8, CliError> {
             vault,
             description,
             ttl,
+            purpose,
         } => {
             let vault = vault.parse()?;
             let name = SecretName::parse(&name)?;
@@ -143,7 +129,7 @@ pub fn run(ctx: &Context, command: SecretCommand) -> Result<u8, CliError> {
                 }
                 _ => read_value_from_stdin(ctx, &name)?,
             };
-            let secret = NewSecret::new(name, value, description, ttl)?;
+            let secret = NewSecret::new(name, value, description, ttl)?.with_purpose(purpose);
             let short = secret.value.len() < MIN_MASKABLE_BYTES;
             let name = secret.name.clone();
             let mut store = ctx.open_store(OpenMode::Create)?;

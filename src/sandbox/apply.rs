@@ -83,6 +83,10 @@ pub struct SandboxPolicy {
     /// sockets); `LISTEN_PID` is then set to the command's own pid.
     #[serde(default)]
     pub passed_fds: u32,
+    /// A folder of the working directory (relative, checked by the
+    /// supervisor) the command starts in instead. Set for each run.
+    #[serde(default)]
+    pub cwd: Option<PathBuf>,
 }
 
 fn yes() -> bool {
@@ -411,8 +415,12 @@ fn run_command(policy: &SandboxPolicy, command: &[OsString], env: &[&[u8]], init
                 ns::map_root_to(uid, gid)?;
             }
         }
-        std::env::set_current_dir(&policy.workdir).map_err(|e| {
-            std::io::Error::new(e.kind(), format!("chdir {}: {e}", policy.workdir.display()))
+        let start_in = match &policy.cwd {
+            Some(relative) => policy.workdir.join(relative),
+            None => policy.workdir.clone(),
+        };
+        std::env::set_current_dir(&start_in).map_err(|e| {
+            std::io::Error::new(e.kind(), format!("chdir {}: {e}", start_in.display()))
         })?;
         let limits = policy.limits;
         ns::set_rlimit(Rlimit::CoreBytes, 0)?;
@@ -814,6 +822,7 @@ mod tests {
             run_as,
             die_with: None,
             passed_fds: 0,
+            cwd: None,
         }
     }
 

@@ -55,6 +55,8 @@ pub struct SecretRow {
     pub created_at: i64,
     pub updated_at: i64,
     pub expires_at: Option<i64>,
+    /// `APIKey`, `SSHKey`, `UsernamePassword` or `Other` (see `names::Purpose`).
+    pub purpose: String,
 }
 
 impl SecretRow {

@@ -289,6 +289,8 @@ pub struct NewSecret {
     pub value: SecretValue,
     pub description: Option<String>,
     pub ttl_secs: Option<u64>,
+    /// `None`: the secret keeps the purpose it has (`Other` when new).
+    pub purpose: Option<names::Purpose>,
 }
 
 impl NewSecret {
@@ -315,7 +317,14 @@ impl NewSecret {
             value,
             description,
             ttl_secs,
+            purpose: None,
         })
+    }
+
+    /// The same secret, with `purpose`.
+    pub fn with_purpose(mut self, purpose: Option<names::Purpose>) -> Self {
+        self.purpose = purpose;
+        self
     }
 }
 
@@ -337,6 +346,8 @@ pub struct SecretMeta {
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
     pub expires_at_ms: Option<i64>,
+    /// `APIKey`, `SSHKey`, `UsernamePassword` or `Other`.
+    pub purpose: String,
 }
 
 impl SecretMeta {
@@ -348,6 +359,7 @@ impl SecretMeta {
             created_at_ms: row.created_at,
             updated_at_ms: row.updated_at,
             expires_at_ms: row.expires_at,
+            purpose: row.purpose,
         }
     }
 }

@@ -49,6 +49,8 @@ pub enum ValidationError {
     Description { name: String, len: usize },
     #[error("invalid TTL {given}: must be a whole number of seconds from 1 to {MAX_TTL_SECS}")]
     Ttl { given: String },
+    #[error("invalid purpose {given:?}: expected APIKey, SSHKey, UsernamePassword or Other")]
+    Purpose { given: String },
 }
 
 const VAULT_RULE: &str = "must match ^[a-z0-9][a-z0-9._-]{0,62}$ (1-63 chars: lower-case letters, digits, '.', '_', '-'; starting with a letter or digit)";
@@ -165,6 +167,24 @@ pub fn check_name(kind: &'static str, name: &str) -> Result<(), ValidationError>
             rule: SECRET_RULE,
         })
     }
+}
+
+/// The longest user name: its vault `user.<name>` is at most 63 characters.
+pub const MAX_USER_NAME_CHARS: usize = 58;
+
+/// Checks a token's user: a token name that fits its vault, `user.<name>`
+/// in lower case (user names are case-insensitive: `Alice` and `alice`
+/// are one user, with one vault).
+pub fn check_user_name(name: &str) -> Result<(), ValidationError> {
+    check_name("user", name)?;
+    if name.len() > MAX_USER_NAME_CHARS {
+        return Err(ValidationError::Name {
+            kind: "user",
+            name: shown(name),
+            rule: "a user name is at most 58 characters (its vault is `user.<name>`)",
+        });
+    }
+    Ok(())
 }
 
 /// Checks that `name` can be an environment variable name.
@@ -294,5 +314,51 @@ mod tests {
     fn long_rejected_names_are_cut() {
         let err = SecretName::parse(&"!".repeat(500)).unwrap_err().to_string();
         assert!(err.len() < 400, "{err}");
+    }
+}
+
+/// What a secret is for: shown in listings, never used to decide access.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Purpose {
+    ApiKey,
+    SshKey,
+    UsernamePassword,
+    #[default]
+    Other,
+}
+
+impl Purpose {
+    /// Every purpose, in the order the contract lists them.
+    pub const ALL: [Purpose; 4] = [
+        Purpose::ApiKey,
+        Purpose::SshKey,
+        Purpose::UsernamePassword,
+        Purpose::Other,
+    ];
+
+    /// The name in listings and JSON: `APIKey`, `SSHKey`, `UsernamePassword`, `Other`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Purpose::ApiKey => "APIKey",
+            Purpose::SshKey => "SSHKey",
+            Purpose::UsernamePassword => "UsernamePassword",
+            Purpose::Other => "Other",
+        }
+    }
+
+    /// Parses a purpose name, ignoring case (`apikey` is `APIKey`).
+    pub fn parse(text: &str) -> Result<Purpose, ValidationError> {
+        Purpose::ALL
+            .into_iter()
+            .find(|p| p.as_str().eq_ignore_ascii_case(text))
+            .ok_or_else(|| ValidationError::Purpose {
+                given: text.chars().take(40).collect(),
+            })
+    }
+}
+
+impl std::fmt::Display for Purpose {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }

@@ -35,7 +35,8 @@ use super::crypto::SealedSecret;
 
 /// The schema version this build writes (rows of `shroud_schema`).
 /// 2: the supervisor's records (deployments, agent runs).
-pub const SCHEMA_VERSION: i64 = 2;
+/// 3: a secret's purpose.
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// Every step of the schema, in order.
 const MIGRATIONS: &[(i64, &str)] = &[
@@ -84,6 +85,10 @@ CREATE TABLE IF NOT EXISTS records (
     updated_at BIGINT NOT NULL, PRIMARY KEY (kind, id));
 CREATE INDEX IF NOT EXISTS records_by_parent ON records (kind, parent);
 ",
+    ),
+    (
+        3,
+        "ALTER TABLE secrets ADD COLUMN IF NOT EXISTS purpose TEXT NOT NULL DEFAULT 'Other';",
     ),
 ];
 
@@ -594,20 +599,20 @@ pruned AS (
             WHERE v.vault = t.vault AND v.name = t.name AND v.version <= t.newest_dropped
             OFFSET 0) v))),
 new_rows AS (
-    INSERT INTO secrets (vault, name, version, description, created_at, updated_at, expires_at)
+    INSERT INTO secrets (vault, name, version, description, created_at, updated_at, expires_at, purpose)
     SELECT * FROM unnest($12::TEXT[], $13::TEXT[], $14::BIGINT[], $15::TEXT[], $16::BIGINT[],
-                         $17::BIGINT[], $18::BIGINT[])
+                         $17::BIGINT[], $18::BIGINT[], $19::TEXT[])
     ON CONFLICT (vault, name) DO UPDATE SET
       version = excluded.version, description = excluded.description,
       created_at = excluded.created_at, updated_at = excluded.updated_at,
-      expires_at = excluded.expires_at),
+      expires_at = excluded.expires_at, purpose = excluded.purpose),
 new_records AS (
     INSERT INTO audit (seq, ts_ms, actor, action, vault, secret, version, outcome, prev_hash, hash)
-    SELECT * FROM unnest($19::BIGINT[], $20::BIGINT[], $21::TEXT[], $22::TEXT[], $23::TEXT[],
-                         $24::TEXT[], $25::BIGINT[], $26::TEXT[], $27::BYTEA[], $28::BYTEA[])),
+    SELECT * FROM unnest($20::BIGINT[], $21::BIGINT[], $22::TEXT[], $23::TEXT[], $24::TEXT[],
+                         $25::TEXT[], $26::BIGINT[], $27::TEXT[], $28::BYTEA[], $29::BYTEA[])),
 new_meta AS (
     INSERT INTO meta (key, value)
-    SELECT * FROM unnest($29::TEXT[], $30::BYTEA[])
+    SELECT * FROM unnest($30::TEXT[], $31::BYTEA[])
     ON CONFLICT (key) DO UPDATE SET value = excluded.value)
 SELECT 1";
 
@@ -675,6 +680,7 @@ type RowColumns = (
     Vec<i64>,
     Vec<i64>,
     Vec<Option<i64>>,
+    Vec<String>,
 );
 
 /// The audit records of a flush, one array per column of `audit`.
@@ -753,6 +759,7 @@ impl PgTx<'_> {
             row_columns.4.push(row.created_at);
             row_columns.5.push(row.updated_at);
             row_columns.6.push(row.expires_at);
+            row_columns.7.push(row.purpose);
         }
 
         let mut audit_columns: AuditColumns = Default::default();
@@ -802,6 +809,7 @@ impl PgTx<'_> {
                 &row_columns.4,
                 &row_columns.5,
                 &row_columns.6,
+                &row_columns.7,
                 &audit_columns.0,
                 &audit_columns.1,
                 &audit_columns.2,
@@ -827,6 +835,7 @@ fn secret_row_from(row: &Row, at: usize) -> SecretRow {
         created_at: row.get(at + 2),
         updated_at: row.get(at + 3),
         expires_at: row.get(at + 4),
+        purpose: row.get(at + 5),
     }
 }
 
@@ -991,7 +1000,7 @@ impl Tx for PgTx<'_> {
         // or wrote in `rows` until a statement that may change them.
         let row = self
             .query_now(
-                "SELECT version, description, created_at, updated_at, expires_at
+                "SELECT version, description, created_at, updated_at, expires_at, purpose
                  FROM secrets WHERE vault = $1 AND name = $2",
                 &[&vault, &name],
             )?
@@ -1020,10 +1029,10 @@ impl Tx for PgTx<'_> {
         let secret_names: Vec<&str> = wanted.iter().map(|(_, n)| *n).collect();
         let found = self.query_now(
             // An index lookup per name, whatever the plan (see FLUSH).
-            "SELECT t.vault, t.name, s.version, s.description, s.created_at, s.updated_at, s.expires_at
+            "SELECT t.vault, t.name, s.version, s.description, s.created_at, s.updated_at, s.expires_at, s.purpose
              FROM unnest($1::TEXT[], $2::TEXT[]) AS t(vault, name)
              CROSS JOIN LATERAL (
-                 SELECT version, description, created_at, updated_at, expires_at FROM secrets s
+                 SELECT version, description, created_at, updated_at, expires_at, purpose FROM secrets s
                  WHERE s.vault = t.vault AND s.name = t.name OFFSET 0) s",
             &[&vaults, &secret_names],
         )?;
@@ -1048,12 +1057,12 @@ impl Tx for PgTx<'_> {
             return Ok(());
         }
         self.execute(
-            "INSERT INTO secrets (vault, name, version, description, created_at, updated_at, expires_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)
+            "INSERT INTO secrets (vault, name, version, description, created_at, updated_at, expires_at, purpose)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
              ON CONFLICT (vault, name) DO UPDATE SET
                version = excluded.version, description = excluded.description,
                created_at = excluded.created_at, updated_at = excluded.updated_at,
-               expires_at = excluded.expires_at",
+               expires_at = excluded.expires_at, purpose = excluded.purpose",
             &[
                 &vault,
                 &name,
@@ -1062,6 +1071,7 @@ impl Tx for PgTx<'_> {
                 &row.created_at,
                 &row.updated_at,
                 &row.expires_at,
+                &row.purpose,
             ],
         )
         .map(drop)
@@ -1152,7 +1162,7 @@ impl Tx for PgTx<'_> {
     fn list_secret_rows(&mut self, vault: &str, now_ms: i64) -> DbResult<Vec<(String, SecretRow)>> {
         Ok(self
             .query(
-                "SELECT name, version, description, created_at, updated_at, expires_at FROM secrets
+                "SELECT name, version, description, created_at, updated_at, expires_at, purpose FROM secrets
                  WHERE vault = $1 AND (expires_at IS NULL OR expires_at > $2) ORDER BY name",
                 &[&vault, &now_ms],
             )?

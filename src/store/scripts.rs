@@ -399,7 +399,7 @@ impl Store {
             }));
         }
         if let Some(user) = user {
-            names::check_name("user", user)?;
+            names::check_user_name(user)?;
         }
         let mut raw = Zeroizing::new([0u8; 32]);
         crypto::fill_random(raw.as_mut()).map_err(StoreError::Encrypt)?;
@@ -721,6 +721,15 @@ fn set_in_tx(
     let existing = tx
         .secret_row(vault, name)
         .map_err(keys.db("reading a secret"))?;
+    // A new version keeps what it does not set: the description (an
+    // empty one clears it) and the purpose.
+    let live = existing.as_ref().filter(|row| row.is_live(now));
+    let kept_purpose = live.map(|row| row.purpose.clone());
+    let description = match &secret.description {
+        Some(text) if text.is_empty() => None,
+        Some(text) => Some(text.clone()),
+        None => live.and_then(|row| row.description.clone()),
+    };
     let (version, created_at) = match existing {
         Some(row) if row.is_live(now) => (row.version + 1, row.created_at),
         Some(_) => {
@@ -742,10 +751,14 @@ fn set_in_tx(
         .map_err(keys.db("storing a secret version"))?;
     let row = SecretRow {
         version,
-        description: secret.description.clone(),
+        description,
         created_at,
         updated_at: now,
         expires_at: secret.ttl_secs.map(|ttl| now + ttl as i64 * 1000),
+        purpose: match secret.purpose {
+            Some(purpose) => purpose.as_str().to_owned(),
+            None => kept_purpose.unwrap_or_else(|| names::Purpose::Other.as_str().to_owned()),
+        },
     };
     tx.put_secret_row(vault, name, &row)
         .map_err(keys.db("storing a secret"))?;

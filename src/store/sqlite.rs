@@ -32,7 +32,8 @@ use super::crypto::SealedSecret;
 /// must refuse such a store as newer, not as "written under another key").
 /// 5: sandboxes record the node that made them.
 /// 6: the supervisor's records (deployments, agent runs).
-pub const SCHEMA_VERSION: i64 = 6;
+/// 7: a secret's purpose.
+pub const SCHEMA_VERSION: i64 = 7;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The schema as of version 3; later versions are [`MIGRATIONS`].
@@ -132,6 +133,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
             PRIMARY KEY (kind, id)
         );
         CREATE INDEX IF NOT EXISTS records_by_parent ON records (kind, parent);",
+    ),
+    (
+        7,
+        "ALTER TABLE secrets ADD COLUMN purpose TEXT NOT NULL DEFAULT 'Other'",
     ),
 ];
 
@@ -326,6 +331,7 @@ fn secret_row_from(row: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<Secre
         created_at: row.get(at + 2)?,
         updated_at: row.get(at + 3)?,
         expires_at: row.get(at + 4)?,
+        purpose: row.get(at + 5)?,
     })
 }
 
@@ -529,7 +535,7 @@ impl Tx for SqliteTx<'_> {
     fn secret_row(&mut self, vault: &str, name: &str) -> DbResult<Option<SecretRow>> {
         self.conn()
             .prepare_cached(
-                "SELECT version, description, created_at, updated_at, expires_at
+                "SELECT version, description, created_at, updated_at, expires_at, purpose
                  FROM secrets WHERE vault = ?1 AND name = ?2",
             )
             .and_then(|mut s| {
@@ -542,12 +548,12 @@ impl Tx for SqliteTx<'_> {
     fn put_secret_row(&mut self, vault: &str, name: &str, row: &SecretRow) -> DbResult<()> {
         self.conn()
             .prepare_cached(
-                "INSERT INTO secrets (vault, name, version, description, created_at, updated_at, expires_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                "INSERT INTO secrets (vault, name, version, description, created_at, updated_at, expires_at, purpose)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
                  ON CONFLICT (vault, name) DO UPDATE SET
                    version = excluded.version, description = excluded.description,
                    created_at = excluded.created_at, updated_at = excluded.updated_at,
-                   expires_at = excluded.expires_at",
+                   expires_at = excluded.expires_at, purpose = excluded.purpose",
             )
             .and_then(|mut s| {
                 s.execute(params![
@@ -557,7 +563,8 @@ impl Tx for SqliteTx<'_> {
                     row.description,
                     row.created_at,
                     row.updated_at,
-                    row.expires_at
+                    row.expires_at,
+                    row.purpose
                 ])
             })
             .map(drop)
@@ -655,7 +662,7 @@ impl Tx for SqliteTx<'_> {
     fn list_secret_rows(&mut self, vault: &str, now_ms: i64) -> DbResult<Vec<(String, SecretRow)>> {
         self.conn()
             .prepare_cached(
-                "SELECT name, version, description, created_at, updated_at, expires_at FROM secrets
+                "SELECT name, version, description, created_at, updated_at, expires_at, purpose FROM secrets
                  WHERE vault = ?1 AND (expires_at IS NULL OR expires_at > ?2) ORDER BY name",
             )
             .and_then(|mut s| {

@@ -215,6 +215,7 @@ pub fn create(
     request: CreateRequest,
 ) -> Result<(Definition, Vec<OwnedFd>), PlanError> {
     check_slug(&request.slug)?;
+    let template = Template::load(&request.template, &host.home).map_err(PlanError::template)?;
     if request
         .command
         .first()
@@ -242,8 +243,6 @@ pub fn create(
     for address in &request.sockets {
         check_socket_address(address)?;
     }
-    let template = Template::load(&request.template, &host.home)
-        .map_err(|e| PlanError::Usage(e.to_string()))?;
     if let Some(code) = &request.code {
         std::fs::read_dir(code).map_err(|e| {
             PlanError::Usage(format!(

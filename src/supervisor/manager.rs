@@ -1729,6 +1729,7 @@ mod tests {
                 run_as: None,
                 die_with: None,
                 passed_fds: 0,
+                cwd: None,
             },
             features: Vec::new(),
             replicas: 1,

@@ -147,16 +147,20 @@ struct OutputEvent<'a> {
     data: std::borrow::Cow<'a, str>,
 }
 
-/// The exit event, last line of a JSON run.
+/// The exit event, last line of a JSON run. Beside the `code` of the
+/// contract's JSON lines it carries the buffered API result's own field
+/// names (`exit_code` and the flags), so that one reader handles both.
 #[derive(Debug, Serialize)]
 pub struct ExitEvent {
     pub ts: String,
     pub event: &'static str,
     pub code: u8,
+    pub exit_code: u8,
     pub signal: Option<i32>,
     pub duration_ms: u64,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub timed_out: bool,
+    pub output_limit_reached: bool,
+    pub cancelled: bool,
 }
 
 struct StreamState {

@@ -42,6 +42,9 @@ pub enum PlanError {
     /// Bad input from the caller (a flag, a field, a sandbox id).
     #[error("{0}")]
     Usage(String),
+    /// Something the request names does not exist (a template).
+    #[error("{0}")]
+    Missing(String),
     /// The request is well formed but cannot be met here (a strict
     /// sandbox on a host that lacks a feature).
     #[error("{0}")]
@@ -116,6 +119,18 @@ pub fn check_env_pair(name: &str, value: &str) -> Result<(), PlanError> {
         )));
     }
     Ok(())
+}
+
+impl PlanError {
+    /// A template that cannot be loaded: missing, or bad.
+    pub fn template(e: crate::sandbox::template::TemplateError) -> Self {
+        match e {
+            e @ crate::sandbox::template::TemplateError::NotFound { .. } => {
+                PlanError::Missing(e.to_string())
+            }
+            e => PlanError::Usage(e.to_string()),
+        }
+    }
 }
 
 /// How [`build_environment`] gets at the vault.

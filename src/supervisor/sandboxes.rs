@@ -89,6 +89,9 @@ pub struct ExecRequest {
     /// Variables for this command only, after the sandbox's own.
     pub env: Vec<(String, String)>,
     pub command: Vec<OsString>,
+    /// A folder of the working directory to start in (relative; it must
+    /// exist and stay inside, links resolved).
+    pub cwd: Option<PathBuf>,
     /// Default: the template's `wall_seconds`.
     pub timeout: Option<Duration>,
     pub mask: MaskStyle,
@@ -121,8 +124,8 @@ impl SandboxHost {
     /// Creates a sandbox from `request.template`. Every granted secret must
     /// exist in the vault now (its value is read at each exec).
     pub fn create(&self, store: &mut Store, request: CreateRequest) -> Result<Created, PlanError> {
-        let template = Template::load(&request.template, &self.home)
-            .map_err(|e| PlanError::Usage(e.to_string()))?;
+        let template =
+            Template::load(&request.template, &self.home).map_err(PlanError::template)?;
         for grant in &request.grants {
             if store.secret_meta(&request.vault, &grant.secret)?.is_none() {
                 return Err(PlanError::Store(StoreError::SecretNotFound {
@@ -188,6 +191,7 @@ impl SandboxHost {
             run_as,
             die_with: None,
             passed_fds: 0,
+            cwd: None,
         };
         let mut features = self
             .probe(&policy)
@@ -330,6 +334,10 @@ impl SandboxHost {
         // sandbox's own (before the sandbox's and the request's `--env`,
         // which may set another).
         let mut policy = config.policy;
+        policy.cwd = match &request.cwd {
+            Some(relative) => Some(check_cwd(&policy.workdir, relative)?),
+            None => None,
+        };
         policy.hide = self.hidden_dirs(&request.caller_env);
         let home_dir =
             own_home(&policy.workdir, policy.run_as).map_err(|source| PlanError::Io {
@@ -448,6 +456,41 @@ impl SandboxHost {
         let caller_home = caller_env.get("HOME").map(PathBuf::from);
         crate::sandbox::apply::hidden_dirs(&self.home, caller_home.as_deref())
     }
+}
+
+/// Checks a command's starting folder: relative, no `..`, an existing
+/// directory whose real path (links resolved) is inside `workdir`. The
+/// command changes into it inside its own mount namespace, as its own
+/// uid, so a link swapped in later leads only where the command could
+/// `cd` itself.
+fn check_cwd(workdir: &Path, relative: &Path) -> Result<PathBuf, PlanError> {
+    use std::path::Component;
+    let shown = relative.display();
+    let plain = relative
+        .components()
+        .all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
+    if !plain || relative.as_os_str().is_empty() {
+        return Err(PlanError::Usage(format!(
+            "cwd `{shown}` must be a relative path inside the working directory, without `..`"
+        )));
+    }
+    let outside = || {
+        PlanError::Usage(format!(
+            "cwd `{shown}` is not a directory inside the sandbox's working directory"
+        ))
+    };
+    let real_root = workdir.canonicalize().map_err(|_| outside())?;
+    let real = workdir
+        .join(relative)
+        .canonicalize()
+        .map_err(|_| outside())?;
+    if !real.starts_with(&real_root) || !real.is_dir() {
+        return Err(outside());
+    }
+    Ok(real
+        .strip_prefix(&real_root)
+        .map(Path::to_path_buf)
+        .unwrap_or_default())
 }
 
 /// The sandbox's own home directory (`$HOME` inside): `home` beside its
