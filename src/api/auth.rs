@@ -97,7 +97,11 @@ impl FromRequestParts<Arc<ApiState>> for Caller {
         let token = value
             .to_str()
             .ok()
-            .and_then(|v| v.strip_prefix("Bearer "))
+            .and_then(|v| {
+                // The scheme is case-insensitive (RFC 9110).
+                let (scheme, token) = v.split_once(' ')?;
+                scheme.eq_ignore_ascii_case("bearer").then_some(token)
+            })
             .map(|t| zeroize::Zeroizing::new(t.trim().to_owned()))
             .ok_or_else(|| {
                 ApiError::new(

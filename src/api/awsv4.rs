@@ -29,6 +29,19 @@ pub struct Credentials<'a> {
     pub service: &'a str,
 }
 
+/// Headers the signature sets, which a caller's headers may not hold.
+pub const SIGNATURE_HEADERS: [&str; 4] = [
+    "authorization",
+    "x-amz-date",
+    "x-amz-content-sha256",
+    "x-amz-security-token",
+];
+
+/// A region or a service: letters, digits and `-` (`us-east-1`, `execute-api`).
+pub fn is_scope_part(text: &str) -> bool {
+    !text.is_empty() && text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
 /// Headers a proxy or the client may change in transit: never signed.
 const UNSIGNED_HEADERS: [&str; 6] = [
     "authorization",
@@ -176,7 +189,12 @@ pub fn sign(
     if let Some(token) = credentials.session_token {
         added.push(("x-amz-security-token".to_owned(), token.to_owned()));
     }
-    let mut signed: Vec<(String, String)> = vec![("host".to_owned(), host_header(url))];
+    // The Host that is sent: the caller's own, or the URL's.
+    let host = headers
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case("host"))
+        .map_or_else(|| host_header(url), |(_, value)| canonical_value(value));
+    let mut signed: Vec<(String, String)> = vec![("host".to_owned(), host)];
     for (name, value) in headers.iter().chain(&added) {
         let name = name.to_ascii_lowercase();
         if UNSIGNED_HEADERS.contains(&name.as_str()) || name == "host" {

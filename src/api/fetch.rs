@@ -391,14 +391,30 @@ pub async fn fetch(
             let field = |text: &str, name: &str| {
                 substitute_header(text, &resolved, &format!("auth.{name}")).map(Zeroizing::new)
             };
+            if let Some((name, _)) = sent_headers.iter().find(|(name, _)| {
+                awsv4::SIGNATURE_HEADERS.contains(&name.to_ascii_lowercase().as_str())
+            }) {
+                return Err(ApiError::bad_request(format!(
+                    "header {name}: the awsv4 signature sets it; nothing was sent"
+                )));
+            }
             let access_key_id = field(access_key_id, "access_key_id")?;
             let secret_access_key = field(secret_access_key, "secret_access_key")?;
+            // An empty token is no token.
             let session_token = session_token
                 .as_deref()
+                .filter(|token| !token.is_empty())
                 .map(|token| field(token, "session_token"))
                 .transpose()?;
             let region = field(region, "region")?;
             let service = field(service, "service")?;
+            for (name, value) in [("region", &region), ("service", &service)] {
+                if !awsv4::is_scope_part(value) {
+                    return Err(ApiError::bad_request(format!(
+                        "auth.{name}: letters, digits and `-` (such as `us-east-1`, `execute-api`); nothing was sent"
+                    )));
+                }
+            }
             let credentials = awsv4::Credentials {
                 access_key_id: &access_key_id,
                 secret_access_key: &secret_access_key,

@@ -441,12 +441,36 @@ pub async fn rendered(
 pub struct ScopedBody {
     name: String,
     /// Any JSON value: a string is stored as it is, anything else as its
-    /// compact JSON text.
+    /// compact JSON text, exactly as sent (key order, duplicate keys and
+    /// every digit of a number kept; only the whitespace between tokens
+    /// dropped).
     #[serde(default)]
-    value: Option<serde_json::Value>,
+    value: Option<Box<serde_json::value::RawValue>>,
     scope: String,
     #[serde(default, deserialize_with = "super::json::whole_number")]
     ttl: Option<u64>,
+}
+
+/// `text` (valid JSON) without the whitespace between its tokens; strings
+/// and numbers are kept byte for byte.
+fn compact_json(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let (mut in_string, mut escaped) = (false, false);
+    for c in text.chars() {
+        if in_string {
+            out.push(c);
+            match (escaped, c) {
+                (true, _) => escaped = false,
+                (false, '\\') => escaped = true,
+                (false, '"') => in_string = false,
+                _ => {}
+            }
+        } else if !c.is_ascii_whitespace() {
+            in_string = c == '"';
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// The vault of a scope: `workspace` (needs a grant on it) or the caller's
@@ -493,10 +517,13 @@ pub async fn scoped_set(
 ) -> ApiResult {
     let vault = scope_vault(&caller, &body.scope, Access::Write)?;
     let name = secret_name(&body.name)?;
-    let value = SecretValue::new(match body.value {
-        None | Some(serde_json::Value::Null) => Vec::new(),
-        Some(serde_json::Value::String(text)) => text.into_bytes(),
-        Some(other) => other.to_string().into_bytes(),
+    let value = SecretValue::new(match &body.value {
+        None => Vec::new(),
+        Some(raw) if raw.get() == "null" => Vec::new(),
+        Some(raw) if raw.get().starts_with('"') => serde_json::from_str::<String>(raw.get())
+            .map_err(|_| ApiError::bad_request("`value` is not a valid JSON string"))?
+            .into_bytes(),
+        Some(raw) => compact_json(raw.get()).into_bytes(),
     });
     let secret =
         NewSecret::new(name.clone(), value, None, body.ttl).map_err(ApiError::bad_request)?;

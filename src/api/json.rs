@@ -211,8 +211,11 @@ fn expectation(message: &str) -> String {
     if message.starts_with("missing field") || message.starts_with("unknown field") {
         return message.to_owned();
     }
-    match message.find("expected ") {
-        Some(at) => message[at..].to_owned(),
+    // serde puts what it expected after what it got, which is quoted and
+    // may itself hold the words: the last `, expected ` is serde's.
+    match message.rfind(", expected ") {
+        Some(at) => message[at + 2..].to_owned(),
+        None if message.starts_with("expected ") => message.to_owned(),
         None if message.starts_with("invalid") || message.contains('`') => {
             "invalid value".to_owned()
         }
@@ -267,6 +270,16 @@ mod tests {
         );
         let e = error_of(r#"{"secrets":[]}"#);
         assert_eq!(e.message, "missing field `vault_name`");
+    }
+
+    #[test]
+    fn a_value_that_says_expected_is_not_echoed() {
+        let e = error_of(
+            r#"{"vault_name":"ci","secrets":[{"name":"A","secret":["pw, expected SUPERSECRET"]}]}"#,
+        );
+        assert_eq!(e.message, "secrets[0].secret: expected a string");
+        let e = error_of(r#"{"vault_name":["x expected SUPERSECRET"],"secrets":[]}"#);
+        assert!(!e.message.contains("SUPERSECRET"), "{}", e.message);
     }
 
     #[test]

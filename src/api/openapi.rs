@@ -246,7 +246,7 @@ fn operations() -> Vec<(&'static str, &'static str, Value)> {
         })),
         ("/api/vaults/{vault}/rendered", "get", operation(Op {
             id: "renderVault", tag: "secrets", summary: "The vault's secrets: previews, or values with mode=Full",
-            description: "Grant: read on the vault. Audited (`secret.render`) for every secret read. Without `mode`, previews only (`PreviewOnly`): values only with `mode=Full`. `environment` is an alias of the vault in the path (a different vault there is a 400).",
+            description: "Grant: read on the vault. Audited (`secret.render`) for every secret read. Without `mode`, previews only (`PreviewOnly`): values only with `mode=Full`. `environment` is an alias of the vault: when given, it is the vault rendered (and the grant is checked on it).",
             secured: true,
             parameters: vec![
                 vault_param(),
@@ -617,8 +617,8 @@ fn schemas() -> Value {
                     "access_key_id": { "type": "string", "pattern": HEADER_VALUE_PATTERN },
                     "secret_access_key": { "type": "string", "pattern": HEADER_VALUE_PATTERN },
                     "session_token": nullable(json!({ "type": "string", "pattern": HEADER_VALUE_PATTERN })),
-                    "region": { "type": "string", "pattern": HEADER_VALUE_PATTERN },
-                    "service": { "type": "string", "pattern": HEADER_VALUE_PATTERN } } },
+                    "region": { "type": "string", "pattern": "^[A-Za-z0-9-]+$", "description": "Such as `us-east-1` (a `$secret:` reference to one works too)" },
+                    "service": { "type": "string", "pattern": "^[A-Za-z0-9-]+$", "description": "Such as `s3`, `execute-api` (a `$secret:` reference to one works too)" } } },
             ],
         },
         "FetchResponse": {

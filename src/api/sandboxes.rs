@@ -177,7 +177,14 @@ impl<'de> Deserialize<'de> for CommandLine {
                 f.write_str("a string (run by `sh -c`) or an array of strings")
             }
             fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<CommandLine, E> {
-                Ok(CommandLine(vec!["sh".into(), "-c".into(), text.to_owned()]))
+                // `--`: a text that starts with `-` or `+` is a command,
+                // not options of sh.
+                Ok(CommandLine(vec![
+                    "sh".into(),
+                    "-c".into(),
+                    "--".into(),
+                    text.to_owned(),
+                ]))
             }
             fn visit_seq<A: serde::de::SeqAccess<'de>>(
                 self,
@@ -331,9 +338,15 @@ fn check_exec_body(body: &ExecBody) -> Result<(Option<Duration>, MaskStyle), Api
     {
         return Err(ApiError::bad_request("`command` needs a program"));
     }
-    if body.command.0.iter().any(|arg| arg.contains('\0'))
-        || body.cwd.as_deref().is_some_and(|cwd| cwd.contains('\0'))
+    if body.command.0.get(..3) == Some(&["sh".to_owned(), "-c".to_owned(), "--".to_owned()][..])
+        && body.command.0.get(3).is_some_and(|text| text.is_empty())
     {
+        return Err(ApiError::bad_request("`command` is an empty string"));
+    }
+    if body.cwd.as_deref().is_some_and(|cwd| cwd.contains('\0')) {
+        return Err(ApiError::bad_request("`cwd` contains a NUL byte"));
+    }
+    if body.command.0.iter().any(|arg| arg.contains('\0')) {
         return Err(ApiError::bad_request("`command` contains a NUL byte"));
     }
     let timeout = match body.timeout_ms {

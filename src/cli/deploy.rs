@@ -184,7 +184,12 @@ fn create(ctx: &Context, args: CreateArgs) -> Result<u8, CliError> {
     let supervisor = Supervisor::connect(ctx)?;
     let answer = supervisor
         .call(Method::POST, "/api/deployments", Some(body))?
-        .map_err(refused)?;
+        // What the definition names and is not there (a template, a
+        // secret) is bad input to `deploy create`: exit 2.
+        .map_err(|refusal| match refusal.status {
+            hyper::StatusCode::NOT_FOUND => CliError::Usage(refusal.error),
+            _ => refused(refusal),
+        })?;
     if ctx.out.is_json() {
         ctx.out.json(&answer)?;
     } else {

@@ -415,13 +415,15 @@ fn run_command(policy: &SandboxPolicy, command: &[OsString], env: &[&[u8]], init
                 ns::map_root_to(uid, gid)?;
             }
         }
-        let start_in = match &policy.cwd {
-            Some(relative) => policy.workdir.join(relative),
-            None => policy.workdir.clone(),
-        };
-        std::env::set_current_dir(&start_in).map_err(|e| {
-            std::io::Error::new(e.kind(), format!("chdir {}: {e}", start_in.display()))
+        std::env::set_current_dir(&policy.workdir).map_err(|e| {
+            std::io::Error::new(e.kind(), format!("chdir {}: {e}", policy.workdir.display()))
         })?;
+        if let Some(relative) = &policy.cwd {
+            // As the sandbox's uid, resolved by the kernel beneath the
+            // working directory: a link swapped in after the supervisor's
+            // check leads nowhere.
+            ns::chdir_beneath(&policy.workdir, relative)?;
+        }
         let limits = policy.limits;
         ns::set_rlimit(Rlimit::CoreBytes, 0)?;
         let apply = |which, value: Option<u64>, scale: u64| match value {

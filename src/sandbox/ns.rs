@@ -230,6 +230,56 @@ pub enum Rlimit {
     CoreBytes,
 }
 
+/// Changes the working directory to `relative` beneath `dir`, resolved by
+/// the kernel (openat2 with `RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS`):
+/// `..` above `dir`, an absolute link or one that leads out fails, whatever
+/// was swapped in since the supervisor checked the path. Without openat2
+/// (Linux before 5.6) it changes directory, then checks where it landed.
+pub fn chdir_beneath(dir: &std::path::Path, relative: &std::path::Path) -> io::Result<()> {
+    use nix::fcntl::{open, openat2, OFlag, OpenHow, ResolveFlag};
+    use nix::sys::stat::Mode;
+    let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+    let base = call(
+        || format!("open({})", dir.display()),
+        open(dir, flags, Mode::empty()),
+    )?;
+    let how = OpenHow::new()
+        .flags(flags)
+        .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+    let target = openat2(base, relative, how);
+    let _ = nix::unistd::close(base);
+    match target {
+        Ok(target) => {
+            let changed = nix::unistd::fchdir(target);
+            let _ = nix::unistd::close(target);
+            call(|| format!("fchdir({})", relative.display()), changed)
+        }
+        Err(nix::errno::Errno::ENOSYS) => {
+            std::env::set_current_dir(dir.join(relative))?;
+            let landed = std::env::current_dir()?;
+            if landed.starts_with(dir.canonicalize()?) {
+                Ok(())
+            } else {
+                Err(io::Error::other(format!(
+                    "{} leads out of {}",
+                    relative.display(),
+                    dir.display()
+                )))
+            }
+        }
+        Err(e) => call(
+            || {
+                format!(
+                    "openat2({}, {}, RESOLVE_BENEATH)",
+                    dir.display(),
+                    relative.display()
+                )
+            },
+            Err::<(), _>(e),
+        ),
+    }
+}
+
 /// setrlimit(2), soft and hard.
 pub fn set_rlimit(which: Rlimit, value: u64) -> io::Result<()> {
     let resource = match which {

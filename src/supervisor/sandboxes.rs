@@ -465,7 +465,7 @@ impl SandboxHost {
 /// `cd` itself.
 fn check_cwd(workdir: &Path, relative: &Path) -> Result<PathBuf, PlanError> {
     use std::path::Component;
-    let shown = relative.display();
+    let shown: String = relative.display().to_string().chars().take(64).collect();
     let plain = relative
         .components()
         .all(|c| matches!(c, Component::Normal(_) | Component::CurDir));

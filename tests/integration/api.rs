@@ -168,7 +168,13 @@ fn bulk_set_is_not_atomic_and_names_each_failure() {
         );
         let (status, json) = call(&home, request("POST", "/api/vaults/secrets", Some(&token), Some(&body))).await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
-        assert!(json["error"].as_str().unwrap().contains("2 of 3"));
+        // RWX's text: a header line, then `  NAME: reason` per failure.
+        let text = json["error"].as_str().unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "The following secrets could not be set:", "{text}");
+        assert_eq!(lines.len(), 3, "{text}");
+        assert!(lines[1].starts_with("  EMPTY: value is empty"), "{text}");
+        assert!(lines[2].starts_with("  bad name: "), "{text}");
         let errors = json["errors"].as_array().unwrap();
         assert_eq!(errors.len(), 2);
         assert_eq!(errors[0]["name"], "EMPTY");
@@ -962,7 +968,7 @@ fn the_openapi_document_is_served_and_lists_every_route() {
     let (status, doc) =
         runtime().block_on(call(&home, request("GET", "/api/openapi.json", None, None)));
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(doc["openapi"], "3.0.3");
+    assert_eq!(doc["openapi"], "3.1.0");
     let on_disk: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/api/openapi.json")).unwrap(),
     )
@@ -989,9 +995,39 @@ fn the_openapi_document_is_served_and_lists_every_route() {
     let mut documented: Vec<String> = doc["paths"].as_object().unwrap().keys().cloned().collect();
     documented.sort();
     assert_eq!(routed, documented);
+    // Typed: every operation's successful answer has a schema (HEAD has
+    // no body), every POST a request body schema, every error the Error one.
+    for (path, methods) in doc["paths"].as_object().unwrap() {
+        for (method, op) in methods.as_object().unwrap() {
+            for (status, response) in op["responses"].as_object().unwrap() {
+                let content = &response["content"];
+                if status.starts_with('2') {
+                    if method != "head" {
+                        let schemas: Vec<_> = content.as_object().unwrap().values().collect();
+                        assert!(
+                            schemas.iter().all(|c| c["schema"].is_object()),
+                            "{method} {path} {status}: no schema"
+                        );
+                    }
+                } else {
+                    assert_eq!(
+                        content["application/json"]["schema"]["$ref"], "#/components/schemas/Error",
+                        "{method} {path} {status}"
+                    );
+                }
+            }
+            if method == "post" && !path.contains("{verb}") {
+                assert!(
+                    op["requestBody"]["content"]["application/json"]["schema"].is_object(),
+                    "{method} {path}: no request schema"
+                );
+            }
+        }
+    }
     // Every documented method of every path is routed: without a token it
-    // gets the 403 of authentication (the openapi document itself, a 200),
-    // never the fallback's 404 or a 405.
+    // gets the 403 of authentication (health and the document: a 200),
+    // never the fallback's 404 or a 405. Every other method is a JSON 405
+    // (HEAD is answered wherever GET is, as HTTP says).
     runtime().block_on(async {
         for (path, methods) in doc["paths"].as_object().unwrap() {
             let uri = path
@@ -1000,10 +1036,20 @@ fn the_openapi_document_is_served_and_lists_every_route() {
                 .replace("{id}", "00000000-0000-0000-0000-000000000000")
                 .replace("{slug}", "web")
                 .replace("{verb}", "stop");
-            for method in methods.as_object().unwrap().keys() {
-                let method = method.to_uppercase();
-                let (status, _) = call(&home, request(&method, &uri, None, Some("{}"))).await;
-                let expected = if path == "/api/openapi.json" {
+            let methods = methods.as_object().unwrap();
+            for method in ["get", "post", "put", "patch", "delete"] {
+                let (status, body) = call(
+                    &home,
+                    request(&method.to_uppercase(), &uri, None, Some("{}")),
+                )
+                .await;
+                if !methods.contains_key(method) {
+                    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+                    assert!(body["error"].as_str().is_some(), "{method} {path}: {body}");
+                    continue;
+                }
+                let open = path == "/api/openapi.json" || path == "/api/health";
+                let expected = if open {
                     StatusCode::OK
                 } else {
                     StatusCode::FORBIDDEN
@@ -1011,6 +1057,38 @@ fn the_openapi_document_is_served_and_lists_every_route() {
                 assert_eq!(status, expected, "{method} {path}");
             }
         }
+    });
+}
+
+#[test]
+fn every_error_body_is_json_even_the_extractors_rejections() {
+    let (home, token, _) = setup();
+    runtime().block_on(async {
+        let cases: [(&str, &str, Option<&str>, StatusCode); 6] = [
+            ("GET", "/api/audit?limit=", None, StatusCode::BAD_REQUEST),
+            ("GET", "/api/audit?limit=-3", None, StatusCode::BAD_REQUEST),
+            ("GET", "/api/vaults/ci/rendered?mode=Everything", None, StatusCode::BAD_REQUEST),
+            ("PUT", "/api/vaults/secrets", Some("{}"), StatusCode::METHOD_NOT_ALLOWED),
+            ("GET", "/api/nowhere", None, StatusCode::NOT_FOUND),
+            ("POST", "/api/vaults/secrets", Some("{\"vault_name\": "), StatusCode::BAD_REQUEST),
+        ];
+        for (method, uri, body, expected) in cases {
+            let (status, json) = call(&home, request(method, uri, Some(&token), body)).await;
+            assert_eq!(status, expected, "{method} {uri}: {json}");
+            assert!(json["error"].as_str().is_some_and(|e| !e.is_empty()), "{method} {uri}: {json}");
+        }
+        // A field of the wrong type: a 422 naming its path, never its value.
+        let body = format!(
+            r#"{{"vault_name":"ci","secrets":[{{"name":"A","secret":"{VALUE}"}},{{"name":"B","secret":98765432123}}]}}"#
+        );
+        let (status, json) = call(&home, request("POST", "/api/vaults/secrets", Some(&token), Some(&body))).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{json}");
+        assert_eq!(json["error"], "secrets[1].secret: expected a string");
+        assert!(!json.to_string().contains("98765432123"), "{json}");
+        assert!(home.list("ci").is_empty(), "nothing was set");
+        let (status, json) = call(&home, request("POST", "/api/secrets/set", Some(&token), Some(r#"{"name":"N","scope":"workspace","value":"v","ttl":"soon"}"#))).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{json}");
+        assert!(json["error"].as_str().unwrap().starts_with("ttl: expected a whole number"), "{json}");
     });
 }
 

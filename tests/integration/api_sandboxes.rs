@@ -140,9 +140,17 @@ fn create_exec_and_delete_answer_with_the_right_status_codes() {
         )
         .await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
-        for (bad, names) in [
+        // What the request names and is not there: 404, naming it.
+        for (missing, names) in [
             (r#"{"template":"no-such-template"}"#, "no-such-template"),
             (r#"{"template":"bash","secrets":["MISSING"]}"#, "MISSING"),
+        ] {
+            let (status, body) =
+                call(home, "POST", "/api/sandboxes", &s.agent, Some(missing)).await;
+            assert_eq!(status, StatusCode::NOT_FOUND, "{missing}: {body}");
+            assert!(body["error"].as_str().unwrap().contains(names), "{body}");
+        }
+        for (bad, names) in [
             (r#"{"template":"bash","secrets":["1X=API_KEY"]}"#, "1X"),
             (r#"{"template":"bash","env":{"BAD NAME":"v"}}"#, "BAD NAME"),
             (r#"{"template":"bash","vault":"../etc"}"#, "vault"),
@@ -213,11 +221,22 @@ fn create_exec_and_delete_answer_with_the_right_status_codes() {
             r#"{"command":[""]}"#,
             r#"{"command":["true"],"timeout_ms":0}"#,
             r#"{"command":["true"],"mask":"blur"}"#,
-            r#"{"command":["true"],"secrets":["NOPE"]}"#,
+            r#"{"command":""}"#,
         ] {
             let (status, body) = call(home, "POST", &exec, &s.agent, Some(bad)).await;
             assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
         }
+        // A granted secret that is not there: 404, naming it.
+        let (status, body) = call(
+            home,
+            "POST",
+            &exec,
+            &s.agent,
+            Some(r#"{"command":["true"],"secrets":["NOPE"]}"#),
+        )
+        .await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+        assert!(body["error"].as_str().unwrap().contains("NOPE"), "{body}");
         assert_eq!(last_exit(home, &id), None, "nothing ran");
 
         // A run through the router itself, buffered.

@@ -6,6 +6,7 @@
 mod api;
 mod api_fetch;
 mod api_sandboxes;
+mod api_seed;
 mod audit_log;
 mod concurrency;
 mod containment;

@@ -484,6 +484,13 @@ fn postgres_restarted_under_load_gives_503s_then_recovers_losing_nothing_acknowl
             !body.contains(&cluster.port.to_string()),
             "no host detail: {body}"
         );
+        // The health route (no token) says the store is out of reach.
+        let (status, body) = crate::api::http(port, "GET", "/api/health", "", None);
+        assert_eq!(status, 503, "{body}");
+        let health: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(health["status"], "unavailable", "{body}");
+        assert_eq!(health["store"]["reachable"], false, "{body}");
+        assert_eq!(health["store"]["backend"], "postgresql", "{body}");
     }
     std::thread::sleep(std::time::Duration::from_millis(1500));
     cluster.run();
@@ -500,6 +507,11 @@ fn postgres_restarted_under_load_gives_503s_then_recovers_losing_nothing_acknowl
             assert!(std::time::Instant::now() < deadline, "no recovery: {body}");
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
+    }
+    for port in ports {
+        let (status, body) = crate::api::http(port, "GET", "/api/health", "", None);
+        assert_eq!(status, 200, "{body}");
+        assert!(body.contains(r#""reachable":true"#), "{body}");
     }
     std::thread::sleep(std::time::Duration::from_millis(700));
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
