@@ -135,9 +135,10 @@ def test_sandbox_of_a_vault_beyond_the_grant(rt: Shroud) -> None:
         rt.sandboxes.create(template="bash", vault="production")
 
 
-def test_missing_secret_is_a_validation_error(sandbox: shroud.Sandbox) -> None:
-    with pytest.raises(shroud.ValidationError):
+def test_missing_secret_is_not_found_naming_it(sandbox: shroud.Sandbox) -> None:
+    with pytest.raises(shroud.NotFoundError) as raised:
         sandbox.exec(["true"], secrets=["NO_SUCH_SECRET_XYZ"])
+    assert "NO_SUCH_SECRET_XYZ" in raised.value.error
 
 
 def test_other_token_cannot_see_the_sandbox(server, sandbox: shroud.Sandbox, ws: Shroud) -> None:

@@ -43,9 +43,10 @@ describe('create', () => {
     assert.equal(mine.vault, 'ci');
   });
 
-  test('beyond the grant: 403; a missing secret: 400', async () => {
+  test('beyond the grant: 403; a missing secret or template: 404 naming it', async () => {
     await assert.rejects(rt.sandboxes.create({ template: 'bash', vault: 'prod' }), PermissionError);
-    await assert.rejects(rt.sandboxes.create({ template: 'bash', secrets: ['NO_SUCH_SECRET'] }), ValidationError);
+    await assert.rejects(rt.sandboxes.create({ template: 'bash', secrets: ['NO_SUCH_SECRET'] }), (e) => e instanceof NotFoundError && e.error.includes('NO_SUCH_SECRET'));
+    await assert.rejects(rt.sandboxes.create({ template: 'no-such-template' }), (e) => e instanceof NotFoundError && e.error.includes('no-such-template'));
   });
 });
 
