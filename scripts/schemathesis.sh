@@ -40,9 +40,12 @@ done
 seed_args=()
 [ "$seed" != random ] && seed_args=(--seed "$seed")
 status=0
-"$st" --config-file api/schemathesis.toml run "http://127.0.0.1:$port/api/openapi.json" \
+# From the temporary home: Schemathesis keeps a cache of the failures it
+# found (.schemathesis/) where it runs, and replays them; none is kept here.
+config="$PWD/api/schemathesis.toml"
+(cd "$home" && "$st" --config-file "$config" run "http://127.0.0.1:$port/api/openapi.json" \
     --checks all --exclude-checks missing_required_header -H "Authorization: Bearer $token" \
-    --max-examples "$examples" --request-timeout 20 --no-color "${seed_args[@]}" || status=$?
+    --max-examples "$examples" --request-timeout 20 --no-color "${seed_args[@]}") || status=$?
 if [ $status -ne 0 ]; then
     echo "--- server log (last 40 lines) ---"
     tail -40 "$log"

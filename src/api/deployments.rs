@@ -50,7 +50,7 @@ impl From<ManagerError> for ApiError {
     }
 }
 
-fn manager(state: &ApiState) -> Result<Arc<Manager>, ApiError> {
+pub(super) fn manager(state: &ApiState) -> Result<Arc<Manager>, ApiError> {
     state.manager().ok_or_else(|| {
         ApiError::new(
             StatusCode::CONFLICT,
@@ -436,7 +436,12 @@ pub async fn run_log(
 /// is read there first, so that following loses no line. New lines are
 /// looked for every 5 ms while they come, backing off to 100 ms when the
 /// log is quiet.
-fn lines_response(path: PathBuf, tail: Option<usize>, follow: bool, until_exit: bool) -> Response {
+pub(super) fn lines_response(
+    path: PathBuf,
+    tail: Option<usize>,
+    follow: bool,
+    until_exit: bool,
+) -> Response {
     struct Reader {
         path: PathBuf,
         offset: u64,

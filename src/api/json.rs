@@ -144,7 +144,11 @@ where
         axum::extract::Path::<T>::from_request_parts(parts, state)
             .await
             .map(|axum::extract::Path(value)| ApiPath(value))
-            .map_err(|_| ApiError::bad_request("invalid path: a segment is not valid UTF-8"))
+            .map_err(|_| {
+                ApiError::bad_request(
+                    "invalid path: a segment is not valid UTF-8, or not the number it must be",
+                )
+            })
     }
 }
 

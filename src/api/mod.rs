@@ -22,6 +22,7 @@ mod fetch;
 mod handlers;
 mod json;
 pub mod openapi;
+mod sandbox_files;
 mod sandboxes;
 pub mod server;
 
@@ -62,6 +63,10 @@ pub struct ApiState {
     caller_env: crate::supervisor::plan::CallerEnv,
     /// The deployment manager, when this server is the home's supervisor.
     manager: std::sync::OnceLock<Arc<crate::supervisor::manager::Manager>>,
+    /// Sandboxes with a command running now (the lifetime sweep leaves them).
+    busy_sandboxes: Arc<crate::supervisor::sandbox_files::Busy>,
+    /// The last background command's id.
+    process_ids: std::sync::atomic::AtomicU64,
 }
 
 /// Store connections a server keeps open at once by default (each request
@@ -207,6 +212,8 @@ impl ApiState {
             max_runs: std::sync::atomic::AtomicUsize::new(DEFAULT_MAX_RUNS),
             caller_env: crate::supervisor::plan::CallerEnv::of_this_process(),
             manager: std::sync::OnceLock::new(),
+            busy_sandboxes: Arc::default(),
+            process_ids: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -471,6 +478,18 @@ impl ApiState {
         *self.shutdown.lock().expect("shutdown lock") = Shutdown::ShuttingDown;
     }
 
+    /// A new background command id (1, 2, ... for this server).
+    pub fn next_process_id(&self) -> u64 {
+        self.process_ids
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            + 1
+    }
+
+    /// Marks the sandbox `id` busy while the guard lives.
+    pub fn sandbox_busy(&self, id: &str) -> crate::supervisor::sandbox_files::BusyGuard {
+        self.busy_sandboxes.enter(id)
+    }
+
     /// The home directory.
     pub fn home(&self) -> &std::path::Path {
         &self.home
@@ -501,6 +520,7 @@ impl ApiState {
                 timings,
                 caller_env: self.caller_env.clone(),
                 max_agent_runs,
+                busy_sandboxes: Arc::clone(&self.busy_sandboxes),
             })
         }))
     }
@@ -570,7 +590,29 @@ pub fn router(state: Arc<ApiState>) -> Router {
             "/api/sandboxes",
             post(sandboxes::create).get(sandboxes::list),
         )
-        .route("/api/sandboxes/{id}", delete(sandboxes::remove))
+        .route(
+            "/api/sandboxes/{id}",
+            get(sandbox_files::show).delete(sandboxes::remove),
+        )
+        .route(
+            "/api/sandboxes/{id}/files",
+            get(sandbox_files::get)
+                .put(sandbox_files::put)
+                .delete(sandbox_files::remove),
+        )
+        .route(
+            "/api/sandboxes/{id}/timeout",
+            post(sandbox_files::set_timeout),
+        )
+        .route("/api/sandboxes/{id}/processes", get(sandboxes::processes))
+        .route(
+            "/api/sandboxes/{id}/processes/{pid}",
+            delete(sandboxes::stop_process),
+        )
+        .route(
+            "/api/sandboxes/{id}/processes/{pid}/log",
+            get(sandboxes::process_log),
+        )
         .route("/api/sandboxes/{id}/exec", post(sandboxes::exec))
         .route(
             "/api/deployments",

@@ -50,6 +50,8 @@ struct Op {
     secured: bool,
     parameters: Vec<Value>,
     body: Option<Value>,
+    /// The body is raw bytes (a file), not JSON.
+    raw_body: bool,
     /// The successful answers: status → (description, content).
     ok: Vec<(&'static str, &'static str, Value)>,
     /// Error statuses beyond the ones every operation of its kind has.
@@ -96,6 +98,9 @@ fn operation(op: Op) -> Value {
     if op.body.is_some() {
         errors.extend(["400", "413", "415", "422"]);
     }
+    if op.raw_body {
+        errors.extend(["400", "413"]);
+    }
     if !op.parameters.is_empty() {
         errors.push("400");
     }
@@ -124,6 +129,12 @@ fn operation(op: Op) -> Value {
     }
     if let Some(schema) = op.body {
         value["requestBody"] = json!({ "required": true, "content": json_content(schema) });
+    }
+    if op.raw_body {
+        value["requestBody"] = json!({
+            "required": true,
+            "content": { "application/octet-stream": { "schema": { "type": "string", "contentMediaType": "application/octet-stream" } } },
+        });
     }
     value
 }
@@ -154,6 +165,22 @@ fn ok_lines(description: &'static str) -> (&'static str, &'static str, Value) {
         "200",
         description,
         json!({ "application/x-ndjson": { "schema": { "type": "string", "description": "One JSON object per line: `{\"ts\", \"stream\", \"data\"}` output lines, then an `{\"event\": \"exit\", ...}` line" } } }),
+    )
+}
+
+fn file_path_param() -> Value {
+    json!({
+        "name": "path", "in": "query", "required": true,
+        "description": "Relative to the working directory (`.` for itself); no `..`, no absolute path",
+        "schema": { "type": "string", "pattern": "^[^/\\u0000]([^\\u0000]*)?$" },
+    })
+}
+
+fn process_param() -> Value {
+    path_param(
+        "pid",
+        json!({ "type": "integer", "minimum": 1, "maximum": 9_007_199_254_740_991_u64 }),
+        "The background command's id",
     )
 }
 
@@ -190,33 +217,33 @@ fn operations() -> Vec<(&'static str, &'static str, Value)> {
         ("/api/health", "get", operation(Op {
             id: "health", tag: "server", summary: "Is the server up, and can it reach its store",
             description: "No token needed. 503 (with the same body, `status: unavailable`) when the store does not answer.",
-            secured: false, parameters: vec![], body: None,
+            secured: false, parameters: vec![], body: None, raw_body: false,
             ok: vec![ok_json("Up", schema_ref("Health"))],
             errors: &["503"],
         })),
         ("/api/openapi.json", "get", operation(Op {
             id: "openapi", tag: "server", summary: "This document",
-            description: "No token needed.", secured: false, parameters: vec![], body: None,
+            description: "No token needed.", secured: false, parameters: vec![], body: None, raw_body: false,
             ok: vec![ok_json("The OpenAPI 3.1 document", json!({ "type": "object" }))],
             errors: &[],
         })),
         ("/api/vaults/secrets", "post", operation(Op {
             id: "setSecrets", tag: "secrets", summary: "Set several secrets (not atomic)",
             description: "Grant: write on `vault_name`. Each secret gets a new version. 400 when any failed: the others are set, and the body also carries `set_secrets` and `versions`; its `error` is `The following secrets could not be set:` then one `  NAME: reason` line per failure.",
-            secured: true, parameters: vec![], body: Some(schema_ref("SetSecretsRequest")),
+            secured: true, parameters: vec![], body: Some(schema_ref("SetSecretsRequest")), raw_body: false,
             ok: vec![ok_json("All set", schema_ref("SetSecretsResult"))],
             errors: &[],
         })),
         ("/api/vaults/vars", "post", operation(Op {
             id: "setVar", tag: "vars", summary: "Set a var (a value that is not secret)",
             description: "Grant: write on `vault_name`.", secured: true, parameters: vec![],
-            body: Some(schema_ref("SetVarRequest")),
+            body: Some(schema_ref("SetVarRequest")), raw_body: false,
             ok: vec![ok_json("Set", json!({ "type": "object", "additionalProperties": false }))],
             errors: &[],
         })),
         ("/api/vaults/{vault}/secrets", "get", operation(Op {
             id: "listSecrets", tag: "secrets", summary: "The vault's secrets: metadata, never values",
-            description: "Grant: read on the vault.", secured: true, parameters: vec![vault_param()], body: None,
+            description: "Grant: read on the vault.", secured: true, parameters: vec![vault_param()], body: None, raw_body: false,
             ok: vec![ok_json("Sorted by name", json!({
                 "type": "object", "required": ["secrets"],
                 "properties": { "secrets": { "type": "array", "items": schema_ref("SecretMeta") } },
@@ -226,21 +253,21 @@ fn operations() -> Vec<(&'static str, &'static str, Value)> {
         ("/api/vaults/{vault}/secrets/{name}", "get", operation(Op {
             id: "getSecretMetadata", tag: "secrets", summary: "One secret's metadata (never its value)",
             description: "Grant: read on the vault. `HEAD` answers the same status with no body (an exists check).",
-            secured: true, parameters: vec![vault_param(), name_param.clone()], body: None,
+            secured: true, parameters: vec![vault_param(), name_param.clone()], body: None, raw_body: false,
             ok: vec![ok_json("Its metadata", schema_ref("SecretMeta"))],
             errors: &["404"],
         })),
         ("/api/vaults/{vault}/secrets/{name}", "head", operation(Op {
             id: "secretExists", tag: "secrets", summary: "Does the secret exist (200) or not (404)",
             description: "Grant: read on the vault. No body.",
-            secured: true, parameters: vec![vault_param(), name_param.clone()], body: None,
+            secured: true, parameters: vec![vault_param(), name_param.clone()], body: None, raw_body: false,
             ok: vec![("200", "It exists", Value::Null)],
             errors: &["404"],
         })),
         ("/api/vaults/{vault}/secrets/{name}", "delete", operation(Op {
             id: "deleteSecret", tag: "secrets", summary: "Delete a secret and its versions",
             description: "Grant: write on the vault.", secured: true,
-            parameters: vec![vault_param(), name_param], body: None,
+            parameters: vec![vault_param(), name_param], body: None, raw_body: false,
             ok: vec![ok_json("Deleted", schema_ref("Deleted"))],
             errors: &["404"],
         })),
@@ -254,48 +281,48 @@ fn operations() -> Vec<(&'static str, &'static str, Value)> {
                 query_param("secret-name-filter", json!({ "type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_.-]{0,127}(,[A-Za-z_][A-Za-z0-9_.-]{0,127})*$" }), "Only these secrets (comma-separated names); one that is not there is a 404"),
                 query_param("environment", schema_ref("VaultName"), "An alias of the vault in the path"),
             ],
-            body: None,
+            body: None, raw_body: false,
             ok: vec![ok_json("The secrets", schema_ref("Rendered"))],
             errors: &["404"],
         })),
         ("/api/secrets/set", "post", operation(Op {
             id: "scopedSet", tag: "references", summary: "Store a secret in a scope and get a reference to it",
             description: "Scope `workspace` (grant: write on vault `workspace`) or `user` (the token's own `user.<name>` vault; `user_required` without a user). `value` may be any JSON value: a string is stored as it is, anything else as its compact JSON text.",
-            secured: true, parameters: vec![], body: Some(schema_ref("ScopedSetRequest")),
+            secured: true, parameters: vec![], body: Some(schema_ref("ScopedSetRequest")), raw_body: false,
             ok: vec![ok_json("Stored", schema_ref("Reference"))],
             errors: &[],
         })),
         ("/api/secrets/get", "post", operation(Op {
             id: "scopedGet", tag: "references", summary: "A reference to a scoped secret (never its value)",
             description: "`{\"error\": \"not_found\"}` (404) when it does not exist.",
-            secured: true, parameters: vec![], body: Some(schema_ref("ScopedGetRequest")),
+            secured: true, parameters: vec![], body: Some(schema_ref("ScopedGetRequest")), raw_body: false,
             ok: vec![ok_json("A reference", schema_ref("Reference"))],
             errors: &["404"],
         })),
         ("/api/secrets/delete", "post", operation(Op {
             id: "scopedDelete", tag: "references", summary: "Delete a scoped secret",
             description: "`{\"error\": \"not_found\"}` (404) when it does not exist.",
-            secured: true, parameters: vec![], body: Some(schema_ref("ScopedDeleteRequest")),
+            secured: true, parameters: vec![], body: Some(schema_ref("ScopedDeleteRequest")), raw_body: false,
             ok: vec![ok_json("Deleted", schema_ref("Deleted"))],
             errors: &["404"],
         })),
         ("/api/fetch", "post", operation(Op {
             id: "fetch", tag: "fetch", summary: "Send an HTTP request with `$secret:` references resolved",
             description: "References in the url's path and query, the headers, the body and `auth` are resolved just before sending; the answer comes back with every resolved value masked. Loopback, private, link-local, unspecified and multicast destinations are refused (403) unless `serve --fetch-allow` opened them. `awsv4` signs the request with AWS Signature Version 4.",
-            secured: true, parameters: vec![], body: Some(schema_ref("FetchRequest")),
+            secured: true, parameters: vec![], body: Some(schema_ref("FetchRequest")), raw_body: false,
             ok: vec![ok_json("The response, masked", schema_ref("FetchResponse"))],
             errors: &["502", "504"],
         })),
         ("/api/sandboxes", "post", operation(Op {
             id: "createSandbox", tag: "sandboxes", summary: "Create a sandbox of a template",
             description: "Grant: read on `vault` (default `default`). Only this token may use it afterwards.",
-            secured: true, parameters: vec![], body: Some(schema_ref("CreateSandboxRequest")),
+            secured: true, parameters: vec![], body: Some(schema_ref("CreateSandboxRequest")), raw_body: false,
             ok: vec![ok_json("Created", schema_ref("Sandbox"))],
             errors: &["404"],
         })),
         ("/api/sandboxes", "get", operation(Op {
             id: "listSandboxes", tag: "sandboxes", summary: "The caller's sandboxes, oldest first",
-            description: "", secured: true, parameters: vec![], body: None,
+            description: "", secured: true, parameters: vec![], body: None, raw_body: false,
             ok: vec![ok_json("Its sandboxes", json!({
                 "type": "object", "required": ["sandboxes"],
                 "properties": { "sandboxes": { "type": "array", "items": schema_ref("SandboxListing") } },
@@ -305,7 +332,7 @@ fn operations() -> Vec<(&'static str, &'static str, Value)> {
         ("/api/sandboxes/{id}", "delete", operation(Op {
             id: "deleteSandbox", tag: "sandboxes", summary: "Delete a sandbox and its files",
             description: "Only its creator (others get 404).", secured: true,
-            parameters: vec![sandbox_param.clone()], body: None,
+            parameters: vec![sandbox_param.clone()], body: None, raw_body: false,
             ok: vec![ok_json("Deleted", json!({
                 "type": "object", "required": ["id", "deleted"],
                 "properties": { "id": { "type": "string" }, "deleted": { "const": true } },
@@ -315,17 +342,98 @@ fn operations() -> Vec<(&'static str, &'static str, Value)> {
         ("/api/sandboxes/{id}/exec", "post", operation(Op {
             id: "execInSandbox", tag: "sandboxes", summary: "Run a command in a sandbox",
             description: "Only its creator (others get 404). The output is masked. Buffered: one JSON result. With `stream: true`: JSON lines as they happen (`application/x-ndjson`), the last one `{\"event\": \"exit\", ...}` with the result's own field names (and `code`). The command is killed when the client goes away.",
-            secured: true, parameters: vec![sandbox_param], body: Some(schema_ref("ExecRequest")),
-            ok: vec![("200", "The result, or JSON lines with `stream: true`", json!({
-                "application/json": { "schema": schema_ref("ExecResult") },
+            secured: true, parameters: vec![sandbox_param.clone()], body: Some(schema_ref("ExecRequest")), raw_body: false,
+            ok: vec![("200", "The result, JSON lines with `stream: true`, or `{\"process_id\"}` with `background: true`", json!({
+                "application/json": { "schema": { "anyOf": [
+                    schema_ref("ExecResult"),
+                    { "type": "object", "required": ["process_id"], "properties": { "process_id": { "type": "integer" } } },
+                ] } },
                 "application/x-ndjson": { "schema": { "type": "string" } },
             }))],
             errors: &["404", "409", "429"],
         })),
+        ("/api/sandboxes/{id}", "get", operation(Op {
+            id: "getSandbox", tag: "sandboxes", summary: "A sandbox: its listing, timeout and expiry",
+            description: "Only its creator (others get 404).", secured: true,
+            parameters: vec![sandbox_param.clone()], body: None, raw_body: false,
+            ok: vec![ok_json("The sandbox", schema_ref("SandboxView"))],
+            errors: &["404"],
+        })),
+        ("/api/sandboxes/{id}/timeout", "post", operation(Op {
+            id: "setSandboxTimeout", tag: "sandboxes", summary: "A new lifetime, counted from now",
+            description: "Only its creator. The sandbox is deleted that long after its last exec or file call.",
+            secured: true, parameters: vec![sandbox_param.clone()], body: Some(schema_ref("TimeoutRequest")), raw_body: false,
+            ok: vec![ok_json("The sandbox", schema_ref("SandboxView"))],
+            errors: &["404"],
+        })),
+        ("/api/sandboxes/{id}/files", "put", operation(Op {
+            id: "writeSandboxFile", tag: "sandbox files", summary: "Write a file (the raw body), its folders made",
+            description: "Only its creator. Atomic (a reader sees the old file or the new one), given to the sandbox's uid, bounded by the template's `disk_mb` (413). A path that leaves the working directory (`..`, absolute, a link out) is a 400.",
+            secured: true, parameters: vec![sandbox_param.clone(), file_path_param()], body: None, raw_body: true,
+            ok: vec![ok_json("Written", json!({
+                "type": "object", "required": ["path", "size"],
+                "properties": { "path": { "type": "string" }, "size": { "type": "integer", "minimum": 0 } },
+            }))],
+            errors: &["404"],
+        })),
+        ("/api/sandboxes/{id}/files", "get", operation(Op {
+            id: "readSandboxFile", tag: "sandbox files", summary: "Read a file (masked), or list a folder with list=true",
+            description: "Only its creator. The bytes come back masked with every secret ever granted to the sandbox (and their encodings): a binary file holding none comes back byte for byte.",
+            secured: true,
+            parameters: vec![
+                sandbox_param.clone(),
+                file_path_param(),
+                query_param("list", json!({ "type": "boolean" }), "List the folder `path` instead"),
+            ],
+            body: None, raw_body: false,
+            ok: vec![("200", "The file's bytes, or the folder's entries", json!({
+                "application/octet-stream": { "schema": { "type": "string", "contentMediaType": "application/octet-stream" } },
+                "application/json": { "schema": schema_ref("FileListing") },
+            }))],
+            errors: &["404"],
+        })),
+        ("/api/sandboxes/{id}/files", "delete", operation(Op {
+            id: "removeSandboxFile", tag: "sandbox files", summary: "Remove a file, a link, or a folder with everything in it",
+            description: "Only its creator. A link is removed, never what it points to.",
+            secured: true, parameters: vec![sandbox_param.clone(), file_path_param()], body: None, raw_body: false,
+            ok: vec![ok_json("Removed", json!({
+                "type": "object", "required": ["path", "deleted"],
+                "properties": { "path": { "type": "string" }, "deleted": { "const": true } },
+            }))],
+            errors: &["404"],
+        })),
+        ("/api/sandboxes/{id}/processes", "get", operation(Op {
+            id: "listBackgroundCommands", tag: "sandboxes", summary: "The sandbox's background commands",
+            description: "Only its creator.", secured: true,
+            parameters: vec![sandbox_param.clone()], body: None, raw_body: false,
+            ok: vec![ok_json("Oldest first", json!({
+                "type": "object", "required": ["processes"],
+                "properties": { "processes": { "type": "array", "items": schema_ref("BackgroundCommand") } },
+            }))],
+            errors: &["404", "409"],
+        })),
+        ("/api/sandboxes/{id}/processes/{pid}", "delete", operation(Op {
+            id: "stopBackgroundCommand", tag: "sandboxes", summary: "Stop a background command (SIGTERM, SIGKILL after 10 s)",
+            description: "Only its creator.", secured: true,
+            parameters: vec![sandbox_param.clone(), process_param()], body: None, raw_body: false,
+            ok: vec![ok_json("Asked to stop", json!({
+                "type": "object", "required": ["process_id", "stopped"],
+                "properties": { "process_id": { "type": "integer" }, "stopped": { "const": true } },
+            }))],
+            errors: &["404", "409"],
+        })),
+        ("/api/sandboxes/{id}/processes/{pid}/log", "get", operation(Op {
+            id: "backgroundCommandLog", tag: "sandboxes", summary: "A background command's masked output, as JSON lines",
+            description: "Only its creator. The last line is its exit event once it ended; with `follow=true` the answer stays open until then.",
+            secured: true,
+            parameters: [vec![sandbox_param.clone(), process_param()], follow_params()].concat(), body: None, raw_body: false,
+            ok: vec![ok_lines("The log's lines")],
+            errors: &["404", "409"],
+        })),
         ("/api/deployments", "post", operation(Op {
             id: "createDeployment", tag: "deployments", summary: "Create (and start) a deployment",
             description: "Grant: read on `vault` (default `default`). 409 when this server is not the home's supervisor.",
-            secured: true, parameters: vec![], body: Some(schema_ref("CreateDeploymentRequest")),
+            secured: true, parameters: vec![], body: Some(schema_ref("CreateDeploymentRequest")), raw_body: false,
             ok: vec![ok_json("Created", json!({
                 "type": "object", "required": ["slug"], "properties": { "slug": schema_ref("Slug") },
             }))],
@@ -333,7 +441,7 @@ fn operations() -> Vec<(&'static str, &'static str, Value)> {
         })),
         ("/api/deployments", "get", operation(Op {
             id: "listDeployments", tag: "deployments", summary: "The deployments of the vaults the caller can read",
-            description: "", secured: true, parameters: vec![], body: None,
+            description: "", secured: true, parameters: vec![], body: None, raw_body: false,
             ok: vec![ok_json("Each with its state, instances, restarts and secret versions", json!({
                 "type": "object", "required": ["deployments"],
                 "properties": { "deployments": { "type": "array", "items": schema_ref("Deployment") } },
@@ -343,7 +451,7 @@ fn operations() -> Vec<(&'static str, &'static str, Value)> {
         ("/api/deployments/{slug}", "delete", operation(Op {
             id: "deleteDeployment", tag: "deployments", summary: "Stop and delete a deployment",
             description: "Grant: write on its vault.", secured: true,
-            parameters: vec![slug_param.clone()], body: None,
+            parameters: vec![slug_param.clone()], body: None, raw_body: false,
             ok: vec![ok_json("Deleted", json!({
                 "type": "object", "required": ["slug", "deleted"],
                 "properties": { "slug": schema_ref("Slug"), "deleted": { "const": true } },
@@ -353,7 +461,7 @@ fn operations() -> Vec<(&'static str, &'static str, Value)> {
         ("/api/deployments/{slug}/logs", "get", operation(Op {
             id: "deploymentLogs", tag: "deployments", summary: "A deployment's masked log, as JSON lines",
             description: "Grant: write on its vault.", secured: true,
-            parameters: [vec![slug_param.clone()], follow_params()].concat(), body: None,
+            parameters: [vec![slug_param.clone()], follow_params()].concat(), body: None, raw_body: false,
             ok: vec![ok_lines("The log's lines")],
             errors: &["404", "409"],
         })),
@@ -364,7 +472,7 @@ fn operations() -> Vec<(&'static str, &'static str, Value)> {
                 slug_param.clone(),
                 path_param("verb", json!({ "type": "string", "enum": ["stop", "start", "restart"] }), "What to do"),
             ],
-            body: None,
+            body: None, raw_body: false,
             ok: vec![ok_json("Done", json!({
                 "type": "object", "required": ["slug", "done"],
                 "properties": { "slug": schema_ref("Slug"), "done": { "const": true } },
@@ -379,7 +487,7 @@ fn operations() -> Vec<(&'static str, &'static str, Value)> {
                 slug_param.clone(),
                 query_param("wait", json!({ "type": "boolean" }), "Answer when the run ends"),
             ],
-            body: Some(schema_ref("AgentRunRequest")),
+            body: Some(schema_ref("AgentRunRequest")), raw_body: false,
             ok: vec![ok_json("Started (or, with wait, ended)", json!({
                 "anyOf": [
                     { "type": "object", "required": ["run_id"], "properties": { "run_id": { "type": "string" } } },
@@ -391,7 +499,7 @@ fn operations() -> Vec<(&'static str, &'static str, Value)> {
         ("/api/agents/{slug}/runs", "get", operation(Op {
             id: "listAgentRuns", tag: "agents", summary: "An agent's runs",
             description: "Grant: write on its vault.", secured: true,
-            parameters: vec![slug_param], body: None,
+            parameters: vec![slug_param], body: None, raw_body: false,
             ok: vec![ok_json("Its runs (without their logs)", json!({
                 "type": "object", "required": ["runs"],
                 "properties": { "runs": { "type": "array", "items": schema_ref("Run") } },
@@ -401,7 +509,7 @@ fn operations() -> Vec<(&'static str, &'static str, Value)> {
         ("/api/runs/{id}", "get", operation(Op {
             id: "getRun", tag: "agents", summary: "A run: status, exit code, masked log",
             description: "Grant: write on its deployment's vault.", secured: true,
-            parameters: vec![run_param.clone()], body: None,
+            parameters: vec![run_param.clone()], body: None, raw_body: false,
             ok: vec![ok_json("The run", schema_ref("Run"))],
             errors: &["404"],
         })),
@@ -409,7 +517,7 @@ fn operations() -> Vec<(&'static str, &'static str, Value)> {
             id: "runLog", tag: "agents", summary: "A run's masked log, as JSON lines",
             description: "Grant: write on its deployment's vault. With `follow=true` the answer ends with the run.",
             secured: true,
-            parameters: [vec![run_param], follow_params()].concat(), body: None,
+            parameters: [vec![run_param], follow_params()].concat(), body: None, raw_body: false,
             ok: vec![ok_lines("The log's lines")],
             errors: &["404"],
         })),
@@ -421,7 +529,7 @@ fn operations() -> Vec<(&'static str, &'static str, Value)> {
                 query_param("vault", schema_ref("VaultName"), "Only this vault's (needs read there)"),
                 query_param("secret", schema_ref("SecretName"), "Only this secret's"),
             ],
-            body: None,
+            body: None, raw_body: false,
             ok: vec![ok_json("The records", json!({
                 "type": "object", "required": ["records"],
                 "properties": { "records": { "type": "array", "items": schema_ref("AuditRecord") } },
@@ -638,16 +746,62 @@ fn schemas() -> Value {
                 "env": string_map(ENV_PATTERN),
                 "vault": nullable(schema_ref("VaultName")),
                 "strict": { "type": "boolean", "description": "Refuse (400) when the host cannot give all the isolation asked for" },
+                "timeout_s": nullable(json!({ "type": "integer", "minimum": 1, "maximum": 604_800, "description": "Deleted this long after its last exec or file call (default 3600)" })),
             },
         },
         "Sandbox": {
-            "type": "object", "required": ["id", "template", "network", "limits", "isolation"],
+            "type": "object", "required": ["id", "template", "network", "limits", "isolation", "timeout_s", "expires_at"],
             "properties": {
+                "timeout_s": { "type": "integer" },
+                "expires_at": nullable(timestamp()),
                 "id": { "type": "string" },
                 "template": { "type": "string" },
                 "network": { "type": "boolean" },
                 "limits": { "type": "object" },
                 "isolation": { "type": "array", "items": { "type": "object" }, "description": "What the template asked for, and whether the host gives it" },
+            },
+        },
+        "SandboxView": {
+            "type": "object", "required": ["id", "template", "vault", "created_at", "timeout_s", "expires_at"],
+            "properties": {
+                "id": { "type": "string" },
+                "template": { "type": "string" },
+                "vault": { "type": "string" },
+                "node": { "type": "string" },
+                "created_at": timestamp(),
+                "last_exit": nullable(json!({ "type": "integer" })),
+                "last_exec_at": nullable(timestamp()),
+                "timeout_s": nullable(json!({ "type": "integer" })),
+                "expires_at": nullable(timestamp()),
+            },
+        },
+        "TimeoutRequest": {
+            "type": "object", "additionalProperties": false, "required": ["timeout_s"],
+            "properties": { "timeout_s": { "type": "integer", "minimum": 1, "maximum": 604_800 } },
+        },
+        "FileListing": {
+            "type": "object", "required": ["path", "entries"],
+            "properties": {
+                "path": { "type": "string" },
+                "entries": { "type": "array", "items": {
+                    "type": "object", "required": ["name", "type", "size"],
+                    "properties": {
+                        "name": { "type": "string" },
+                        "type": { "type": "string", "enum": ["file", "directory", "symlink", "other"] },
+                        "size": { "type": "integer", "minimum": 0 },
+                    },
+                } },
+            },
+        },
+        "BackgroundCommand": {
+            "type": "object", "required": ["process_id", "command", "status", "exit_code", "started_at", "ended_at"],
+            "properties": {
+                "process_id": { "type": "integer" },
+                "command": { "type": "array", "items": { "type": "string" } },
+                "status": { "type": "string", "enum": ["running", "exited", "stopped"] },
+                "exit_code": nullable(json!({ "type": "integer" })),
+                "started_at": timestamp(),
+                "ended_at": nullable(timestamp()),
             },
         },
         "SandboxListing": {
@@ -679,6 +833,7 @@ fn schemas() -> Value {
                 "stream": { "type": "boolean" },
                 "mask": nullable(json!({ "type": "string", "enum": ["label", "stars"] })),
                 "stdin": nullable(json!({ "type": "string", "description": "What the command reads on stdin (default: nothing)" })),
+                "background": { "type": "boolean", "description": "Answer `{\"process_id\"}` at once; the command outlives the request (excludes `stream`)" },
             },
         },
         "ExecResult": {

@@ -30,7 +30,7 @@ use serde::Deserialize;
 
 use super::auth::Caller;
 use super::error::ApiError;
-use super::json::{ApiJson, ApiPath};
+use super::json::{ApiJson, ApiPath, ApiQuery};
 use super::ApiState;
 use crate::mask::MaskStyle;
 use crate::secret::SecretValue;
@@ -99,6 +99,10 @@ pub struct CreateBody {
     /// Refuse to create it if the host cannot give everything asked for.
     #[serde(default)]
     strict: bool,
+    /// Seconds after its last exec or file call at which it is deleted
+    /// (default an hour).
+    #[serde(default, deserialize_with = "super::json::whole_number")]
+    timeout_s: Option<u64>,
 }
 
 /// `POST /api/sandboxes` → `{"id", "template", "network", "limits", "isolation"}`.
@@ -109,6 +113,10 @@ pub async fn create(
 ) -> ApiResult {
     let vault = super::handlers::vault(body.vault.as_deref().unwrap_or(DEFAULT_VAULT))?;
     caller.require(vault.as_str(), Access::Read)?;
+    let timeout = super::sandbox_files::check_timeout(
+        body.timeout_s
+            .unwrap_or(crate::supervisor::sandbox_files::DEFAULT_TIMEOUT_SECS),
+    )?;
     let request = CreateRequest {
         template: body.template,
         vault,
@@ -122,12 +130,21 @@ pub async fn create(
     let created = state
         .with_store_as(caller.name(), move |store| host.create(store, request))
         .await?;
+    let dir = created
+        .workdir
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_default();
+    crate::supervisor::sandbox_files::set_timeout(&dir, Some(timeout))
+        .map_err(ApiError::internal)?;
     Ok(Json(serde_json::json!({
         "id": created.id,
         "template": created.template,
         "network": created.network,
         "limits": created.limits,
         "isolation": created.features,
+        "timeout_s": timeout,
+        "expires_at": crate::supervisor::sandbox_files::expires_at_ms(&dir).map(crate::clock::rfc3339),
     }))
     .into_response())
 }
@@ -145,7 +162,7 @@ pub async fn list(State(state): State<Arc<ApiState>>, caller: Caller) -> ApiResu
 }
 
 /// The sandbox `id` if `caller` may use it: its owner, with read on its vault.
-async fn owned_sandbox(
+pub(super) async fn owned_sandbox(
     state: &Arc<ApiState>,
     caller: &Caller,
     id: String,
@@ -222,6 +239,10 @@ pub struct ExecBody {
     mask: Option<String>,
     /// What the command reads on stdin (default: nothing, end of file).
     stdin: Option<String>,
+    /// Start it and answer `{"process_id"}` at once; it outlives the
+    /// request (see `GET /api/sandboxes/{id}/processes`).
+    #[serde(default)]
+    background: bool,
 }
 
 /// `POST /api/sandboxes/{id}/exec`: the command's masked output and exit
@@ -230,12 +251,16 @@ pub async fn exec(
     State(state): State<Arc<ApiState>>,
     caller: Caller,
     ApiPath(id): ApiPath<String>,
-    ApiJson(body): ApiJson<ExecBody>,
+    ApiJson(mut body): ApiJson<ExecBody>,
 ) -> ApiResult {
     let (timeout, mask) = check_exec_body(&body)?;
     let grants = plan::parse_grants(&body.secrets)?;
-    let env = parse_env(body.env)?;
+    let env = parse_env(std::mem::take(&mut body.env))?;
     let (row, config) = owned_sandbox(&state, &caller, id).await?;
+    if body.background {
+        return start_background(state, caller, row, config, body, grants, env, timeout, mask)
+            .await;
+    }
 
     let slot = state.try_start_run()?;
     let (guard, watch) = cancel_pair().map_err(ApiError::internal)?;
@@ -274,6 +299,7 @@ pub async fn exec(
         control: Control::Detached(vec![watch, shutdown]),
         output_cap: (!body.stream).then_some(BUFFERED_OUTPUT_CAP),
         caller_env: state.caller_env().clone(),
+        requests: None,
     };
     let host = state.sandbox_host();
     let prepared = state
@@ -287,7 +313,11 @@ pub async fn exec(
     let runner = Arc::clone(&state);
     let run = move |error_lines: Option<tokio::sync::mpsc::Sender<Chunk>>| {
         let _slot = slot; // held until the command has ended
+        let busy = runner.sandbox_busy(&id);
         let result = supervisor::run(prepared.plan);
+        // A long command: the lifetime counts from its end.
+        let _ = crate::supervisor::sandbox_files::touch(&runner.home().join("sandboxes").join(&id));
+        drop(busy);
         match &result {
             Ok(report) => {
                 let code = i64::from(report.code);
@@ -325,6 +355,165 @@ pub async fn exec(
             Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response())
         }
     }
+}
+
+/// Starts a background command: prepared like any exec, its output to
+/// the sandbox's process log, its handle given to the manager.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the parts of one exec body, checked"
+)]
+async fn start_background(
+    state: Arc<ApiState>,
+    caller: Caller,
+    row: SandboxRow,
+    config: SandboxConfig,
+    body: ExecBody,
+    grants: Vec<crate::supervisor::plan::SecretGrant>,
+    env: Vec<(String, String)>,
+    timeout: Option<Duration>,
+    mask: MaskStyle,
+) -> ApiResult {
+    if body.stream {
+        return Err(ApiError::bad_request(
+            "`background` and `stream` exclude each other",
+        ));
+    }
+    let manager = super::deployments::manager(&state)?;
+    let process_id = state.next_process_id();
+    let dir = config
+        .policy
+        .workdir
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_default();
+    let logs = dir.join("processes");
+    std::fs::create_dir_all(&logs).map_err(ApiError::internal)?;
+    let log = Arc::new(crate::supervisor::deploy::LogFile::new(
+        logs.join(format!("{process_id}.jsonl")),
+        crate::supervisor::background::LOG_CAP_BYTES,
+    ));
+    let sink =
+        crate::supervisor::deploy::InstanceLog::new(Arc::clone(&log), process_id.to_string());
+    let (handle, requests) = crate::supervisor::run_handle().map_err(ApiError::internal)?;
+    let command: Vec<String> = body.command.0.clone();
+    let request = ExecRequest {
+        grants,
+        env,
+        command: body.command.0.into_iter().map(OsString::from).collect(),
+        cwd: body.cwd.map(std::path::PathBuf::from),
+        // A background command runs until it ends, is stopped, or its
+        // sandbox goes; `timeout_ms` still bounds it when given.
+        timeout: timeout.or(Some(Duration::from_secs(u32::MAX as u64))),
+        mask,
+        stdio: StdioMode::GivenInput,
+        input: body.stdin.map(|text| SecretValue::new(text.into_bytes())),
+        output: OutputMode::Streams,
+        destination: Destination::Sink(Box::new(sink)),
+        control: Control::Detached(Vec::new()),
+        output_cap: None,
+        caller_env: state.caller_env().clone(),
+        requests: Some(requests),
+    };
+    let host = state.sandbox_host();
+    let sandbox = row.id.clone();
+    let prepared = state
+        .with_store_as(caller.name(), move |store| {
+            host.prepare_exec(StoreAccess::Open(store), row, config, request)
+        })
+        .await?;
+    manager
+        .background_start(crate::supervisor::background::BackgroundStart {
+            sandbox,
+            process_id,
+            command,
+            plan: prepared.plan,
+            handle,
+            log,
+        })
+        .await?;
+    Ok(Json(serde_json::json!({ "process_id": process_id })).into_response())
+}
+
+/// `GET /api/sandboxes/{id}/processes` → `{"processes": [...]}`.
+pub async fn processes(
+    State(state): State<Arc<ApiState>>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult {
+    let (row, config) = owned_sandbox(&state, &caller, id).await?;
+    let _ = crate::supervisor::sandbox_files::touch(&sandbox_dir(&config));
+    let listed = super::deployments::manager(&state)?
+        .background_list(&row.id)
+        .await?;
+    Ok(Json(serde_json::json!({ "processes": listed })).into_response())
+}
+
+fn sandbox_dir(config: &SandboxConfig) -> std::path::PathBuf {
+    config
+        .policy
+        .workdir
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_default()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProcessLogQuery {
+    #[serde(default)]
+    follow: Option<bool>,
+    #[serde(default)]
+    tail: Option<usize>,
+}
+
+/// `GET /api/sandboxes/{id}/processes/{pid}/log[?follow=true&tail=N]`:
+/// JSON lines, ending with the exit event once it ended.
+pub async fn process_log(
+    State(state): State<Arc<ApiState>>,
+    caller: Caller,
+    ApiPath((id, process_id)): ApiPath<(String, u64)>,
+    ApiQuery(query): ApiQuery<ProcessLogQuery>,
+) -> ApiResult {
+    let (row, config) = owned_sandbox(&state, &caller, id).await?;
+    let listed = super::deployments::manager(&state)?
+        .background_list(&row.id)
+        .await?;
+    if !listed.iter().any(|p| p["process_id"] == process_id) {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no background command {process_id} in this sandbox"),
+        ));
+    }
+    let path = sandbox_dir(&config)
+        .join("processes")
+        .join(format!("{process_id}.jsonl"));
+    Ok(super::deployments::lines_response(
+        path,
+        query.tail,
+        query.follow.unwrap_or(false),
+        true,
+    ))
+}
+
+/// `DELETE /api/sandboxes/{id}/processes/{pid}`: SIGTERM, then SIGKILL
+/// after 10 s → `{"process_id", "stopped": true}`.
+pub async fn stop_process(
+    State(state): State<Arc<ApiState>>,
+    caller: Caller,
+    ApiPath((id, process_id)): ApiPath<(String, u64)>,
+) -> ApiResult {
+    let (row, _) = owned_sandbox(&state, &caller, id).await?;
+    if !super::deployments::manager(&state)?
+        .background_stop(&row.id, process_id)
+        .await?
+    {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no background command {process_id} in this sandbox"),
+        ));
+    }
+    Ok(Json(serde_json::json!({ "process_id": process_id, "stopped": true })).into_response())
 }
 
 /// Checks what an exec body can get wrong before anything is looked up;
@@ -451,6 +640,10 @@ pub async fn remove(
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult {
     let (row, _) = owned_sandbox(&state, &caller, id).await?;
+    // Its background commands first (their handles dropped: killed).
+    if let Some(manager) = state.manager() {
+        manager.sandbox_gone(&row.id);
+    }
     let host = state.sandbox_host();
     let removed = row.id.clone();
     state

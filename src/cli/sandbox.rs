@@ -32,6 +32,16 @@ pub enum SandboxCommand {
         /// The sandbox id.
         id: String,
     },
+    /// Copy a file into or out of a sandbox: one side is ID:PATH (a path
+    /// in its working directory), the other a local path or `-` (stdin,
+    /// stdout). What comes out is masked with every secret ever granted
+    /// to the sandbox.
+    Cp {
+        /// Where from: ID:PATH, a local file, or `-`.
+        source: String,
+        /// Where to: ID:PATH, a local file, or `-`.
+        destination: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -135,6 +145,10 @@ pub fn run(ctx: &Context, command: SandboxCommand) -> Result<u8, CliError> {
             }
         },
         SandboxCommand::List => list(ctx),
+        SandboxCommand::Cp {
+            source,
+            destination,
+        } => copy(ctx, &source, &destination),
         SandboxCommand::Rm { id } => {
             let mut store = ctx.open_store(OpenMode::Existing)?;
             host(ctx)?.remove(&mut store, &id)?;
@@ -147,6 +161,76 @@ pub fn run(ctx: &Context, command: SandboxCommand) -> Result<u8, CliError> {
             Ok(EXIT_OK)
         }
     }
+}
+
+/// `ID:PATH` (an id is a UUID), split; anything else is a local path.
+fn sandbox_side(text: &str) -> Option<(&str, &str)> {
+    let (id, path) = text.split_once(':')?;
+    uuid::Uuid::parse_str(id).is_ok().then_some((id, path))
+}
+
+/// `sandbox cp`: a file into or out of a sandbox's working directory, with
+/// the same path rules and masking as the API's files routes.
+fn copy(ctx: &Context, source: &str, destination: &str) -> Result<u8, CliError> {
+    use crate::supervisor::sandbox_files;
+    let (id, inner, local, upload) = match (sandbox_side(source), sandbox_side(destination)) {
+        (Some(_), Some(_)) => {
+            return Err(CliError::Usage(
+                "copy between a sandbox and a local path: only one side is ID:PATH".to_owned(),
+            ))
+        }
+        (None, None) => {
+            return Err(CliError::Usage(
+                "one side of `sandbox cp` is ID:PATH (a sandbox and a path in it)".to_owned(),
+            ))
+        }
+        (Some((id, path)), None) => (id, path, destination, false),
+        (None, Some((id, path))) => (id, path, source, true),
+    };
+    let path =
+        crate::sys::beneath::plain_relative(inner).map_err(|e| CliError::Usage(e.to_string()))?;
+    if path.as_os_str().is_empty() {
+        return Err(CliError::Usage(format!(
+            "{id}:{inner} is the working directory; name a file in it"
+        )));
+    }
+    let mut store = ctx.open_store(OpenMode::Existing)?;
+    let (row, config) = host(ctx)?.load(&mut store, id)?;
+    SandboxHost::check_node(&row)?;
+    if let Some(dir) = config.policy.workdir.parent() {
+        let _ = sandbox_files::touch(dir);
+    }
+    let failed = |e: crate::sys::beneath::BeneathError| CliError::Reported(e.to_string());
+    let io = |context| move |source| CliError::Io { context, source };
+    let size = if upload {
+        if local == "-" {
+            sandbox_files::upload(&config, &path, std::io::stdin().lock()).map_err(failed)?
+        } else {
+            let file = std::fs::File::open(local).map_err(io("open the file to copy"))?;
+            sandbox_files::upload(&config, &path, file).map_err(failed)?
+        }
+    } else {
+        let (file, size) = sandbox_files::workdir(&config)
+            .and_then(|dir| dir.open_file(&path))
+            .map_err(failed)?;
+        let mask = sandbox_files::download_mask(&mut store, &row, &config)?;
+        if local == "-" {
+            sandbox_files::download(file, mask, std::io::stdout().lock())
+                .map_err(io("write to stdout"))?;
+        } else {
+            let out = std::fs::File::create(local).map_err(io("create the copy"))?;
+            sandbox_files::download(file, mask, std::io::BufWriter::new(out))
+                .map_err(io("write the copy"))?;
+        }
+        size
+    };
+    // (Nothing after a download to stdout: it holds the file.)
+    if ctx.out.is_json() && (upload || local != "-") {
+        ctx.out.json(&serde_json::json!({
+            "source": source, "destination": destination, "size": size,
+        }))?;
+    }
+    Ok(EXIT_OK)
 }
 
 fn host(ctx: &Context) -> Result<SandboxHost, CliError> {
@@ -237,6 +321,7 @@ fn prepare_exec(ctx: &Context, args: SandboxExecArgs) -> Result<PreparedExec, Cl
             control: Control::Process,
             output_cap: None,
             caller_env: CallerEnv::of_this_process(),
+            requests: None,
         },
     )?;
     exec::warn_unmasked(ctx, &prepared.unmasked);

@@ -87,6 +87,12 @@ pub struct SandboxPolicy {
     /// supervisor) the command starts in instead. Set for each run.
     #[serde(default)]
     pub cwd: Option<PathBuf>,
+    /// With the network off, as root: the network namespace pinned here
+    /// (`<sandbox>/netns`) is the command's, shared with the sandbox's
+    /// other commands (a server in the background is reachable on the
+    /// loopback by later commands). Set for each run.
+    #[serde(default)]
+    pub shared_netns: Option<PathBuf>,
 }
 
 fn yes() -> bool {
@@ -224,11 +230,16 @@ pub fn run_init(policy: &SandboxPolicy, command: &[OsString], env: &[&[u8]]) -> 
 
 enum Never {}
 
-/// Unshares the policy's namespaces; in a user namespace, maps root inside
-/// to this process's uid and gid outside.
+/// Unshares the policy's namespaces (the network one joined where it is
+/// shared); in a user namespace, maps root inside to this process's uid
+/// and gid outside.
 fn enter_namespaces(policy: &SandboxPolicy) -> std::io::Result<()> {
     let (uid, gid) = proc::ids();
-    let namespaces = policy.namespaces();
+    let mut namespaces = policy.namespaces();
+    if let (true, Some(pin)) = (namespaces.net, &policy.shared_netns) {
+        ns::join_pinned_netns(pin)?;
+        namespaces.net = false;
+    }
     ns::unshare_namespaces(namespaces)?;
     if namespaces.user {
         ns::map_root_to(uid, gid)?;
@@ -825,6 +836,7 @@ mod tests {
             die_with: None,
             passed_fds: 0,
             cwd: None,
+            shared_netns: None,
         }
     }
 

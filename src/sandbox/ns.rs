@@ -280,6 +280,69 @@ pub fn chdir_beneath(dir: &std::path::Path, relative: &std::path::Path) -> io::R
     }
 }
 
+/// Joins the network namespace pinned at `pin` (a bind mount of a
+/// namespace file), or, the first time, makes one and pins it there, so
+/// that the commands of one sandbox share a loopback while it lives. Runs
+/// in the host's mount namespace, as root, under a lock beside the pin (two
+/// commands starting at once make one namespace). Returns true when it made
+/// it (its loopback is then still down).
+pub fn join_pinned_netns(pin: &std::path::Path) -> io::Result<bool> {
+    use nix::mount::{mount, MsFlags};
+    use nix::sched::{setns, unshare, CloneFlags};
+    let _locked = crate::sys::fd::lock_exclusive(&pin.with_extension("lock"))?;
+    // Removed while this command was starting (the removal holds the lock
+    // while it takes the sandbox apart): nothing to join, nothing to make.
+    if !pin.parent().is_some_and(|dir| dir.join("work").is_dir()) {
+        return Err(io::Error::other("the sandbox was removed"));
+    }
+    if is_mount_point(pin) {
+        let file = std::fs::File::open(pin)
+            .map_err(|e| io::Error::new(e.kind(), format!("open {}: {e}", pin.display())))?;
+        return call(
+            || format!("setns({}, CLONE_NEWNET)", pin.display()),
+            setns(file, CloneFlags::CLONE_NEWNET),
+        )
+        .map(|()| false);
+    }
+    std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(pin)
+        .map_err(|e| io::Error::new(e.kind(), format!("create {}: {e}", pin.display())))?;
+    call(
+        || "unshare(CLONE_NEWNET)".to_owned(),
+        unshare(CloneFlags::CLONE_NEWNET),
+    )?;
+    call(
+        || format!("mount(/proc/self/ns/net, {}, MS_BIND)", pin.display()),
+        mount(
+            Some("/proc/self/ns/net"),
+            pin,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        ),
+    )?;
+    Ok(true)
+}
+
+/// Lets go of a pinned network namespace (it ends with its last process).
+pub fn unpin_netns(pin: &std::path::Path) -> io::Result<()> {
+    if is_mount_point(pin) {
+        call(
+            || format!("umount2({}, MNT_DETACH)", pin.display()),
+            nix::mount::umount2(pin, nix::mount::MntFlags::MNT_DETACH),
+        )?;
+    }
+    // The lock beside it stays: the removal of the sandbox holds it, and
+    // removes it with the rest.
+    match std::fs::remove_file(pin) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
 /// setrlimit(2), soft and hard.
 pub fn set_rlimit(which: Rlimit, value: u64) -> io::Result<()> {
     let resource = match which {

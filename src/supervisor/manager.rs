@@ -176,6 +176,24 @@ enum Message {
     Shutdown {
         reply: Reply<()>,
     },
+    BackgroundStart {
+        start: Box<super::background::BackgroundStart>,
+        reply: Reply<()>,
+    },
+    BackgroundList {
+        sandbox: String,
+        reply: Reply<Vec<serde_json::Value>>,
+    },
+    BackgroundStop {
+        sandbox: String,
+        process_id: u64,
+        reply: Reply<bool>,
+    },
+    BackgroundEnded(super::background::Ended),
+    /// A sandbox was deleted: its background commands are killed.
+    SandboxGone {
+        sandbox: String,
+    },
 }
 
 enum Event {
@@ -213,7 +231,12 @@ pub struct ManagerConfig {
     pub caller_env: CallerEnv,
     /// Agent runs at once, at most (beyond: [`ManagerError::Busy`]).
     pub max_agent_runs: usize,
+    /// Sandboxes running a command (the lifetime sweep leaves them).
+    pub busy_sandboxes: Arc<crate::supervisor::sandbox_files::Busy>,
 }
+
+/// How often expired sandboxes are looked for.
+const SANDBOX_SWEEP: Duration = Duration::from_secs(1);
 
 /// Agent runs a supervisor runs at once by default.
 pub const DEFAULT_MAX_AGENT_RUNS: usize = 32;
@@ -290,6 +313,50 @@ impl Manager {
     /// Starts an agent run; answers its id.
     pub async fn agent_run(&self, request: AgentRunRequest) -> Result<String, ManagerError> {
         self.ask(|reply| Message::AgentRun { request, reply }).await
+    }
+
+    /// Starts a sandbox's background command (see `background`).
+    pub async fn background_start(
+        &self,
+        start: super::background::BackgroundStart,
+    ) -> Result<(), ManagerError> {
+        self.ask(|reply| Message::BackgroundStart {
+            start: Box::new(start),
+            reply,
+        })
+        .await
+    }
+
+    /// A sandbox's background commands.
+    pub async fn background_list(
+        &self,
+        sandbox: &str,
+    ) -> Result<Vec<serde_json::Value>, ManagerError> {
+        let sandbox = sandbox.to_owned();
+        self.ask(|reply| Message::BackgroundList { sandbox, reply })
+            .await
+    }
+
+    /// Stops a background command; false when there is no such one.
+    pub async fn background_stop(
+        &self,
+        sandbox: &str,
+        process_id: u64,
+    ) -> Result<bool, ManagerError> {
+        let sandbox = sandbox.to_owned();
+        self.ask(|reply| Message::BackgroundStop {
+            sandbox,
+            process_id,
+            reply,
+        })
+        .await
+    }
+
+    /// Says that a sandbox was deleted (its background commands end).
+    pub fn sandbox_gone(&self, sandbox: &str) {
+        let _ = self.send(Message::SandboxGone {
+            sandbox: sandbox.to_owned(),
+        });
     }
 
     /// Stops every instance (SIGTERM, SIGKILL after the grace) and answers
@@ -485,6 +552,8 @@ struct Actor {
     mark: Option<Vec<u8>>,
     last_mark_check: Option<Instant>,
     last_lease: Option<Instant>,
+    last_sweep: Option<Instant>,
+    background: super::background::Table,
     dirty: bool,
     last_status: Instant,
     shutting_down: Option<Reply<()>>,
@@ -502,9 +571,46 @@ impl Actor {
             mark: None,
             last_mark_check: None,
             last_lease: None,
+            last_sweep: None,
+            background: Default::default(),
             dirty: false,
             last_status: Instant::now(),
             shutting_down: None,
+        }
+    }
+
+    /// Deletes the sandboxes whose lifetime is over (their files, their
+    /// background commands, their record), but none running a command.
+    fn sweep_sandboxes(&mut self) {
+        let config = Arc::clone(&self.config);
+        let Some(store) = self.store() else {
+            return;
+        };
+        let rows = match store.list_sandboxes() {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::warn!(error = %e, "the sandbox sweep cannot list sandboxes");
+                return;
+            }
+        };
+        let host = crate::supervisor::sandboxes::SandboxHost {
+            home: config.home.clone(),
+            binary: config.binary.clone(),
+        };
+        for id in crate::supervisor::sandbox_files::expired(&config.home, &rows, now_ms()) {
+            if config.busy_sandboxes.is_busy(&id) {
+                continue;
+            }
+            self.background.forget(&id);
+            let Some(store) = self.store() else {
+                return;
+            };
+            match host.remove(store, &id) {
+                Ok(()) => tracing::info!(sandbox = %id, "sandbox expired: deleted"),
+                Err(e) => {
+                    tracing::warn!(sandbox = %id, error = %e, "cannot delete an expired sandbox")
+                }
+            }
         }
     }
 
@@ -634,7 +740,27 @@ impl Actor {
                 let _ = reply.send(self.agent_run(request));
             }
             Message::Event(event) => self.event(event),
+            Message::BackgroundStart { start, reply } => {
+                let sender = self.sender.clone();
+                self.background.start(*start, move |ended| {
+                    let _ = sender.send(Message::BackgroundEnded(ended));
+                });
+                let _ = reply.send(Ok(()));
+            }
+            Message::BackgroundList { sandbox, reply } => {
+                let _ = reply.send(Ok(self.background.list(&sandbox)));
+            }
+            Message::BackgroundStop {
+                sandbox,
+                process_id,
+                reply,
+            } => {
+                let _ = reply.send(Ok(self.background.stop(&sandbox, process_id)));
+            }
+            Message::BackgroundEnded(ended) => self.background.ended(ended),
+            Message::SandboxGone { sandbox } => self.background.forget(&sandbox),
             Message::Shutdown { reply } => {
+                self.background.stop_all();
                 let grace = self.config.timings.grace;
                 for live in self.live.values_mut() {
                     for instance in &mut live.instances {
@@ -980,6 +1106,13 @@ impl Actor {
         {
             self.last_lease = Some(now);
             self.renew_leases();
+        }
+        if self
+            .last_sweep
+            .is_none_or(|at| now.duration_since(at) >= SANDBOX_SWEEP)
+        {
+            self.last_sweep = Some(now);
+            self.sweep_sandboxes();
         }
         // The versions are read when the change mark moved (checked every
         // tick: one row), and every `poll` at the latest.
@@ -1730,6 +1863,7 @@ mod tests {
                 die_with: None,
                 passed_fds: 0,
                 cwd: None,
+                shared_netns: None,
             },
             features: Vec::new(),
             replicas: 1,
@@ -1753,6 +1887,7 @@ mod tests {
             timings: Timings::default(),
             caller_env: CallerEnv::default(),
             max_agent_runs: 1,
+            busy_sandboxes: Arc::default(),
         })
     }
 

@@ -20,10 +20,12 @@
 //! killed and its pipes get 100 ms to close; a descendant that escaped the
 //! group and holds them open does not keep shroud waiting.
 
+pub mod background;
 pub mod deploy;
 pub mod manager;
 pub mod output;
 pub mod plan;
+pub mod sandbox_files;
 pub mod sandboxes;
 pub mod spawn;
 

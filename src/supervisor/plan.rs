@@ -215,6 +215,11 @@ pub struct RunSpec {
     /// The mask set to use instead of one built from `grants` (a front door
     /// that read every secret itself: every task of a run shares one).
     pub mask_set: Option<Arc<MaskSet>>,
+    /// Secrets masked beside the grants but not given to the program (a
+    /// sandbox's: every secret any of its commands was given, whose value
+    /// may sit in its files or in a background command's output); read
+    /// with `secret.mask` records, those still there.
+    pub mask_also: Vec<SecretName>,
     /// The program dies with the thread that starts it (a sandboxed run
     /// always does, through its init).
     pub die_with_caller: bool,
@@ -240,6 +245,7 @@ impl RunSpec {
             pass_fds: Vec::new(),
             secret_env: Vec::new(),
             mask_set: None,
+            mask_also: Vec::new(),
             die_with_caller: false,
         }
     }
@@ -302,8 +308,11 @@ pub fn prepare(
         &spec.caller_env,
         &spec.env_policy,
         &spec.extra_env,
-        &spec.vault,
-        &spec.grants,
+        VaultSecrets {
+            vault: &spec.vault,
+            grants: &spec.grants,
+            mask_also: &spec.mask_also,
+        },
         spec.mask,
     )?;
     for (name, value) in spec.secret_env {
@@ -358,6 +367,14 @@ pub fn prepare(
     })
 }
 
+/// What a run reads from its vault: the secrets it is given, and those it
+/// only masks (see [`RunSpec::mask_also`]).
+struct VaultSecrets<'a> {
+    vault: &'a VaultName,
+    grants: &'a [SecretGrant],
+    mask_also: &'a [SecretName],
+}
+
 /// Builds the child's environment: the template layer (pass-through names
 /// from the caller's environment, then fixed values), `extra_env`, then the
 /// granted secrets, decrypted from `vault` with one `secret.inject` audit
@@ -367,10 +384,14 @@ fn build_environment(
     caller_env: &CallerEnv,
     policy: &EnvPolicy,
     extra_env: &[(String, String)],
-    vault: &VaultName,
-    grants: &[SecretGrant],
+    secrets: VaultSecrets<'_>,
     style: MaskStyle,
 ) -> Result<PreparedEnv, PlanError> {
+    let VaultSecrets {
+        vault,
+        grants,
+        mask_also,
+    } = secrets;
     let mut env = ChildEnv::from_template(policy, |name| caller_env.get(name));
     for (name, value) in extra_env {
         env.set(name, EnvValue::Plain(value.into()));
@@ -378,12 +399,47 @@ fn build_environment(
     let mut builder = MaskSet::builder(style);
     let mut unmasked = Vec::new();
     let mut versions = Vec::new();
+    let masked_only: Vec<&SecretName> = mask_also
+        .iter()
+        .filter(|name| !grants.iter().any(|g| &g.secret == *name))
+        .collect();
+    if grants.is_empty() && masked_only.is_empty() {
+        return Ok(PreparedEnv {
+            env,
+            mask: builder.build(),
+            unmasked,
+            versions,
+        });
+    }
+    let mut opened;
+    let store: &mut Store = match store {
+        StoreAccess::Lazy(open) => {
+            opened = open()?;
+            &mut opened
+        }
+        StoreAccess::Open(store) => store,
+    };
+    if !masked_only.is_empty() {
+        let present: std::collections::BTreeSet<String> =
+            store.list_secret_names(vault)?.into_iter().collect();
+        let names: Vec<SecretName> = masked_only
+            .into_iter()
+            .filter(|name| present.contains(name.as_str()))
+            .cloned()
+            .collect();
+        if !names.is_empty() {
+            for (name, revealed) in
+                names
+                    .iter()
+                    .zip(store.read_secrets(Action::SecretMask, vault, &names)?)
+            {
+                builder.add(name.as_str(), &revealed.value);
+            }
+        }
+    }
     if !grants.is_empty() {
         let names: Vec<SecretName> = grants.iter().map(|g| g.secret.clone()).collect();
-        let values = match store {
-            StoreAccess::Lazy(open) => open()?.read_secrets(Action::SecretInject, vault, &names)?,
-            StoreAccess::Open(store) => store.read_secrets(Action::SecretInject, vault, &names)?,
-        };
+        let values = store.read_secrets(Action::SecretInject, vault, &names)?;
         for (grant, revealed) in grants.iter().zip(values) {
             if !builder.add(grant.secret.as_str(), &revealed.value) {
                 unmasked.push(grant.secret.clone());

@@ -106,6 +106,9 @@ pub struct ExecRequest {
     pub output_cap: Option<u64>,
     /// Whose environment the template's pass-through names come from.
     pub caller_env: CallerEnv,
+    /// Stop and signal requests of a manager that drives the run (a
+    /// background command).
+    pub requests: Option<super::RunRequests>,
 }
 
 /// A prepared exec: the plan and what the caller reports.
@@ -192,6 +195,7 @@ impl SandboxHost {
             die_with: None,
             passed_fds: 0,
             cwd: None,
+            shared_netns: None,
         };
         let mut features = self
             .probe(&policy)
@@ -328,12 +332,29 @@ impl SandboxHost {
         }
         let vault = VaultName::parse(&row.vault)?;
         let mut grants = plan::parse_grants(&config.grants)?;
+        // Downloads of its files are masked with every secret it was ever
+        // given; and this call renews its lifetime.
+        super::sandbox_files::record_grants(&config, &request.grants).map_err(|source| {
+            PlanError::Io {
+                context: "record the sandbox's grants",
+                source,
+            }
+        })?;
+        if let Some(dir) = config.policy.workdir.parent() {
+            let _ = super::sandbox_files::touch(dir);
+        }
         grants.extend(request.grants);
         // What is hidden follows this binary and this caller (a sandbox made
         // by an older shroud gets today's covers), and `$HOME` is the
         // sandbox's own (before the sandbox's and the request's `--env`,
         // which may set another).
+        let config_for_mask = config.clone();
         let mut policy = config.policy;
+        // With the network off, as root: one network namespace for all the
+        // sandbox's commands while it lives (its loopback shared).
+        if !policy.network && policy.run_as.is_some() {
+            policy.shared_netns = policy.workdir.parent().map(|dir| dir.join("netns"));
+        }
         policy.cwd = match &request.cwd {
             Some(relative) => Some(check_cwd(&policy.workdir, relative)?),
             None => None,
@@ -361,6 +382,9 @@ impl SandboxHost {
         spec.env_policy = config.env_policy;
         spec.extra_env = env;
         spec.grants = grants;
+        // Masked too: every secret the sandbox's commands were ever given
+        // (another exec's value may be in a file or on the loopback).
+        spec.mask_also = super::sandbox_files::granted_names(&config_for_mask);
         spec.mask = request.mask;
         spec.sandbox = Some(policy);
         spec.timeout = timeout;
@@ -371,7 +395,7 @@ impl SandboxHost {
             output: request.output,
             destination: request.destination,
             control: request.control,
-            requests: None,
+            requests: request.requests,
             on_started: None,
         };
         let prepared = plan::prepare(store, &self.binary, spec, io)?;
@@ -413,6 +437,24 @@ impl SandboxHost {
     pub fn remove(&self, store: &mut Store, id: &str) -> Result<(), PlanError> {
         Self::check_node(&store.sandbox(id)?)?;
         let dir = self.dir(id);
+        // A command starting now waits for this lock to join or make the
+        // sandbox's network namespace, and then finds the sandbox gone.
+        let _starting = if dir.join("work").is_dir() {
+            Some(
+                crate::sys::fd::lock_exclusive(&dir.join("netns.lock")).map_err(|source| {
+                    PlanError::Io {
+                        context: "lock the sandbox's network namespace",
+                        source,
+                    }
+                })?,
+            )
+        } else {
+            None
+        };
+        crate::sandbox::ns::unpin_netns(&dir.join("netns")).map_err(|source| PlanError::Io {
+            context: "let go of the sandbox's network namespace",
+            source,
+        })?;
         disk::remove(&dir).map_err(|source| PlanError::Io {
             context: "remove the sandbox's disk",
             source,

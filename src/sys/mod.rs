@@ -1,7 +1,8 @@
 //! The OS layer: every process-level syscall shroud makes outside the
 //! sandbox's own isolation calls (which live in `sandbox::ns`).
 //!
-//! Split by concern, as hakoniwa splits its runtime: [`fd`] (pipes, reads
+//! Split by concern, as hakoniwa splits its runtime: [`beneath`] (files
+//! beneath a directory, resolved by the kernel), [`fd`] (pipes, reads
 //! and writes on non-blocking descriptors, descriptors handed to children),
 //! [`poll`], [`term`] (terminals: modes, sizes, the foreground job), [`pty`],
 //! [`signal`] (process groups, dispositions, the supervisor's signal watch),
@@ -11,6 +12,7 @@
 //! apply. No nix type appears in a public signature: descriptors are std's
 //! `OwnedFd`/`BorrowedFd`, and signals and window sizes are types of ours.
 
+pub mod beneath;
 pub mod fd;
 pub mod poll;
 pub mod proc;

@@ -1035,7 +1035,8 @@ fn the_openapi_document_is_served_and_lists_every_route() {
                 .replace("{name}", "X")
                 .replace("{id}", "00000000-0000-0000-0000-000000000000")
                 .replace("{slug}", "web")
-                .replace("{verb}", "stop");
+                .replace("{verb}", "stop")
+                .replace("{pid}", "1");
             let methods = methods.as_object().unwrap();
             for method in ["get", "post", "put", "patch", "delete"] {
                 let (status, body) = call(

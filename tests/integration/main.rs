@@ -20,6 +20,7 @@ mod pg;
 mod pg_nodes;
 mod redact;
 mod sandbox;
+mod sandbox_files;
 mod secrets;
 mod store_api;
 mod support;
