@@ -40,6 +40,9 @@ export declare class ShroudError extends Error {
 /** 400, 413, 415, 422. */
 export declare class ValidationError extends ShroudError {}
 
+/** 413: too much data, e.g. a file written to a sandbox whose disk is full (nothing was written). */
+export declare class PayloadTooLargeError extends ValidationError {}
+
 /** The 400 of a bulk secret write: `errors` failed, `setSecrets` were set. */
 export declare class SecretsNotSetError extends ValidationError {
   readonly setSecrets: string[];
@@ -93,6 +96,10 @@ export interface RequestOptions {
   query?: Query;
   /** Sent as JSON. */
   body?: unknown;
+  /** Sent as it is (instead of `body`): bytes, a Blob or a ReadableStream (streamed, chunked). */
+  rawBody?: Uint8Array | Blob | ReadableStream<Uint8Array> | string;
+  /** The Content-Type of `rawBody` (default `application/octet-stream`). */
+  contentType?: string;
   headers?: Record<string, string>;
   signal?: AbortSignal;
   timeoutMs?: number;
@@ -284,8 +291,10 @@ export interface CreateSandboxOptions {
   vault?: string;
   /** Refuse to create it if the host cannot give every isolation feature. */
   strict?: boolean;
-  /** Lifetime after the last use, in seconds. */
+  /** Seconds idle (no exec, no file call) after which the server deletes it (default 3600, at most a week). */
   timeoutS?: number;
+  /** Alias of `timeoutS` (seconds, as E2B's `timeout`). */
+  timeout?: number;
 }
 
 export interface IsolationFeature {
@@ -301,7 +310,17 @@ export interface SandboxSummary {
   createdAt: string;
   lastExit: number | null;
   lastExecAt: string | null;
+  node?: string;
   [key: string]: unknown;
+}
+
+/** `sandbox.info()` / `setTimeout()`: the summary, plus its lifetime. */
+export interface SandboxInfo extends SandboxSummary {
+  node: string;
+  /** Seconds idle after which the server deletes it. */
+  timeoutS: number | null;
+  /** When that is, RFC 3339 (UTC), as of now. */
+  expiresAt: string | null;
 }
 
 export interface ExecOptions {
@@ -373,11 +392,103 @@ export interface CommandRunOptions extends Omit<ExecOptions, 'env'>, StreamCallb
   /** E2B's name for `env`. */
   envs?: Record<string, string>;
   env?: Record<string, string>;
+  /** Answer at once with a CommandHandle; the command runs on in the sandbox. */
+  background?: boolean;
+}
+
+/** A background command's entry of `commands.list()`. */
+export interface ProcessInfo {
+  processId: number;
+  /** E2B's name for `processId`. */
+  pid: number;
+  command: string[];
+  status: 'running' | 'exited' | 'stopped' | (string & {});
+  exitCode: number | null;
+  startedAt: string;
+  endedAt: string | null;
+  [key: string]: unknown;
+}
+
+/** What `CommandHandle.wait()` resolves with. */
+export interface BackgroundResult extends ExecResult {
+  /** `exited`, or `stopped` when it was killed. */
+  status?: ProcessInfo['status'];
+}
+
+/**
+ * A command running in the background. `for await (const event of handle)`
+ * yields its output events from the start, then the exit event (one
+ * followed log shared with `wait()`). `await using` kills it at the end.
+ */
+export declare class CommandHandle implements AsyncIterable<ExecEvent>, AsyncDisposable {
+  /** The process id in the API. */
+  readonly pid: number;
+  /** Follows the output to the end; a non-zero exit is not an error. */
+  wait(): Promise<BackgroundResult>;
+  /** SIGTERM (SIGKILL after 10 s); false when there is no such command. */
+  kill(): Promise<boolean>;
+  /** Its entry of `commands.list()`; NotFoundError when there is none. */
+  info(): Promise<ProcessInfo>;
+  /** Stops following the output; the command goes on running. */
+  disconnect(): void;
+  [Symbol.asyncIterator](): AsyncIterator<ExecEvent>;
+  [Symbol.asyncDispose](): Promise<void>;
+  toJSON(): { pid: number };
 }
 
 export interface Commands {
+  /** Starts it in the background: resolves at once with its handle. */
+  run(command: Command, options: CommandRunOptions & { background: true }): Promise<CommandHandle>;
   /** E2B-style alias of `sandbox.exec`. */
-  run(command: Command, options?: CommandRunOptions): Promise<ExecResult>;
+  run(command: Command, options?: CommandRunOptions & { background?: false }): Promise<ExecResult>;
+  run(command: Command, options?: CommandRunOptions): Promise<ExecResult | CommandHandle>;
+  /** The sandbox's background commands (running and ended). */
+  list(): Promise<ProcessInfo[]>;
+  /** Stops background command `pid`; false when there is none. */
+  kill(pid: number): Promise<boolean>;
+  /** A handle on background command `pid` (no request). */
+  connect(pid: number, callbacks?: StreamCallbacks): CommandHandle;
+}
+
+/** Bytes for `files.write`: sent as they are, or streamed as they are read. */
+export type FileData =
+  | string
+  | Uint8Array
+  | ArrayBuffer
+  | ArrayBufferView
+  | Blob
+  | ReadableStream<Uint8Array>
+  | AsyncIterable<Uint8Array | string>
+  | Iterable<Uint8Array | string>;
+
+/** An entry of a sandbox's working directory. */
+export interface FileEntry {
+  name: string;
+  type: 'file' | 'directory' | 'symlink' | 'other' | (string & {});
+  size: number | null;
+  /** Relative to the working directory. */
+  path: string;
+}
+
+export interface FileCallOptions {
+  signal?: AbortSignal;
+}
+
+/** `sandbox.files`: paths are relative to the working directory; what is read is masked. */
+export interface Files {
+  /** Directories made, file replaced atomically; PayloadTooLargeError (413) when the disk is full. */
+  write(path: string, data: FileData, options?: FileCallOptions): Promise<FileEntry>;
+  /** The file's (masked) bytes. */
+  read(path: string, options?: FileCallOptions): Promise<Uint8Array>;
+  /** The file's (masked) content as UTF-8 text. */
+  readText(path: string, options?: FileCallOptions): Promise<string>;
+  /** The file's (masked) content, read as it arrives. */
+  stream(path: string, options?: FileCallOptions): Promise<ReadableStream<Uint8Array>>;
+  /** A directory's entries (default the working directory). */
+  list(path?: string): Promise<FileEntry[]>;
+  /** A file, a link, or a directory recursively; NotFoundError if missing. */
+  remove(path: string): Promise<true>;
+  exists(path: string): Promise<boolean>;
 }
 
 export declare class Sandbox implements AsyncDisposable {
@@ -387,7 +498,19 @@ export declare class Sandbox implements AsyncDisposable {
   readonly network?: boolean;
   readonly limits?: Record<string, number>;
   readonly isolation?: IsolationFeature[];
+  /** The lifetime as last known (create, `info()`, `setTimeout()`). */
+  readonly timeoutS?: number | null;
+  readonly expiresAt?: string | null;
   readonly commands: Commands;
+  readonly files: Files;
+  /** `GET /api/sandboxes/{id}` (does not renew the lifetime). */
+  info(): Promise<SandboxInfo>;
+  /** E2B's name for `info()`. */
+  getInfo(): Promise<SandboxInfo>;
+  /** A new lifetime: deleted after `seconds` idle, counted from now. */
+  setTimeout(seconds: number): Promise<SandboxInfo>;
+  /** False once it was deleted or expired. */
+  isRunning(): Promise<boolean>;
   /** Buffered, or streamed to the callbacks when given; the result has all the output. */
   exec(command: Command, options?: ExecOptions & StreamCallbacks): Promise<ExecResult>;
   /** `for await (const event of sandbox.stream(cmd))`. */
@@ -406,6 +529,8 @@ export interface Sandboxes {
   attach(id: string, options?: VaultOption): Sandbox;
   /** This token's sandboxes, oldest first. */
   list(): Promise<SandboxSummary[]>;
+  /** One sandbox's info; NotFoundError when gone. */
+  get(id: string): Promise<SandboxInfo>;
 }
 
 // ---------------------------------------------------------------- deployments

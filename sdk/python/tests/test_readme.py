@@ -38,6 +38,11 @@ def test_readme_has_examples() -> None:
         "rt.deployments.create({",
         "rt.agents.run('my-bot', message=",
         "sandbox.commands.run(",
+        "sandbox.files.write(",
+        "sandbox.files.read_into(",
+        "sandbox.set_timeout(",
+        "background=True",
+        "sandbox.commands.list()",
     ):
         assert needle in code, needle
 

@@ -39,6 +39,9 @@ export class ShroudError extends Error {
 /** 400, 413, 415, 422: the request was refused as invalid. */
 export class ValidationError extends ShroudError {}
 
+/** 413: too much data, e.g. a file written to a sandbox whose disk is full (nothing was written). */
+export class PayloadTooLargeError extends ValidationError {}
+
 /** 400 from a bulk secret write: some secrets failed, the others were set. */
 export class SecretsNotSetError extends ValidationError {
   constructor(message, details = {}) {
@@ -87,7 +90,8 @@ function errorClass(status, body) {
   if (status === 400 && body && typeof body === 'object' && 'set_secrets' in body) {
     return SecretsNotSetError;
   }
-  if (status === 400 || status === 413 || status === 415 || status === 422) return ValidationError;
+  if (status === 413) return PayloadTooLargeError;
+  if (status === 400 || status === 415 || status === 422) return ValidationError;
   if (status === 401) return AuthenticationError;
   if (status === 403) return PermissionError;
   if (status === 404) return NotFoundError;
@@ -330,9 +334,20 @@ function execEvent(line) {
  * The events of a streamed exec: `{ type: 'stdout' | 'stderr', data, ts }`
  * in the order they happened, then one `{ type: 'exit', exitCode, ... }`.
  */
+/**
+ * An event of a background command's log: one line per event, its newline
+ * dropped by the server; given back, so that the data reads as a
+ * foreground command's chunks do.
+ */
+function logEvent(line) {
+  const event = execEvent(line);
+  if (event && event.type !== 'exit' && !event.data.endsWith('\n')) event.data += '\n';
+  return event;
+}
+
 export class ExecStream extends JsonLineStream {
-  constructor(open, options) {
-    super(open, execEvent, options);
+  constructor(open, options = {}) {
+    super(open, options.lineFramed ? logEvent : execEvent, options);
   }
 
   async *[Symbol.asyncIterator]() {
@@ -405,7 +420,7 @@ export class Shroud {
    * Sends one request; returns the Response (any 2xx, or a status in
    * `okStatuses`), or throws the ShroudError of the answer.
    */
-  async send(method, path, { query, body, headers, signal, timeoutMs, okStatuses } = {}) {
+  async send(method, path, { query, body, rawBody, contentType, headers, signal, timeoutMs, okStatuses } = {}) {
     const url = new URL(this.baseUrl + path);
     for (const [k, v] of Object.entries(query ?? {})) {
       if (v === undefined || v === null) continue;
@@ -414,7 +429,17 @@ export class Shroud {
     const h = { accept: 'application/json', ...(headers ?? {}) };
     if (this.#token) h.authorization = `Bearer ${this.#token}`;
     let payload;
-    if (body !== undefined) {
+    const init = { method, headers: h };
+    if (rawBody !== undefined) {
+      // Bytes as they are (a file's content): a stream is sent as it is read, chunked.
+      h['content-type'] = contentType ?? 'application/octet-stream';
+      payload = rawBody;
+      if (typeof ReadableStream !== 'undefined' && rawBody instanceof ReadableStream) init.duplex = 'half';
+      // Not 'follow': a request that may be redirected is cloned first, which
+      // tees a streamed body and keeps every chunk of it in memory until the
+      // end (the Fetch spec's "clone a request"). The API never redirects.
+      init.redirect = 'error';
+    } else if (body !== undefined) {
       h['content-type'] = 'application/json';
       payload = JSON.stringify(body);
     }
@@ -422,9 +447,13 @@ export class Shroud {
     const effective = anySignal(signal, limit ? AbortSignal.timeout(limit) : undefined);
     let response;
     try {
-      response = await this.#fetch(url, { method, headers: h, body: payload, signal: effective });
+      response = await this.#fetch(url, { ...init, body: payload, signal: effective });
     } catch (e) {
       if (e?.name === 'AbortError' || e?.name === 'TimeoutError') throw e;
+      // A streamed body whose source threw: that error, as it is.
+      for (let c = e, depth = 0; c && depth < 4; c = c.cause, depth += 1) {
+        if (c[uploadSource] !== undefined) throw c[uploadSource];
+      }
       const why = e?.cause?.code ?? e?.cause?.message ?? e?.message ?? String(e);
       throw new ConnectionError(`${method} ${path}: cannot reach shroud at ${this.baseUrl}: ${why}`, {
         method,
@@ -679,6 +708,305 @@ function bufferedResult(answer) {
   });
 }
 
+/** Whole seconds for the server (a fraction rounds up: never shorter than asked). */
+function seconds(value, what = 'timeout') {
+  if (typeof value !== 'number' || !Number.isFinite(value)) throw new TypeError(`${what} must be a finite number of seconds`);
+  return Math.ceil(value);
+}
+
+function filePath(path) {
+  if (typeof path !== 'string') throw new TypeError('path must be a string (relative to the working directory)');
+  return path;
+}
+
+function toBytes(value) {
+  if (typeof value === 'string') return new TextEncoder().encode(value);
+  if (value instanceof Uint8Array) return value;
+  if (value instanceof ArrayBuffer) return new Uint8Array(value);
+  if (ArrayBuffer.isView(value)) return new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
+  throw new TypeError(`the data yielded a ${value === null ? 'null' : typeof value}, not bytes or a string`);
+}
+
+/** Marks the error of an upload's source, so that `send` throws it as it is. */
+const uploadSource = Symbol('shroud.uploadSource');
+
+/** An (async) iterable of chunks as a ReadableStream, pulled one chunk at a time. */
+function iterableStream(iterable) {
+  const iterator = typeof iterable[Symbol.asyncIterator] === 'function' ? iterable[Symbol.asyncIterator]() : iterable[Symbol.iterator]();
+  return new ReadableStream(
+    {
+      async pull(controller) {
+        try {
+          for (;;) {
+            const { value, done } = await iterator.next();
+            if (done) {
+              controller.close();
+              return;
+            }
+            const bytes = toBytes(value);
+            if (bytes.byteLength === 0) continue;
+            controller.enqueue(bytes);
+            return;
+          }
+        } catch (e) {
+          const failed = new Error('the upload source failed', { cause: e });
+          failed[uploadSource] = e;
+          throw failed;
+        }
+      },
+      async cancel(reason) {
+        await iterator.return?.(reason);
+      },
+    },
+    { highWaterMark: 1 },
+  );
+}
+
+/** What `files.write` sends: bytes as they are, a stream or iterable as it is read. */
+function uploadBody(data) {
+  if (typeof data === 'string') return new TextEncoder().encode(data);
+  if (data instanceof Uint8Array) return data;
+  if (data instanceof ArrayBuffer) return new Uint8Array(data);
+  if (ArrayBuffer.isView(data)) return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  if (typeof Blob !== 'undefined' && data instanceof Blob) return data;
+  if (typeof ReadableStream !== 'undefined' && data instanceof ReadableStream) return data;
+  if (data && (typeof data[Symbol.asyncIterator] === 'function' || typeof data[Symbol.iterator] === 'function')) {
+    return iterableStream(data);
+  }
+  throw new TypeError('data must be a string, a Uint8Array (or ArrayBuffer, Blob), a ReadableStream or an (async) iterable of bytes');
+}
+
+function fileEntry(entry, parent) {
+  const dir = parent === '.' || parent === '' ? '' : parent.replace(/\/+$/, '');
+  const name = String(entry.name ?? '');
+  return { ...camel(entry), name, type: entry.type ?? 'other', size: entry.size ?? null, path: dir ? `${dir}/${name}` : name };
+}
+
+/**
+ * `sandbox.files`: the sandbox's working directory (raw bytes, streamed).
+ * Paths are relative to it; one that leaves it is refused (ValidationError).
+ * What is read comes back masked with every secret ever granted to the
+ * sandbox. Each call renews the sandbox's lifetime.
+ */
+class Files {
+  #client;
+  #route;
+
+  constructor(client, route) {
+    this.#client = client;
+    this.#route = route;
+  }
+
+  /**
+   * Writes `data` to `path` (directories made, the file replaced atomically):
+   * a string (UTF-8), bytes, a Blob, a ReadableStream or an (async) iterable
+   * of chunks (a Node Readable, e.g. `fs.createReadStream`), streamed as it
+   * is read. A full disk: PayloadTooLargeError (413).
+   */
+  async write(path, data, { signal } = {}) {
+    const rawBody = uploadBody(data);
+    const response = await this.#client.send('PUT', this.#route(), {
+      query: { path: filePath(path) },
+      rawBody,
+      signal,
+    });
+    const answer = await response.json().catch(() => ({}));
+    const written = String(answer.path ?? path);
+    return { name: written.replace(/\/+$/, '').split('/').at(-1), type: 'file', size: answer.size ?? null, path: written };
+  }
+
+  /** The file's content as a ReadableStream of bytes (masked), read as it arrives. */
+  async stream(path, { signal } = {}) {
+    const response = await this.#client.send('GET', this.#route(), {
+      query: { path: filePath(path) },
+      headers: { accept: 'application/octet-stream, application/json' },
+      signal,
+    });
+    return response.body ?? new ReadableStream({ start: (c) => c.close() });
+  }
+
+  /** The file's bytes (masked: a granted secret's value reads as `<secret:name>`). */
+  async read(path, { signal } = {}) {
+    const response = await this.#client.send('GET', this.#route(), {
+      query: { path: filePath(path) },
+      headers: { accept: 'application/octet-stream, application/json' },
+      signal,
+    });
+    return new Uint8Array(await response.arrayBuffer());
+  }
+
+  /** The file's content as UTF-8 text (masked). */
+  async readText(path, options = {}) {
+    return new TextDecoder().decode(await this.read(path, options));
+  }
+
+  /** The entries of a directory (default: the working directory): `{ name, type, size, path }`. */
+  async list(path = '.') {
+    const answer = await this.#client.request('GET', this.#route(), { query: { path: filePath(path), list: 'true' } });
+    const parent = typeof answer.path === 'string' ? answer.path : path;
+    return (answer.entries ?? []).map((e) => fileEntry(e, parent));
+  }
+
+  /** Removes a file, a link, or a directory with everything in it; NotFoundError if missing. */
+  async remove(path) {
+    await this.#client.request('DELETE', this.#route(), { query: { path: filePath(path) } });
+    return true;
+  }
+
+  /** True when `path` names an entry (its parent directory is listed). */
+  async exists(path) {
+    const target = filePath(path).replace(/\/+$/, '');
+    const at = target.lastIndexOf('/');
+    const name = target.slice(at + 1);
+    if (name === '' || name === '.') return true;
+    try {
+      return (await this.list(at < 0 ? '.' : target.slice(0, at) || '.')).some((e) => e.name === name);
+    } catch (e) {
+      if (e instanceof ShroudError && (e.status === 404 || e.status === 400)) return false;
+      throw e;
+    }
+  }
+}
+
+/**
+ * A command running in the background of a sandbox
+ * (`sandbox.commands.run(cmd, { background: true })`). `for await (const
+ * event of handle)` yields its masked output events from the start, then
+ * one exit event (one log, followed while it is written, shared by every
+ * iteration and `wait()`); `wait()` resolves with the result; `kill()`
+ * stops it. `onStdout`/`onStderr` given to `run` are called as the output
+ * comes. `await using` kills it at the end of the block.
+ */
+export class CommandHandle {
+  #client;
+  #route;
+  #commands;
+  #onStdout;
+  #onStderr;
+  #state;
+
+  constructor(client, route, commands, pid, { onStdout, onStderr } = {}) {
+    this.#client = client;
+    this.#route = route;
+    this.#commands = commands;
+    /** The process id in the API. */
+    this.pid = pid;
+    this.#onStdout = onStdout;
+    this.#onStderr = onStderr;
+    if (onStdout || onStderr) this.#start();
+  }
+
+  toJSON() {
+    return { pid: this.pid };
+  }
+
+  #start() {
+    if (!this.#state) {
+      const state = { events: [], waiters: [], done: false, error: undefined, controller: new AbortController() };
+      this.#state = state;
+      state.pump = this.#pump(state);
+    }
+    return this.#state;
+  }
+
+  async #pump(state) {
+    const wake = () => {
+      const waiters = state.waiters.splice(0);
+      for (const w of waiters) w();
+    };
+    const stream = new ExecStream(
+      (signal) =>
+        this.#client.send('GET', `${this.#route()}/log`, {
+          query: { follow: 'true' },
+          signal,
+          headers: { accept: 'application/x-ndjson' },
+        }),
+      { signal: state.controller.signal, lineFramed: true },
+    );
+    try {
+      for await (const event of stream) {
+        state.events.push(event);
+        wake();
+        if (event.type === 'stdout' && this.#onStdout) await this.#onStdout(event.data, event);
+        else if (event.type === 'stderr' && this.#onStderr) await this.#onStderr(event.data, event);
+      }
+    } catch (e) {
+      // Kept for wait() and the iterators (never an unhandled rejection).
+      if (!state.controller.signal.aborted) state.error = e;
+    } finally {
+      state.done = true;
+      wake();
+    }
+  }
+
+  async *[Symbol.asyncIterator]() {
+    const state = this.#start();
+    let next = 0;
+    for (;;) {
+      while (next < state.events.length) yield state.events[next++];
+      if (state.done) {
+        if (state.error) throw state.error;
+        return;
+      }
+      await new Promise((resolve) => state.waiters.push(resolve));
+    }
+  }
+
+  /**
+   * Follows the output to the end: `{ exitCode, signal, stdout, stderr,
+   * status ('exited' | 'stopped'), ... }`. A non-zero exit is not an error.
+   */
+  async wait() {
+    const state = this.#start();
+    await state.pump;
+    if (state.error) throw state.error;
+    const exit = state.events.find((e) => e.type === 'exit');
+    if (!exit) throw new ConnectionError(`the log of process ${this.pid} ended without its exit event`);
+    let stdout = '';
+    let stderr = '';
+    for (const e of state.events) {
+      if (e.type === 'stdout') stdout += e.data;
+      else if (e.type === 'stderr') stderr += e.data;
+    }
+    const { type: _t, ts: _ts, ...fields } = exit;
+    let status = fields.status;
+    if (status === undefined) {
+      status = (await this.info().catch(() => undefined))?.status;
+    }
+    return defined({ ...fields, status, stdout, stderr });
+  }
+
+  /** Stops it (SIGTERM, SIGKILL after 10 s); false when there is no such command. */
+  kill() {
+    return this.#commands.kill(this.pid);
+  }
+
+  /** Its entry of `commands.list()`; NotFoundError when there is none. */
+  async info() {
+    const found = (await this.#commands.list()).find((p) => p.processId === this.pid);
+    if (!found) throw new NotFoundError(`process ${this.pid} not found`, { status: 404, error: `process ${this.pid} not found` });
+    return found;
+  }
+
+  /** Stops following the output; the command goes on running. */
+  disconnect() {
+    const state = this.#state;
+    this.#state = undefined;
+    state?.controller.abort();
+  }
+
+  /** `await using handle = await sandbox.commands.run(cmd, { background: true })` kills it at the end. */
+  async [asyncDispose]() {
+    try {
+      await this.kill();
+    } catch {
+      // gone with its sandbox
+    } finally {
+      this.disconnect();
+    }
+  }
+}
+
 /** A sandbox: a working directory and template its commands run in. */
 export class Sandbox {
   #client;
@@ -691,8 +1019,50 @@ export class Sandbox {
     this.network = info.network;
     this.limits = info.limits;
     this.isolation = info.isolation;
-    /** E2B-style commands: `sandbox.commands.run(cmd, { envs, onStdout, onStderr })`. */
-    this.commands = new Commands(this);
+    /** Seconds idle after which the server deletes it, and when that is (as last known). */
+    this.timeoutS = info.timeoutS;
+    this.expiresAt = info.expiresAt;
+    /** E2B-style commands: `sandbox.commands.run(cmd, { envs, onStdout, onStderr, background })`. */
+    this.commands = new Commands(this, client, (suffix = '') => this.#path(suffix));
+    /** The working directory's files: `write`, `read`, `readText`, `stream`, `list`, `remove`. */
+    this.files = new Files(client, () => this.#path('/files'));
+  }
+
+  /**
+   * `GET /api/sandboxes/{id}`: `{ id, template, vault, node, createdAt,
+   * lastExit, lastExecAt, timeoutS, expiresAt }` (does not renew the lifetime).
+   */
+  async info() {
+    const info = camel(await this.#client.request('GET', this.#path()));
+    this.timeoutS = info.timeoutS;
+    this.expiresAt = info.expiresAt;
+    return info;
+  }
+
+  /** E2B's name for `info()`. */
+  getInfo() {
+    return this.info();
+  }
+
+  /** A new lifetime: deleted after `seconds` idle, counted from now (1 s to a week); the new info. */
+  async setTimeout(secondsIdle) {
+    const info = camel(
+      await this.#client.request('POST', this.#path('/timeout'), { body: { timeout_s: seconds(secondsIdle) } }),
+    );
+    this.timeoutS = info.timeoutS;
+    this.expiresAt = info.expiresAt;
+    return info;
+  }
+
+  /** True while the sandbox exists (false once deleted or expired). */
+  async isRunning() {
+    try {
+      await this.info();
+      return true;
+    } catch (e) {
+      if (e instanceof NotFoundError) return false;
+      throw e;
+    }
   }
 
   toJSON() {
@@ -766,13 +1136,53 @@ export class Sandbox {
 
 class Commands {
   #sandbox;
-  constructor(sandbox) {
+  #client;
+  #path;
+  constructor(sandbox, client, path) {
     this.#sandbox = sandbox;
+    this.#client = client;
+    this.#path = path;
   }
 
-  /** E2B-style alias of `sandbox.exec`: `run(cmd, { envs, cwd, timeoutMs, onStdout, onStderr })`. */
-  run(command, { envs, env, ...options } = {}) {
-    return this.#sandbox.exec(command, { ...options, env: envs ?? env });
+  /**
+   * E2B-style alias of `sandbox.exec`: `run(cmd, { envs, cwd, timeoutMs,
+   * onStdout, onStderr })` → the result. With `background: true` it
+   * resolves at once with a CommandHandle (`pid`, `wait()`, `kill()`,
+   * `for await`); the command runs until it ends, is killed, or the sandbox
+   * is deleted, with the same environment, grants, masking and limits.
+   */
+  async run(command, { envs, env, background, ...options } = {}) {
+    if (!background) return this.#sandbox.exec(command, { ...options, env: envs ?? env });
+    const body = { ...execBody(command, { ...options, env: envs ?? env }, false), background: true };
+    const answer = await this.#client.request('POST', this.#path('/exec'), { body, signal: options.signal });
+    const pid = answer.process_id ?? answer.pid;
+    if (typeof pid !== 'number') throw new ConnectionError('the server did not answer a process_id for the background command');
+    return this.connect(pid, options);
+  }
+
+  /** A handle on background command `pid` (no request is made). */
+  connect(pid, { onStdout, onStderr } = {}) {
+    return new CommandHandle(this.#client, () => this.#path(`/processes/${encodeURIComponent(String(pid))}`), this, pid, {
+      onStdout,
+      onStderr,
+    });
+  }
+
+  /** The sandbox's background commands: `{ processId (and pid), command, status, exitCode, startedAt, endedAt }`. */
+  async list() {
+    const answer = await this.#client.request('GET', this.#path('/processes'));
+    return (answer.processes ?? []).map((p) => ({ ...camel(p), pid: p.process_id ?? p.pid }));
+  }
+
+  /** Stops background command `pid` (SIGTERM, SIGKILL after 10 s); false when there is none. */
+  async kill(pid) {
+    try {
+      await this.#client.request('DELETE', this.#path(`/processes/${encodeURIComponent(String(pid))}`));
+      return true;
+    } catch (e) {
+      if (e instanceof NotFoundError) return false;
+      throw e;
+    }
   }
 }
 
@@ -785,13 +1195,26 @@ class Sandboxes {
   /** Creates a sandbox of a template (`bash`, `python-3`, `nodejs-20`, ...). */
   async create(options = {}) {
     const opts = typeof options === 'string' ? { template: options } : options;
-    const { template, secrets, env, vault, strict, timeoutS } = opts;
+    const { template, secrets, env, vault, strict, timeoutS, timeout } = opts;
     if (typeof template !== 'string' || !template) throw new TypeError('template must be a non-empty string');
     const v = vault ?? this.#client.vault;
+    const lifetime = timeoutS ?? timeout;
     const answer = await this.#client.request('POST', '/api/sandboxes', {
-      body: defined({ template, secrets: grants(secrets), env: envMap(env), vault: v, strict, timeout_s: timeoutS }),
+      body: defined({
+        template,
+        secrets: grants(secrets),
+        env: envMap(env),
+        vault: v,
+        strict,
+        timeout_s: lifetime === undefined ? undefined : seconds(lifetime),
+      }),
     });
     return new Sandbox(this.#client, { ...camel(answer), vault: v });
+  }
+
+  /** One of this token's sandboxes (`sandbox.info()` of it); NotFoundError when gone. */
+  get(id) {
+    return this.attach(id).info();
   }
 
   /** A handle on an existing sandbox (no request is made). */

@@ -17,6 +17,7 @@ import {
   Shroud,
   ShroudError,
   ValidationError,
+  PayloadTooLargeError,
 } from '@shroud/sdk';
 
 function fake(status, body, headers = {}) {
@@ -32,7 +33,7 @@ function fake(status, body, headers = {}) {
 test('each status has its class; status, error and errors are kept', async () => {
   const cases = [
     [400, ValidationError],
-    [413, ValidationError],
+    [413, PayloadTooLargeError],
     [415, ValidationError],
     [422, ValidationError],
     [401, AuthenticationError],
@@ -49,6 +50,7 @@ test('each status has its class; status, error and errors are kept', async () =>
     const rt = new Shroud({ baseUrl: 'http://shroud.test', token: 't', fetch });
     const e = await rt.secrets.list().then(() => assert.fail('no error'), (x) => x);
     assert.ok(e instanceof Class, `${status} → ${e.name}`);
+    if (status === 413) assert.ok(e instanceof ValidationError);
     assert.ok(e instanceof ShroudError);
     assert.equal(e.name, Class.name);
     assert.equal(e.status, status);

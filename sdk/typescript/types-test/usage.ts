@@ -1,8 +1,15 @@
 // Typed usage of the SDK: `npm run typecheck` compiles it (never run).
 import Shroud, {
+  type BackgroundResult,
+  CommandHandle,
   type ExecEvent,
   type ExecResult,
+  type FileEntry,
   NotFoundError,
+  PayloadTooLargeError,
+  type ProcessInfo,
+  type SandboxInfo,
+  ValidationError,
   SecretsNotSetError,
   ShroudError,
   type Run,
@@ -46,6 +53,68 @@ export async function usage(): Promise<void> {
     const run = await sandbox.commands.run('echo $X', { envs: { X: '1' }, onStdout: console.log });
     run.stdout.trim();
     await sandbox.stream(['true']).result();
+  }
+  {
+    const sandbox = await rt.sandboxes.create({ template: 'bash', timeoutS: 600 });
+    await rt.sandboxes.create({ template: 'bash', timeout: 60 });
+    const entry: FileEntry = await sandbox.files.write('a/b.txt', 'text');
+    entry.size?.toFixed();
+    await sandbox.files.write('b.bin', new Uint8Array([1, 2]));
+    await sandbox.files.write('c.bin', new Blob(['x']));
+    await sandbox.files.write('d.bin', new ReadableStream<Uint8Array>());
+    await sandbox.files.write('e.bin', (async function* () {
+      yield new Uint8Array(1);
+      yield 'text';
+    })());
+    const bytes: Uint8Array = await sandbox.files.read('a/b.txt');
+    const text: string = await sandbox.files.readText('a/b.txt', { signal: AbortSignal.timeout(1000) });
+    const stream: ReadableStream<Uint8Array> = await sandbox.files.stream('b.bin');
+    await stream.cancel();
+    (await sandbox.files.list()).map((e) => e.name + e.type + e.path + bytes.length + text);
+    await sandbox.files.list('a');
+    const removed: true = await sandbox.files.remove('a');
+    const there: boolean = await sandbox.files.exists('a/b.txt');
+    void removed, there;
+
+    const info: SandboxInfo = await sandbox.info();
+    info.expiresAt?.toUpperCase();
+    (await sandbox.setTimeout(3600)).timeoutS?.toFixed();
+    (await sandbox.getInfo()).node.trim();
+    const alive: boolean = await sandbox.isRunning();
+    void alive, sandbox.timeoutS, sandbox.expiresAt;
+    (await rt.sandboxes.get(sandbox.id)).timeoutS;
+
+    const handle: CommandHandle = await sandbox.commands.run('python3 -m http.server', {
+      background: true,
+      envs: { A: '1' },
+      onStdout: (d) => void d,
+    });
+    handle.pid.toFixed();
+    for await (const event of handle) {
+      if (event.type === 'exit') event.exitCode;
+      else event.data.trim();
+    }
+    const killed: boolean = await handle.kill();
+    const done: BackgroundResult = await handle.wait();
+    done.status === 'stopped' && killed;
+    (await handle.info()).status;
+    handle.disconnect();
+    const list: ProcessInfo[] = await sandbox.commands.list();
+    list.map((p) => p.pid + p.processId + p.status + p.command.join(' '));
+    await sandbox.commands.kill(handle.pid);
+    sandbox.commands.connect(1, { onStderr: (d) => void d });
+    const fg: ExecResult = await sandbox.commands.run('echo hi');
+    fg.stdout.trim();
+    {
+      await using bg = await sandbox.commands.run(['sleep', '60'], { background: true });
+      bg.pid;
+    }
+    try {
+      await sandbox.files.write('big', 'x');
+    } catch (e) {
+      if (e instanceof PayloadTooLargeError) e satisfies ValidationError;
+    }
+    await sandbox.delete();
   }
   await rt.sandboxes.attach('id').close();
   (await rt.sandboxes.list()).map((s) => s.id);

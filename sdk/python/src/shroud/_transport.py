@@ -11,10 +11,13 @@ nobody listens any more (it then stops the command).
 from __future__ import annotations
 
 import http.client
+import io
 import json
+import os
 import select
 import socket
 import ssl
+import stat
 import threading
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
 from urllib.parse import quote, urlencode, urlsplit, unquote
@@ -251,6 +254,14 @@ class Transport:
         """Sends one request and reads its whole answer: ``(status, parsed JSON or None)``."""
         payload = self._encode(body)
         conn, resp = self._send(method, self.url(path, query), payload, self._headers(payload is not None, auth))
+        return self._json_answer(conn, resp, raise_for_status)
+
+    def _json_answer(
+        self,
+        conn: http.client.HTTPConnection,
+        resp: http.client.HTTPResponse,
+        raise_for_status: bool = True,
+    ) -> Tuple[int, Any]:
         try:
             data = resp.read()
         except (OSError, http.client.HTTPException) as e:
@@ -295,6 +306,318 @@ class Transport:
                 self._give_back(conn)
             self._raise_for(resp, data)
         return LineStream(self, conn, resp)
+
+
+    # -- raw bodies (files) ------------------------------------------------
+
+    def upload(
+        self,
+        method: str,
+        path: str,
+        body: "RawBody",
+        query: Optional[Mapping[str, Any]] = None,
+        content_type: str = "application/octet-stream",
+    ) -> Tuple[int, Any]:
+        """Sends ``body`` as the raw request body, streamed; the parsed JSON answer.
+
+        A body of known length goes with ``Content-Length``, any other with
+        chunked transfer encoding; either way it is sent piece by piece as
+        it is read, never gathered in memory. When the server answers before
+        reading the whole body (a full disk: 413), that answer is raised.
+        """
+        target = self.url(path, query)
+        headers = self._headers(False, True)
+        headers["Content-Type"] = content_type
+        if body.length is not None:
+            headers["Content-Length"] = str(body.length)
+        else:
+            headers["Transfer-Encoding"] = "chunked"
+        for attempt in (0, 1):
+            try:
+                if body.rewindable:
+                    conn, reused = self._take()
+                else:
+                    # A body read once cannot be sent again: no stale connection risked.
+                    conn, reused = self._open(), False
+            except (OSError, http.client.HTTPException) as e:
+                raise ShroudConnectionError(f"cannot reach {self.base_url}: {type(e).__name__}: {e}") from None
+            retry = reused and attempt == 0
+            try:
+                conn.putrequest(method, target)
+                for k, v in headers.items():
+                    conn.putheader(k, v)
+                small = body.small()
+                if small is not None:
+                    conn.endheaders(message_body=small)
+                else:
+                    conn.endheaders()
+            except (OSError, http.client.HTTPException) as e:
+                conn.close()
+                if retry:
+                    continue
+                raise ShroudConnectionError(f"cannot reach {self.base_url}: {type(e).__name__}: {e}") from None
+            sent_all = True
+            if small is None:
+                try:
+                    body.send_to(conn)
+                except _SendFailed:
+                    sent_all = False  # the server may have answered already (413): read it below
+                except BaseException:
+                    conn.close()  # the source failed (or a wrong length): the server sees the upload cut
+                    raise
+            try:
+                resp = conn.getresponse()
+            except (OSError, http.client.HTTPException) as e:
+                conn.close()
+                if retry and body.rewind():
+                    continue
+                what = "the upload" if sent_all else "the upload, cut short,"
+                raise ShroudConnectionError(f"{what} to {self.base_url} got no answer: {type(e).__name__}") from None
+            if not sent_all:
+                resp.will_close = True  # part of the body is still unsent: the connection cannot be reused
+            return self._json_answer(conn, resp)
+        raise AssertionError("unreachable")
+
+    def download(
+        self,
+        method: str,
+        path: str,
+        query: Optional[Mapping[str, Any]] = None,
+    ) -> "ByteStream":
+        """Sends one request whose answer is raw bytes, read as they come; raises for a non-2xx answer."""
+        headers = self._headers(False, True)
+        headers["Accept"] = "application/octet-stream, application/json"
+        conn, resp = self._send(method, self.url(path, query), None, headers)
+        if resp.status >= 300:
+            try:
+                data = resp.read()
+            except (OSError, http.client.HTTPException):
+                data = b""
+            if resp.will_close:
+                conn.close()
+            else:
+                self._give_back(conn)
+            self._raise_for(resp, data)
+        return ByteStream(self, conn, resp)
+
+
+class _SendFailed(Exception):
+    """Writing the request body to the socket failed (the server closed it)."""
+
+
+#: Bytes read from a source and sent per piece of an upload / download.
+CHUNK_SIZE = 256 * 1024
+#: A bytes body up to this size goes in the same ``send`` as the headers.
+_SMALL = 64 * 1024
+
+
+class RawBody:
+    """The body of an upload: bytes, or a binary file object / iterable of bytes read while sending.
+
+    ``length`` is known for bytes, for regular files (from their size and
+    position) and for ``io.BytesIO``; pass it for an iterator to send
+    ``Content-Length`` rather than chunks (it is checked).
+    """
+
+    def __init__(self, data: Any, length: Optional[int] = None) -> None:
+        self._bytes: Optional[memoryview] = None
+        self._file: Any = None
+        self._iter: Any = None
+        self._start: Optional[int] = None
+        self.rewindable = False
+        if isinstance(data, str):
+            data = data.encode("utf-8")
+        if isinstance(data, (bytes, bytearray, memoryview)):
+            view = memoryview(data).cast("B")
+            self._bytes = view
+            self.rewindable = True
+            if length is not None and length != view.nbytes:
+                raise ValueError(f"length={length} but the data holds {view.nbytes} bytes")
+            self.length: Optional[int] = view.nbytes
+            return
+        if isinstance(data, Mapping) or isinstance(data, (int, float)):
+            raise TypeError(f"data must be bytes, str, a binary file object or an iterable of bytes, not {type(data).__name__}")
+        if hasattr(data, "read"):
+            self._file = data
+            self.length = length if length is not None else self._file_length(data)
+            try:
+                if data.seekable():
+                    self._start = data.tell()
+                    self.rewindable = True
+            except (AttributeError, OSError, ValueError):
+                pass
+            return
+        try:
+            self._iter = iter(data)
+        except TypeError:
+            raise TypeError(
+                f"data must be bytes, str, a binary file object or an iterable of bytes, not {type(data).__name__}"
+            ) from None
+        self.length = length
+
+    @staticmethod
+    def _file_length(f: Any) -> Optional[int]:
+        getbuffer = getattr(f, "getbuffer", None)
+        try:
+            if getbuffer is not None:  # io.BytesIO
+                return int(getbuffer().nbytes - f.tell())
+            fileno = f.fileno()
+            st = os.fstat(fileno)
+            if stat.S_ISREG(st.st_mode) and f.seekable():
+                return max(0, int(st.st_size - f.tell()))
+        except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+            pass
+        return None
+
+    def small(self) -> Optional[bytes]:
+        """The whole body when it is small bytes (sent with the headers); else ``None``."""
+        if self._bytes is not None and self._bytes.nbytes <= _SMALL:
+            return self._bytes.tobytes()
+        return None
+
+    def rewind(self) -> bool:
+        """Back to the start, for a second try; False when the body cannot be read again."""
+        if self._bytes is not None:
+            return True
+        if self._file is not None and self._start is not None:
+            try:
+                self._file.seek(self._start)
+                return True
+            except (OSError, ValueError):
+                return False
+        return False
+
+    def _pieces(self) -> Iterator[Any]:
+        if self._bytes is not None:
+            view = self._bytes
+            for at in range(0, view.nbytes, CHUNK_SIZE):
+                yield view[at : at + CHUNK_SIZE]
+            return
+        if self._file is not None:
+            read = self._file.read
+            while True:
+                piece = read(CHUNK_SIZE)
+                if not piece:
+                    return
+                yield piece
+        assert self._iter is not None
+        for piece in self._iter:
+            yield piece
+
+    def send_to(self, conn: http.client.HTTPConnection) -> None:
+        sock = conn.sock
+        assert sock is not None
+        chunked = self.length is None
+        total = 0
+        for piece in self._pieces():
+            if isinstance(piece, str):
+                piece = piece.encode("utf-8")
+            elif not isinstance(piece, (bytes, bytearray, memoryview)):
+                raise TypeError(f"the data yielded a {type(piece).__name__}, not bytes")
+            size = memoryview(piece).nbytes
+            if not size:
+                continue
+            total += size
+            if not chunked and self.length is not None and total > self.length:
+                raise ValueError(f"the data holds more than length={self.length} bytes")
+            try:
+                if chunked:
+                    sock.sendall(b"%X\r\n" % size)
+                    sock.sendall(piece)
+                    sock.sendall(b"\r\n")
+                else:
+                    sock.sendall(piece)
+            except OSError:
+                raise _SendFailed() from None
+        if not chunked and total != self.length:
+            raise ValueError(f"the data held {total} bytes, not length={self.length}")
+        if chunked:
+            try:
+                sock.sendall(b"0\r\n\r\n")
+            except OSError:
+                raise _SendFailed() from None
+
+
+class ByteStream:
+    """The raw bytes of one answer (a file's content), read as they arrive.
+
+    Iterate it for chunks, :meth:`read` some, or :meth:`read_into` a file
+    object; closing it before the end drops the connection.
+    """
+
+    def __init__(self, transport: Transport, conn: http.client.HTTPConnection, resp: http.client.HTTPResponse) -> None:
+        self._transport = transport
+        self._conn: Optional[http.client.HTTPConnection] = conn
+        self._resp = resp
+        self.status = resp.status
+        self.chunk_size = CHUNK_SIZE
+
+    def read(self, n: int = -1) -> bytes:
+        """Up to ``n`` bytes (all that is left with ``n < 0``); ``b""`` at the end."""
+        if self._conn is None:
+            return b""
+        try:
+            data = self._resp.read() if n is None or n < 0 else self._resp.read(n)
+        except (OSError, http.client.HTTPException) as e:
+            self._abort()
+            raise ShroudConnectionError(f"the download from {self._transport.base_url} broke: {type(e).__name__}") from None
+        if not data or self._resp.isclosed():
+            self._finish()
+        return data
+
+    def __iter__(self) -> Iterator[bytes]:
+        while True:
+            data = self.read(self.chunk_size)
+            if not data:
+                return
+            yield data
+
+    def read_into(self, fileobj: Any) -> int:
+        """Writes the rest of the answer to ``fileobj`` (a binary file object); the bytes written."""
+        total = 0
+        for piece in self:
+            fileobj.write(piece)
+            total += len(piece)
+        return total
+
+    def _finish(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        if self._resp.isclosed() and not self._resp.will_close:
+            self._transport._give_back(conn)
+        else:
+            conn.close()
+
+    def _abort(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+    def close(self) -> None:
+        """Ends the download; before its end, the connection is closed."""
+        if self._conn is None:
+            return
+        if self._resp.isclosed():
+            self._finish()
+        else:
+            self._abort()
+
+    @property
+    def closed(self) -> bool:
+        return self._conn is None
+
+    def __enter__(self) -> "ByteStream":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:  # pragma: no cover - best effort
+        try:
+            self.close()
+        except Exception:
+            pass
 
 
 class LineStream:

@@ -17,6 +17,7 @@ __all__ = [
     "ShroudConnectionError",
     "ValidationError",
     "PartialSetError",
+    "PayloadTooLargeError",
     "AuthenticationError",
     "PermissionDeniedError",
     "NotFoundError",
@@ -72,7 +73,7 @@ class ShroudConnectionError(ShroudError):
 
 
 class ValidationError(ShroudError):
-    """400 or 422: the request was refused as invalid (nothing, or only part, was done)."""
+    """400, 413 or 422: the request was refused as invalid (nothing, or only part, was done)."""
 
 
 class PartialSetError(ValidationError):
@@ -101,6 +102,10 @@ class PartialSetError(ValidationError):
             f"{type(self).__name__}(status={self.status!r}, error={self.error!r}, "
             f"errors={self.errors!r}, set_secrets={self.set_secrets!r}, versions={self.versions!r})"
         )
+
+
+class PayloadTooLargeError(ValidationError):
+    """413: too much data, e.g. ``sandbox.files.write`` to a sandbox whose disk is full (nothing was written)."""
 
 
 class AuthenticationError(ShroudError):
@@ -164,6 +169,7 @@ _BY_STATUS: Dict[int, Type[ShroudError]] = {
     403: PermissionDeniedError,
     404: NotFoundError,
     409: ConflictError,
+    413: PayloadTooLargeError,
     422: ValidationError,
     429: RateLimitError,
 }

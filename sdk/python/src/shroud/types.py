@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Dict, Iterator, List, Mapping, Optional
 
 __all__ = [
@@ -23,6 +24,8 @@ __all__ = [
     "OutputEvent",
     "ExitEvent",
     "SandboxInfo",
+    "FileEntry",
+    "ProcessInfo",
     "Run",
     "Health",
 ]
@@ -210,6 +213,8 @@ class ExecResult:
     stderr_base64: Optional[str] = field(default=None, repr=False)
     unmasked_secrets: List[str] = field(default_factory=list)
     error: Optional[str] = None
+    #: A background command's end: ``exited`` or ``stopped`` (killed); ``None`` for a foreground one.
+    status: Optional[str] = None
     raw: Dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -230,6 +235,7 @@ class ExecResult:
             stderr_base64=data.get("stderr_base64"),
             unmasked_secrets=list(data.get("unmasked_secrets") or []),
             error=data.get("error"),
+            status=data.get("status"),
             raw=dict(data),
         )
 
@@ -275,6 +281,8 @@ class ExitEvent:
     cancelled: bool = False
     error: Optional[str] = None
     ts: Optional[str] = None
+    #: A background command's end, when the log says it: ``exited`` or ``stopped``.
+    status: Optional[str] = None
     raw: Dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -291,13 +299,19 @@ class ExitEvent:
             cancelled=bool(data.get("cancelled", False)),
             error=data.get("error"),
             ts=data.get("ts"),
+            status=data.get("status"),
             raw=dict(data),
         )
 
 
 @dataclass
 class SandboxInfo:
-    """One of the caller's sandboxes, as ``rt.sandboxes.list()`` gives it."""
+    """A sandbox, as ``rt.sandboxes.list()`` and ``sandbox.info()`` give it.
+
+    ``timeout_s`` and ``expires_at`` (RFC 3339, UTC) come from
+    ``sandbox.info()`` / ``set_timeout()``: the sandbox is deleted once it
+    has been idle (no exec, no file call) for ``timeout_s`` seconds.
+    """
 
     id: str
     template: Optional[str] = None
@@ -305,6 +319,9 @@ class SandboxInfo:
     created_at: Optional[str] = None
     last_exit: Optional[int] = None
     last_exec_at: Optional[str] = None
+    node: Optional[str] = None
+    timeout_s: Optional[int] = None
+    expires_at: Optional[str] = None
     raw: Dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -316,8 +333,116 @@ class SandboxInfo:
             created_at=data.get("created_at"),
             last_exit=_int(data.get("last_exit")),
             last_exec_at=data.get("last_exec_at"),
+            node=data.get("node"),
+            timeout_s=_int(data.get("timeout_s")),
+            expires_at=data.get("expires_at"),
             raw=dict(data),
         )
+
+    @property
+    def expires_at_datetime(self) -> Optional[datetime]:
+        """``expires_at`` as an aware :class:`~datetime.datetime` (UTC)."""
+        return _datetime(self.expires_at)
+
+
+def _datetime(text: Optional[str]) -> Optional[datetime]:
+    if not text:
+        return None
+    if text.endswith("Z"):
+        text = text[:-1] + "+00:00"
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        # Python < 3.11 takes 0, 3 or 6 digits of fraction only.
+        head, sep, rest = text.partition(".")
+        if not sep:
+            return None
+        digits = "".join(c for c in rest if c.isdigit())
+        zone = rest[len(digits):]
+        try:
+            return datetime.fromisoformat(f"{head}.{(digits + '000000')[:6]}{zone}")
+        except ValueError:
+            return None
+
+
+@dataclass
+class FileEntry:
+    """A file of a sandbox's working directory: what ``files.list()`` and ``files.write()`` give.
+
+    ``type`` is ``file``, ``directory``, ``symlink`` or ``other``; ``path``
+    is relative to the working directory.
+    """
+
+    name: str
+    type: str
+    size: Optional[int] = None
+    path: str = ""
+    raw: Dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any], parent: str = "") -> "FileEntry":
+        name = str(data.get("name", ""))
+        parent = parent.strip("/")
+        if parent in ("", "."):
+            parent = ""
+        return cls(
+            name=name,
+            type=str(data.get("type", "other")),
+            size=_int(data.get("size")),
+            path=f"{parent}/{name}" if parent else name,
+            raw=dict(data),
+        )
+
+    @property
+    def is_dir(self) -> bool:
+        return self.type == "directory"
+
+    @property
+    def is_file(self) -> bool:
+        return self.type == "file"
+
+
+@dataclass
+class ProcessInfo:
+    """A background command of a sandbox (``sandbox.commands.list()``).
+
+    ``status``: ``running``, ``exited`` or ``stopped`` (killed).
+    """
+
+    process_id: int
+    command: List[str] = field(default_factory=list)
+    status: Optional[str] = None
+    exit_code: Optional[int] = None
+    started_at: Optional[str] = None
+    ended_at: Optional[str] = None
+    raw: Dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "ProcessInfo":
+        pid = _int(data.get("process_id"))
+        if pid is None:
+            pid = _int(data.get("pid"))
+        command = data.get("command")
+        if isinstance(command, str):
+            command = [command]
+        return cls(
+            process_id=pid if pid is not None else -1,
+            command=[str(c) for c in (command or [])],
+            status=data.get("status"),
+            exit_code=_int(data.get("exit_code")),
+            started_at=data.get("started_at"),
+            ended_at=data.get("ended_at"),
+            raw=dict(data),
+        )
+
+    @property
+    def pid(self) -> int:
+        """E2B's name for ``process_id``."""
+        return self.process_id
+
+    @property
+    def running(self) -> bool:
+        return self.status == "running"
 
 
 @dataclass
