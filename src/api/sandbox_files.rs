@@ -118,6 +118,7 @@ pub async fn put(
     caller: Caller,
     ApiPath(id): ApiPath<String>,
     ApiQuery(query): ApiQuery<FileQuery>,
+    headers: axum::http::HeaderMap,
     body: Body,
 ) -> ApiResult {
     let (_, config) = owned_sandbox(&state, &caller, id).await?;
@@ -132,6 +133,10 @@ pub async fn put(
     }
     let dir = sandbox_dir(&config);
     let _ = sandbox_files::touch(&dir);
+    let expected_len = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
     let (sender, pieces) = tokio::sync::mpsc::channel::<Piece>(CHUNKS_IN_FLIGHT);
     let target = path.clone();
     let writer = tokio::task::spawn_blocking(move || {
@@ -139,7 +144,7 @@ pub async fn put(
             pieces,
             current: Bytes::new(),
         };
-        sandbox_files::upload(&config, &target, reader)
+        sandbox_files::upload(&config, &target, expected_len, reader)
     });
     let mut body = body;
     let mut complete = true;

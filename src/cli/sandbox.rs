@@ -204,10 +204,11 @@ fn copy(ctx: &Context, source: &str, destination: &str) -> Result<u8, CliError> 
     let io = |context| move |source| CliError::Io { context, source };
     let size = if upload {
         if local == "-" {
-            sandbox_files::upload(&config, &path, std::io::stdin().lock()).map_err(failed)?
+            sandbox_files::upload(&config, &path, None, std::io::stdin().lock()).map_err(failed)?
         } else {
             let file = std::fs::File::open(local).map_err(io("open the file to copy"))?;
-            sandbox_files::upload(&config, &path, file).map_err(failed)?
+            let len = file.metadata().ok().map(|m| m.len());
+            sandbox_files::upload(&config, &path, len, file).map_err(failed)?
         }
     } else {
         let (file, size) = sandbox_files::workdir(&config)

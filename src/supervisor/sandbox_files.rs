@@ -268,10 +268,21 @@ pub const COPY_CHUNK: usize = 256 * 1024;
 pub fn upload(
     config: &SandboxConfig,
     path: &Path,
+    expected_len: Option<u64>,
     mut source: impl std::io::Read,
 ) -> Result<u64, BeneathError> {
     let room = room_left(config);
+    if let (Some(len), Some(room)) = (expected_len, room) {
+        if len > room {
+            return Err(BeneathError::NoSpace(path.display().to_string()));
+        }
+    }
     let mut upload = workdir(config)?.create(path)?;
+    // A known size is allocated at once (one extent search, not one per
+    // write; a disk too small says so before anything is sent).
+    if let Some(len) = expected_len.filter(|&len| len > 0) {
+        upload.preallocate(len)?;
+    }
     let mut buf = vec![0u8; COPY_CHUNK];
     let mut written = 0u64;
     loop {

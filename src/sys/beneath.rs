@@ -348,6 +348,24 @@ impl Upload {
         })
     }
 
+    /// Allocates `len` bytes for the file up front (the file system's
+    /// `fallocate`; where it has none, nothing is done).
+    pub fn preallocate(&mut self, len: u64) -> Result<(), BeneathError> {
+        let file = self
+            .file
+            .as_ref()
+            .expect("an upload is written before commit");
+        match nix::fcntl::fallocate(
+            file.as_raw_fd(),
+            nix::fcntl::FallocateFlags::FALLOC_FL_KEEP_SIZE,
+            0,
+            len as i64,
+        ) {
+            Ok(()) | Err(Errno::EOPNOTSUPP) => Ok(()),
+            Err(e) => Err(BeneathError::from_errno(e, &self.path, "fallocate")),
+        }
+    }
+
     /// Puts the file in place of `path` (atomically: a reader sees the old
     /// file or the whole new one).
     pub fn commit(mut self) -> Result<(), BeneathError> {
