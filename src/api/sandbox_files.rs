@@ -55,16 +55,6 @@ pub struct FileQuery {
     list: Option<bool>,
 }
 
-/// The sandbox's directory (beside its working directory).
-fn sandbox_dir(config: &crate::supervisor::sandboxes::SandboxConfig) -> std::path::PathBuf {
-    config
-        .policy
-        .workdir
-        .parent()
-        .map(std::path::Path::to_path_buf)
-        .unwrap_or_default()
-}
-
 /// The request body, as a blocking reader for the upload's thread: the
 /// async side sends chunks, and the channel closing without
 /// [`Piece::End`] means the client went away.
@@ -131,7 +121,7 @@ pub async fn put(
     if query.list.is_some() {
         return Err(ApiError::bad_request("`list` is for GET"));
     }
-    let dir = sandbox_dir(&config);
+    let dir = config.dir();
     let _ = sandbox_files::touch(&dir);
     let expected_len = headers
         .get(header::CONTENT_LENGTH)
@@ -183,7 +173,7 @@ pub async fn get(
 ) -> ApiResult {
     let (row, config) = owned_sandbox(&state, &caller, id).await?;
     let path = plain_relative(&query.path)?;
-    let _ = sandbox_files::touch(&sandbox_dir(&config));
+    let _ = sandbox_files::touch(&config.dir());
     if query.list == Some(true) {
         let listed = path.clone();
         let entries =
@@ -247,7 +237,7 @@ pub async fn remove(
     if query.list.is_some() {
         return Err(ApiError::bad_request("`list` is for GET"));
     }
-    let _ = sandbox_files::touch(&sandbox_dir(&config));
+    let _ = sandbox_files::touch(&config.dir());
     let target = path.clone();
     tokio::task::spawn_blocking(move || sandbox_files::workdir(&config)?.remove(&target))
         .await
@@ -264,7 +254,7 @@ fn sandbox_view(
     row: &crate::store::SandboxRow,
     config: &crate::supervisor::sandboxes::SandboxConfig,
 ) -> serde_json::Value {
-    let dir = sandbox_dir(config);
+    let dir = config.dir();
     let mut view = crate::supervisor::sandboxes::listing_json(std::slice::from_ref(row))
         ["sandboxes"][0]
         .take();
@@ -314,6 +304,6 @@ pub async fn set_timeout(
             .ok_or_else(|| ApiError::bad_request("`timeout_s` is required"))?,
     )?;
     let (row, config) = owned_sandbox(&state, &caller, id).await?;
-    sandbox_files::set_timeout(&sandbox_dir(&config), Some(secs)).map_err(ApiError::internal)?;
+    sandbox_files::set_timeout(&config.dir(), Some(secs)).map_err(ApiError::internal)?;
     Ok(Json(sandbox_view(&row, &config)).into_response())
 }

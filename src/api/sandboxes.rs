@@ -381,12 +381,7 @@ async fn start_background(
     }
     let manager = super::deployments::manager(&state)?;
     let process_id = state.next_process_id();
-    let dir = config
-        .policy
-        .workdir
-        .parent()
-        .map(std::path::Path::to_path_buf)
-        .unwrap_or_default();
+    let dir = config.dir();
     let logs = dir.join("processes");
     std::fs::create_dir_all(&logs).map_err(ApiError::internal)?;
     let log = Arc::new(crate::supervisor::deploy::LogFile::new(
@@ -442,20 +437,11 @@ pub async fn processes(
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult {
     let (row, config) = owned_sandbox(&state, &caller, id).await?;
-    let _ = crate::supervisor::sandbox_files::touch(&sandbox_dir(&config));
+    let _ = crate::supervisor::sandbox_files::touch(&config.dir());
     let listed = super::deployments::manager(&state)?
         .background_list(&row.id)
         .await?;
     Ok(Json(serde_json::json!({ "processes": listed })).into_response())
-}
-
-fn sandbox_dir(config: &SandboxConfig) -> std::path::PathBuf {
-    config
-        .policy
-        .workdir
-        .parent()
-        .map(std::path::Path::to_path_buf)
-        .unwrap_or_default()
 }
 
 #[derive(Deserialize)]
@@ -485,7 +471,8 @@ pub async fn process_log(
             format!("no background command {process_id} in this sandbox"),
         ));
     }
-    let path = sandbox_dir(&config)
+    let path = config
+        .dir()
         .join("processes")
         .join(format!("{process_id}.jsonl"));
     Ok(super::deployments::lines_response(
@@ -587,18 +574,7 @@ fn buffered_result(report: &supervisor::ExitReport, unmasked: &[String]) -> serd
 
 /// The last line of a stream whose run failed inside shroud.
 fn error_line(e: &supervisor::SupervisorError) -> Chunk {
-    let line = serde_json::json!({
-        "ts": crate::clock::rfc3339(crate::clock::now_ms()),
-        "event": "exit",
-        "code": e.exit_code(),
-        "exit_code": e.exit_code(),
-        "signal": null,
-        "duration_ms": 0,
-        "timed_out": false,
-        "output_limit_reached": false,
-        "cancelled": false,
-        "error": "the command could not be run",
-    });
+    let line = crate::supervisor::output::ExitEvent::failed(e.exit_code());
     Chunk {
         stream: None,
         bytes: format!("{line}\n").into_bytes(),

@@ -197,9 +197,7 @@ fn copy(ctx: &Context, source: &str, destination: &str) -> Result<u8, CliError> 
     let mut store = ctx.open_store(OpenMode::Existing)?;
     let (row, config) = host(ctx)?.load(&mut store, id)?;
     SandboxHost::check_node(&row)?;
-    if let Some(dir) = config.policy.workdir.parent() {
-        let _ = sandbox_files::touch(dir);
-    }
+    let _ = sandbox_files::touch(&config.dir());
     let failed = |e: crate::sys::beneath::BeneathError| CliError::Reported(e.to_string());
     let io = |context| move |source| CliError::Io { context, source };
     let size = if upload {

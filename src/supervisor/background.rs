@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::deploy::LogFile;
+use super::output::ExitEvent;
 use super::{ExecPlan, RunHandle};
 use crate::clock::{now_ms, rfc3339};
 
@@ -89,33 +90,10 @@ impl Table {
             .name(format!("shroud-bg-{process_id}"))
             .spawn(move || {
                 let (exit_code, event) = match super::run(plan) {
-                    Ok(report) => (
-                        report.code,
-                        serde_json::json!({
-                            "ts": rfc3339(now_ms()),
-                            "event": "exit",
-                            "code": report.code,
-                            "exit_code": report.code,
-                            "signal": report.signal,
-                            "duration_ms": report.duration.as_millis() as u64,
-                            "timed_out": report.timed_out,
-                            "output_limit_reached": report.output_limit_reached,
-                            "cancelled": report.cancelled,
-                        }),
-                    ),
+                    Ok(report) => (report.code, serde_json::json!(ExitEvent::of(&report))),
                     Err(e) => {
                         tracing::warn!(process = process_id, error = %e, "a background command failed to run");
-                        (
-                            e.exit_code(),
-                            serde_json::json!({
-                                "ts": rfc3339(now_ms()),
-                                "event": "exit",
-                                "code": e.exit_code(),
-                                "exit_code": e.exit_code(),
-                                "signal": null,
-                                "error": "the command could not be run",
-                            }),
-                        )
+                        (e.exit_code(), ExitEvent::failed(e.exit_code()))
                     }
                 };
                 log.append(&event);

@@ -573,17 +573,7 @@ pub fn run(plan: ExecPlan) -> Result<ExitReport, SupervisorError> {
         duration: started.elapsed(),
         captured: Captured::default(),
     };
-    sinks.exit_event(&ExitEvent {
-        ts: crate::clock::rfc3339(crate::clock::now_ms()),
-        event: "exit",
-        code: report.code,
-        exit_code: report.code,
-        signal: report.signal,
-        duration_ms: report.duration.as_millis() as u64,
-        timed_out: report.timed_out,
-        output_limit_reached: report.output_limit_reached,
-        cancelled: report.cancelled,
-    });
+    sinks.exit_event(&ExitEvent::of(&report));
     sinks.flush_within(FINAL_FLUSH);
     report.captured = sinks.into_captured();
     Ok(report)

@@ -163,6 +163,41 @@ pub struct ExitEvent {
     pub cancelled: bool,
 }
 
+impl ExitEvent {
+    /// The event of a run that ended as `report` says.
+    pub fn of(report: &super::ExitReport) -> Self {
+        ExitEvent {
+            ts: crate::clock::rfc3339(crate::clock::now_ms()),
+            event: "exit",
+            code: report.code,
+            exit_code: report.code,
+            signal: report.signal,
+            duration_ms: report.duration.as_millis() as u64,
+            timed_out: report.timed_out,
+            output_limit_reached: report.output_limit_reached,
+            cancelled: report.cancelled,
+        }
+    }
+
+    /// The last line of a run that shroud could not start or drive
+    /// (`code`: the exit code it ends with), with an `error` that says so.
+    pub fn failed(code: u8) -> serde_json::Value {
+        let mut line = serde_json::json!(ExitEvent {
+            ts: crate::clock::rfc3339(crate::clock::now_ms()),
+            event: "exit",
+            code,
+            exit_code: code,
+            signal: None,
+            duration_ms: 0,
+            timed_out: false,
+            output_limit_reached: false,
+            cancelled: false,
+        });
+        line["error"] = "the command could not be run".into();
+        line
+    }
+}
+
 struct StreamState {
     masker: Masker,
     /// JSON mode: the start of a UTF-8 character cut off at the last release.

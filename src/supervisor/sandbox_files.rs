@@ -20,7 +20,7 @@
 //! server's sweep removes.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use crate::mask::{MaskSet, MaskStyle};
@@ -36,21 +36,9 @@ pub const DEFAULT_TIMEOUT_SECS: u64 = 3600;
 /// The longest lifetime (a week).
 pub const MAX_TIMEOUT_SECS: u64 = 7 * 24 * 3600;
 
-/// The directory beside a sandbox's working directory.
-fn dir_of(config: &SandboxConfig) -> PathBuf {
-    config
-        .policy
-        .workdir
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_default()
-}
-
 /// The working directory, opened for paths beneath it.
 pub fn workdir(config: &SandboxConfig) -> Result<Beneath, BeneathError> {
-    if let Some(dir) = config.policy.workdir.parent() {
-        let _ = crate::sandbox::disk::ensure_mounted(dir);
-    }
+    let _ = crate::sandbox::disk::ensure_mounted(&config.dir());
     Beneath::open(&config.policy.workdir, config.policy.run_as)
 }
 
@@ -59,7 +47,7 @@ pub fn record_grants(config: &SandboxConfig, grants: &[SecretGrant]) -> std::io:
     if grants.is_empty() {
         return Ok(());
     }
-    let path = dir_of(config).join("granted");
+    let path = config.dir().join("granted");
     let mut names = read_granted(&path);
     let before = names.len();
     names.extend(grants.iter().map(|g| g.secret.to_string()));
@@ -81,7 +69,7 @@ fn read_granted(path: &Path) -> BTreeSet<String> {
 
 /// Every secret ever granted to the sandbox: its own and its execs'.
 pub fn granted_names(config: &SandboxConfig) -> Vec<SecretName> {
-    let mut names = read_granted(&dir_of(config).join("granted"));
+    let mut names = read_granted(&config.dir().join("granted"));
     for text in &config.grants {
         if let Ok(grant) = SecretGrant::parse(text) {
             names.insert(grant.secret.to_string());

@@ -56,6 +56,19 @@ pub struct SandboxConfig {
     pub owner: Option<String>,
 }
 
+impl SandboxConfig {
+    /// The sandbox's directory (`<home>/sandboxes/<id>`): its working
+    /// directory and home, and beside them what only the supervisor sees
+    /// (lifetime, grants, process logs, the pinned network namespace).
+    pub fn dir(&self) -> PathBuf {
+        self.policy
+            .workdir
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default()
+    }
+}
+
 /// A request to create a sandbox.
 #[derive(Debug)]
 pub struct CreateRequest {
@@ -340,9 +353,7 @@ impl SandboxHost {
                 source,
             }
         })?;
-        if let Some(dir) = config.policy.workdir.parent() {
-            let _ = super::sandbox_files::touch(dir);
-        }
+        let _ = super::sandbox_files::touch(&config.dir());
         grants.extend(request.grants);
         // What is hidden follows this binary and this caller (a sandbox made
         // by an older shroud gets today's covers), and `$HOME` is the
@@ -506,16 +517,17 @@ impl SandboxHost {
 /// uid, so a link swapped in later leads only where the command could
 /// `cd` itself.
 fn check_cwd(workdir: &Path, relative: &Path) -> Result<PathBuf, PlanError> {
-    use std::path::Component;
     let shown: String = relative.display().to_string().chars().take(64).collect();
+    // The same rule as the files routes' paths (`.` for the top itself).
     let plain = relative
-        .components()
-        .all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
-    if !plain || relative.as_os_str().is_empty() {
+        .to_str()
+        .filter(|text| !text.is_empty())
+        .map(crate::sys::beneath::plain_relative);
+    let Some(Ok(relative)) = plain else {
         return Err(PlanError::Usage(format!(
             "cwd `{shown}` must be a relative path inside the working directory, without `..`"
         )));
-    }
+    };
     let outside = || {
         PlanError::Usage(format!(
             "cwd `{shown}` is not a directory inside the sandbox's working directory"
@@ -523,7 +535,7 @@ fn check_cwd(workdir: &Path, relative: &Path) -> Result<PathBuf, PlanError> {
     };
     let real_root = workdir.canonicalize().map_err(|_| outside())?;
     let real = workdir
-        .join(relative)
+        .join(&relative)
         .canonicalize()
         .map_err(|_| outside())?;
     if !real.starts_with(&real_root) || !real.is_dir() {
