@@ -244,14 +244,21 @@ impl Beneath {
             .filter_map(Result::ok)
             .map(|entry| entry.file_name().to_owned())
             .filter(|name| name.as_bytes() != b"." && name.as_bytes() != b"..")
+            .filter(|name| !is_upload_in_flight(name.as_bytes()))
             .collect();
         for name in names {
-            let stat = fstatat(
+            let stat = match fstatat(
                 Some(parent),
                 name.as_c_str(),
                 nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
-            )
-            .map_err(|e| BeneathError::from_errno(e, dir, "fstatat"))?;
+            ) {
+                Ok(stat) => stat,
+                // Removed between the read of the directory and now (an
+                // upload cut short, a command's own temporary file): it is
+                // no longer there to list.
+                Err(Errno::ENOENT) => continue,
+                Err(e) => return Err(BeneathError::from_errno(e, dir, "fstatat")),
+            };
             entries.push(Entry {
                 name: name.to_string_lossy().into_owned(),
                 kind: kind_of(&stat),
@@ -274,6 +281,17 @@ impl Beneath {
         )?;
         remove_at(parent.as_raw_fd(), name, path)
     }
+}
+
+/// Whether `name` is the temporary file of an upload not yet committed
+/// (`.NAME.shroud-upload-` and 32 hex digits): half a file, never listed.
+fn is_upload_in_flight(name: &[u8]) -> bool {
+    const MARK: &[u8] = b".shroud-upload-";
+    let Some(suffix_at) = name.len().checked_sub(32) else {
+        return false;
+    };
+    let (head, suffix) = name.split_at(suffix_at);
+    name.first() == Some(&b'.') && head.ends_with(MARK) && suffix.iter().all(u8::is_ascii_hexdigit)
 }
 
 /// Removes `name` in the directory `parent`, directories depth first, by
@@ -400,5 +418,47 @@ impl Drop for Upload {
 impl From<BeneathError> for io::Error {
     fn from(e: BeneathError) -> Self {
         io::Error::other(e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_upload_in_flight_is_not_listed_and_a_committed_one_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let beneath = Beneath::open(dir.path(), None).unwrap();
+        let mut upload = beneath.create(Path::new("data.bin")).unwrap();
+        upload.write(b"abc").unwrap();
+        std::fs::write(dir.path().join(".kept.shroud-upload-notahexsuffix"), b"x").unwrap();
+        let names = |b: &Beneath| -> Vec<String> {
+            b.list(Path::new(""))
+                .unwrap()
+                .into_iter()
+                .map(|e| e.name)
+                .collect()
+        };
+        assert_eq!(names(&beneath), vec![".kept.shroud-upload-notahexsuffix"]);
+        upload.commit().unwrap();
+        assert_eq!(
+            names(&beneath),
+            vec![".kept.shroud-upload-notahexsuffix", "data.bin"]
+        );
+    }
+
+    #[test]
+    fn the_temporary_name_is_recognised_exactly() {
+        let hex = "0123456789abcdef0123456789abcdef";
+        assert!(is_upload_in_flight(
+            format!(".a.shroud-upload-{hex}").as_bytes()
+        ));
+        assert!(!is_upload_in_flight(
+            format!("a.shroud-upload-{hex}").as_bytes()
+        ));
+        assert!(!is_upload_in_flight(
+            format!(".a.shroud-upload-{}", &hex[1..]).as_bytes()
+        ));
+        assert!(!is_upload_in_flight(b".shroud-upload-"));
     }
 }
