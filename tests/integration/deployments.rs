@@ -954,7 +954,15 @@ fn an_instance_cannot_make_the_supervisor_chown_through_a_link_in_its_directory(
     wait_until(Duration::from_secs(10), "a second start", || {
         deployment(&home, "esc")["restarts"].as_u64().unwrap_or(0) >= 1
     });
-    std::thread::sleep(Duration::from_millis(1000));
+    // (The restart is counted when it is scheduled; the instance comes up
+    // after its backoff, later on a loaded machine.)
+    let work = home.path().join("deployments/esc/work/.shroud");
+    wait_until(
+        Duration::from_secs(20),
+        "the second instance to start",
+        || std::fs::symlink_metadata(&work).is_ok_and(|m| m.file_type().is_dir()),
+    );
+    std::thread::sleep(Duration::from_millis(500));
     let meta = std::fs::metadata(victim.path()).unwrap();
     assert_eq!(
         std::os::unix::fs::MetadataExt::uid(&meta),
@@ -966,7 +974,6 @@ fn an_instance_cannot_make_the_supervisor_chown_through_a_link_in_its_directory(
         0,
         "a socket was made there"
     );
-    let work = home.path().join("deployments/esc/work/.shroud");
     let kind = std::fs::symlink_metadata(&work).unwrap().file_type();
     assert!(
         kind.is_dir(),
