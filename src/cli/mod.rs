@@ -110,6 +110,9 @@ pub enum Command {
     /// Internal: the init process of a sandboxed command.
     #[command(name = "__sandbox-init", hide = true)]
     SandboxInit(sandbox::InitArgs),
+    /// Internal: holds the network namespace a sandbox's commands share.
+    #[command(name = "__netns-holder", hide = true)]
+    NetnsHolder(sandbox::HolderArgs),
 }
 
 /// The `--vault` flag (alias `--scope`) shared by every command touching secrets.
@@ -222,6 +225,7 @@ impl Context {
 pub fn run(cli: Cli) -> Result<u8, CliError> {
     let command = match cli.command {
         Command::SandboxInit(args) => return sandbox::run_init(args),
+        Command::NetnsHolder(args) => sandbox::run_holder(args),
         other => other,
     };
     let env_path = |name: &str| std::env::var_os(name).map(PathBuf::from);
@@ -263,7 +267,7 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
         store_text,
     };
     match command {
-        Command::SandboxInit(_) => unreachable!("handled above"),
+        Command::SandboxInit(_) | Command::NetnsHolder(_) => unreachable!("handled above"),
         Command::Sandbox(cmd) => sandbox::run(&ctx, cmd),
         Command::Token(cmd) => token::run(&ctx, cmd),
         Command::Serve(args) => serve::run(&ctx, args),

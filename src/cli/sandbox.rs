@@ -5,6 +5,7 @@
 //! prints, and runs the plan attached to shroud's terminal and signals.
 
 use std::ffi::OsString;
+use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 
@@ -84,6 +85,22 @@ pub struct SandboxExecArgs {
     /// The program and its arguments, after `--`.
     #[arg(last = true, required = true, value_name = "PROGRAM [ARGS]")]
     command: Vec<OsString>,
+}
+
+/// The hidden entry point of a sandbox's network namespace holder (see
+/// `sandbox::holder`), started by its first command.
+#[derive(Debug, Args)]
+pub struct HolderArgs {
+    /// Run as a user: hold the user namespace that owns the network one.
+    #[arg(long)]
+    user: bool,
+    /// The sandbox's directory.
+    dir: PathBuf,
+}
+
+/// Runs the network namespace holder (it never returns).
+pub fn run_holder(args: HolderArgs) -> ! {
+    crate::sandbox::holder::run(&args.dir, args.user)
 }
 
 /// The hidden entry point of the sandbox init process.

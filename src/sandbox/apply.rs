@@ -4,7 +4,10 @@
 //!
 //! 1. **outer** (the supervisor's child, in its process group): unshares the
 //!    namespaces (as root: mount, pid, net, ipc, uts; as a user: a user
-//!    namespace with those, root inside mapped to the user), forks, waits;
+//!    namespace with those, root inside mapped to the user), forks, waits.
+//!    A sandbox's command joins the network namespace its other commands
+//!    share instead (and, as a user, the user namespace that owns it),
+//!    from the sandbox's holder (see [`super::holder`]);
 //! 2. **init** (PID 1 of the new pid namespace): makes mounts private, hides
 //!    the shroud home under an empty read-only tmpfs with only the working
 //!    directory bound back (through a handle opened inside the new mount
@@ -32,6 +35,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::holder;
 use super::ns::{self, Namespaces, Rlimit};
 use super::template::{Isolation, Limits};
 use crate::sys::fd;
@@ -87,12 +91,13 @@ pub struct SandboxPolicy {
     /// supervisor) the command starts in instead. Set for each run.
     #[serde(default)]
     pub cwd: Option<PathBuf>,
-    /// With the network off, as root: the network namespace pinned here
-    /// (`<sandbox>/netns`) is the command's, shared with the sandbox's
-    /// other commands (a server in the background is reachable on the
-    /// loopback by later commands). Set for each run.
+    /// With the network off: the sandbox's directory, whose namespace
+    /// holder (see `sandbox::holder`) gives the command the network
+    /// namespace of the sandbox's other commands (a server in the
+    /// background is reachable on the loopback by later commands). Set for
+    /// each run.
     #[serde(default)]
-    pub shared_netns: Option<PathBuf>,
+    pub shared_network: Option<PathBuf>,
 }
 
 fn yes() -> bool {
@@ -231,14 +236,16 @@ pub fn run_init(policy: &SandboxPolicy, command: &[OsString], env: &[&[u8]]) -> 
 enum Never {}
 
 /// Unshares the policy's namespaces (the network one joined where it is
-/// shared); in a user namespace, maps root inside to this process's uid
-/// and gid outside.
+/// shared, with the user namespace that owns it when run as a user); in a
+/// new user namespace, maps root inside to this process's uid and gid
+/// outside.
 fn enter_namespaces(policy: &SandboxPolicy) -> std::io::Result<()> {
     let (uid, gid) = proc::ids();
     let mut namespaces = policy.namespaces();
-    if let (true, Some(pin)) = (namespaces.net, &policy.shared_netns) {
-        ns::join_pinned_netns(pin)?;
+    if let (true, Some(dir)) = (namespaces.net, &policy.shared_network) {
+        holder::join(dir, namespaces.user)?;
         namespaces.net = false;
+        namespaces.user = false;
     }
     ns::unshare_namespaces(namespaces)?;
     if namespaces.user {
@@ -552,6 +559,13 @@ pub fn probe(policy: &SandboxPolicy) -> Vec<Feature> {
             ));
         }
     }
+    if !policy.network {
+        features.push(described(
+            "shared_loopback",
+            probe_shared_loopback(base.user),
+            "the sandbox's commands share one network namespace while it lives: a server one starts in the background is reachable by the next on 127.0.0.1".to_owned(),
+        ));
+    }
     let mounts_wanted = iso.mount_namespace
         && (iso.private_tmp
             || iso.read_only_system
@@ -681,6 +695,22 @@ fn cgroup_detail() -> String {
     } else {
         "not available: the host has cgroup v1 without delegation; limits are rlimits".to_owned()
     }
+}
+
+/// Tries what a sandbox's namespace holder and its commands do: one child
+/// makes the namespaces and sends them over a socket, another joins them
+/// and brings the loopback up.
+fn probe_shared_loopback(user: bool) -> std::io::Result<()> {
+    in_child(|| {
+        let (ours, theirs) = std::os::unix::net::UnixStream::pair()?;
+        in_child(|| holder::send(&theirs, &holder::make_namespaces(user)?))?;
+        drop(theirs);
+        let held = holder::receive(&ours)?;
+        in_child(|| {
+            holder::enter(&held)?;
+            ns::bring_up_loopback()
+        })
+    })
 }
 
 /// In a probe's child: takes the user and user namespace a command would
@@ -836,7 +866,7 @@ mod tests {
             die_with: None,
             passed_fds: 0,
             cwd: None,
-            shared_netns: None,
+            shared_network: None,
         }
     }
 

@@ -5,9 +5,11 @@
 //! [`apply`] is the `__sandbox-init` process that applies it, through
 //! [`ns`], the one file that makes isolation syscalls (namespaces, mounts,
 //! rlimits, privileges). [`disk`] gives a sandbox a size-limited file
-//! system of its own where the host allows it.
+//! system of its own where the host allows it. [`holder`] keeps the
+//! network namespace a sandbox's commands share.
 
 pub mod apply;
 pub mod disk;
+pub mod holder;
 pub mod ns;
 pub mod template;

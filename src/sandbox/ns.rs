@@ -280,54 +280,46 @@ pub fn chdir_beneath(dir: &std::path::Path, relative: &std::path::Path) -> io::R
     }
 }
 
-/// Joins the network namespace pinned at `pin` (a bind mount of a
-/// namespace file), or, the first time, makes one and pins it there, so
-/// that the commands of one sandbox share a loopback while it lives. Runs
-/// in the host's mount namespace, as root, under a lock beside the pin (two
-/// commands starting at once make one namespace). Returns true when it made
-/// it (its loopback is then still down).
-pub fn join_pinned_netns(pin: &std::path::Path) -> io::Result<bool> {
-    use nix::mount::{mount, MsFlags};
-    use nix::sched::{setns, unshare, CloneFlags};
-    let _locked = crate::sys::fd::lock_exclusive(&pin.with_extension("lock"))?;
-    // Removed while this command was starting (the removal holds the lock
-    // while it takes the sandbox apart): nothing to join, nothing to make.
-    if !pin.parent().is_some_and(|dir| dir.join("work").is_dir()) {
-        return Err(io::Error::other("the sandbox was removed"));
-    }
-    if is_mount_point(pin) {
-        let file = std::fs::File::open(pin)
-            .map_err(|e| io::Error::new(e.kind(), format!("open {}: {e}", pin.display())))?;
-        return call(
-            || format!("setns({}, CLONE_NEWNET)", pin.display()),
-            setns(file, CloneFlags::CLONE_NEWNET),
-        )
-        .map(|()| false);
-    }
-    std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(pin)
-        .map_err(|e| io::Error::new(e.kind(), format!("create {}: {e}", pin.display())))?;
-    call(
-        || "unshare(CLONE_NEWNET)".to_owned(),
-        unshare(CloneFlags::CLONE_NEWNET),
-    )?;
-    call(
-        || format!("mount(/proc/self/ns/net, {}, MS_BIND)", pin.display()),
-        mount(
-            Some("/proc/self/ns/net"),
-            pin,
-            None::<&str>,
-            MsFlags::MS_BIND,
-            None::<&str>,
-        ),
-    )?;
-    Ok(true)
+/// A namespace a sandbox's commands share (see `sandbox::holder`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SharedNamespace {
+    User,
+    Network,
 }
 
-/// Lets go of a pinned network namespace (it ends with its last process).
+impl SharedNamespace {
+    fn name(self) -> &'static str {
+        match self {
+            SharedNamespace::User => "user",
+            SharedNamespace::Network => "net",
+        }
+    }
+}
+
+/// A descriptor of this process's own namespace of `kind`
+/// (`/proc/self/ns/...`), which keeps it alive while it is open.
+pub fn open_own_namespace(kind: SharedNamespace) -> io::Result<std::os::fd::OwnedFd> {
+    let path = format!("/proc/self/ns/{}", kind.name());
+    std::fs::File::open(&path)
+        .map(std::os::fd::OwnedFd::from)
+        .map_err(|e| io::Error::new(e.kind(), format!("open {path}: {e}")))
+}
+
+/// setns(2) into the namespace of `kind` that `fd` refers to. Joining a
+/// user namespace gives every capability inside it (the caller's uid owns
+/// it); the network namespace it owns can be joined after that.
+pub fn join_namespace(fd: std::os::fd::BorrowedFd<'_>, kind: SharedNamespace) -> io::Result<()> {
+    use nix::sched::{setns, CloneFlags};
+    let flag = match kind {
+        SharedNamespace::User => CloneFlags::CLONE_NEWUSER,
+        SharedNamespace::Network => CloneFlags::CLONE_NEWNET,
+    };
+    call(|| format!("setns({flag:?})"), setns(fd, flag))
+}
+
+/// Lets go of a network namespace pinned by a bind mount at `pin` (how
+/// shroud before the namespace holder kept one; it ends with its last
+/// process), so that the sandbox's directory can be removed.
 pub fn unpin_netns(pin: &std::path::Path) -> io::Result<()> {
     if is_mount_point(pin) {
         call(

@@ -1863,7 +1863,7 @@ mod tests {
                 die_with: None,
                 passed_fds: 0,
                 cwd: None,
-                shared_netns: None,
+                shared_network: None,
             },
             features: Vec::new(),
             replicas: 1,

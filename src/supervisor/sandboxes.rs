@@ -27,8 +27,8 @@ use super::spawn::StdioMode;
 use super::{Control, ExecPlan};
 use crate::mask::MaskStyle;
 use crate::sandbox::apply::{Feature, SandboxPolicy};
-use crate::sandbox::disk;
 use crate::sandbox::template::{EnvPolicy, Limits, Template};
+use crate::sandbox::{disk, holder};
 use crate::secret::SecretValue;
 use crate::store::{SandboxRow, Store, StoreError, VaultName};
 
@@ -59,7 +59,8 @@ pub struct SandboxConfig {
 impl SandboxConfig {
     /// The sandbox's directory (`<home>/sandboxes/<id>`): its working
     /// directory and home, and beside them what only the supervisor sees
-    /// (lifetime, grants, process logs, the pinned network namespace).
+    /// (lifetime, grants, process logs, the network namespace holder's
+    /// socket and lock).
     pub fn dir(&self) -> PathBuf {
         self.policy
             .workdir
@@ -208,7 +209,7 @@ impl SandboxHost {
             die_with: None,
             passed_fds: 0,
             cwd: None,
-            shared_netns: None,
+            shared_network: None,
         };
         let mut features = self
             .probe(&policy)
@@ -361,10 +362,10 @@ impl SandboxHost {
         // which may set another).
         let config_for_mask = config.clone();
         let mut policy = config.policy;
-        // With the network off, as root: one network namespace for all the
+        // With the network off: one network namespace for all the
         // sandbox's commands while it lives (its loopback shared).
-        if !policy.network && policy.run_as.is_some() {
-            policy.shared_netns = policy.workdir.parent().map(|dir| dir.join("netns"));
+        if !policy.network {
+            policy.shared_network = Some(config_for_mask.dir());
         }
         policy.cwd = match &request.cwd {
             Some(relative) => Some(check_cwd(&policy.workdir, relative)?),
@@ -448,20 +449,22 @@ impl SandboxHost {
     pub fn remove(&self, store: &mut Store, id: &str) -> Result<(), PlanError> {
         Self::check_node(&store.sandbox(id)?)?;
         let dir = self.dir(id);
-        // A command starting now waits for this lock to join or make the
-        // sandbox's network namespace, and then finds the sandbox gone.
-        let _starting = if dir.join("work").is_dir() {
-            Some(
-                crate::sys::fd::lock_exclusive(&dir.join("netns.lock")).map_err(|source| {
-                    PlanError::Io {
-                        context: "lock the sandbox's network namespace",
-                        source,
-                    }
-                })?,
-            )
-        } else {
-            None
+        // A command starting now waits for this lock to join the sandbox's
+        // network namespace or start its holder, and then finds the
+        // sandbox gone.
+        let _starting = match holder::lock(&dir) {
+            // No sandboxes directory: nothing of it was ever made here.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            locked => Some(locked.map_err(|source| PlanError::Io {
+                context: "lock the sandbox's network namespace",
+                source,
+            })?),
         };
+        holder::stop(&dir).map_err(|source| PlanError::Io {
+            context: "stop the sandbox's network namespace holder",
+            source,
+        })?;
+        // A namespace pinned by an older shroud.
         crate::sandbox::ns::unpin_netns(&dir.join("netns")).map_err(|source| PlanError::Io {
             context: "let go of the sandbox's network namespace",
             source,
@@ -477,6 +480,7 @@ impl SandboxHost {
             })?;
         }
         store.delete_sandbox(id)?;
+        holder::forget(&dir);
         Ok(())
     }
 }

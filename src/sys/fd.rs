@@ -467,3 +467,65 @@ pub fn unlink_at(dir: BorrowedFd<'_>, name: &str) -> io::Result<()> {
 pub fn path_of(dir: BorrowedFd<'_>) -> std::path::PathBuf {
     std::path::PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()))
 }
+
+/// Sends `fds` with one byte `tag` over the connected unix socket `socket`
+/// (SCM_RIGHTS): the peer receives its own copies.
+pub fn send_fds(socket: BorrowedFd<'_>, tag: u8, fds: &[RawFd]) -> io::Result<()> {
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+    let data = [tag];
+    let iov = [io::IoSlice::new(&data)];
+    let rights = [ControlMessage::ScmRights(fds)];
+    crate::sys::call(
+        || format!("sendmsg(SCM_RIGHTS, {} fds)", fds.len()),
+        sendmsg::<()>(
+            socket.as_raw_fd(),
+            &iov,
+            &rights,
+            MsgFlags::MSG_NOSIGNAL,
+            None,
+        ),
+    )
+    .map(|_| ())
+}
+
+/// Receives one byte and up to `most` descriptors sent by [`send_fds`]
+/// (close-on-exec here). `None` when the peer closed without sending.
+pub fn receive_fds(socket: BorrowedFd<'_>, most: usize) -> io::Result<Option<(u8, Vec<OwnedFd>)>> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    let mut data = [0u8; 1];
+    let mut iov = [io::IoSliceMut::new(&mut data)];
+    let mut space = nix::cmsg_space!([RawFd; 4]);
+    let message = loop {
+        match recvmsg::<()>(
+            socket.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        ) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            other => break crate::sys::call(|| "recvmsg(SCM_RIGHTS)".to_owned(), other)?,
+        }
+    };
+    let mut received = Vec::new();
+    for cmsg in message.cmsgs().map_err(io::Error::from)? {
+        if let ControlMessageOwned::ScmRights(fds) = cmsg {
+            // SAFETY: the kernel just installed these descriptors in this
+            // process for us; nothing else owns them.
+            received.extend(
+                fds.into_iter()
+                    .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
+            );
+        }
+    }
+    let bytes = message.bytes;
+    if bytes == 0 {
+        return Ok(None);
+    }
+    if received.len() > most {
+        return Err(io::Error::other(format!(
+            "sent {} descriptors, {most} at most were expected",
+            received.len()
+        )));
+    }
+    Ok(Some((data[0], received)))
+}

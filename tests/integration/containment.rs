@@ -485,9 +485,8 @@ fn a_sandbox_cannot_fill_the_disk_that_holds_the_vault() {
     let dir = home.path().join("sandboxes").join(&id);
     sandbox_sh(&home, &id, "rm -f big \"$HOME/big\"; echo kept > note").ok();
     // (A full unmount, as a shutdown does: a lazy one could leave the old
-    // mount alive, unflushed, beside the new one. The sandbox's pinned
-    // network namespace, a mount on that disk, goes first, as at shutdown.)
-    let _ = nix::mount::umount2(&dir.join("netns"), nix::mount::MntFlags::MNT_DETACH);
+    // mount alive, unflushed, beside the new one. Nothing of shroud's
+    // keeps the disk busy: the namespace holder's socket is beside it.)
     nix::mount::umount(&dir).unwrap();
     assert_eq!(sandbox_sh(&home, &id, "cat note").ok(), "kept\n");
     // Removing the sandbox unmounts and removes its disk.
@@ -765,4 +764,133 @@ fn a_disk_limit_the_host_has_no_room_for_is_reported() {
         .unwrap()
         .flatten()
         .any(|e| e.path().extension().is_some_and(|x| x == "disk")));
+}
+
+#[test]
+fn a_users_sandbox_commands_share_a_loopback_held_out_of_their_reach() {
+    // As a user there is no mount to pin a namespace with: a holder
+    // process keeps the sandbox's user and network namespaces, and each
+    // command joins them.
+    let Some(user) = test_user() else { return };
+    let (_dir, home) = user_home_with_template(user, "unused", "");
+    let run = |args: &[&str]| user.run(Some(&home), args);
+    let created = run(&["sandbox", "create", "--template", "bash"]);
+    assert_eq!(created.code, 0, "{created:?}");
+    assert!(
+        created.stderr.contains("shared_loopback: available"),
+        "{}",
+        created.stderr
+    );
+    let id = created.stdout_text().trim().to_owned();
+    let server = "import socket\ns = socket.socket()\ns.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\ns.bind(('127.0.0.1', 8766))\ns.listen()\nprint('listening', flush=True)\nc, _ = s.accept()\nc.sendall(b'from-the-background')\nc.close()";
+    let serve = || {
+        let mut serving = user
+            .command(
+                Some(&home),
+                &[
+                    "sandbox",
+                    "exec",
+                    &id,
+                    "--",
+                    "/usr/bin/python3",
+                    "-c",
+                    server,
+                ],
+            )
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut first_line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(serving.stdout.take().unwrap()),
+            &mut first_line,
+        )
+        .unwrap();
+        if first_line != "listening\n" {
+            let ended = serving.wait_with_output().unwrap();
+            panic!(
+                "the server did not start: {first_line:?} {}",
+                String::from_utf8_lossy(&ended.stderr)
+            );
+        }
+        serving
+    };
+    let client =
+        "import socket\nprint(socket.create_connection(('127.0.0.1', 8766)).recv(100).decode())";
+    // A later command of the sandbox fetches from the server, which ends.
+    let fetch_from = |sandbox: &str, serving: std::process::Child| {
+        let fetched = run(&[
+            "sandbox",
+            "exec",
+            sandbox,
+            "--",
+            "/usr/bin/python3",
+            "-c",
+            client,
+        ]);
+        assert_eq!(
+            fetched.stdout_text(),
+            "from-the-background\n",
+            "{fetched:?}"
+        );
+        assert!(serving.wait_with_output().unwrap().status.success());
+    };
+    let serving = serve();
+    fetch_from(&id, serving);
+    // The holder runs as the user, and no command sees it, let alone
+    // signals it: `kill -9 -1` inside ends only the sandbox's own.
+    let holder = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .find(|entry| {
+            std::fs::read(entry.path().join("cmdline")).is_ok_and(|c| {
+                let c = String::from_utf8_lossy(&c);
+                c.contains("__netns-holder") && c.contains(&id)
+            })
+        })
+        .expect("the sandbox's holder is running");
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(holder.metadata().unwrap().uid(), user.uid);
+    let seen = run(&[
+        "sandbox",
+        "exec",
+        &id,
+        "--",
+        "sh",
+        "-c",
+        "cat /proc/[0-9]*/cmdline | tr '\\0' ' '; kill -9 -1",
+    ]);
+    assert!(
+        !seen.stdout_text().contains("netns-holder"),
+        "{}",
+        seen.stdout_text()
+    );
+    assert!(crate::support::netns_holder_is_running(&id));
+    // Another sandbox of the same user has a loopback of its own: the
+    // server (started again) is not there.
+    let other = run(&["sandbox", "create", "--template", "bash"]);
+    let other = other.stdout_text().trim().to_owned();
+    let serving = serve();
+    let refused = run(&[
+        "sandbox",
+        "exec",
+        &other,
+        "--",
+        "/usr/bin/python3",
+        "-c",
+        client,
+    ]);
+    assert_ne!(refused.code, 0, "{refused:?}");
+    fetch_from(&id, serving);
+    // Removing the sandbox ends its holder.
+    for sandbox in [&id, &other] {
+        let removed = run(&["sandbox", "rm", sandbox]);
+        assert_eq!(removed.code, 0, "{removed:?}");
+        crate::support::wait_until(
+            Duration::from_secs(5),
+            "the sandbox's holder to end with it",
+            || !crate::support::netns_holder_is_running(sandbox),
+        );
+    }
 }

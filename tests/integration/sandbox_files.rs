@@ -13,7 +13,7 @@ use base64::Engine as _;
 use sha2::Digest;
 
 use crate::api::{http, start_server};
-use crate::support::TestHome;
+use crate::support::{netns_holder_is_running, process_is_running, TestHome};
 
 const VALUE: &str = "files-secret-value-7e6d5c4b";
 const OTHER_VALUE: &str = "per-exec-secret-value-1a2b3c";
@@ -459,21 +459,8 @@ fn a_sandbox_expires_when_idle_is_renewed_by_use_and_expires_across_a_restart() 
     );
 }
 
-fn process_is_running(marker: &str) -> bool {
-    std::fs::read_dir("/proc").unwrap().flatten().any(|entry| {
-        std::fs::read(entry.path().join("cmdline"))
-            .is_ok_and(|cmdline| String::from_utf8_lossy(&cmdline).contains(marker))
-    })
-}
-
 #[test]
 fn a_background_server_is_reached_by_later_commands_and_ends_with_its_sandbox() {
-    if !nix::unistd::geteuid().is_root() {
-        // Run as a user, each command has a network namespace of its own
-        // (see the README): there is no shared loopback to test.
-        eprintln!("SKIPPED: a sandbox's shared loopback needs root");
-        return;
-    }
     let mut s = Served::start();
     let id = s.create(r#"{"template":"bash","secrets":["API_KEY"]}"#);
     let server = r#"import http.server, os
@@ -587,6 +574,11 @@ http.server.HTTPServer(("127.0.0.1", 8765), Handler).serve_forever()
         Duration::from_secs(10),
         "the background sleep to end",
         || !process_is_running("bg-marker-5151"),
+    );
+    crate::support::wait_until(
+        Duration::from_secs(5),
+        "the sandbox's network namespace holder to end with it",
+        || !netns_holder_is_running(&id),
     );
     // Two sandboxes share nothing: another one does not reach a server of the first.
     let first = s.create(r#"{"template":"bash"}"#);

@@ -671,3 +671,20 @@ pub fn with_controlling_terminal(command: &mut Command) -> &mut Command {
         })
     }
 }
+
+/// Whether a process whose command line holds `marker` is running.
+pub fn process_is_running(marker: &str) -> bool {
+    processes_matching(|cmdline| cmdline.contains(marker))
+}
+
+/// Whether the network namespace holder of the sandbox `id` is running.
+pub fn netns_holder_is_running(id: &str) -> bool {
+    processes_matching(|cmdline| cmdline.contains("__netns-holder") && cmdline.contains(id))
+}
+
+fn processes_matching(matches: impl Fn(&str) -> bool) -> bool {
+    std::fs::read_dir("/proc").unwrap().flatten().any(|entry| {
+        std::fs::read(entry.path().join("cmdline"))
+            .is_ok_and(|cmdline| matches(&String::from_utf8_lossy(&cmdline)))
+    })
+}
