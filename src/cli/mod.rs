@@ -17,6 +17,7 @@
 //! found, 124 timeout, 128 + N killed by signal N).
 
 mod audit;
+mod backup;
 mod client;
 mod deploy;
 mod exec;
@@ -107,6 +108,10 @@ pub enum Command {
     /// Runs of agent deployments.
     #[command(subcommand)]
     Agent(deploy::AgentCommand),
+    /// Write a consistent copy of the store to FILE (never the master key).
+    Backup(backup::BackupArgs),
+    /// Put a backup back into the home (refuses a home that holds data unless --force).
+    Restore(backup::RestoreArgs),
     /// Internal: the init process of a sandboxed command.
     #[command(name = "__sandbox-init", hide = true)]
     SandboxInit(sandbox::InitArgs),
@@ -157,7 +162,10 @@ impl CliError {
             CliError::Store(StoreError::Invalid(_) | StoreError::ReferenceTtl(_)) => EXIT_USAGE,
             CliError::Store(e) if e.is_not_found() => EXIT_FAILURE,
             CliError::Store(
-                StoreError::Decrypt { .. } | StoreError::NoHome(_) | StoreError::TokenExists(_),
+                StoreError::Decrypt { .. }
+                | StoreError::NoHome(_)
+                | StoreError::TokenExists(_)
+                | StoreError::Backup(_),
             ) => EXIT_FAILURE,
             CliError::Store(_) => EXIT_INTERNAL,
             CliError::Invalid(_) | CliError::Usage(_) => EXIT_USAGE,
@@ -281,5 +289,7 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
         Command::Run(args) => run::run(&ctx, args),
         Command::Deploy(cmd) => deploy::run_deploy(&ctx, cmd),
         Command::Agent(cmd) => deploy::run_agent(&ctx, cmd),
+        Command::Backup(args) => backup::run_backup(&ctx, args),
+        Command::Restore(args) => backup::run_restore(&ctx, args),
     }
 }

@@ -66,6 +66,10 @@ pub enum Action {
     AgentRun,
     /// The chain was converted from an older, unkeyed format.
     AuditUpgrade,
+    /// `shroud backup` copied the store.
+    StoreBackup,
+    /// `shroud restore` replaced the store with a backup.
+    StoreRestore,
 }
 
 impl Action {
@@ -92,6 +96,8 @@ impl Action {
             Action::DeploymentRotate => "deployment.rotate",
             Action::AgentRun => "agent.run",
             Action::AuditUpgrade => "audit.upgrade",
+            Action::StoreBackup => "store.backup",
+            Action::StoreRestore => "store.restore",
         }
     }
 }

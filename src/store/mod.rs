@@ -43,6 +43,7 @@
 
 pub mod audit;
 pub mod backend;
+pub mod backup;
 pub mod crypto;
 pub mod home;
 mod keys;
@@ -154,6 +155,9 @@ pub enum StoreError {
     },
     #[error("cannot connect to the database at {store}: {message}")]
     Connect { store: String, message: String },
+    /// A backup or restore refused, with what to do instead.
+    #[error("{0}")]
+    Backup(String),
     #[error("{context} {}: {source}", path.display())]
     Io {
         context: &'static str,

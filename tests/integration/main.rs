@@ -8,6 +8,7 @@ mod api_fetch;
 mod api_sandboxes;
 mod api_seed;
 mod audit_log;
+mod backup;
 mod concurrency;
 mod containment;
 mod deployments;

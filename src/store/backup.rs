@@ -1,0 +1,381 @@
+//! Consistent copies of a SQLite store, and restoring one into a home.
+//!
+//! Copying `shroud.db` by hand loses data: the latest writes live in
+//! `shroud.db-wal` until SQLite checkpoints them, so the copied file alone
+//! can be an empty vault that opens without complaint. [`backup`] writes one
+//! self-contained file with `VACUUM INTO` (a snapshot taken in one read
+//! transaction, so writers carry on and the copy holds each of their
+//! transactions whole or not at all). It never holds the master key: the
+//! values in it are sealed under data keys that the master key wraps, and
+//! the key stays in `master.key` (or `$SHROUD_MASTER_KEY`), to be kept
+//! apart from the backups.
+//!
+//! [`restore`] first opens the backup as a store of its own, in a scratch
+//! directory of the home, with the home's current master key: a file that is
+//! not a shroud store, or was sealed under another key, is refused before
+//! the home is touched. It refuses a home that holds anything unless forced,
+//! then copies the checked store into the home's database with SQLite's
+//! backup API in one step, under SQLite's own locks (a server using the home
+//! sees the old data or the new, never half of each). Both are audited
+//! (`store.backup`, `store.restore`).
+//!
+//! A PostgreSQL store is backed up with `pg_dump` (the key is not in it
+//! either); both refuse it and say so.
+
+use std::fs::{self, OpenOptions};
+use std::io::{self, Read};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use super::audit::{Action, Entry, Outcome};
+use super::home::{self, KeySource};
+use super::{io_error, OpenMode, Result, Store, StoreConfig, StoreError, StoreLocation, KEY_CHECK};
+
+/// What a backup holds, or a restore put back.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Contents {
+    pub vaults: u64,
+    pub secrets: u64,
+    pub vars: u64,
+    pub tokens: u64,
+    pub sandboxes: u64,
+}
+
+impl Contents {
+    /// Counts what `store` holds.
+    fn of(store: &mut Store) -> Result<Contents> {
+        let vaults = store.list_vaults()?;
+        Ok(Contents {
+            vaults: vaults.len() as u64,
+            secrets: vaults.iter().map(|v| v.secrets).sum(),
+            vars: vaults.iter().map(|v| v.vars).sum(),
+            tokens: store.list_tokens()?.len() as u64,
+            sandboxes: store.list_sandboxes()?.len() as u64,
+        })
+    }
+
+    /// True when there is nothing a restore would overwrite.
+    pub fn is_empty(&self) -> bool {
+        self.secrets == 0 && self.vars == 0 && self.tokens == 0 && self.sandboxes == 0
+    }
+
+    /// "3 secrets, 1 var, 2 tokens and 0 sandboxes in 2 vaults".
+    pub fn describe(&self) -> String {
+        let plural = |n: u64, one: &str| {
+            if n == 1 {
+                format!("{n} {one}")
+            } else {
+                format!("{n} {one}s")
+            }
+        };
+        format!(
+            "{}, {}, {} and {} in {}",
+            plural(self.secrets, "secret"),
+            plural(self.vars, "var"),
+            plural(self.tokens, "token"),
+            plural(self.sandboxes, "sandbox record"),
+            plural(self.vaults, "vault"),
+        )
+    }
+}
+
+fn refused(message: String) -> StoreError {
+    StoreError::Backup(message)
+}
+
+fn sqlite_at<'a>(
+    context: &'a str,
+    path: &'a Path,
+) -> impl FnOnce(rusqlite::Error) -> StoreError + 'a {
+    move |e| refused(format!("{context} {}: {e}", path.display()))
+}
+
+fn only_sqlite(config: &StoreConfig, what: &str) -> Result<()> {
+    match config.location {
+        StoreLocation::Home => Ok(()),
+        StoreLocation::Postgres(_) => Err(refused(format!(
+            "the store is PostgreSQL: {what} the database with pg_dump and pg_restore instead (the master key is not in it either: keep it apart)"
+        ))),
+    }
+}
+
+/// Writes a consistent copy of the store `config` names to `dest` (which
+/// must not exist), mode 0600; returns what it holds.
+pub fn backup(config: &StoreConfig, dest: &Path) -> Result<Contents> {
+    only_sqlite(config, "back up")?;
+    let dir = match dest.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    if !dir.is_dir() {
+        return Err(refused(format!(
+            "cannot write {}: {} is not a directory",
+            dest.display(),
+            dir.display()
+        )));
+    }
+    let db = config.home.join(home::DB_FILE);
+    if !db.exists() {
+        return Err(refused(format!(
+            "there is no store at {} to back up",
+            config.home.display()
+        )));
+    }
+    if fs::symlink_metadata(dest).is_ok() {
+        return Err(refused(format!(
+            "{} exists: back up to a new file",
+            dest.display()
+        )));
+    }
+    // Opening checks the key and brings the schema up to date first.
+    let mut store = Store::open(config.clone(), OpenMode::Existing)?;
+    let partial = dir.join(format!(
+        ".{}.partial-{}",
+        dest.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        uuid::Uuid::new_v4().simple()
+    ));
+    let written = write_snapshot(&db, &partial).and_then(|()| {
+        // A link fails if `dest` appeared meanwhile: never overwritten.
+        fs::hard_link(&partial, dest).map_err(io_error("cannot write the backup", dest))
+    });
+    let _ = fs::remove_file(&partial);
+    written?;
+    let contents = Contents::of(&mut store)?;
+    audit_store_event(&mut store, Action::StoreBackup)?;
+    Ok(contents)
+}
+
+/// `VACUUM INTO partial` from a read-only connection, then the copy made
+/// self-contained (rollback journal, so it is one file) and synced.
+fn write_snapshot(db: &Path, partial: &Path) -> Result<()> {
+    // Created first, empty and 0600 (SQLite would make it with the
+    // umask's mode); VACUUM INTO fills an empty file.
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(partial)
+        .map_err(io_error("cannot write the backup", partial))?;
+    let source = rusqlite::Connection::open_with_flags(
+        db,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(sqlite_at("cannot open", db))?;
+    source
+        .busy_timeout(std::time::Duration::from_secs(10))
+        .map_err(sqlite_at("cannot open", db))?;
+    let target = partial
+        .to_str()
+        .ok_or_else(|| refused(format!("{} is not valid UTF-8", partial.display())))?;
+    source
+        .execute("VACUUM INTO ?1", [target])
+        .map_err(sqlite_at("cannot write the backup", partial))?;
+    let copy = rusqlite::Connection::open(partial).map_err(sqlite_at("cannot open", partial))?;
+    copy.query_row("PRAGMA journal_mode = DELETE", [], |_| Ok(()))
+        .map_err(sqlite_at("cannot finish", partial))?;
+    drop(copy);
+    fs::File::open(partial)
+        .and_then(|f| f.sync_all())
+        .map_err(io_error("cannot sync the backup", partial))
+}
+
+/// Restores the backup `from` into the home `config` names: refused when
+/// the home holds anything (unless `force`), or when the home's master key
+/// does not open the backup. Returns what was restored.
+pub fn restore(config: &StoreConfig, from: &Path, force: bool) -> Result<Contents> {
+    only_sqlite(config, "restore")?;
+    check_is_backup(from)?;
+    let key = current_key(config)?;
+    home::create_private_dir(&config.home)
+        .map_err(io_error("cannot create home directory", &config.home))?;
+    let scratch = config
+        .home
+        .join(format!(".restore-{}", uuid::Uuid::new_v4().simple()));
+    let restored = restore_through(config, from, force, &key, &scratch);
+    let _ = fs::remove_dir_all(&scratch);
+    let contents = restored?;
+    let mut store = Store::open(config.clone(), OpenMode::Existing)?;
+    audit_store_event(&mut store, Action::StoreRestore)?;
+    Ok(contents)
+}
+
+/// Where the home's master key comes from (what a restore needs first).
+enum CurrentKey {
+    Env,
+    File(PathBuf),
+}
+
+fn current_key(config: &StoreConfig) -> Result<CurrentKey> {
+    if config.master_key_env.is_some() {
+        return Ok(CurrentKey::Env);
+    }
+    let file = config.home.join(home::KEY_FILE);
+    if file.exists() {
+        return Ok(CurrentKey::File(file));
+    }
+    Err(refused(format!(
+        "no master key to open the backup with: put the master key you kept apart from it at {} (mode 0600, its one line of base64) or set SHROUD_MASTER_KEY, then run restore again",
+        file.display()
+    )))
+}
+
+/// The file is an SQLite database of shroud's: a schema version and a key
+/// check (anything else would open as a new, empty store).
+fn check_is_backup(from: &Path) -> Result<()> {
+    let not_ours = || {
+        refused(format!(
+            "{} is not a shroud backup (made by `shroud backup`)",
+            from.display()
+        ))
+    };
+    let mut header = [0u8; 16];
+    fs::File::open(from)
+        .and_then(|mut f| f.read_exact(&mut header))
+        .map_err(|e| match e.kind() {
+            io::ErrorKind::UnexpectedEof => not_ours(),
+            io::ErrorKind::NotFound => refused(format!("{} does not exist", from.display())),
+            _ => StoreError::Io {
+                context: "cannot read the backup",
+                path: from.to_owned(),
+                source: e,
+            },
+        })?;
+    if &header != b"SQLite format 3\0" {
+        return Err(not_ours());
+    }
+    let conn = rusqlite::Connection::open_with_flags(
+        from,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(sqlite_at("cannot open", from))?;
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .map_err(|_| not_ours())?;
+    let key_check: Option<Vec<u8>> = conn
+        .query_row(
+            "SELECT value FROM meta WHERE key = ?1",
+            [KEY_CHECK],
+            |row| row.get(0),
+        )
+        .ok();
+    if version < 1 || key_check.is_none() {
+        return Err(not_ours());
+    }
+    if version > super::sqlite::SCHEMA_VERSION {
+        return Err(StoreError::SchemaTooNew {
+            store: from.display().to_string(),
+            found: version,
+            known: super::sqlite::SCHEMA_VERSION,
+        });
+    }
+    Ok(())
+}
+
+fn restore_through(
+    config: &StoreConfig,
+    from: &Path,
+    force: bool,
+    key: &CurrentKey,
+    scratch: &Path,
+) -> Result<Contents> {
+    // 1. The backup, opened in a scratch home with the home's key: the key
+    //    check, the schema brought up to date, the audit chain.
+    home::create_private_dir(scratch).map_err(io_error("cannot create", scratch))?;
+    let copy = scratch.join(home::DB_FILE);
+    fs::copy(from, &copy).map_err(io_error("cannot copy the backup", from))?;
+    fs::set_permissions(&copy, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .map_err(io_error("cannot copy the backup", &copy))?;
+    if let CurrentKey::File(file) = key {
+        let scratch_key = scratch.join(home::KEY_FILE);
+        fs::copy(file, &scratch_key).map_err(io_error("cannot read master key", file))?;
+        fs::set_permissions(
+            &scratch_key,
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .map_err(io_error("cannot read master key", &scratch_key))?;
+    }
+    let scratch_config = StoreConfig {
+        home: scratch.to_owned(),
+        ..config.clone()
+    };
+    let contents = match Store::open(scratch_config, OpenMode::Existing) {
+        Ok(mut checked) => Contents::of(&mut checked)?,
+        Err(e) if e.is_key_error() => {
+            let source = match key {
+                CurrentKey::Env => KeySource::Env,
+                CurrentKey::File(file) => KeySource::File(file.clone()),
+            };
+            return Err(refused(format!(
+                "the master key from {source} does not open {}: it was sealed under another key; put that key at {} (mode 0600) or set SHROUD_MASTER_KEY to it, then run restore again",
+                from.display(),
+                config.home.join(home::KEY_FILE).display()
+            )));
+        }
+        Err(e) => return Err(e),
+    };
+    // 2. The home: nothing in it is overwritten unless asked.
+    let db = config.home.join(home::DB_FILE);
+    if db.exists() {
+        let mut live = Store::open(config.clone(), OpenMode::Existing)?;
+        let there = Contents::of(&mut live)?;
+        if !there.is_empty() && !force {
+            return Err(refused(format!(
+                "{} already holds {}: restoring replaces all of it; run again with --force to do so (back it up first with `shroud backup FILE`)",
+                config.home.display(),
+                there.describe()
+            )));
+        }
+    } else {
+        OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&db)
+            .map_err(io_error("cannot create database", &db))?;
+    }
+    // 3. Into the home's database, in one step of SQLite's backup API.
+    copy_into(&copy, &db)?;
+    Ok(contents)
+}
+
+/// Replaces the content of the database `db` with that of `source`, in
+/// one step of the backup API (retried while another connection writes).
+fn copy_into(source: &Path, db: &Path) -> Result<()> {
+    let from = rusqlite::Connection::open_with_flags(
+        source,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(sqlite_at("cannot open", source))?;
+    let mut into = rusqlite::Connection::open(db).map_err(sqlite_at("cannot open", db))?;
+    into.busy_timeout(std::time::Duration::from_secs(10))
+        .map_err(sqlite_at("cannot open", db))?;
+    let backup = rusqlite::backup::Backup::new(&from, &mut into)
+        .map_err(sqlite_at("cannot restore into", db))?;
+    let started = std::time::Instant::now();
+    loop {
+        match backup.step(-1) {
+            Ok(rusqlite::backup::StepResult::Done) => return Ok(()),
+            Ok(_) if started.elapsed() < std::time::Duration::from_secs(30) => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Ok(_) => {
+                return Err(refused(format!(
+                    "{} stayed busy for 30 s (another process writing): nothing was restored; try again",
+                    db.display()
+                )))
+            }
+            Err(e) => return Err(sqlite_at("cannot restore into", db)(e)),
+        }
+    }
+}
+
+/// One audit record of a backup or restore (no vault, no secret).
+fn audit_store_event(store: &mut Store, action: Action) -> Result<()> {
+    store.write("committing an audit record", |tx, keys| {
+        keys.append(tx, &Entry::global(keys.actor.as_str(), action, Outcome::Ok))?;
+        Ok(Ok(()))
+    })
+}
