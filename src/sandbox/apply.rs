@@ -563,7 +563,7 @@ pub fn probe(policy: &SandboxPolicy) -> Vec<Feature> {
         features.push(described(
             "shared_loopback",
             probe_shared_loopback(base.user),
-            "the sandbox's commands share one network namespace while it lives: a server one starts in the background is reachable by the next on 127.0.0.1".to_owned(),
+            "the sandbox's commands share one network namespace while it lives: a server run as a background command (or by an exec still running) is reachable by the others on 127.0.0.1".to_owned(),
         ));
     }
     let mounts_wanted = iso.mount_namespace

@@ -1,6 +1,9 @@
 //! The process that holds a sandbox's network namespace between its
-//! commands, so that a server one command starts in the background is
-//! reachable on the loopback by the next ones while the sandbox lives.
+//! commands, so that a server one command runs (a background command, or
+//! an exec still running) is reachable on the loopback by the sandbox's
+//! other commands while it lives. (A process a command leaves behind ends
+//! with it, in its pid namespace: a server outlives its request only as a
+//! background command.)
 //!
 //! With the network off, each command would otherwise get a network
 //! namespace of its own. Instead, the first command of a sandbox starts its
@@ -161,8 +164,18 @@ impl SocketPath {
     }
 
     /// The holder listening there, or `None` when there is none (no
-    /// socket, or one whose holder is gone).
+    /// socket, one whose holder is gone, or anything but a socket of this
+    /// uid at the path: a link is never followed to another sandbox's).
     fn connect(&self) -> io::Result<Option<UnixStream>> {
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        match std::fs::symlink_metadata(&self.path) {
+            Ok(found)
+                if found.file_type().is_socket()
+                    && found.uid() == nix::unistd::geteuid().as_raw() => {}
+            Ok(_) => return Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        }
         match UnixStream::connect(&self.path) {
             Ok(stream) => {
                 stream.set_read_timeout(Some(Duration::from_secs(10)))?;
@@ -196,16 +209,22 @@ pub fn join(sandbox_dir: &Path, user: bool) -> io::Result<()> {
         return Err(io::Error::other("the sandbox was removed"));
     }
     let socket = SocketPath::of(sandbox_dir)?;
-    let stream = match socket.connect()? {
-        Some(stream) => stream,
-        None => {
+    let answer = match socket.connect()? {
+        Some(stream) => receive(&stream),
+        None => Err(io::Error::other("no holder")),
+    };
+    // None running, or one that does not answer (killed as it was asked,
+    // stopped): a fresh one, once.
+    let held = match answer {
+        Ok(held) => held,
+        Err(_) => {
             start(&socket, sandbox_dir, user)?;
-            socket.connect()?.ok_or_else(|| {
+            let stream = socket.connect()?.ok_or_else(|| {
                 io::Error::other("the sandbox's network namespace holder did not start")
-            })?
+            })?;
+            receive(&stream)?
         }
     };
-    let held = receive(&stream)?;
     if held.0.len() != 1 + usize::from(user) {
         return Err(io::Error::other(
             "the sandbox's network namespace holder was started by another user",
@@ -219,7 +238,12 @@ pub fn join(sandbox_dir: &Path, user: bool) -> io::Result<()> {
 /// a connection waits for them).
 fn start(socket: &SocketPath, sandbox_dir: &Path, user: bool) -> io::Result<()> {
     match std::fs::remove_file(&socket.path) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+        Err(e) if e.kind() != io::ErrorKind::NotFound => {
+            return Err(io::Error::new(
+                e.kind(),
+                format!("cannot replace {}.netns.sock: {e}", sandbox_dir.display()),
+            ))
+        }
         _ => {}
     }
     let listener = UnixListener::bind(&socket.path).map_err(|e| {
@@ -335,7 +359,19 @@ pub fn run(sandbox_dir: &Path, user: bool) -> ! {
         nix::sys::socket::sockopt::ReceiveTimeout,
         &nix::sys::time::TimeVal::new(2, 0),
     );
+    // Its own socket file: one replaced or removed (a holder started in
+    // its place) ends this one too.
+    let identity = |path: &Path| {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::symlink_metadata(path)
+            .ok()
+            .map(|m| (m.dev(), m.ino()))
+    };
+    let mine = socket.as_deref().ok().and_then(identity);
     let made = make_namespaces(user);
+    // Nothing more to do with privileges: the namespaces are made and
+    // opened, and answering needs none.
+    let _ = ns::drop_capabilities();
     let me = nix::unistd::getuid().as_raw();
     loop {
         let stream = match listener.accept() {
@@ -343,8 +379,10 @@ pub fn run(sandbox_dir: &Path, user: bool) -> ! {
             Err(e)
                 if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::TimedOut =>
             {
-                let gone = |path: &Path| matches!(std::fs::symlink_metadata(path), Err(e) if e.kind() == io::ErrorKind::NotFound);
-                if gone(sandbox_dir) || socket.as_deref().map_or(true, gone) {
+                let replaced = mine.is_none()
+                    || socket.as_deref().ok().and_then(identity) != mine
+                    || std::fs::symlink_metadata(sandbox_dir).is_err();
+                if replaced {
                     std::process::exit(0);
                 }
                 continue;
