@@ -18,6 +18,7 @@
 //!
 //! - [`secret`]: `SecretValue`, the zeroizing, never-printed plaintext type.
 //! - [`clock`]: timestamps as stored and printed.
+//! - [`dotenv`]: the `.env` format (`secret import`/`export`, `--env-file`).
 //! - [`store`]: the encrypted vault (SQLite, AES-256-GCM envelope encryption,
 //!   hash-chained audit log).
 //! - [`mask`]: the streaming masker (secrets and their encodings → replacements).
@@ -36,6 +37,7 @@
 pub mod api;
 pub mod cli;
 pub mod clock;
+pub mod dotenv;
 pub mod mask;
 pub mod sandbox;
 pub mod secret;

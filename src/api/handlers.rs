@@ -451,28 +451,6 @@ pub struct ScopedBody {
     ttl: Option<u64>,
 }
 
-/// `text` (valid JSON) without the whitespace between its tokens; strings
-/// and numbers are kept byte for byte.
-fn compact_json(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let (mut in_string, mut escaped) = (false, false);
-    for c in text.chars() {
-        if in_string {
-            out.push(c);
-            match (escaped, c) {
-                (true, _) => escaped = false,
-                (false, '\\') => escaped = true,
-                (false, '"') => in_string = false,
-                _ => {}
-            }
-        } else if !c.is_ascii_whitespace() {
-            in_string = c == '"';
-            out.push(c);
-        }
-    }
-    out
-}
-
 /// The vault of a scope: `workspace` (needs a grant on it) or the caller's
 /// own `user.<name>` vault (needs a token with a user).
 fn scope_vault(caller: &Caller, scope: &str, access: Access) -> Result<VaultName, ApiError> {
@@ -519,11 +497,10 @@ pub async fn scoped_set(
     let name = secret_name(&body.name)?;
     let value = SecretValue::new(match &body.value {
         None => Vec::new(),
-        Some(raw) if raw.get() == "null" => Vec::new(),
-        Some(raw) if raw.get().starts_with('"') => serde_json::from_str::<String>(raw.get())
-            .map_err(|_| ApiError::bad_request("`value` is not a valid JSON string"))?
-            .into_bytes(),
-        Some(raw) => compact_json(raw.get()).into_bytes(),
+        Some(raw) => std::mem::take(
+            &mut *crate::wire::value_from_json(raw)
+                .ok_or_else(|| ApiError::bad_request("`value` is not a valid JSON string"))?,
+        ),
     });
     let secret =
         NewSecret::new(name.clone(), value, None, body.ttl).map_err(ApiError::bad_request)?;

@@ -27,6 +27,7 @@ mod redact;
 mod run;
 mod sandbox;
 mod secret;
+mod secret_files;
 mod serve;
 mod token;
 mod var;

@@ -1,4 +1,5 @@
-//! `shroud secret ...`: set, list, exists, delete, get, reveal, history.
+//! `shroud secret ...`: set, list, exists, delete, get, reveal, history
+//! (import and export are in `secret_files`).
 //!
 //! Names are validated before anything is read or opened; a value comes from
 //! argv or stdin (bounded read, one trailing newline dropped; hidden prompt
@@ -87,6 +88,12 @@ pub enum SecretCommand {
         #[command(flatten)]
         vault: VaultArg,
     },
+    /// Set every NAME=VALUE of a dotenv file (or a JSON object). Not atomic: each failure is
+    /// reported by name, the others are set; exit 1 if any failed.
+    Import(super::secret_files::ImportArgs),
+    /// Print every secret of the vault as dotenv, JSON or shell lines (each audited as a
+    /// reveal); refuses a terminal without --force.
+    Export(super::secret_files::ExportArgs),
 }
 
 /// `secret reveal --json`: the value as text, or base64 when it is not UTF-8.
@@ -107,6 +114,8 @@ fn parse_purpose(text: &str) -> Result<names::Purpose, String> {
 
 pub fn run(ctx: &Context, command: SecretCommand) -> Result<u8, CliError> {
     match command {
+        SecretCommand::Import(args) => super::secret_files::import(ctx, args),
+        SecretCommand::Export(args) => super::secret_files::export(ctx, args),
         SecretCommand::Set {
             name,
             value,

@@ -14,7 +14,7 @@ use super::{CliError, Context, VaultArg, EXIT_FAILURE, EXIT_OK};
 use crate::clock::rfc3339;
 use crate::secret::SecretValue;
 use crate::store::names::MIN_MASKABLE_BYTES;
-use crate::store::{NewSecret, OpenMode, SecretName};
+use crate::store::{NewSecret, OpenMode, SecretName, VaultName};
 
 #[derive(Debug, Subcommand)]
 pub enum VaultCommand {
@@ -33,9 +33,9 @@ pub enum VaultCommand {
 
 /// One failed item of a bulk request.
 #[derive(Debug, serde::Serialize)]
-struct ItemError {
-    name: String,
-    error: String,
+pub(super) struct ItemError {
+    pub name: String,
+    pub error: String,
 }
 
 pub fn run(ctx: &Context, command: VaultCommand) -> Result<u8, CliError> {
@@ -95,6 +95,19 @@ fn set_secrets(ctx: &Context, vault: VaultArg, pairs: Vec<OsString>) -> Result<u
             }),
         }
     }
+    store_and_report(ctx, &vault, valid, errors)
+}
+
+/// Stores the valid items of a bulk request in one transaction and reports
+/// each failure by name (never by value): a note per failure, then the
+/// count, or with `--json` `{"vault", "set_secrets", "versions", "errors"}`.
+/// Exit 1 if any failed.
+pub(super) fn store_and_report(
+    ctx: &Context,
+    vault: &VaultName,
+    valid: Vec<NewSecret>,
+    errors: Vec<ItemError>,
+) -> Result<u8, CliError> {
     let short: Vec<String> = valid
         .iter()
         .filter(|s| s.value.len() < MIN_MASKABLE_BYTES)
@@ -104,7 +117,7 @@ fn set_secrets(ctx: &Context, vault: VaultArg, pairs: Vec<OsString>) -> Result<u
         Vec::new()
     } else {
         let mut store = ctx.open_store(OpenMode::Create)?;
-        store.set_secrets(&vault, valid)?
+        store.set_secrets(vault, valid)?
     };
     for name in &short {
         ctx.out.warn(&format!(

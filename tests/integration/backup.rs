@@ -204,10 +204,7 @@ fn restore_refuses_what_it_should_and_changes_nothing() {
     assert_eq!(secrets_in(&full, "default"), vec!["API_KEY"]);
     assert_eq!(full.reveal("API_KEY"), "sk-from-the-backup-1234");
     let audit = full.run(&["audit"]).ok();
-    assert!(
-        audit.contains("\tstore.restore\t"),
-        "{audit}"
-    );
+    assert!(audit.contains("\tstore.restore\t"), "{audit}");
 
     // Not a backup at all: a text file, an SQLite file of someone else's,
     // a missing file.

@@ -12,6 +12,7 @@ mod backup;
 mod concurrency;
 mod containment;
 mod deployments;
+mod dotenv;
 mod encryption;
 mod exec;
 mod mask_peers;
