@@ -42,9 +42,15 @@ pub struct ExecArgs {
     /// Inject a secret: NAME (as $NAME), or ENV=NAME (secret NAME as $ENV). Repeatable.
     #[arg(long = "secret", value_name = "[ENV=]NAME")]
     secrets: Vec<String>,
+    /// Inject every secret of the vault under its own name (masked).
+    #[arg(long)]
+    all: bool,
     /// Set K=V in the child's environment. Repeatable.
     #[arg(long = "env", value_name = "K=V")]
     env: Vec<String>,
+    /// Add the variables of a dotenv file (not secrets: not masked); `--env` wins. Repeatable.
+    #[arg(long = "env-file", value_name = "FILE")]
+    env_files: Vec<PathBuf>,
     /// Runtime template: its base environment (default: PATH, HOME, LANG, TERM).
     #[arg(long, value_name = "T")]
     template: Option<String>,
@@ -115,8 +121,12 @@ pub fn report_run(
 /// Resolves everything a run needs, before anything is started.
 fn prepare(ctx: &Context, args: ExecArgs) -> Result<ExecPlan, CliError> {
     let vault = args.vault.parse()?;
-    let grants = plan::parse_grants(&args.secrets)?;
-    let extra_env = parse_env_pairs(&args.env)?;
+    let mut grants = plan::parse_grants(&args.secrets)?;
+    if args.all {
+        let mut store = Store::open(ctx.store_config(), OpenMode::Existing)?;
+        grants = plan::grants_with_all(&mut store, &vault, grants)?;
+    }
+    let extra_env = env_with_files(&args.env_files, &args.env)?;
     let timeout = args.timeout.as_deref().map(parse_timeout).transpose()?;
     if let Some(dir) = &args.cwd {
         if !dir.is_dir() {
@@ -152,6 +162,42 @@ fn prepare(ctx: &Context, args: ExecArgs) -> Result<ExecPlan, CliError> {
     let prepared = plan::prepare(StoreAccess::Lazy(&open), &ctx.binary(), spec, io)?;
     warn_unmasked(ctx, &prepared.unmasked);
     Ok(prepared.plan)
+}
+
+/// The variables of each `--env-file` in order, then the `--env` pairs
+/// (a later one of the same name wins when the environment is built).
+pub fn env_with_files(
+    files: &[PathBuf],
+    pairs: &[String],
+) -> Result<Vec<(String, String)>, CliError> {
+    let mut env = Vec::new();
+    for file in files {
+        env.extend(env_file_pairs(file)?);
+    }
+    env.extend(parse_env_pairs(pairs)?);
+    Ok(env)
+}
+
+/// The `NAME=VALUE` entries of the dotenv file `file` (see `dotenv`). An
+/// error names the file and the line or the name, never a value.
+pub fn env_file_pairs(file: &std::path::Path) -> Result<Vec<(String, String)>, CliError> {
+    let shown = file.display();
+    let text =
+        std::fs::read(file).map_err(|e| CliError::Usage(format!("--env-file {shown}: {e}")))?;
+    let text = zeroize::Zeroizing::new(text);
+    let text = std::str::from_utf8(&text)
+        .map_err(|_| CliError::Usage(format!("--env-file {shown}: not UTF-8 text")))?;
+    let entries = crate::dotenv::parse(text)
+        .map_err(|e| CliError::Usage(format!("--env-file {shown}: {e}")))?;
+    entries
+        .into_iter()
+        .map(|entry| {
+            plan::check_env_pair(&entry.name, &entry.value).map_err(|e| {
+                CliError::Usage(format!("--env-file {shown}, line {}: {e}", entry.line))
+            })?;
+            Ok((entry.name, entry.value.to_string()))
+        })
+        .collect()
 }
 
 /// Parses `--env K=V` pairs. An error says which `--env` (by its place)

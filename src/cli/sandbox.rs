@@ -70,9 +70,15 @@ pub struct SandboxExecArgs {
     /// An extra secret for this command: NAME or ENV=NAME. Repeatable.
     #[arg(long = "secret", value_name = "[ENV=]NAME")]
     secrets: Vec<String>,
+    /// Inject every secret of the sandbox's vault under its own name (masked).
+    #[arg(long)]
+    all: bool,
     /// Extra K=V for this command. Repeatable.
     #[arg(long = "env", value_name = "K=V")]
     env: Vec<String>,
+    /// Add the variables of a dotenv file (not secrets: not masked); `--env` wins. Repeatable.
+    #[arg(long = "env-file", value_name = "FILE")]
+    env_files: Vec<std::path::PathBuf>,
     /// Stop the command after SECS seconds (default: the template's wall time).
     #[arg(long, value_name = "SECS")]
     timeout: Option<String>,
@@ -307,10 +313,15 @@ fn create(ctx: &Context, args: CreateArgs) -> Result<u8, CliError> {
 
 fn prepare_exec(ctx: &Context, args: SandboxExecArgs) -> Result<PreparedExec, CliError> {
     let host = host(ctx)?;
+    let mut grants = plan::parse_grants(&args.secrets)?;
     let (row, config) = {
         let mut store = ctx.open_store(OpenMode::Existing)?;
         let (row, config) = host.load(&mut store, &args.id)?;
         SandboxHost::check_node(&row)?;
+        if args.all {
+            let vault = crate::store::VaultName::parse(&row.vault)?;
+            grants = plan::grants_with_all(&mut store, &vault, grants)?;
+        }
         (row, config)
     };
     let timeout = args
@@ -324,8 +335,8 @@ fn prepare_exec(ctx: &Context, args: SandboxExecArgs) -> Result<PreparedExec, Cl
         row,
         config,
         ExecRequest {
-            grants: plan::parse_grants(&args.secrets)?,
-            env: exec::parse_env_pairs(&args.env)?,
+            grants,
+            env: exec::env_with_files(&args.env_files, &args.env)?,
             command: args.command,
             cwd: None,
             timeout,

@@ -110,6 +110,31 @@ pub fn parse_grants<S: AsRef<str>>(texts: &[S]) -> Result<Vec<SecretGrant>, Plan
         .collect()
 }
 
+/// `--all`: a grant of every secret of `vault` under its own name, after
+/// the `explicit` ones (a secret they already grant, under any name, is
+/// not granted again: `--secret A_B=a.b --all` works). A name that is not a variable name is an error
+/// before anything starts.
+pub fn grants_with_all(
+    store: &mut crate::store::Store,
+    vault: &crate::store::VaultName,
+    mut explicit: Vec<SecretGrant>,
+) -> Result<Vec<SecretGrant>, PlanError> {
+    for name in store.list_secret_names(vault)? {
+        if explicit
+            .iter()
+            .any(|g| g.env == name || g.secret.as_str() == name)
+        {
+            continue;
+        }
+        let grant = SecretGrant::parse(&name).map_err(|e| match e {
+            PlanError::Usage(why) => PlanError::Usage(format!("--all: {why}")),
+            other => other,
+        })?;
+        explicit.push(grant);
+    }
+    Ok(explicit)
+}
+
 /// Checks one extra environment variable (its name, and no NUL in its value).
 pub fn check_env_pair(name: &str, value: &str) -> Result<(), PlanError> {
     check_env_name(name)?;

@@ -749,3 +749,136 @@ fn with_pipes_the_child_can_still_read_the_terminal() {
 }
 
 crate::conformance!(each_injection_is_audited,);
+
+#[test]
+fn all_grants_the_whole_vault_masked_and_env_files_add_plain_variables() {
+    let home = TestHome::new();
+    home.set("API_KEY", "sk-all-grant-1111");
+    home.set("DB_PASSWORD", "pw-all-grant-2222");
+    home.run(&[
+        "secret",
+        "set",
+        "OTHER_VAULT",
+        "sk-not-this-vault",
+        "--vault",
+        "elsewhere",
+    ])
+    .ok();
+    let dir = tempfile::tempdir().unwrap();
+    let env_file = dir.path().join("app.env");
+    std::fs::write(
+        &env_file,
+        "# plain settings\nexport REGION=eu-west-1\nGREETING='hello # world'\nLEVEL=debug\n",
+    )
+    .unwrap();
+    let out = home.run(&[
+        "exec",
+        "--all",
+        "--env-file",
+        env_file.to_str().unwrap(),
+        "--env",
+        "LEVEL=info",
+        "--",
+        "sh",
+        "-c",
+        "echo \"$API_KEY $DB_PASSWORD [$OTHER_VAULT] $REGION $GREETING $LEVEL\"",
+    ]);
+    assert_eq!(
+        out.ok(),
+        "<secret:api_key> <secret:db_password> [] eu-west-1 hello # world info\n"
+    );
+    // Each injection audited, as for --secret.
+    let audit = home.run(&["audit", "--limit", "2"]).ok();
+    assert_eq!(audit.matches("\tsecret.inject\t").count(), 2, "{audit}");
+    // A secret whose name is no variable name stops --all before anything
+    // runs, unless it is granted under another name.
+    home.set("dotted.name", "sk-dotted-3333");
+    let marker = dir.path().join("ran");
+    let touch = format!("touch {}", marker.display());
+    let out = home.run(&["exec", "--all", "--", "sh", "-c", &touch]);
+    assert_eq!(out.code, 125, "{out:?}");
+    assert!(
+        out.stderr.contains("--all") && out.stderr.contains("dotted.name"),
+        "{}",
+        out.stderr
+    );
+    assert!(!marker.exists());
+    let out = home.run(&[
+        "exec",
+        "--secret",
+        "DOTTED=dotted.name",
+        "--all",
+        "--",
+        "sh",
+        "-c",
+        "echo $DOTTED",
+    ]);
+    assert_eq!(out.ok(), "<secret:dotted.name>\n");
+    // A bad env file names its line, never a value, and runs nothing.
+    std::fs::write(&env_file, "GOOD=1\nNOT-A-NAME=secret-looking-value\n").unwrap();
+    let out = home.run(&[
+        "exec",
+        "--env-file",
+        env_file.to_str().unwrap(),
+        "--",
+        "sh",
+        "-c",
+        &touch,
+    ]);
+    assert_eq!(out.code, 125, "{out:?}");
+    assert!(
+        out.stderr.contains("line 2") && !out.stderr.contains("secret-looking-value"),
+        "{}",
+        out.stderr
+    );
+    assert!(!marker.exists());
+}
+
+#[test]
+fn sandbox_exec_all_grants_the_sandboxes_vault() {
+    let home = TestHome::new();
+    home.run(&[
+        "secret",
+        "set",
+        "API_KEY",
+        "sk-sandbox-all-1111",
+        "--vault",
+        "app",
+    ])
+    .ok();
+    home.run(&[
+        "secret",
+        "set",
+        "TOKEN",
+        "tk-sandbox-all-2222",
+        "--vault",
+        "app",
+    ])
+    .ok();
+    home.set("DEFAULT_ONLY", "sk-default-vault-3333");
+    let id = home
+        .run(&[
+            "sandbox",
+            "create",
+            "--template",
+            "bash",
+            "--vault",
+            "app",
+            "--secret",
+            "API_KEY",
+        ])
+        .ok()
+        .trim()
+        .to_owned();
+    let out = home.run(&[
+        "sandbox",
+        "exec",
+        &id,
+        "--all",
+        "--",
+        "sh",
+        "-c",
+        "echo \"$API_KEY $TOKEN [$DEFAULT_ONLY]\"",
+    ]);
+    assert_eq!(out.ok(), "<secret:api_key> <secret:token> []\n");
+}
