@@ -11,6 +11,13 @@ fn main() -> ExitCode {
     // Before any secret is read: no core dumps, no ptrace by same-user peers.
     let hardened = shroud::sys::proc::disable_core_dumps();
     install_panic_hook();
+    if cli::Internal::is_invoked() {
+        let internal = match cli::Internal::try_parse() {
+            Ok(internal) => internal,
+            Err(e) => return usage_error(e),
+        };
+        return finish(internal.run());
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => return usage_error(e),
@@ -19,7 +26,12 @@ fn main() -> ExitCode {
     if let Err(e) = hardened {
         tracing::warn!(error = %e, "could not disable core dumps");
     }
-    match cli::run(cli) {
+    finish(cli::run(cli))
+}
+
+/// The exit code of a command's result, its error printed.
+fn finish(result: Result<u8, cli::CliError>) -> ExitCode {
+    match result {
         Ok(code) => ExitCode::from(code),
         Err(e) if e.is_broken_pipe() => ExitCode::SUCCESS,
         Err(e) => {

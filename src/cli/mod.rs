@@ -113,12 +113,41 @@ pub enum Command {
     Backup(backup::BackupArgs),
     /// Put a backup back into the home (refuses a home that holds data unless --force).
     Restore(backup::RestoreArgs),
-    /// Internal: the init process of a sandboxed command.
-    #[command(name = "__sandbox-init", hide = true)]
+    /// Print a completion script: `source <(shroud completions bash)`.
+    Completions {
+        #[arg(value_enum)]
+        shell: CompletionShell,
+    },
+}
+
+/// The entry points shroud runs itself through (never typed by a person,
+/// so never in `--help` or a completion script): `shroud __NAME ...`.
+#[derive(Debug, Parser)]
+#[command(name = "shroud")]
+pub enum Internal {
+    /// The init process of a sandboxed command.
+    #[command(name = "__sandbox-init")]
     SandboxInit(sandbox::InitArgs),
-    /// Internal: holds the network namespace a sandbox's commands share.
-    #[command(name = "__netns-holder", hide = true)]
+    /// Holds the network namespace a sandbox's commands share.
+    #[command(name = "__netns-holder")]
     NetnsHolder(sandbox::HolderArgs),
+}
+
+impl Internal {
+    /// True when argv names an internal entry point (`shroud __...`).
+    pub fn is_invoked() -> bool {
+        std::env::args_os()
+            .nth(1)
+            .is_some_and(|arg| arg.as_encoded_bytes().starts_with(b"__"))
+    }
+
+    /// Runs it.
+    pub fn run(self) -> Result<u8, CliError> {
+        match self {
+            Internal::SandboxInit(args) => sandbox::run_init(args),
+            Internal::NetnsHolder(args) => sandbox::run_holder(args),
+        }
+    }
 }
 
 /// The `--vault` flag (alias `--scope`) shared by every command touching secrets.
@@ -230,11 +259,33 @@ impl Context {
     }
 }
 
+/// The shells `shroud completions` writes for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CompletionShell {
+    Bash,
+    Zsh,
+    Fish,
+}
+
+/// Writes the completion script for `shell`, generated from the same clap
+/// definitions as the parser (so it never lags behind a flag).
+fn print_completions(shell: CompletionShell) -> Result<u8, CliError> {
+    use clap::CommandFactory;
+    let shell = match shell {
+        CompletionShell::Bash => clap_complete::Shell::Bash,
+        CompletionShell::Zsh => clap_complete::Shell::Zsh,
+        CompletionShell::Fish => clap_complete::Shell::Fish,
+    };
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "shroud", &mut script);
+    Output::new(false).bytes(&script)?;
+    Ok(EXIT_OK)
+}
+
 /// Runs a parsed command line; returns the exit code on success.
 pub fn run(cli: Cli) -> Result<u8, CliError> {
     let command = match cli.command {
-        Command::SandboxInit(args) => return sandbox::run_init(args),
-        Command::NetnsHolder(args) => sandbox::run_holder(args),
+        Command::Completions { shell } => return print_completions(shell),
         other => other,
     };
     let env_path = |name: &str| std::env::var_os(name).map(PathBuf::from);
@@ -276,7 +327,7 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
         store_text,
     };
     match command {
-        Command::SandboxInit(_) | Command::NetnsHolder(_) => unreachable!("handled above"),
+        Command::Completions { .. } => unreachable!("handled above"),
         Command::Sandbox(cmd) => sandbox::run(&ctx, cmd),
         Command::Token(cmd) => token::run(&ctx, cmd),
         Command::Serve(args) => serve::run(&ctx, args),
@@ -292,5 +343,87 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
         Command::Agent(cmd) => deploy::run_agent(&ctx, cmd),
         Command::Backup(args) => backup::run_backup(&ctx, args),
         Command::Restore(args) => backup::run_restore(&ctx, args),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// The man pages in `doc/man/` (`shroud.1`, and one per command and
+    /// subcommand: `shroud-secret.1`, `shroud-secret-set.1`...) are
+    /// generated from the parser's own definitions; run with
+    /// `SHROUD_WRITE_MAN=1` to rewrite them after a change to a flag or a
+    /// help text.
+    #[test]
+    fn the_man_pages_are_current() {
+        fn pages(command: &clap::Command, name: &str, out: &mut Vec<(String, Vec<u8>)>) {
+            let leaked: &'static str = Box::leak(name.to_owned().into_boxed_str());
+            let page = command.clone().name(leaked);
+            let mut text = Vec::new();
+            clap_mangen::Man::new(page).render(&mut text).unwrap();
+            out.push((format!("{name}.1"), text));
+            for sub in command.get_subcommands() {
+                if sub.get_name() != "help" {
+                    pages(sub, &format!("{name}-{}", sub.get_name()), out);
+                }
+            }
+        }
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("doc/man");
+        let mut command = super::Cli::command();
+        // Global flags (--home, --json, --store) shown on every page.
+        command.build();
+        let mut rendered = Vec::new();
+        pages(&command, "shroud", &mut rendered);
+        let write = std::env::var_os("SHROUD_WRITE_MAN").is_some();
+        if write {
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+        }
+        let expected: std::collections::BTreeSet<String> =
+            rendered.iter().map(|(file, _)| file.clone()).collect();
+        for (file, text) in rendered {
+            let path = dir.join(&file);
+            if write {
+                std::fs::write(&path, &text).unwrap();
+            }
+            assert!(
+                std::fs::read(&path).unwrap_or_default() == text,
+                "doc/man/{file} is not what the parser defines: run `SHROUD_WRITE_MAN=1 cargo test --lib man_pages` and commit it"
+            );
+        }
+        let on_disk: std::collections::BTreeSet<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(on_disk, expected, "doc/man holds a page of no command");
+    }
+
+    #[test]
+    fn the_completion_scripts_cover_every_public_command() {
+        use super::CompletionShell;
+        let command = super::Cli::command();
+        for shell in [
+            CompletionShell::Bash,
+            CompletionShell::Zsh,
+            CompletionShell::Fish,
+        ] {
+            let generated = match shell {
+                CompletionShell::Bash => clap_complete::Shell::Bash,
+                CompletionShell::Zsh => clap_complete::Shell::Zsh,
+                CompletionShell::Fish => clap_complete::Shell::Fish,
+            };
+            let mut script = Vec::new();
+            clap_complete::generate(generated, &mut command.clone(), "shroud", &mut script);
+            let script = String::from_utf8(script).unwrap();
+            for sub in command.get_subcommands() {
+                assert!(
+                    script.contains(sub.get_name()),
+                    "{shell:?}: {}",
+                    sub.get_name()
+                );
+            }
+            assert!(!script.contains("__sandbox-init") && !script.contains("__netns-holder"));
+        }
     }
 }

@@ -293,3 +293,43 @@ crate::conformance!(
     values_with_nul_or_over_64_kib_are_refused_from_stdin,
     failing_commands_never_print_a_stored_value,
 );
+
+#[test]
+fn completion_scripts_parse_in_their_shells_and_version_prints() {
+    let home = crate::support::TestHome::new();
+    for (shell, check) in [("bash", "bash"), ("zsh", "zsh"), ("fish", "fish")] {
+        let out = home.run(&["completions", shell]);
+        assert_eq!(out.code, 0, "{out:?}");
+        let script = out.stdout_text();
+        assert!(
+            script.contains("import") && script.contains("env-file"),
+            "{shell}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join(format!("shroud.{shell}"));
+        std::fs::write(&file, &script).unwrap();
+        let flag = if shell == "fish" {
+            "--no-execute"
+        } else {
+            "-n"
+        };
+        match std::process::Command::new(check)
+            .arg(flag)
+            .arg(&file)
+            .output()
+        {
+            Ok(checked) => assert!(
+                checked.status.success(),
+                "{shell} -n: {}",
+                String::from_utf8_lossy(&checked.stderr)
+            ),
+            Err(_) if shell != "bash" => {
+                eprintln!("SKIPPED: {shell} is not installed, its completion script is not parsed")
+            }
+            Err(e) => panic!("bash: {e}"),
+        }
+    }
+    home.run(&["completions", "tcsh"]).fails_with(2);
+    let version = home.run(&["--version"]).ok();
+    assert_eq!(version, format!("shroud {}\n", env!("CARGO_PKG_VERSION")));
+}
