@@ -14,28 +14,35 @@ fn main() -> ExitCode {
     if cli::Internal::is_invoked() {
         let internal = match cli::Internal::try_parse() {
             Ok(internal) => internal,
-            Err(e) => return usage_error(e),
+            Err(e) => return usage_error(e, false),
         };
-        return finish(internal.run());
+        return finish(internal.run(), false);
     }
+    // Before parsing: a usage error with --json is JSON too.
+    let json = std::env::args_os()
+        .skip(1)
+        .take_while(|arg| arg != "--")
+        .any(|arg| arg == "--json");
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        Err(e) => return usage_error(e),
+        Err(e) => return usage_error(e, json),
     };
+    let json = cli.json;
     init_tracing();
     if let Err(e) = hardened {
         tracing::warn!(error = %e, "could not disable core dumps");
     }
-    finish(cli::run(cli))
+    finish(cli::run(cli), json)
 }
 
-/// The exit code of a command's result, its error printed.
-fn finish(result: Result<u8, cli::CliError>) -> ExitCode {
+/// The exit code of a command's result, its error printed (as JSON with
+/// `--json`).
+fn finish(result: Result<u8, cli::CliError>, json: bool) -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) if e.is_broken_pipe() => ExitCode::SUCCESS,
         Err(e) => {
-            let _ = writeln!(std::io::stderr(), "error: {e}");
+            cli::print_error(json, &e.to_string(), e.exit_code());
             ExitCode::from(e.exit_code())
         }
     }
@@ -44,8 +51,14 @@ fn finish(result: Result<u8, cli::CliError>) -> ExitCode {
 /// Reports a command-line parse error. clap quotes the offending argument;
 /// when that argument is not a flag it may be (part of) a secret value typed
 /// on the command line, so it is not shown.
-fn usage_error(error: clap::Error) -> ExitCode {
+fn usage_error(error: clap::Error, json: bool) -> ExitCode {
     use clap::error::{ContextKind, ContextValue, ErrorKind};
+    let shown = matches!(
+        error.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    );
     let stray = match (error.kind(), error.get(ContextKind::InvalidArg)) {
         (ErrorKind::UnknownArgument, Some(ContextValue::String(arg))) => Some(arg.clone()),
         _ => None,
@@ -55,6 +68,29 @@ fn usage_error(error: clap::Error) -> ExitCode {
             !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
         })
     };
+    if json && !shown {
+        let text = match stray {
+            Some(arg) if !looks_like_flag(&arg) => {
+                "unexpected extra argument (not shown: it may be a secret value)".to_owned()
+            }
+            _ => {
+                // The message up to the usage: its first paragraph, on one line.
+                let rendered = error.render().to_string();
+                let message: Vec<&str> = rendered
+                    .lines()
+                    .take_while(|line| !line.trim().is_empty())
+                    .map(str::trim)
+                    .collect();
+                let message = message.join(" ");
+                message
+                    .strip_prefix("error: ")
+                    .unwrap_or(&message)
+                    .to_owned()
+            }
+        };
+        cli::print_error(true, &text, cli::EXIT_USAGE);
+        return ExitCode::from(cli::EXIT_USAGE);
+    }
     match stray {
         Some(arg) if !looks_like_flag(&arg) => {
             let usage = error

@@ -82,10 +82,13 @@ pub fn run(ctx: &Context, args: AuditArgs) -> Result<u8, CliError> {
                 EXIT_OK
             }
             Some(broken) => {
-                ctx.out.note(&format!(
-                    "error: audit chain broken at record {}: {}",
-                    broken.seq, broken.reason
-                ));
+                ctx.out.error(
+                    &format!(
+                        "audit chain broken at record {}: {}",
+                        broken.seq, broken.reason
+                    ),
+                    EXIT_FAILURE,
+                );
                 EXIT_FAILURE
             }
         });

@@ -91,7 +91,7 @@ pub fn run(ctx: &Context, args: ExecArgs) -> Result<u8, CliError> {
     let plan = match prepare(ctx, args) {
         Ok(plan) => plan,
         Err(e) => {
-            ctx.out.note(&format!("error: {e}"));
+            ctx.out.error(&e.to_string(), EXIT_SHROUD_FAILED);
             return Ok(EXIT_SHROUD_FAILED);
         }
     };
@@ -106,13 +106,15 @@ pub fn report_run(
     match result {
         Ok(report) => {
             if report.output_limit_reached {
-                ctx.out
-                    .note("error: the output limit was reached; the command was killed");
+                ctx.out.error(
+                    "the output limit was reached; the command was killed",
+                    report.code,
+                );
             }
             Ok(report.code)
         }
         Err(e) => {
-            ctx.out.note(&format!("error: {e}"));
+            ctx.out.error(&e.to_string(), e.exit_code());
             Ok(e.exit_code())
         }
     }

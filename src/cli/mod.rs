@@ -41,7 +41,7 @@ use zeroize::Zeroizing;
 
 use crate::store::{self, OpenMode, Store, StoreConfig, StoreError, ValidationError, VaultName};
 
-pub use output::Output;
+pub use output::{print_error, Output};
 
 /// Said when a value came as a command-line argument.
 pub const ARGV_WARNING: &str = "the value was given on the command line, where other local users can read it (ps, /proc/<pid>/cmdline) and where your shell may keep it in its history; pass it on stdin instead: `shroud secret set NAME` (a hidden prompt at a terminal), or `shroud secret set NAME < file`";
@@ -285,6 +285,11 @@ fn print_completions(shell: CompletionShell) -> Result<u8, CliError> {
 /// Runs a parsed command line; returns the exit code on success.
 pub fn run(cli: Cli) -> Result<u8, CliError> {
     let command = match cli.command {
+        Command::Completions { .. } if cli.json => {
+            return Err(CliError::Usage(
+                "--json: a completion script is shell code; it has no JSON form".to_owned(),
+            ))
+        }
         Command::Completions { shell } => return print_completions(shell),
         other => other,
     };

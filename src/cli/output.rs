@@ -77,4 +77,21 @@ impl Output {
     pub fn warn(&self, text: &str) {
         self.note(&format!("warning: {text}"));
     }
+
+    /// The error that ends the command, on stderr: `error: TEXT`, or with
+    /// `--json` one object `{"error": TEXT, "code": N}` (N: the exit code).
+    pub fn error(&self, text: &str, code: u8) {
+        print_error(self.json, text, code);
+    }
+}
+
+/// [`Output::error`] for a caller that has no `Output` yet (argument
+/// parsing, the internal entry points).
+pub fn print_error(json: bool, text: &str, code: u8) {
+    let line = if json {
+        serde_json::json!({ "error": text, "code": code }).to_string()
+    } else {
+        format!("error: {text}")
+    };
+    let _ = writeln!(io::stderr().lock(), "{line}");
 }

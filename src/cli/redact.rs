@@ -37,6 +37,11 @@ pub struct RedactArgs {
 }
 
 pub fn run(ctx: &Context, args: RedactArgs) -> Result<u8, CliError> {
+    if ctx.out.is_json() {
+        return Err(CliError::Usage(
+            "--json: redact writes its input masked, byte for byte; it has no JSON form".to_owned(),
+        ));
+    }
     let vault = args.vault.parse()?;
     let mut names = args
         .secrets

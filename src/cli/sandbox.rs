@@ -163,7 +163,7 @@ pub fn run(ctx: &Context, command: SandboxCommand) -> Result<u8, CliError> {
                 exec::report_run(ctx, result)
             }
             Err(e) => {
-                ctx.out.note(&format!("error: {e}"));
+                ctx.out.error(&e.to_string(), exec::EXIT_SHROUD_FAILED);
                 Ok(exec::EXIT_SHROUD_FAILED)
             }
         },
@@ -216,6 +216,11 @@ fn copy(ctx: &Context, source: &str, destination: &str) -> Result<u8, CliError> 
         return Err(CliError::Usage(format!(
             "{id}:{inner} is the working directory; name a file in it"
         )));
+    }
+    if ctx.out.is_json() && !upload && local == "-" {
+        return Err(CliError::Usage(
+            "--json: a file copied to stdout is written as it is; copy it to a file for the JSON report".to_owned(),
+        ));
     }
     let mut store = ctx.open_store(OpenMode::Existing)?;
     let (row, config) = host(ctx)?.load(&mut store, id)?;

@@ -124,8 +124,11 @@ pub(super) fn store_and_report(
             "secret `{name}` is shorter than {MIN_MASKABLE_BYTES} bytes: it is stored, but it will not be masked in output"
         ));
     }
-    for failure in &errors {
-        ctx.out.note(&format!("error: {}", failure.error));
+    // (With --json they are in the report's `errors`.)
+    if !ctx.out.is_json() {
+        for failure in &errors {
+            ctx.out.note(&format!("error: {}", failure.error));
+        }
     }
     if ctx.out.is_json() {
         let names: Vec<&str> = outcomes.iter().map(|o| o.name.as_str()).collect();

@@ -333,3 +333,47 @@ fn completion_scripts_parse_in_their_shells_and_version_prints() {
     let version = home.run(&["--version"]).ok();
     assert_eq!(version, format!("shroud {}\n", env!("CARGO_PKG_VERSION")));
 }
+
+#[test]
+fn with_json_every_error_is_one_json_object_on_stderr() {
+    let home = crate::support::TestHome::new();
+    home.set("API_KEY", "sk-json-errors-1234");
+    let cases: &[(&[&str], i32)] = &[
+        (&["--json", "secret", "reveal", "MISSING"], 1),
+        (&["--json", "secret", "set"], 2),
+        (&["secret", "list", "--json", "--no-such-flag"], 2),
+        (
+            &["--json", "secret", "set", "bad name", "sk-json-errors-1234"],
+            2,
+        ),
+        (
+            &["--json", "exec", "--secret", "MISSING", "--", "true"],
+            125,
+        ),
+        (&["--json", "exec", "--timeout", "0", "--", "true"], 125),
+        (&["--json", "redact", "--all"], 2),
+        (&["--json", "completions", "bash"], 2),
+        (&["--json", "sandbox", "rm", "no-such-sandbox"], 1),
+        (&["--json", "restore", "/no/such/backup.db"], 1),
+    ];
+    for (args, code) in cases {
+        let out = home.run(args);
+        assert_eq!(out.code, *code, "{args:?}: {out:?}");
+        let lines: Vec<&str> = out.stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "{args:?}: {}", out.stderr);
+        let error: serde_json::Value = serde_json::from_str(lines[0])
+            .unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {}", out.stderr));
+        assert_eq!(error["code"], *code, "{args:?}");
+        assert!(
+            error["error"]
+                .as_str()
+                .is_some_and(|t| !t.is_empty() && !t.starts_with("error:")),
+            "{args:?}: {error}"
+        );
+        assert!(!out.stderr.contains("sk-json-errors-1234"));
+        assert!(out.stdout.is_empty(), "{args:?}");
+    }
+    // Without --json, the same errors stay `error: ...` lines.
+    let out = home.run(&["secret", "reveal", "MISSING"]);
+    assert!(out.stderr.starts_with("error: "), "{}", out.stderr);
+}
