@@ -28,7 +28,7 @@ fn main() -> ExitCode {
         Err(e) => return usage_error(e, json),
     };
     let json = cli.json;
-    init_tracing();
+    init_tracing(cli.log_settings());
     if let Err(e) = hardened {
         tracing::warn!(error = %e, "could not disable core dumps");
     }
@@ -110,18 +110,25 @@ fn usage_error(error: clap::Error, json: bool) -> ExitCode {
     }
 }
 
-/// Logs go to stderr, filtered by `SHROUD_LOG` (default: warnings only;
-/// the default skips parsing a filter, which every short command would pay).
-fn init_tracing() {
+/// Logs go to stderr, filtered by `SHROUD_LOG` (default: the command's own
+/// level, warnings for all but `serve`; the default skips parsing a
+/// filter, which every short command would pay), as text or JSON lines.
+fn init_tracing(settings: cli::LogSettings) {
     let builder = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_ansi(!settings.json && std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false);
-    match std::env::var("SHROUD_LOG") {
-        Ok(directives) if !directives.is_empty() => builder
-            .with_env_filter(tracing_subscriber::EnvFilter::new(directives))
-            .init(),
-        _ => builder.with_max_level(tracing::Level::WARN).init(),
+    let filter = match std::env::var("SHROUD_LOG") {
+        Ok(directives) if !directives.is_empty() => {
+            Some(tracing_subscriber::EnvFilter::new(directives))
+        }
+        _ => None,
+    };
+    match (settings.json, filter) {
+        (true, Some(filter)) => builder.json().with_env_filter(filter).init(),
+        (true, None) => builder.json().with_max_level(settings.default_level).init(),
+        (false, Some(filter)) => builder.with_env_filter(filter).init(),
+        (false, None) => builder.with_max_level(settings.default_level).init(),
     }
 }
 

@@ -28,6 +28,11 @@ pub struct Caller(pub TokenInfo, bool);
 #[derive(Debug, Clone, Copy)]
 pub struct LocalPeer;
 
+/// Where the caller's name goes for the request's log line (the log layer
+/// puts an empty one in each request; authentication fills it).
+#[derive(Debug, Clone, Default)]
+pub struct CallerSlot(pub Arc<std::sync::OnceLock<String>>);
+
 impl Caller {
     /// The same-user peer of the Unix socket.
     pub fn local_peer() -> Caller {
@@ -85,8 +90,15 @@ impl FromRequestParts<Arc<ApiState>> for Caller {
         parts: &mut Parts,
         state: &Arc<ApiState>,
     ) -> Result<Self, ApiError> {
+        let slot = parts.extensions.get::<CallerSlot>().cloned();
+        let named = |caller: Caller| {
+            if let Some(slot) = &slot {
+                let _ = slot.0.set(caller.0.name.clone());
+            }
+            caller
+        };
         if parts.extensions.get::<LocalPeer>().is_some() {
-            return Ok(Caller::local_peer());
+            return Ok(named(Caller::local_peer()));
         }
         let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
             return Err(ApiError::new(
@@ -114,7 +126,7 @@ impl FromRequestParts<Arc<ApiState>> for Caller {
                 store.authenticate(&token)
             })
             .await?;
-        info.map(|info| Caller(info, false))
+        info.map(|info| named(Caller(info, false)))
             .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "unknown or revoked token"))
     }
 }

@@ -318,14 +318,19 @@ pub async fn health(State(state): State<Arc<ApiState>>) -> Response {
     }
 }
 
-/// One log line per request: method, path, status, time. Never a body,
-/// a header or a query string (they can hold values and tokens).
-pub async fn log_request(request: Request, next: Next) -> Response {
+/// One log line per request, at `info`: method, path, status, time in
+/// milliseconds and the token's name (`-` when none authenticated). Never
+/// a body, a header, a token or a query string (they can hold values).
+pub async fn log_request(mut request: Request, next: Next) -> Response {
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
+    let slot = super::auth::CallerSlot::default();
+    request.extensions_mut().insert(slot.clone());
     let started = Instant::now();
     let response = next.run(request).await;
-    tracing::info!(%method, %path, status = response.status().as_u16(), micros = started.elapsed().as_micros() as u64, "request");
+    let ms = (started.elapsed().as_micros() as f64 / 10.0).round() / 100.0;
+    let token = slot.0.get().map_or("-", String::as_str);
+    tracing::info!(%method, %path, status = response.status().as_u16(), ms, %token, "request");
     response
 }
 

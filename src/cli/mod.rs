@@ -150,6 +150,28 @@ impl Internal {
     }
 }
 
+/// How a command's log lines go to stderr: the level when `SHROUD_LOG` is
+/// not set, and the form.
+#[derive(Debug, Clone, Copy)]
+pub struct LogSettings {
+    pub default_level: tracing::Level,
+    pub json: bool,
+}
+
+impl Cli {
+    /// Every command logs warnings only, as text; `serve` logs each
+    /// request (see `ServeArgs::log_settings`).
+    pub fn log_settings(&self) -> LogSettings {
+        match &self.command {
+            Command::Serve(args) => args.log_settings(self.json),
+            _ => LogSettings {
+                default_level: tracing::Level::WARN,
+                json: false,
+            },
+        }
+    }
+}
+
 /// The `--vault` flag (alias `--scope`) shared by every command touching secrets.
 #[derive(Debug, Clone, clap::Args)]
 pub struct VaultArg {

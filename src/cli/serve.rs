@@ -51,6 +51,30 @@ pub struct ServeArgs {
     /// Agent runs at once at most; more get 429.
     #[arg(long, value_name = "N", default_value_t = crate::supervisor::manager::DEFAULT_MAX_AGENT_RUNS as u32, value_parser = clap::value_parser!(u32).range(1..=4096))]
     max_agent_runs: u32,
+    /// How log lines look (stderr; one per request at `info`, the
+    /// default level; `SHROUD_LOG` sets another). `--json` means json.
+    #[arg(long, value_enum, value_name = "text|json", default_value = "text")]
+    log_format: LogFormat,
+}
+
+/// The two forms of `serve`'s log lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// `2026-12-01T12:00:00.000Z  INFO request method=GET path=/api/health status=200 ms=0.4 token=-`
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl ServeArgs {
+    /// The server logs at `info` (one line per request), as JSON with
+    /// `--log-format json` or `--json`.
+    pub fn log_settings(&self, json: bool) -> super::LogSettings {
+        super::LogSettings {
+            default_level: tracing::Level::INFO,
+            json: json || self.log_format == LogFormat::Json,
+        }
+    }
 }
 
 pub fn run(ctx: &Context, args: ServeArgs) -> Result<u8, CliError> {

@@ -1205,3 +1205,148 @@ crate::conformance!(
     scoped_secrets_give_references_per_workspace_and_user,
     two_thousand_concurrent_writes_over_16_connections_lose_nothing,
 );
+
+#[test]
+fn serve_logs_each_request_at_info_without_values_tokens_or_queries() {
+    for format in ["text", "json"] {
+        let (home, token, _) = setup();
+        let (mut server, port, mut log) = start_server_full(&home, &["--log-format", format], &[]);
+        http(port, "GET", "/api/health", "", None);
+        http(
+            port,
+            "GET",
+            &format!("/api/vaults/prod/rendered?mode=Full&probe={token}"),
+            &token,
+            None,
+        );
+        http(
+            port,
+            "GET",
+            "/api/vaults/ci/secrets",
+            "not-a-real-token",
+            None,
+        );
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(server.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+        server.wait().unwrap();
+        let text = log.rest();
+        let requests: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains("path=") || l.contains("\"path\""))
+            .collect();
+        assert_eq!(requests.len(), 3, "{format}: {text}");
+        for forbidden in [
+            token.as_str(),
+            "prod-value-123",
+            "probe=",
+            "mode=Full",
+            "not-a-real-token",
+        ] {
+            assert!(!text.contains(forbidden), "{format}: {forbidden} in {text}");
+        }
+        if format == "text" {
+            assert!(
+                requests[1].contains("INFO")
+                    && requests[1].contains("method=GET")
+                    && requests[1].contains("path=/api/vaults/prod/rendered")
+                    && requests[1].contains("status=200")
+                    && requests[1].contains("ms=")
+                    && requests[1].contains("token=ci"),
+                "{}",
+                requests[1]
+            );
+            assert!(requests[2].contains("status=401") && requests[2].contains("token=-"));
+        } else {
+            let line: serde_json::Value = serde_json::from_str(requests[1]).unwrap();
+            let fields = &line["fields"];
+            assert_eq!(line["level"], "INFO");
+            assert_eq!(fields["path"], "/api/vaults/prod/rendered");
+            assert_eq!(fields["status"], 200);
+            assert_eq!(fields["token"], "ci");
+            assert!(fields["ms"].as_f64().is_some());
+        }
+    }
+}
+
+#[test]
+fn serve_listens_on_a_host_name_and_names_an_address_in_use() {
+    let home = TestHome::new();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let out = home.run(&["serve", "--listen", &format!("localhost:{port}")]);
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(
+        out.stderr.contains(&format!("localhost:{port}")) && out.stderr.contains("in use"),
+        "{}",
+        out.stderr
+    );
+    // `localhost` resolves: the server comes up on it.
+    drop(taken);
+    let mut command = home.command(&["serve", "--listen", &format!("localhost:{port}")]);
+    let mut child = command
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stderr.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(
+        first.contains(&format!("listening on http://127.0.0.1:{port}")),
+        "{first}"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
+fn the_example_systemd_unit_verifies_and_its_command_serves() {
+    let unit = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/shroud.service"
+    ))
+    .unwrap();
+    let exec_start = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStart="))
+        .expect("an ExecStart line");
+    let mut words = exec_start.split_whitespace();
+    assert_eq!(words.next(), Some("/usr/local/bin/shroud"));
+    let args: Vec<&str> = words.collect();
+    assert_eq!(args[..2], ["serve", "--listen"]);
+    let dir = tempfile::tempdir().unwrap();
+    let binary = crate::support::shroud_binary();
+    match std::process::Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+    {
+        Ok(_) => {
+            let copy = dir.path().join("shroud.service");
+            std::fs::write(&copy, unit.replace("/usr/local/bin/shroud", binary)).unwrap();
+            let out = std::process::Command::new("systemd-analyze")
+                .arg("verify")
+                .arg(&copy)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "systemd-analyze verify: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Err(_) => eprintln!("SKIPPED: no systemd-analyze, the unit file is not verified"),
+    }
+    // Its command line, on a free port and a temporary home, serves.
+    let home = TestHome::new();
+    let mut flags: Vec<&str> = args[1..].to_vec();
+    flags[1] = "127.0.0.1:0";
+    let (mut server, port, _log) = start_server_full(&home, &flags[2..], &[]);
+    let (status, _) = http(port, "GET", "/api/health", "", None);
+    assert_eq!(status, 200);
+    let _ = server.kill();
+    let _ = server.wait();
+}

@@ -164,10 +164,37 @@ impl Cluster {
         Some(cluster)
     }
 
-    /// The cluster every test shares, started once per test run.
+    /// The cluster every test shares, started once per test run. A static
+    /// is never dropped: a watcher removes its directory (a gigabyte of
+    /// data files) once this test process has exited.
     pub fn shared() -> Option<&'static Cluster> {
         static SHARED: std::sync::OnceLock<Option<Cluster>> = std::sync::OnceLock::new();
-        SHARED.get_or_init(Cluster::start).as_ref()
+        SHARED
+            .get_or_init(|| {
+                let cluster = Cluster::start()?;
+                cluster.remove_after_this_process();
+                Some(cluster)
+            })
+            .as_ref()
+    }
+
+    /// Starts a detached `sh` that waits for this process to end (the
+    /// server dies with it), then removes the cluster's directory.
+    fn remove_after_this_process(&self) {
+        use std::os::unix::process::CommandExt;
+        let script = format!(
+            "while kill -0 {} 2>/dev/null; do sleep 1; done; sleep 2; rm -rf -- '{}'",
+            std::process::id(),
+            self._dir.path().display()
+        );
+        let _ = Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .process_group(0)
+            .spawn();
     }
 
     /// Starts the server (after `start`, or after `stop`) and waits until it
