@@ -49,7 +49,7 @@ export declare class SecretsNotSetError extends ValidationError {
   readonly versions: Record<string, number>;
 }
 
-/** 401: unknown or revoked token. */
+/** 401: unknown, revoked or expired token. */
 export declare class AuthenticationError extends ShroudError {}
 
 /** 403: no token, a missing grant, or a refused fetch destination. */

@@ -43,6 +43,7 @@ impl Caller {
                 user: None,
                 created_at_ms: 0,
                 revoked_at_ms: None,
+                expires_at_ms: None,
             },
             true,
         )
@@ -126,7 +127,11 @@ impl FromRequestParts<Arc<ApiState>> for Caller {
                 store.authenticate(&token)
             })
             .await?;
-        info.map(|info| named(Caller(info, false)))
-            .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "unknown or revoked token"))
+        info.map(|info| named(Caller(info, false))).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unknown, revoked or expired token",
+            )
+        })
     }
 }

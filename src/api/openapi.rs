@@ -948,7 +948,7 @@ pub fn document() -> Value {
         "info": {
             "title": "shroud",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": "The HTTP API of `shroud serve`. JSON in and out. `Authorization: Bearer <token>`: a missing header is a 403 (RWX's convention), an unknown or revoked token a 401, a vault beyond the token's grant a 403. Bodies need `Content-Type: application/json` (415) and at most 1 MiB (413). Every error body is `Error`. Secret values are never returned, except by `rendered?mode=Full`.",
+            "description": "The HTTP API of `shroud serve`. JSON in and out. `Authorization: Bearer <token>`: a missing header is a 403 (RWX's convention), an unknown, revoked or expired token a 401, a vault beyond the token's grant a 403. Bodies need `Content-Type: application/json` (415) and at most 1 MiB (413). Every error body is `Error`. Secret values are never returned, except by `rendered?mode=Full`.",
             "license": { "name": "Apache-2.0", "identifier": "Apache-2.0" },
         },
         "servers": [{ "url": "http://127.0.0.1:7878" }],

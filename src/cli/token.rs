@@ -22,6 +22,9 @@ pub enum TokenCommand {
         /// The user whose `user`-scoped secrets the token may use.
         #[arg(long, value_name = "NAME")]
         user: Option<String>,
+        /// Seconds after which the token no longer authenticates (401).
+        #[arg(long, value_name = "SECS", allow_negative_numbers = true)]
+        ttl: Option<String>,
     },
     /// Tokens with their grants (never the tokens themselves).
     List,
@@ -34,17 +37,33 @@ pub enum TokenCommand {
 
 pub fn run(ctx: &Context, command: TokenCommand) -> Result<u8, CliError> {
     match command {
-        TokenCommand::Create { name, grants, user } => {
+        TokenCommand::Create {
+            name,
+            grants,
+            user,
+            ttl,
+        } => {
             let grants = grants
                 .iter()
                 .map(|g| Grant::parse(g).map_err(|e| CliError::Usage(e.to_string())))
                 .collect::<Result<Vec<_>, _>>()?;
+            let ttl = ttl
+                .as_deref()
+                .map(crate::store::names::parse_ttl)
+                .transpose()?;
             let mut store = ctx.open_store(OpenMode::Create)?;
-            let token = store.create_token(&name, &grants, user.as_deref())?;
+            let token = store.create_token(&name, &grants, user.as_deref(), ttl)?;
             if ctx.out.is_json() {
                 let grants: Vec<String> = grants.iter().map(Grant::to_string).collect();
+                let expires_at = store
+                    .list_tokens()?
+                    .into_iter()
+                    .find(|t| t.name == name)
+                    .and_then(|t| t.expires_at_ms)
+                    .map(rfc3339);
                 ctx.out.json(&serde_json::json!({
                     "name": name, "token": token.as_str(), "grants": grants, "user": user,
+                    "expires_at": expires_at,
                 }))?;
             } else {
                 ctx.out.line(&token)?;
@@ -69,6 +88,7 @@ pub fn run(ctx: &Context, command: TokenCommand) -> Result<u8, CliError> {
                             "user": t.user,
                             "created_at": rfc3339(t.created_at_ms),
                             "revoked_at": t.revoked_at_ms.map(rfc3339),
+                            "expires_at": t.expires_at_ms.map(rfc3339),
                         })
                     })
                     .collect();
@@ -76,9 +96,13 @@ pub fn run(ctx: &Context, command: TokenCommand) -> Result<u8, CliError> {
             } else {
                 ctx.out.lines(tokens.iter().map(|t| {
                     let grants: Vec<String> = t.grants.iter().map(Grant::to_string).collect();
-                    let state = t
-                        .revoked_at_ms
-                        .map_or("active".to_owned(), |at| format!("revoked {}", rfc3339(at)));
+                    let now = crate::clock::now_ms();
+                    let state = match (t.revoked_at_ms, t.expires_at_ms) {
+                        (Some(at), _) => format!("revoked {}", rfc3339(at)),
+                        (None, Some(at)) if at <= now => format!("expired {}", rfc3339(at)),
+                        (None, Some(at)) => format!("active until {}", rfc3339(at)),
+                        (None, None) => "active".to_owned(),
+                    };
                     format!(
                         "{}\t{}\t{}\t{}\t{state}",
                         t.name,

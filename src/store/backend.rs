@@ -100,6 +100,8 @@ pub struct TokenRow {
     pub user: Option<String>,
     pub created_at: i64,
     pub revoked_at: Option<i64>,
+    /// When it stops authenticating (`token create --ttl`).
+    pub expires_at: Option<i64>,
 }
 
 /// A sandbox as stored. `config` is JSON owned by the sandbox layer (grants,

@@ -36,7 +36,8 @@ use super::crypto::SealedSecret;
 /// The schema version this build writes (rows of `shroud_schema`).
 /// 2: the supervisor's records (deployments, agent runs).
 /// 3: a secret's purpose.
-pub const SCHEMA_VERSION: i64 = 3;
+/// 4: tokens that expire.
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// Every step of the schema, in order.
 const MIGRATIONS: &[(i64, &str)] = &[
@@ -89,6 +90,10 @@ CREATE INDEX IF NOT EXISTS records_by_parent ON records (kind, parent);
     (
         3,
         "ALTER TABLE secrets ADD COLUMN IF NOT EXISTS purpose TEXT NOT NULL DEFAULT 'Other';",
+    ),
+    (
+        4,
+        "ALTER TABLE tokens ADD COLUMN IF NOT EXISTS expires_at BIGINT;",
     ),
 ];
 
@@ -847,6 +852,7 @@ fn token_from_row(row: &Row) -> TokenRow {
         user: row.get(3),
         created_at: row.get(4),
         revoked_at: row.get(5),
+        expires_at: row.get(6),
     }
 }
 
@@ -1251,8 +1257,8 @@ impl Tx for PgTx<'_> {
 
     fn insert_token(&mut self, row: &TokenRow) -> DbResult<()> {
         self.execute(
-            "INSERT INTO tokens (name, token_hash, grants, user_name, created_at, revoked_at)
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO tokens (name, token_hash, grants, user_name, created_at, revoked_at, expires_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
             &[
                 &row.name,
                 &row.token_hash,
@@ -1260,6 +1266,7 @@ impl Tx for PgTx<'_> {
                 &row.user,
                 &row.created_at,
                 &row.revoked_at,
+                &row.expires_at,
             ],
         )
         .map(drop)
@@ -1268,7 +1275,7 @@ impl Tx for PgTx<'_> {
     fn token_by_name(&mut self, name: &str) -> DbResult<Option<TokenRow>> {
         Ok(self
             .query_opt(
-                "SELECT name, token_hash, grants, user_name, created_at, revoked_at
+                "SELECT name, token_hash, grants, user_name, created_at, revoked_at, expires_at
                  FROM tokens WHERE name = $1",
                 &[&name],
             )?
@@ -1278,7 +1285,7 @@ impl Tx for PgTx<'_> {
     fn token_by_hash(&mut self, hash: &[u8]) -> DbResult<Option<TokenRow>> {
         Ok(self
             .query_opt(
-                "SELECT name, token_hash, grants, user_name, created_at, revoked_at
+                "SELECT name, token_hash, grants, user_name, created_at, revoked_at, expires_at
                  FROM tokens WHERE token_hash = $1",
                 &[&hash],
             )?
@@ -1288,7 +1295,7 @@ impl Tx for PgTx<'_> {
     fn list_tokens(&mut self) -> DbResult<Vec<TokenRow>> {
         Ok(self
             .query(
-                "SELECT name, token_hash, grants, user_name, created_at, revoked_at
+                "SELECT name, token_hash, grants, user_name, created_at, revoked_at, expires_at
                  FROM tokens ORDER BY name",
                 &[],
             )?

@@ -383,12 +383,14 @@ impl Store {
         })
     }
 
-    /// Creates an API token; returns the token text, shown this once.
+    /// Creates an API token, valid `ttl_secs` when given; returns the token
+    /// text, shown this once.
     pub fn create_token(
         &mut self,
         name: &str,
         grants: &[tokens::Grant],
         user: Option<&str>,
+        ttl_secs: Option<u64>,
     ) -> Result<Zeroizing<String>> {
         names::check_name("token", name)?;
         if RESERVED_ACTORS.contains(&name) {
@@ -424,6 +426,13 @@ impl Store {
                 user: user.map(str::to_owned),
                 created_at: now,
                 revoked_at: None,
+                expires_at: ttl_secs.map(|ttl| {
+                    now.saturating_add(
+                        i64::try_from(ttl)
+                            .unwrap_or(i64::MAX / 2)
+                            .saturating_mul(1000),
+                    )
+                }),
             };
             tx.insert_token(&row).map_err(keys.db("storing a token"))?;
             let entry = Entry {
@@ -464,14 +473,17 @@ impl Store {
         })
     }
 
-    /// The live token `presented` is, if any. The stored hash is compared
-    /// again in constant time after the lookup by hash. Read from the
-    /// database each time: a revocation made on any node is seen at once.
+    /// The live token `presented` is, if any (not revoked, not expired).
+    /// The stored hash is compared again in constant time after the lookup
+    /// by hash. Read from the database each time: a revocation made on any
+    /// node is seen at once.
     pub fn authenticate(&mut self, presented: &str) -> Result<Option<tokens::TokenInfo>> {
         let hash = hash_reference_token(presented);
         let row = self.read("reading a token", |tx| tx.token_by_hash(&hash))?;
+        let now = now_ms();
         Ok(row
             .filter(|r| r.revoked_at.is_none())
+            .filter(|r| r.expires_at.is_none_or(|at| at > now))
             .filter(|r| constant_time_eq(&r.token_hash, &hash))
             .map(token_info))
     }
@@ -680,6 +692,7 @@ fn token_info(row: TokenRow) -> tokens::TokenInfo {
         user: row.user,
         created_at_ms: row.created_at,
         revoked_at_ms: row.revoked_at,
+        expires_at_ms: row.expires_at,
     }
 }
 

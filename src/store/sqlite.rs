@@ -33,7 +33,8 @@ use super::crypto::SealedSecret;
 /// 5: sandboxes record the node that made them.
 /// 6: the supervisor's records (deployments, agent runs).
 /// 7: a secret's purpose.
-pub const SCHEMA_VERSION: i64 = 7;
+/// 8: tokens that expire.
+pub const SCHEMA_VERSION: i64 = 8;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The schema as of version 3; later versions are [`MIGRATIONS`].
@@ -138,6 +139,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         7,
         "ALTER TABLE secrets ADD COLUMN purpose TEXT NOT NULL DEFAULT 'Other'",
     ),
+    (8, "ALTER TABLE tokens ADD COLUMN expires_at INTEGER"),
 ];
 
 /// WAL size above which closing a store truncates it.
@@ -343,10 +345,12 @@ fn token_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<TokenRow> {
         user: row.get(3)?,
         created_at: row.get(4)?,
         revoked_at: row.get(5)?,
+        expires_at: row.get(6)?,
     })
 }
 
-const TOKEN_COLUMNS: &str = "name, token_hash, grants, user_name, created_at, revoked_at";
+const TOKEN_COLUMNS: &str =
+    "name, token_hash, grants, user_name, created_at, revoked_at, expires_at";
 
 const RECORD_COLUMNS: &str = "kind, id, parent, data, node, lease_until, updated_at";
 
@@ -765,14 +769,17 @@ impl Tx for SqliteTx<'_> {
     fn insert_token(&mut self, row: &TokenRow) -> DbResult<()> {
         self.conn()
             .execute(
-                &format!("INSERT INTO tokens ({TOKEN_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"),
+                &format!(
+                    "INSERT INTO tokens ({TOKEN_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+                ),
                 params![
                     row.name,
                     row.token_hash,
                     row.grants,
                     row.user,
                     row.created_at,
-                    row.revoked_at
+                    row.revoked_at,
+                    row.expires_at
                 ],
             )
             .map(drop)

@@ -76,6 +76,7 @@ pub struct TokenInfo {
     pub user: Option<String>,
     pub created_at_ms: i64,
     pub revoked_at_ms: Option<i64>,
+    pub expires_at_ms: Option<i64>,
 }
 
 impl TokenInfo {
@@ -120,6 +121,7 @@ mod tests {
             user: None,
             created_at_ms: 0,
             revoked_at_ms: None,
+            expires_at_ms: None,
         };
         assert!(info.allows("ci", Access::Read) && info.allows("ci", Access::Write));
         assert!(info.allows("prod", Access::Read) && !info.allows("prod", Access::Write));

@@ -102,8 +102,37 @@ fn bad_token_requests_are_refused() {
     );
 }
 
+fn a_token_with_a_ttl_stops_authenticating_when_it_expires() {
+    let home = TestHome::new();
+    let out = home.run(&[
+        "--json", "token", "create", "brief", "--grant", "ci:read", "--ttl", "1",
+    ]);
+    let created = out.json();
+    let token = created["token"].as_str().unwrap().to_owned();
+    assert!(created["expires_at"].is_string(), "{created}");
+    let lasting = home.create_token("lasting", &["--grant", "ci:read", "--ttl", "3600"]);
+    assert!(store(&home).authenticate(&token).unwrap().is_some());
+    crate::support::wait_until(
+        std::time::Duration::from_secs(10),
+        "the token to expire",
+        || store(&home).authenticate(&token).unwrap().is_none(),
+    );
+    assert!(store(&home).authenticate(&lasting).unwrap().is_some());
+    let listed = home.run(&["token", "list"]).ok();
+    let brief = listed.lines().find(|l| l.starts_with("brief\t")).unwrap();
+    assert!(brief.contains("expired "), "{listed}");
+    let lasting = listed.lines().find(|l| l.starts_with("lasting\t")).unwrap();
+    assert!(lasting.contains("active until "), "{listed}");
+    for bad in ["0", "-5", "soon", "999999999999"] {
+        let out = home.run(&["token", "create", "bad", "--ttl", bad]);
+        assert_eq!(out.code, 2, "{bad}: {out:?}");
+    }
+    assert!(!home.run(&["token", "list"]).ok().contains("bad\t"));
+}
+
 crate::conformance!(
     a_token_is_printed_once_stored_hashed_and_authenticates,
     a_revoked_token_no_longer_authenticates,
+    a_token_with_a_ttl_stops_authenticating_when_it_expires,
     bad_token_requests_are_refused,
 );

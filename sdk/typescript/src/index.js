@@ -54,7 +54,7 @@ export class SecretsNotSetError extends ValidationError {
   }
 }
 
-/** 401: unknown or revoked token. */
+/** 401: unknown, revoked or expired token. */
 export class AuthenticationError extends ShroudError {}
 
 /** 403: no token, or a grant is missing (or a fetch destination was refused). */
