@@ -61,6 +61,10 @@ pub struct CreateArgs {
     /// Fail if the host cannot give everything the template asks for.
     #[arg(long)]
     strict: bool,
+    /// Print the isolation report in full, one line per feature (it is
+    /// one summary line otherwise; `--json` has it all).
+    #[arg(long, short)]
+    verbose: bool,
 }
 
 #[derive(Debug, Args)]
@@ -304,16 +308,43 @@ fn create(ctx: &Context, args: CreateArgs) -> Result<u8, CliError> {
     } else {
         ctx.out.line(&created.id)?;
     }
-    for feature in &created.features {
-        if feature.available {
-            ctx.out
-                .note(&format!("  {}: {}", feature.name, feature.detail));
-        } else {
-            ctx.out
-                .warn(&format!("{}: {}", feature.name, feature.detail));
+    if args.verbose {
+        for feature in &created.features {
+            if feature.available {
+                ctx.out
+                    .note(&format!("  {}: {}", feature.name, feature.detail));
+            } else {
+                ctx.out
+                    .warn(&format!("{}: {}", feature.name, feature.detail));
+            }
         }
+    } else if !ctx.out.is_json() {
+        ctx.out.note(&isolation_summary(&created.features));
     }
     Ok(EXIT_OK)
+}
+
+/// The isolation report on one line: how many features the host gives,
+/// and by name those it does not (never silently dropped).
+fn isolation_summary(features: &[apply::Feature]) -> String {
+    let missing: Vec<&str> = features
+        .iter()
+        .filter(|f| !f.available)
+        .map(|f| f.name.as_str())
+        .collect();
+    let given = features.len() - missing.len();
+    if missing.is_empty() {
+        format!(
+            "isolation: all {} features (the report: -v or --json)",
+            features.len()
+        )
+    } else {
+        format!(
+            "warning: isolation: {given} of {} features; not available here: {} (why: -v or --json)",
+            features.len(),
+            missing.join(", ")
+        )
+    }
 }
 
 fn prepare_exec(ctx: &Context, args: SandboxExecArgs) -> Result<PreparedExec, CliError> {

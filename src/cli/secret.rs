@@ -176,7 +176,24 @@ pub fn run(ctx: &Context, command: SecretCommand) -> Result<u8, CliError> {
                 ctx.out
                     .json(&serde_json::json!({ "vault": vault.as_str(), "secrets": items }))?;
             } else {
-                ctx.out.lines(store.list_secret_names(&vault)?)?;
+                let names = store.list_secret_names(&vault)?;
+                if names.is_empty() {
+                    // An empty default vault beside full ones is usually a
+                    // forgotten --vault.
+                    let others: Vec<String> = store
+                        .list_vaults()?
+                        .into_iter()
+                        .filter(|v| v.secrets > 0 && v.name != vault.as_str())
+                        .map(|v| format!("{} ({})", v.name, v.secrets))
+                        .collect();
+                    if !others.is_empty() {
+                        ctx.out.note(&format!(
+                            "vault `{vault}` holds no secrets; other vaults do: {} (use --vault NAME)",
+                            others.join(", ")
+                        ));
+                    }
+                }
+                ctx.out.lines(names)?;
             }
             Ok(EXIT_OK)
         }

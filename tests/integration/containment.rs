@@ -520,7 +520,7 @@ fn a_users_sandbox_reports_that_its_disk_is_not_limited() {
     let (_dir, shroud_home) = user_home_with_template(user, "small", "[limits]\ndisk_mb = 16\n");
     let out = user.run(
         Some(&shroud_home),
-        &["sandbox", "create", "--template", "small"],
+        &["sandbox", "create", "--template", "small", "-v"],
     );
     assert_eq!(out.code, 0, "{out:?}");
     assert!(
@@ -751,7 +751,7 @@ fn a_disk_limit_the_host_has_no_room_for_is_reported() {
     }
     // 100 TiB: more than this disk has, so sandboxes could not all grow.
     let home = home_with_template("huge", "[limits]\ndisk_mb = 104857600\n");
-    let out = home.run(&["sandbox", "create", "--template", "huge"]);
+    let out = home.run(&["sandbox", "create", "--template", "huge", "-v"]);
     assert_eq!(out.code, 0, "{out:?}");
     assert!(
         out.stderr.contains("disk_limit: not available") && out.stderr.contains("no room"),
@@ -774,7 +774,7 @@ fn a_users_sandbox_commands_share_a_loopback_held_out_of_their_reach() {
     let Some(user) = test_user() else { return };
     let (_dir, home) = user_home_with_template(user, "unused", "");
     let run = |args: &[&str]| user.run(Some(&home), args);
-    let created = run(&["sandbox", "create", "--template", "bash"]);
+    let created = run(&["sandbox", "create", "--template", "bash", "-v"]);
     assert_eq!(created.code, 0, "{created:?}");
     assert!(
         created.stderr.contains("shared_loopback: available"),

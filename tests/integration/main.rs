@@ -20,6 +20,7 @@ mod masking;
 mod master_key;
 mod pg;
 mod pg_nodes;
+mod readme;
 mod redact;
 mod sandbox;
 mod sandbox_files;

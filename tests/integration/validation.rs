@@ -377,3 +377,29 @@ fn with_json_every_error_is_one_json_object_on_stderr() {
     let out = home.run(&["secret", "reveal", "MISSING"]);
     assert!(out.stderr.starts_with("error: "), "{}", out.stderr);
 }
+
+#[test]
+fn a_new_user_is_told_where_the_secrets_are_and_sees_one_isolation_line() {
+    let home = crate::support::TestHome::new();
+    home.run(&["secret", "set", "API_KEY", "sk-in-prod-1234", "--vault", "prod"])
+        .ok();
+    let out = home.run(&["secret", "list"]);
+    assert_eq!(out.code, 0);
+    assert!(out.stdout.is_empty());
+    assert!(
+        out.stderr.contains("vault `default` holds no secrets") && out.stderr.contains("prod (1)"),
+        "{}",
+        out.stderr
+    );
+    // Not said when the vault has secrets, nor with --json.
+    home.set("LOCAL", "sk-local-5678");
+    assert!(home.run(&["secret", "list"]).stderr.is_empty());
+    let created = home.run(&["sandbox", "create", "--template", "bash"]);
+    assert_eq!(created.code, 0, "{created:?}");
+    let report: Vec<&str> = created.stderr.lines().collect();
+    assert_eq!(report.len(), 1, "{}", created.stderr);
+    assert!(report[0].contains("isolation: ") && report[0].contains("-v"), "{}", report[0]);
+    let verbose = home.run(&["sandbox", "create", "--template", "bash", "-v"]);
+    assert!(verbose.stderr.lines().count() > 10, "{}", verbose.stderr);
+    assert!(verbose.stderr.contains("pid_namespace: available"), "{}", verbose.stderr);
+}
