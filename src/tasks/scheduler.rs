@@ -153,16 +153,38 @@ impl OutputSink for TaskLines {
     }
 }
 
+/// A refusal on stderr: `error:` lines (each problem, then `message`),
+/// or with `--json` one object `{"error": message, "code": 2, "errors":
+/// [{"error": problem}...]}`.
+fn refuse(json: bool, message: &str, problems: &[String]) -> u8 {
+    if json {
+        let errors: Vec<_> = problems
+            .iter()
+            .map(|p| serde_json::json!({ "error": p }))
+            .collect();
+        let mut object = serde_json::json!({ "error": message, "code": EXIT_REFUSED });
+        if !errors.is_empty() {
+            object["errors"] = errors.into();
+        }
+        eprintln!("{object}");
+    } else {
+        for problem in problems {
+            eprintln!("error: {problem}");
+        }
+        eprintln!("error: {message}");
+    }
+    EXIT_REFUSED
+}
+
 /// Reads, checks and runs a task file; answers the exit code. Refusals
-/// (the file, its checks) are printed as `error:` lines, all of them.
+/// (the file, its checks) are printed as `error:` lines, all of them (one
+/// JSON object with `--json`).
 pub fn run(options: RunOptions, open: &dyn Fn(OpenMode) -> Result<Store, StoreError>) -> u8 {
     let name = options.file.display().to_string();
+    let json = options.json;
     let text = match read_file(&options.file) {
         Ok(text) => text,
-        Err(message) => {
-            eprintln!("error: {message}");
-            return EXIT_REFUSED;
-        }
+        Err(message) => return refuse(json, &message, &[]),
     };
     let (tasks, mut problems) = file::parse(&text);
     let folder = options
@@ -183,23 +205,21 @@ pub fn run(options: RunOptions, open: &dyn Fn(OpenMode) -> Result<Store, StoreEr
     let mut store = match open(OpenMode::Existing) {
         Ok(store) => Some(store),
         Err(StoreError::NoHome(_)) => None,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return EXIT_REFUSED;
-        }
+        Err(e) => return refuse(json, &e.to_string(), &[]),
     };
     check_with_store(&tasks, &options, &folder, store.as_mut(), &mut problems);
     if !problems.is_empty() {
         problems.sort_by_key(|p| p.pos);
-        for problem in &problems {
-            eprintln!("error: {}", problem.render(&name));
-        }
-        eprintln!(
-            "error: {} problem{} in {name}; no task was started",
-            problems.len(),
-            if problems.len() == 1 { "" } else { "s" }
+        let rendered: Vec<String> = problems.iter().map(|p| p.render(&name)).collect();
+        return refuse(
+            json,
+            &format!(
+                "{} problem{} in {name}; no task was started",
+                problems.len(),
+                if problems.len() == 1 { "" } else { "s" }
+            ),
+            &rendered,
         );
-        return EXIT_REFUSED;
     }
     remove_orphaned_sandboxes(&options.home);
     let mut store = match store {
@@ -208,18 +228,12 @@ pub fn run(options: RunOptions, open: &dyn Fn(OpenMode) -> Result<Store, StoreEr
         // audit records and the sandboxes of the run.
         None => match open(OpenMode::Create) {
             Ok(store) => store,
-            Err(e) => {
-                eprintln!("error: {e}");
-                return EXIT_REFUSED;
-            }
+            Err(e) => return refuse(json, &e.to_string(), &[]),
         },
     };
     let values = match read_values(&tasks, &options, &mut store) {
         Ok(values) => values,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return EXIT_REFUSED;
-        }
+        Err(e) => return refuse(json, &e.to_string(), &[]),
     };
     schedule(tasks, values, &options, &folder, &mut store)
 }

@@ -355,6 +355,7 @@ fn with_json_every_error_is_one_json_object_on_stderr() {
         (&["--json", "completions", "bash"], 2),
         (&["--json", "sandbox", "rm", "no-such-sandbox"], 1),
         (&["--json", "restore", "/no/such/backup.db"], 1),
+        (&["--json", "run", "/no/such/tasks.yml"], 2),
     ];
     for (args, code) in cases {
         let out = home.run(args);
@@ -381,8 +382,15 @@ fn with_json_every_error_is_one_json_object_on_stderr() {
 #[test]
 fn a_new_user_is_told_where_the_secrets_are_and_sees_one_isolation_line() {
     let home = crate::support::TestHome::new();
-    home.run(&["secret", "set", "API_KEY", "sk-in-prod-1234", "--vault", "prod"])
-        .ok();
+    home.run(&[
+        "secret",
+        "set",
+        "API_KEY",
+        "sk-in-prod-1234",
+        "--vault",
+        "prod",
+    ])
+    .ok();
     let out = home.run(&["secret", "list"]);
     assert_eq!(out.code, 0);
     assert!(out.stdout.is_empty());
@@ -398,8 +406,16 @@ fn a_new_user_is_told_where_the_secrets_are_and_sees_one_isolation_line() {
     assert_eq!(created.code, 0, "{created:?}");
     let report: Vec<&str> = created.stderr.lines().collect();
     assert_eq!(report.len(), 1, "{}", created.stderr);
-    assert!(report[0].contains("isolation: ") && report[0].contains("-v"), "{}", report[0]);
+    assert!(
+        report[0].contains("isolation: ") && report[0].contains("-v"),
+        "{}",
+        report[0]
+    );
     let verbose = home.run(&["sandbox", "create", "--template", "bash", "-v"]);
     assert!(verbose.stderr.lines().count() > 10, "{}", verbose.stderr);
-    assert!(verbose.stderr.contains("pid_namespace: available"), "{}", verbose.stderr);
+    assert!(
+        verbose.stderr.contains("pid_namespace: available"),
+        "{}",
+        verbose.stderr
+    );
 }
