@@ -377,8 +377,14 @@ pub(crate) fn start_server_full(
         .spawn()
         .unwrap();
     let mut stderr = BufReader::new(server.stderr.take().unwrap());
+    // The address line (a log line may come before it).
     let mut line = String::new();
-    stderr.read_line(&mut line).unwrap();
+    while !line.contains("listening on") {
+        line.clear();
+        if stderr.read_line(&mut line).unwrap() == 0 {
+            panic!("shroud serve ended without listening");
+        }
+    }
     let port = line
         .trim()
         .rsplit(':')

@@ -305,7 +305,7 @@ fn user_vault(user: &TestUser) {
 fn an_unprivileged_users_sandbox_cannot_read_its_vault_or_ssh_keys() {
     let Some(user) = test_user() else { return };
     user_vault(user);
-    let created = user.run(None, &["sandbox", "create", "--template", "bash"]);
+    let created = user.run(None, &["sandbox", "create", "--template", "bash", "-v"]);
     assert_eq!(created.code, 0, "{created:?}");
     let id = created.stdout_text().trim().to_owned();
     // What cannot be hidden for a user is said: its supplementary groups.

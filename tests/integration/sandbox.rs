@@ -51,7 +51,7 @@ fn sandbox_exec(home: &TestHome, id: &str, command: &[&str]) -> crate::support::
 
 fn create_prints_an_id_and_reports_the_isolation() {
     let home = home();
-    let out = home.run(&["sandbox", "create", "--template", "bash"]);
+    let out = home.run(&["sandbox", "create", "--template", "bash", "-v"]);
     let id = out.ok().trim().to_owned();
     assert!(uuid_like(&id), "{id}");
     for feature in [
@@ -334,7 +334,17 @@ fn what_the_host_cannot_give_is_reported_and_strict_refuses_it() {
         "[runtime]\ninterpreter = \"no-such-interpreter-xyz\"\n",
     )
     .unwrap();
-    let lenient = home.run(&["sandbox", "create", "--template", "exotic"]);
+    // One line names what is missing; -v says why.
+    let summary = home.run(&["sandbox", "create", "--template", "exotic"]);
+    assert_eq!(summary.code, 0);
+    assert!(
+        summary.stderr.starts_with("warning: isolation: ")
+            && summary.stderr.contains("not available here: ")
+            && summary.stderr.contains("interpreter"),
+        "{}",
+        summary.stderr
+    );
+    let lenient = home.run(&["sandbox", "create", "--template", "exotic", "-v"]);
     assert_eq!(lenient.code, 0);
     assert!(
         lenient.stderr.contains("warning: interpreter")
@@ -352,8 +362,8 @@ fn what_the_host_cannot_give_is_reported_and_strict_refuses_it() {
     assert!(strict.stdout.is_empty());
     assert_eq!(
         home.run(&["sandbox", "list"]).ok().lines().count(),
-        1,
-        "the strict one was not created"
+        2,
+        "the two lenient ones were created, the strict one was not"
     );
 }
 
@@ -451,6 +461,7 @@ fn an_unprivileged_user_gets_the_same_isolation() {
         "bash",
         "--secret",
         "API_KEY",
+        "-v",
     ]);
     assert_eq!(code, Some(0), "{err}");
     assert!(err.contains("processes counted on your user"), "{err}");
