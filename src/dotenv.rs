@@ -11,13 +11,16 @@
 //! - a value in single quotes is literal (no escapes but `\'` and `\\`)
 //!   and may span lines;
 //! - a value in double quotes may span lines and knows the escapes `\n`,
-//!   `\r`, `\t`, `\"`, `\'`, `\\` and `\$`; any other backslash stays as it
-//!   is. After the closing quote only spaces and a comment may follow.
+//!   `\r`, `\t`, `\"`, `\'`, `\\`, `\$` and `` \` ``; any other backslash
+//!   stays as it is. After the closing quote only spaces and a comment may
+//!   follow.
 //!
 //! No `${VAR}` expansion: a value is what the file says. A syntax error
 //! names its line, never the value. Writing quotes every value, in single
-//! quotes when it holds no quote, backslash or line break (the form every
-//! loader reads literally), else in double quotes with escapes.
+//! quotes when it holds no quote, backslash or line break, else in double
+//! quotes with `\ " $ `` ` `` and line breaks escaped: what [`parse`] reads
+//! back exactly, and what `sh` sources without running anything (though sh
+//! keeps `\n` as two characters: `--format shell` is exact for sh).
 
 use zeroize::Zeroizing;
 
@@ -50,6 +53,8 @@ pub struct ParseError {
 /// Reads every entry of `text`, in order (a name given twice appears
 /// twice: the caller decides; the last one is what loaders keep).
 pub fn parse(text: &str) -> Result<Vec<Entry>, ParseError> {
+    // A byte-order mark some editors write is not part of the first name.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut entries = Vec::new();
     let mut rest = text;
     let mut line = 1;
@@ -166,6 +171,7 @@ fn read_quoted(text: &str, quote: char) -> Option<(Zeroizing<String>, usize)> {
             ('"', 'r') => Some('\r'),
             ('"', 't') => Some('\t'),
             ('"', '$') => Some('$'),
+            ('"', '`') => Some('`'),
             (_, '\\') => Some('\\'),
             (_, '\'') => Some('\''),
             ('"', '"') => Some('"'),
@@ -201,6 +207,8 @@ pub fn quote(value: &str) -> Zeroizing<String> {
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '$' => out.push_str("\\$"),
+            // Escaped so that `set -a; . ./.env` in sh runs nothing.
+            '`' => out.push_str("\\`"),
             c => out.push(c),
         }
     }
@@ -308,6 +316,7 @@ mod tests {
             "both ' and \"",
             "back\\slash",
             "dollar $HOME ${HOME}",
+            "it's `touch /tmp/pwned` $(id) `",
             "hash # and = signs",
             "multi\nline\nvalue",
             "crlf\r\nvalue",
@@ -333,6 +342,32 @@ mod tests {
             .collect();
         let back: Vec<String> = pairs(&file).into_iter().map(|(_, v)| v).collect();
         assert_eq!(back, tricky);
+    }
+
+    #[test]
+    fn sourcing_the_dotenv_form_with_sh_runs_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("ran");
+        let value = format!(
+            "it's `touch {m}` $(touch {m}) ${{X:-$(touch {m})}} \\ \"q\"",
+            m = marker.display()
+        );
+        let file = dir.path().join(".env");
+        std::fs::write(&file, format!("V={}\n", quote(&value).as_str())).unwrap();
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg("set -a; . \"$0\"; printf %s \"$V\"")
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert!(!marker.exists(), "sourcing ran a command");
+        assert_eq!(String::from_utf8(out.stdout).unwrap(), value);
+        assert_eq!(one(&std::fs::read_to_string(&file).unwrap()), value);
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_not_part_of_the_first_name() {
+        assert_eq!(pairs("\u{feff}FIRST=1\n")[0].0, "FIRST");
     }
 
     #[test]

@@ -194,6 +194,13 @@ pub fn env_file_pairs(file: &std::path::Path) -> Result<Vec<(String, String)>, C
     entries
         .into_iter()
         .map(|entry| {
+            // A name that is not one may be a value (`KEY: value=...`).
+            if crate::store::names::check_env_name(&entry.name).is_err() {
+                return Err(CliError::Usage(format!(
+                    "--env-file {shown}, line {}: the part before `=` is not a variable name (letters, digits and `_`, not starting with a digit; not shown, in case it is a value)",
+                    entry.line
+                )));
+            }
             plan::check_env_pair(&entry.name, &entry.value).map_err(|e| {
                 CliError::Usage(format!("--env-file {shown}, line {}: {e}", entry.line))
             })?;

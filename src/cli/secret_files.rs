@@ -95,12 +95,13 @@ fn read_input(file: &Path) -> Result<Zeroizing<Vec<u8>>, CliError> {
     Ok(bytes)
 }
 
-/// The file's entries as (name, value), in order.
+/// The file's entries as (name, value, where: `line N` or `member N`), in
+/// order.
 fn entries(
     file: &Path,
     format: ImportFormat,
     bytes: &[u8],
-) -> Result<Vec<(String, SecretValue)>, CliError> {
+) -> Result<Vec<(String, SecretValue, String)>, CliError> {
     let shown = file.display();
     match format {
         ImportFormat::Dotenv => {
@@ -112,7 +113,7 @@ fn entries(
                 .into_iter()
                 .map(|entry| {
                     let value = SecretValue::from_slice(entry.value.as_bytes());
-                    (entry.name, value)
+                    (entry.name, value, format!("line {}", entry.line))
                 })
                 .collect())
         }
@@ -130,11 +131,16 @@ fn entries(
                     .0;
             object
                 .into_iter()
-                .map(|(name, raw)| {
+                .enumerate()
+                .map(|(index, (name, raw))| {
                     let value = crate::wire::value_from_json(&raw).ok_or_else(|| {
                         CliError::Usage(format!("{shown}: the value of `{name}` is not valid JSON"))
                     })?;
-                    Ok((name, SecretValue::from_slice(&value)))
+                    Ok((
+                        name,
+                        SecretValue::from_slice(&value),
+                        format!("member {}", index + 1),
+                    ))
                 })
                 .collect()
         }
@@ -181,7 +187,7 @@ pub fn import(ctx: &Context, args: ImportArgs) -> Result<u8, CliError> {
     drop(bytes);
     // A name given twice: the last one counts, as loaders do.
     let mut seen = std::collections::HashMap::new();
-    for (index, (name, _)) in entries.iter().enumerate() {
+    for (index, (name, _, _)) in entries.iter().enumerate() {
         if let Some(_earlier) = seen.insert(name.clone(), index) {
             ctx.out.warn(&format!(
                 "`{name}` is given more than once in {}: the last one is imported",
@@ -190,14 +196,25 @@ pub fn import(ctx: &Context, args: ImportArgs) -> Result<u8, CliError> {
         }
     }
     let mut index = 0;
-    entries.retain(|(name, _)| {
+    entries.retain(|(name, _, _)| {
         index += 1;
         seen.get(name) == Some(&(index - 1))
     });
     let mut valid = Vec::new();
     let mut errors = Vec::new();
-    for (name, value) in entries {
-        match SecretName::parse(&name).and_then(|n| NewSecret::new(n, value, None, None)) {
+    for (name, value, place) in entries {
+        // A line such as `KEY: value=...` makes a "name" of a value: one
+        // that is not a name is not shown, only where it is.
+        let Ok(parsed) = SecretName::parse(&name) else {
+            errors.push(ItemError {
+                error: format!(
+                    "{place}: the part before `=` is not a secret name (letters, digits, `_`, `.` and `-`, starting with a letter or `_`; not shown, in case it is a value)"
+                ),
+                name: place,
+            });
+            continue;
+        };
+        match NewSecret::new(parsed, value, None, None) {
             Ok(secret) => valid.push(secret),
             Err(e) => errors.push(ItemError {
                 name,

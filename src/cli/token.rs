@@ -89,6 +89,11 @@ pub fn run(ctx: &Context, command: TokenCommand) -> Result<u8, CliError> {
                             "created_at": rfc3339(t.created_at_ms),
                             "revoked_at": t.revoked_at_ms.map(rfc3339),
                             "expires_at": t.expires_at_ms.map(rfc3339),
+                            "state": match (t.revoked_at_ms, t.expires_at_ms) {
+                                (Some(_), _) => "revoked",
+                                (None, Some(at)) if at <= crate::clock::now_ms() => "expired",
+                                _ => "active",
+                            },
                         })
                     })
                     .collect();

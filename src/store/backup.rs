@@ -39,6 +39,9 @@ pub struct Contents {
     pub vars: u64,
     pub tokens: u64,
     pub sandboxes: u64,
+    /// Records in the audit log (a home whose secrets were all deleted
+    /// still holds their history).
+    pub audit_records: u64,
 }
 
 impl Contents {
@@ -51,15 +54,21 @@ impl Contents {
             vars: vaults.iter().map(|v| v.vars).sum(),
             tokens: store.list_tokens()?.len() as u64,
             sandboxes: store.list_sandboxes()?.len() as u64,
+            audit_records: store.verify_audit()?.records,
         })
     }
 
     /// True when there is nothing a restore would overwrite.
     pub fn is_empty(&self) -> bool {
-        self.secrets == 0 && self.vars == 0 && self.tokens == 0 && self.sandboxes == 0
+        self.secrets == 0
+            && self.vars == 0
+            && self.tokens == 0
+            && self.sandboxes == 0
+            && self.audit_records == 0
     }
 
-    /// "3 secrets, 1 var, 2 tokens and 0 sandboxes in 2 vaults".
+    /// "3 secrets, 1 var, 2 tokens and 0 sandbox records in 2 vaults, 9
+    /// audit records".
     pub fn describe(&self) -> String {
         let plural = |n: u64, one: &str| {
             if n == 1 {
@@ -69,12 +78,13 @@ impl Contents {
             }
         };
         format!(
-            "{}, {}, {} and {} in {}",
+            "{}, {}, {} and {} in {}, and {}",
             plural(self.secrets, "secret"),
             plural(self.vars, "var"),
             plural(self.tokens, "token"),
             plural(self.sandboxes, "sandbox record"),
             plural(self.vaults, "vault"),
+            plural(self.audit_records, "audit record"),
         )
     }
 }
@@ -186,10 +196,16 @@ fn write_snapshot(db: &Path, partial: &Path) -> Result<()> {
 /// does not open the backup. Returns what was restored.
 pub fn restore(config: &StoreConfig, from: &Path, force: bool) -> Result<Contents> {
     only_sqlite(config, "restore")?;
+    // A malformed key is refused before anything is made.
+    if let Some(text) = &config.master_key_env {
+        super::keys::env_key(text)?;
+    }
+    refuse_live_store(config, from)?;
     check_is_backup(from)?;
     let key = current_key(config)?;
     home::create_private_dir(&config.home)
         .map_err(io_error("cannot create home directory", &config.home))?;
+    remove_stale_scratch(&config.home);
     let scratch = config
         .home
         .join(format!(".restore-{}", uuid::Uuid::new_v4().simple()));
@@ -199,6 +215,46 @@ pub fn restore(config: &StoreConfig, from: &Path, force: bool) -> Result<Content
     let mut store = Store::open(config.clone(), OpenMode::Existing)?;
     audit_store_event(&mut store, Action::StoreRestore)?;
     Ok(contents)
+}
+
+/// A store's own file is not a backup: its latest writes may be in the
+/// `-wal` file beside it, which a copy of the file leaves behind (the trap
+/// `shroud backup` exists for); and the home's own file is what a restore
+/// replaces.
+fn refuse_live_store(config: &StoreConfig, from: &Path) -> Result<()> {
+    let mut wal = from.as_os_str().to_owned();
+    wal.push("-wal");
+    let own = config.home.join(home::DB_FILE);
+    let same = |a: &Path, b: &Path| match (fs::canonicalize(a), fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    if same(from, &own) {
+        return Err(refused(format!(
+            "{} is this home's own database: there is nothing to restore from it",
+            from.display()
+        )));
+    }
+    if Path::new(&wal).exists() {
+        return Err(refused(format!(
+            "{} has a write-ahead log beside it ({}-wal): it is a live store, not a backup, and a copy of it would miss its latest writes; run `shroud backup FILE` on its home instead",
+            from.display(),
+            from.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Removes what an interrupted restore left in the home (`.restore-*`).
+fn remove_stale_scratch(home_dir: &Path) {
+    let Ok(entries) = fs::read_dir(home_dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if entry.file_name().to_string_lossy().starts_with(".restore-") {
+            let _ = fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 /// Where the home's master key comes from (what a restore needs first).
@@ -215,7 +271,7 @@ fn current_key(config: &StoreConfig) -> Result<CurrentKey> {
     if file.exists() {
         return Ok(CurrentKey::File(file));
     }
-    Err(refused(format!(
+    Err(StoreError::BackupKey(format!(
         "no master key to open the backup with: put the master key you kept apart from it at {} (mode 0600, its one line of base64) or set SHROUD_MASTER_KEY, then run restore again",
         file.display()
     )))
@@ -287,27 +343,44 @@ fn restore_through(
     fs::copy(from, &copy).map_err(io_error("cannot copy the backup", from))?;
     fs::set_permissions(&copy, std::os::unix::fs::PermissionsExt::from_mode(0o600))
         .map_err(io_error("cannot copy the backup", &copy))?;
-    if let CurrentKey::File(file) = key {
-        let scratch_key = scratch.join(home::KEY_FILE);
-        fs::copy(file, &scratch_key).map_err(io_error("cannot read master key", file))?;
-        fs::set_permissions(
-            &scratch_key,
-            std::os::unix::fs::PermissionsExt::from_mode(0o600),
-        )
-        .map_err(io_error("cannot read master key", &scratch_key))?;
-    }
+    integrity_check(&copy, from)?;
+    // The key goes to the scratch store in memory: no copy of the key file.
+    let key_text = match key {
+        CurrentKey::Env => config.master_key_env.clone(),
+        CurrentKey::File(file) => Some(zeroize::Zeroizing::new(
+            fs::read_to_string(file)
+                .map_err(io_error("cannot read master key", file))?
+                .trim()
+                .to_owned(),
+        )),
+    };
     let scratch_config = StoreConfig {
         home: scratch.to_owned(),
+        master_key_env: key_text,
         ..config.clone()
     };
     let contents = match Store::open(scratch_config, OpenMode::Existing) {
-        Ok(mut checked) => Contents::of(&mut checked)?,
+        Ok(mut checked) => {
+            let verified = checked.verify_audit()?;
+            if let Some(broken) = verified.first_broken {
+                if !force {
+                    return Err(refused(format!(
+                        "the audit log in {} is broken at record {}: {}; nothing was restored (--force restores it all the same)",
+                        from.display(),
+                        broken.seq,
+                        broken.reason
+                    )));
+                }
+            }
+            Contents::of(&mut checked)?
+        }
+        Err(e @ StoreError::BadMasterKey { .. }) => return Err(e),
         Err(e) if e.is_key_error() => {
             let source = match key {
                 CurrentKey::Env => KeySource::Env,
                 CurrentKey::File(file) => KeySource::File(file.clone()),
             };
-            return Err(refused(format!(
+            return Err(StoreError::BackupKey(format!(
                 "the master key from {source} does not open {}: it was sealed under another key; put that key at {} (mode 0600) or set SHROUD_MASTER_KEY to it, then run restore again",
                 from.display(),
                 config.home.join(home::KEY_FILE).display()
@@ -339,6 +412,27 @@ fn restore_through(
     // 3. Into the home's database, in one step of SQLite's backup API.
     copy_into(&copy, &db)?;
     Ok(contents)
+}
+
+/// SQLite's own check of every page of the copy (a flipped byte in an
+/// index or a table's structure; a sealed value that was changed fails its
+/// AES-GCM check when it is read, and the audit chain is verified).
+fn integrity_check(copy: &Path, from: &Path) -> Result<()> {
+    let conn = rusqlite::Connection::open_with_flags(
+        copy,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(sqlite_at("cannot open", copy))?;
+    let verdict: String = conn
+        .query_row("PRAGMA integrity_check(1)", [], |row| row.get(0))
+        .map_err(sqlite_at("cannot check", from))?;
+    if verdict != "ok" {
+        return Err(refused(format!(
+            "{} is damaged (SQLite: {verdict}); nothing was restored",
+            from.display()
+        )));
+    }
+    Ok(())
 }
 
 /// Replaces the content of the database `db` with that of `source`, in

@@ -158,6 +158,9 @@ pub enum StoreError {
     /// A backup or restore refused, with what to do instead.
     #[error("{0}")]
     Backup(String),
+    /// A restore refused for its key (none, or not the backup's).
+    #[error("{0}")]
+    BackupKey(String),
     #[error("{context} {}: {source}", path.display())]
     Io {
         context: &'static str,
@@ -175,6 +178,7 @@ impl StoreError {
             StoreError::WrongMasterKey { .. }
                 | StoreError::MissingMasterKey { .. }
                 | StoreError::BadMasterKey { .. }
+                | StoreError::BackupKey(_)
         )
     }
 

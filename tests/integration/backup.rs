@@ -169,7 +169,7 @@ fn restore_refuses_what_it_should_and_changes_nothing() {
     // No key at all: it says where to put the one kept with the backup.
     let keyless = TestHome::new();
     let out = keyless.run(&["restore", file]);
-    assert_eq!(out.code, 1, "{out:?}");
+    assert_eq!(out.code, 2, "a key problem: {out:?}");
     assert!(
         out.stderr.contains("no master key")
             && out.stderr.contains("master.key")
@@ -183,7 +183,7 @@ fn restore_refuses_what_it_should_and_changes_nothing() {
     let other = TestHome::new();
     other.set("MINE", "sk-kept-in-the-home-5678");
     let out = other.run(&["restore", file, "--force"]);
-    assert_eq!(out.code, 1, "{out:?}");
+    assert_eq!(out.code, 2, "a key problem: {out:?}");
     assert!(out.stderr.contains("does not open"), "{}", out.stderr);
     assert_eq!(other.reveal("MINE"), "sk-kept-in-the-home-5678");
     assert!(secrets_in(&other, "default") == vec!["MINE"]);
@@ -222,6 +222,55 @@ fn restore_refuses_what_it_should_and_changes_nothing() {
         assert!(out.stderr.starts_with("error: "), "{}", out.stderr);
     }
     assert!(!empty.db_path().exists());
+
+    // A live store's own file (its latest writes in the -wal beside it) is
+    // refused: copying it is the trap a backup avoids.
+    let live = TestHome::new();
+    live.set("IN_THE_WAL", "sk-in-the-wal-1234");
+    let wal = format!("{}-wal", live.db_path().display());
+    if std::path::Path::new(&wal).exists() {
+        let out = empty.run(&["restore", live.db_path().to_str().unwrap()]);
+        assert_eq!(out.code, 1, "{out:?}");
+        assert!(out.stderr.contains("live store"), "{}", out.stderr);
+    }
+    let out = live.run(&["restore", live.db_path().to_str().unwrap(), "--force"]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert_eq!(live.reveal("IN_THE_WAL"), "sk-in-the-wal-1234");
+    assert!(!empty.db_path().exists());
+
+    // A home whose only trace is its audit history counts as holding data.
+    let history = home_with_key(&source.key_path());
+    history.set("GONE", "sk-deleted-later-1234");
+    history.run(&["secret", "delete", "GONE"]).ok();
+    let out = history.run(&["restore", file]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stderr.contains("audit record"), "{}", out.stderr);
+
+    // A backup whose audit log was tampered with is refused (without --force).
+    let tampered = dir.path().join("tampered.db");
+    std::fs::copy(file, &tampered).unwrap();
+    rusqlite::Connection::open(&tampered)
+        .unwrap()
+        .execute("UPDATE audit SET actor = 'someone-else' WHERE seq = 1", [])
+        .unwrap();
+    let fresh = home_with_key(&source.key_path());
+    let out = fresh.run(&["restore", tampered.to_str().unwrap()]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stderr.contains("audit log") && out.stderr.contains("broken"),
+        "{}",
+        out.stderr
+    );
+    assert!(!fresh.db_path().exists());
+    // No scratch copy (nor a key) is left in the home after any of it.
+    for home in [&fresh, &history, &full] {
+        let leftovers: Vec<_> = std::fs::read_dir(home.path())
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with(".restore-"))
+            .collect();
+        assert!(leftovers.is_empty());
+    }
 }
 
 #[test]

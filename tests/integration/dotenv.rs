@@ -23,6 +23,7 @@ const TRICKY: &[(&str, &str)] = &[
     ("DOLLAR", "$HOME ${PATH} $(date) `date`"),
     ("ENDS_BACKSLASH", "trailing\\"),
     ("EXPORT_WORD", "export NOT=this"),
+    ("BACKTICKS", "it's `touch /tmp/shroud-pwned` $(id)"),
 ];
 
 fn reveal_all(home: &TestHome) -> Vec<(String, String)> {
@@ -161,7 +162,9 @@ fn import_reports_each_bad_entry_by_name_and_sets_the_rest() {
         .iter()
         .map(|e| e["name"].as_str().unwrap())
         .collect();
-    assert_eq!(failed, vec!["bad name", "EMPTY"]);
+    // The bad name is not shown (a `KEY: value=` line would make a value
+    // of it): only where it is.
+    assert_eq!(failed, vec!["line 2", "EMPTY"]);
     assert!(
         !out.stderr.contains("secret-in-a-bad-entry")
             && !out.stdout_text().contains("secret-in-a-bad-entry")
