@@ -119,11 +119,12 @@ pub fn grants_with_all(
     vault: &crate::store::VaultName,
     mut explicit: Vec<SecretGrant>,
 ) -> Result<Vec<SecretGrant>, PlanError> {
+    let granted: std::collections::HashSet<String> = explicit
+        .iter()
+        .flat_map(|g| [g.env.clone(), g.secret.as_str().to_owned()])
+        .collect();
     for name in store.list_secret_names(vault)? {
-        if explicit
-            .iter()
-            .any(|g| g.env == name || g.secret.as_str() == name)
-        {
+        if granted.contains(&name) {
             continue;
         }
         let grant = SecretGrant::parse(&name).map_err(|e| match e {
