@@ -139,8 +139,13 @@ pub fn ensure_mounted(sandbox_dir: &Path) -> io::Result<()> {
     if !image.is_file() || ns::is_mount_point(sandbox_dir) {
         return Ok(());
     }
-    let _locked = crate::sys::fd::lock_exclusive(&image)?;
-    if !ns::is_mount_point(sandbox_dir) {
+    // Under the image's lock, which its removal holds too: an image being
+    // removed is not mounted again (the sweep of expired sandboxes looks at
+    // every sandbox every second).
+    let Some(_locked) = crate::sys::fd::lock_existing(&image)? else {
+        return Ok(());
+    };
+    if image.is_file() && !ns::is_mount_point(sandbox_dir) {
         ns::mount_image(&image, sandbox_dir)?;
     }
     Ok(())
@@ -149,6 +154,8 @@ pub fn ensure_mounted(sandbox_dir: &Path) -> io::Result<()> {
 /// Unmounts the sandbox's file system and removes its image, if it has one.
 pub fn remove(sandbox_dir: &Path) -> io::Result<()> {
     let image = image_path(sandbox_dir);
+    // The lock is held until the image is gone (see `ensure_mounted`).
+    let _locked = crate::sys::fd::lock_existing(&image)?;
     if ns::is_mount_point(sandbox_dir) {
         ns::unmount(sandbox_dir)?;
     }

@@ -331,6 +331,29 @@ pub fn lock_exclusive(path: &std::path::Path) -> io::Result<FileLock> {
     Ok(FileLock { _lock: lock })
 }
 
+/// An exclusive lock on the file at `path` if it exists (never created:
+/// `None` when there is no such file), waiting while another holds it.
+pub fn lock_existing(path: &std::path::Path) -> io::Result<Option<FileLock>> {
+    let file = match std::fs::OpenOptions::new().read(true).open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(io::Error::new(
+                e.kind(),
+                format!("open {}: {e}", path.display()),
+            ))
+        }
+    };
+    let lock =
+        nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive).map_err(|(_, e)| {
+            io::Error::new(
+                io::Error::from(e).kind(),
+                format!("flock({}, LOCK_EX): {e}", path.display()),
+            )
+        })?;
+    Ok(Some(FileLock { _lock: lock }))
+}
+
 /// An exclusive `flock` on a directory itself if no other process holds
 /// one (`None` when one does): a lock that deleting or replacing a file
 /// cannot take away.

@@ -628,3 +628,28 @@ fn an_upload_beyond_disk_mb_is_a_413_and_leaves_nothing() {
         200
     );
 }
+
+#[test]
+fn a_sandbox_deleted_right_after_create_goes_while_the_sweep_runs() {
+    // The expiry sweep mounts each sandbox's disk every second to read its
+    // lifetime; a removal racing it used to find the disk mounted again
+    // and answer 500 (EBUSY), about once in 40.
+    let s = Served::start();
+    for round in 0..30 {
+        let id = s.create(r#"{"template":"bash"}"#);
+        let (status, answer) = http(
+            s.port,
+            "DELETE",
+            &format!("/api/sandboxes/{id}"),
+            &s.token,
+            None,
+        );
+        assert_eq!(status, 200, "round {round}: {answer}");
+        assert!(!s.home.path().join("sandboxes").join(&id).exists());
+    }
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mounts.contains(&s.home.path().display().to_string()),
+        "a disk is still mounted: {mounts}"
+    );
+}
