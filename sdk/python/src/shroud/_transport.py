@@ -19,7 +19,7 @@ import socket
 import ssl
 import stat
 import threading
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple, TypeVar
 from urllib.parse import quote, urlencode, urlsplit, unquote
 
 from ._version import __version__
@@ -538,7 +538,61 @@ class RawBody:
                 raise _SendFailed() from None
 
 
-class ByteStream:
+_Self = TypeVar("_Self", bound="_HeldAnswer")
+
+
+class _HeldAnswer:
+    """An answer read as it arrives, holding its connection until the end:
+    given back to the pool after a clean end, closed when dropped before it
+    (the server then stops what it was sending)."""
+
+    def __init__(self, transport: Transport, conn: http.client.HTTPConnection, resp: http.client.HTTPResponse) -> None:
+        self._transport = transport
+        self._conn: Optional[http.client.HTTPConnection] = conn
+        self._resp = resp
+        self.status = resp.status
+
+    def _finish(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        if self._resp.isclosed() and not self._resp.will_close:
+            self._transport._give_back(conn)
+        else:
+            conn.close()
+
+    def _abort(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+    def close(self) -> None:
+        """Ends the answer; before its end, the connection is closed."""
+        if self._conn is None:
+            return
+        if self._resp.isclosed():
+            self._finish()
+        else:
+            self._abort()
+
+    @property
+    def closed(self) -> bool:
+        return self._conn is None
+
+    def __enter__(self: _Self) -> _Self:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:  # pragma: no cover - best effort
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
+class ByteStream(_HeldAnswer):
     """The raw bytes of one answer (a file's content), read as they arrive.
 
     Iterate it for chunks, :meth:`read` some, or :meth:`read_into` a file
@@ -546,10 +600,7 @@ class ByteStream:
     """
 
     def __init__(self, transport: Transport, conn: http.client.HTTPConnection, resp: http.client.HTTPResponse) -> None:
-        self._transport = transport
-        self._conn: Optional[http.client.HTTPConnection] = conn
-        self._resp = resp
-        self.status = resp.status
+        super().__init__(transport, conn, resp)
         self.chunk_size = CHUNK_SIZE
 
     def read(self, n: int = -1) -> bytes:
@@ -580,58 +631,15 @@ class ByteStream:
             total += len(piece)
         return total
 
-    def _finish(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is None:
-            return
-        if self._resp.isclosed() and not self._resp.will_close:
-            self._transport._give_back(conn)
-        else:
-            conn.close()
-
-    def _abort(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            conn.close()
-
-    def close(self) -> None:
-        """Ends the download; before its end, the connection is closed."""
-        if self._conn is None:
-            return
-        if self._resp.isclosed():
-            self._finish()
-        else:
-            self._abort()
-
-    @property
-    def closed(self) -> bool:
-        return self._conn is None
-
-    def __enter__(self) -> "ByteStream":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
-    def __del__(self) -> None:  # pragma: no cover - best effort
-        try:
-            self.close()
-        except Exception:
-            pass
 
 
-class LineStream:
+class LineStream(_HeldAnswer):
     """The JSON lines of one streamed answer, as dicts, read as they arrive.
 
     Iterate it, or use it as a context manager; :meth:`close` before the end
     drops the connection (the server then stops what it was streaming).
     """
 
-    def __init__(self, transport: Transport, conn: http.client.HTTPConnection, resp: http.client.HTTPResponse) -> None:
-        self._transport = transport
-        self._conn: Optional[http.client.HTTPConnection] = conn
-        self._resp = resp
-        self.status = resp.status
 
     def __iter__(self) -> Iterator[Dict[str, Any]]:
         return self
@@ -659,41 +667,3 @@ class LineStream:
             if isinstance(value, dict):
                 return value
 
-    def _finish(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is None:
-            return
-        if self._resp.isclosed() and not self._resp.will_close:
-            self._transport._give_back(conn)
-        else:
-            conn.close()
-
-    def _abort(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            conn.close()
-
-    def close(self) -> None:
-        """Ends the stream; before its end, the connection is closed."""
-        if self._conn is None:
-            return
-        if self._resp.isclosed():
-            self._finish()
-        else:
-            self._abort()
-
-    @property
-    def closed(self) -> bool:
-        return self._conn is None
-
-    def __enter__(self) -> "LineStream":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
-    def __del__(self) -> None:  # pragma: no cover - best effort
-        try:
-            self.close()
-        except Exception:
-            pass
