@@ -289,18 +289,25 @@ pub enum CompletionShell {
     Fish,
 }
 
-/// Writes the completion script for `shell`, generated from the same clap
-/// definitions as the parser (so it never lags behind a flag).
+impl CompletionShell {
+    /// The completion script for this shell, generated from the same clap
+    /// definitions as the parser (so it never lags behind a flag).
+    fn script(self) -> Vec<u8> {
+        use clap::CommandFactory;
+        let shell = match self {
+            CompletionShell::Bash => clap_complete::Shell::Bash,
+            CompletionShell::Zsh => clap_complete::Shell::Zsh,
+            CompletionShell::Fish => clap_complete::Shell::Fish,
+        };
+        let mut script = Vec::new();
+        clap_complete::generate(shell, &mut Cli::command(), "shroud", &mut script);
+        script
+    }
+}
+
+/// Writes the completion script for `shell`.
 fn print_completions(shell: CompletionShell) -> Result<u8, CliError> {
-    use clap::CommandFactory;
-    let shell = match shell {
-        CompletionShell::Bash => clap_complete::Shell::Bash,
-        CompletionShell::Zsh => clap_complete::Shell::Zsh,
-        CompletionShell::Fish => clap_complete::Shell::Fish,
-    };
-    let mut script = Vec::new();
-    clap_complete::generate(shell, &mut Cli::command(), "shroud", &mut script);
-    Output::new(false).bytes(&script)?;
+    Output::new(false).bytes(&shell.script())?;
     Ok(EXIT_OK)
 }
 
@@ -435,14 +442,7 @@ mod tests {
             CompletionShell::Zsh,
             CompletionShell::Fish,
         ] {
-            let generated = match shell {
-                CompletionShell::Bash => clap_complete::Shell::Bash,
-                CompletionShell::Zsh => clap_complete::Shell::Zsh,
-                CompletionShell::Fish => clap_complete::Shell::Fish,
-            };
-            let mut script = Vec::new();
-            clap_complete::generate(generated, &mut command.clone(), "shroud", &mut script);
-            let script = String::from_utf8(script).unwrap();
+            let script = String::from_utf8(shell.script()).unwrap();
             for sub in command.get_subcommands() {
                 assert!(
                     script.contains(sub.get_name()),

@@ -183,23 +183,27 @@ pub fn import(ctx: &Context, args: ImportArgs) -> Result<u8, CliError> {
         }
     });
     let bytes = read_input(&args.file)?;
-    let mut entries = entries(&args.file, format, &bytes)?;
+    let entries = entries(&args.file, format, &bytes)?;
     drop(bytes);
     // A name given twice: the last one counts, as loaders do.
-    let mut seen = std::collections::HashMap::new();
-    for (index, (name, _, _)) in entries.iter().enumerate() {
-        if let Some(_earlier) = seen.insert(name.clone(), index) {
+    let mut last = std::collections::HashMap::new();
+    for (index, (name, _, place)) in entries.iter().enumerate() {
+        if last.insert(name.clone(), index).is_some() {
+            let shown = match SecretName::parse(name) {
+                Ok(_) => format!("`{name}`"),
+                Err(_) => format!("the name at {place}"),
+            };
             ctx.out.warn(&format!(
-                "`{name}` is given more than once in {}: the last one is imported",
+                "{shown} is given more than once in {}: the last one is imported",
                 args.file.display()
             ));
         }
     }
-    let mut index = 0;
-    entries.retain(|(name, _, _)| {
-        index += 1;
-        seen.get(name) == Some(&(index - 1))
-    });
+    let entries = entries
+        .into_iter()
+        .enumerate()
+        .filter(|(index, (name, _, _))| last[name] == *index)
+        .map(|(_, entry)| entry);
     let mut valid = Vec::new();
     let mut errors = Vec::new();
     for (name, value, place) in entries {

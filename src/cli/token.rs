@@ -52,21 +52,15 @@ pub fn run(ctx: &Context, command: TokenCommand) -> Result<u8, CliError> {
                 .map(crate::store::names::parse_ttl)
                 .transpose()?;
             let mut store = ctx.open_store(OpenMode::Create)?;
-            let token = store.create_token(&name, &grants, user.as_deref(), ttl)?;
+            let created = store.create_token(&name, &grants, user.as_deref(), ttl)?;
             if ctx.out.is_json() {
                 let grants: Vec<String> = grants.iter().map(Grant::to_string).collect();
-                let expires_at = store
-                    .list_tokens()?
-                    .into_iter()
-                    .find(|t| t.name == name)
-                    .and_then(|t| t.expires_at_ms)
-                    .map(rfc3339);
                 ctx.out.json(&serde_json::json!({
-                    "name": name, "token": token.as_str(), "grants": grants, "user": user,
-                    "expires_at": expires_at,
+                    "name": name, "token": created.token.as_str(), "grants": grants, "user": user,
+                    "expires_at": created.expires_at_ms.map(rfc3339),
                 }))?;
             } else {
-                ctx.out.line(&token)?;
+                ctx.out.line(&created.token)?;
             }
             if grants.is_empty() {
                 ctx.out.warn(&format!(

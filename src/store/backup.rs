@@ -45,8 +45,8 @@ pub struct Contents {
 }
 
 impl Contents {
-    /// Counts what `store` holds.
-    fn of(store: &mut Store) -> Result<Contents> {
+    /// Counts what `store` holds; `audit` is its verified chain.
+    fn of(store: &mut Store, audit: &super::audit::Verification) -> Result<Contents> {
         let vaults = store.list_vaults()?;
         Ok(Contents {
             vaults: vaults.len() as u64,
@@ -54,7 +54,7 @@ impl Contents {
             vars: vaults.iter().map(|v| v.vars).sum(),
             tokens: store.list_tokens()?.len() as u64,
             sandboxes: store.list_sandboxes()?.len() as u64,
-            audit_records: store.verify_audit()?.records,
+            audit_records: audit.records,
         })
     }
 
@@ -98,6 +98,15 @@ fn sqlite_at<'a>(
     path: &'a Path,
 ) -> impl FnOnce(rusqlite::Error) -> StoreError + 'a {
     move |e| refused(format!("{context} {}: {e}", path.display()))
+}
+
+/// A read-only connection to the database file at `path`.
+fn open_read_only(path: &Path) -> Result<rusqlite::Connection> {
+    rusqlite::Connection::open_with_flags(
+        path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(sqlite_at("cannot open", path))
 }
 
 fn only_sqlite(config: &StoreConfig, what: &str) -> Result<()> {
@@ -152,7 +161,8 @@ pub fn backup(config: &StoreConfig, dest: &Path) -> Result<Contents> {
     });
     let _ = fs::remove_file(&partial);
     written?;
-    let contents = Contents::of(&mut store)?;
+    let verified = store.verify_audit()?;
+    let contents = Contents::of(&mut store, &verified)?;
     audit_store_event(&mut store, Action::StoreBackup)?;
     Ok(contents)
 }
@@ -168,11 +178,7 @@ fn write_snapshot(db: &Path, partial: &Path) -> Result<()> {
         .mode(0o600)
         .open(partial)
         .map_err(io_error("cannot write the backup", partial))?;
-    let source = rusqlite::Connection::open_with_flags(
-        db,
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(sqlite_at("cannot open", db))?;
+    let source = open_read_only(db)?;
     source
         .busy_timeout(std::time::Duration::from_secs(10))
         .map_err(sqlite_at("cannot open", db))?;
@@ -301,11 +307,7 @@ fn check_is_backup(from: &Path) -> Result<()> {
     if &header != b"SQLite format 3\0" {
         return Err(not_ours());
     }
-    let conn = rusqlite::Connection::open_with_flags(
-        from,
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(sqlite_at("cannot open", from))?;
+    let conn = open_read_only(from)?;
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |row| row.get(0))
         .map_err(|_| not_ours())?;
@@ -362,7 +364,7 @@ fn restore_through(
     let contents = match Store::open(scratch_config, OpenMode::Existing) {
         Ok(mut checked) => {
             let verified = checked.verify_audit()?;
-            if let Some(broken) = verified.first_broken {
+            if let Some(broken) = &verified.first_broken {
                 if !force {
                     return Err(refused(format!(
                         "the audit log in {} is broken at record {}: {}; nothing was restored (--force restores it all the same)",
@@ -372,7 +374,7 @@ fn restore_through(
                     )));
                 }
             }
-            Contents::of(&mut checked)?
+            Contents::of(&mut checked, &verified)?
         }
         Err(e @ StoreError::BadMasterKey { .. }) => return Err(e),
         Err(e) if e.is_key_error() => {
@@ -392,7 +394,8 @@ fn restore_through(
     let db = config.home.join(home::DB_FILE);
     if db.exists() {
         let mut live = Store::open(config.clone(), OpenMode::Existing)?;
-        let there = Contents::of(&mut live)?;
+        let verified = live.verify_audit()?;
+        let there = Contents::of(&mut live, &verified)?;
         if !there.is_empty() && !force {
             return Err(refused(format!(
                 "{} already holds {}: restoring replaces all of it; run again with --force to do so (back it up first with `shroud backup FILE`)",
@@ -418,11 +421,7 @@ fn restore_through(
 /// index or a table's structure; a sealed value that was changed fails its
 /// AES-GCM check when it is read, and the audit chain is verified).
 fn integrity_check(copy: &Path, from: &Path) -> Result<()> {
-    let conn = rusqlite::Connection::open_with_flags(
-        copy,
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(sqlite_at("cannot open", copy))?;
+    let conn = open_read_only(copy)?;
     let verdict: String = conn
         .query_row("PRAGMA integrity_check(1)", [], |row| row.get(0))
         .map_err(sqlite_at("cannot check", from))?;
@@ -438,11 +437,7 @@ fn integrity_check(copy: &Path, from: &Path) -> Result<()> {
 /// Replaces the content of the database `db` with that of `source`, in
 /// one step of the backup API (retried while another connection writes).
 fn copy_into(source: &Path, db: &Path) -> Result<()> {
-    let from = rusqlite::Connection::open_with_flags(
-        source,
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(sqlite_at("cannot open", source))?;
+    let from = open_read_only(source)?;
     let mut into = rusqlite::Connection::open(db).map_err(sqlite_at("cannot open", db))?;
     into.busy_timeout(std::time::Duration::from_secs(10))
         .map_err(sqlite_at("cannot open", db))?;

@@ -384,14 +384,14 @@ impl Store {
     }
 
     /// Creates an API token, valid `ttl_secs` when given; returns the token
-    /// text, shown this once.
+    /// text, shown this once, and when it expires.
     pub fn create_token(
         &mut self,
         name: &str,
         grants: &[tokens::Grant],
         user: Option<&str>,
         ttl_secs: Option<u64>,
-    ) -> Result<Zeroizing<String>> {
+    ) -> Result<tokens::CreatedToken> {
         names::check_name("token", name)?;
         if RESERVED_ACTORS.contains(&name) {
             return Err(StoreError::Invalid(ValidationError::Name {
@@ -411,6 +411,13 @@ impl Store {
             URL_SAFE_NO_PAD.encode(raw.as_ref())
         ));
         let now = now_ms();
+        let expires_at = ttl_secs.map(|ttl| {
+            now.saturating_add(
+                i64::try_from(ttl)
+                    .unwrap_or(i64::MAX / 2)
+                    .saturating_mul(1000),
+            )
+        });
         self.write("committing a token", |tx, keys| {
             if tx
                 .token_by_name(name)
@@ -426,13 +433,7 @@ impl Store {
                 user: user.map(str::to_owned),
                 created_at: now,
                 revoked_at: None,
-                expires_at: ttl_secs.map(|ttl| {
-                    now.saturating_add(
-                        i64::try_from(ttl)
-                            .unwrap_or(i64::MAX / 2)
-                            .saturating_mul(1000),
-                    )
-                }),
+                expires_at,
             };
             tx.insert_token(&row).map_err(keys.db("storing a token"))?;
             let entry = Entry {
@@ -442,7 +443,10 @@ impl Store {
             keys.append_at(tx, &entry, now)?;
             Ok(Ok(()))
         })?;
-        Ok(token)
+        Ok(tokens::CreatedToken {
+            token,
+            expires_at_ms: expires_at,
+        })
     }
 
     /// Every token, revoked ones included (never the tokens themselves).

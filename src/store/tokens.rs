@@ -68,6 +68,21 @@ pub enum GrantError {
     Vault(ValidationError),
 }
 
+/// A token just made: its text (shown this once) and when it expires.
+pub struct CreatedToken {
+    pub token: zeroize::Zeroizing<String>,
+    pub expires_at_ms: Option<i64>,
+}
+
+impl std::fmt::Debug for CreatedToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreatedToken")
+            .field("token", &"<redacted>")
+            .field("expires_at_ms", &self.expires_at_ms)
+            .finish()
+    }
+}
+
 /// A token as the store knows it (never the token itself).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TokenInfo {

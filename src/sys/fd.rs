@@ -320,7 +320,11 @@ fn open_lock_file(path: &std::path::Path) -> io::Result<std::fs::File> {
 /// Takes an exclusive lock on `path` (created 0600 if missing), waiting
 /// while another process holds it.
 pub fn lock_exclusive(path: &std::path::Path) -> io::Result<FileLock> {
-    let file = open_lock_file(path)?;
+    flock_exclusive(open_lock_file(path)?, path)
+}
+
+/// `flock(file, LOCK_EX)`, waiting while another process holds it.
+fn flock_exclusive(file: std::fs::File, path: &std::path::Path) -> io::Result<FileLock> {
     let lock =
         nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive).map_err(|(_, e)| {
             io::Error::new(
@@ -344,14 +348,7 @@ pub fn lock_existing(path: &std::path::Path) -> io::Result<Option<FileLock>> {
             ))
         }
     };
-    let lock =
-        nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive).map_err(|(_, e)| {
-            io::Error::new(
-                io::Error::from(e).kind(),
-                format!("flock({}, LOCK_EX): {e}", path.display()),
-            )
-        })?;
-    Ok(Some(FileLock { _lock: lock }))
+    flock_exclusive(file, path).map(Some)
 }
 
 /// An exclusive `flock` on a directory itself if no other process holds
