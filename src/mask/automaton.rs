@@ -7,8 +7,9 @@
 //! exactly how many trailing bytes might still become part of an occurrence,
 //! so it is how many bytes the masker must hold back, and no more.
 //!
-//! Layout: a trie with failure and dictionary-suffix links, edges in one
-//! sorted array (CSR), and a dense 256-entry table for the root. The
+//! Layout: a trie with failure and dictionary-suffix links, numbered
+//! breadth-first so that each state's children are consecutive states (no
+//! edge array), and a dense 256-entry table for the root. The
 //! automaton runs only on the short windows the prefilter flags and on the
 //! unresolved tail of each chunk, so this compact layout beats a full DFA
 //! (which would not fit in cache for thousands of patterns).
@@ -24,6 +25,12 @@ pub const ROOT: StateId = 0;
 const NONE: u32 = u32::MAX;
 
 /// The automaton. Pattern ids are indexes into the slice given to [`Automaton::new`].
+///
+/// States are numbered breadth-first, and the children of a state are
+/// consecutive states in byte order: the children of `n` are the states
+/// `first_child[n]..first_child[n + 1]`, and `label[c]` is the byte that
+/// leads to `c`. So the trie needs no edge array, and building it walks its
+/// arrays in order.
 pub struct Automaton {
     root_next: Box<[StateId; 256]>,
     fail: Vec<StateId>,
@@ -36,186 +43,136 @@ pub struct Automaton {
     output: Vec<u32>,
     /// The nearest node on the failure chain that has an output, or `NONE`.
     dict: Vec<StateId>,
-    /// Edges of node `n` are `edge_start[n]..edge_start[n + 1]`, sorted by byte.
-    edge_start: Vec<u32>,
-    edge_bytes: Vec<u8>,
-    edge_targets: Vec<StateId>,
+    /// One entry per state and one more: see the type's docs.
+    first_child: Vec<StateId>,
+    label: Vec<u8>,
     pattern_len: Vec<u32>,
+}
+
+/// The child of `node` by `byte` in a breadth-first trie (see [`Automaton`]).
+#[inline]
+fn child_in(first_child: &[StateId], label: &[u8], node: StateId, byte: u8) -> Option<StateId> {
+    let start = first_child[node as usize] as usize;
+    let end = first_child[node as usize + 1] as usize;
+    let bytes = &label[start..end];
+    let found = if bytes.len() <= 8 {
+        bytes.iter().position(|&b| b == byte)
+    } else {
+        bytes.binary_search(&byte).ok()
+    };
+    found.map(|i| (start + i) as StateId)
 }
 
 impl Automaton {
     /// Builds the automaton. Patterns must be non-empty and distinct.
+    ///
+    /// In linear time and in order: the pattern ids are sorted by their
+    /// bytes, so the patterns below any state are one run of that order and
+    /// its children's runs follow each other in byte order. The trie is then
+    /// built a level at a time, each level's states numbered after the one
+    /// above, and the failure links computed in that same order, where a
+    /// state's failure target (shallower, so numbered earlier) is done.
     pub fn new(patterns: &[&[u8]]) -> Self {
-        // The trie, as first-child / next-sibling lists in flat arrays (no
-        // allocation per node: most nodes have one child), with the root's
-        // children in a dense table.
-        let mut root_next = Box::new([NONE; 256]);
-        let mut first_child = vec![NONE];
-        let mut next_sibling = vec![NONE];
-        let mut label = vec![0u8];
-        let mut output = vec![NONE];
-        let mut depth = vec![0u32];
+        let mut sorted: Vec<u32> = (0..patterns.len() as u32).collect();
+        sorted.sort_unstable_by(|&a, &b| patterns[a as usize].cmp(patterns[b as usize]));
         let total_bytes: usize = patterns.iter().map(|p| p.len()).sum();
-        for list in [&mut first_child, &mut next_sibling, &mut output] {
-            list.reserve(total_bytes);
+        // The patterns end to end in sorted order (secret material, wiped
+        // when dropped; sized once, so never reallocated): each level reads
+        // them in order instead of chasing a pointer per pattern.
+        let mut bytes = zeroize::Zeroizing::new(Vec::with_capacity(total_bytes));
+        let mut starts: Vec<usize> = Vec::with_capacity(sorted.len() + 1);
+        for &id in &sorted {
+            starts.push(bytes.len());
+            bytes.extend_from_slice(patterns[id as usize]);
         }
-        label.reserve(total_bytes);
-        depth.reserve(total_bytes);
-        let find = |root_next: &[StateId; 256],
-                    first_child: &[StateId],
-                    next_sibling: &[StateId],
-                    label: &[u8],
-                    node: StateId,
-                    byte: u8|
-         -> Option<StateId> {
-            if node == ROOT {
-                let next = root_next[byte as usize];
-                return (next != NONE).then_some(next);
-            }
-            let mut c = first_child[node as usize];
-            while c != NONE {
-                if label[c as usize] == byte {
-                    return Some(c);
-                }
-                c = next_sibling[c as usize];
-            }
-            None
-        };
-        for (id, pattern) in patterns.iter().enumerate() {
-            let mut node = ROOT;
-            for &byte in pattern.iter() {
-                node = match find(&root_next, &first_child, &next_sibling, &label, node, byte) {
-                    Some(next) => next,
-                    None => {
-                        let new = label.len() as StateId;
-                        label.push(byte);
-                        first_child.push(NONE);
-                        output.push(NONE);
-                        depth.push(depth[node as usize] + 1);
-                        if node == ROOT {
-                            next_sibling.push(NONE);
-                            root_next[byte as usize] = new;
-                        } else {
-                            next_sibling.push(first_child[node as usize]);
-                            first_child[node as usize] = new;
-                        }
-                        new
+        starts.push(bytes.len());
+        let len_of = |i: usize| starts[i + 1] - starts[i];
+        let byte_of = |i: usize, at: usize| bytes[starts[i] + at];
+        let capacity = total_bytes + 1;
+        let mut label = Vec::with_capacity(capacity);
+        let mut depth = Vec::with_capacity(capacity);
+        let mut output = Vec::with_capacity(capacity);
+        let mut first_child = Vec::with_capacity(capacity + 1);
+        label.push(0u8);
+        depth.push(0u32);
+        output.push(NONE);
+        // The states of the current level, in number order, each with its
+        // run `sorted[lo..hi]` of the patterns beneath it.
+        let mut level: Vec<(StateId, u32, u32)> = vec![(ROOT, 0, sorted.len() as u32)];
+        let mut below = Vec::new();
+        let mut at = 0usize;
+        while !level.is_empty() {
+            below.clear();
+            for &(node, lo, hi) in &level {
+                debug_assert_eq!(first_child.len(), node as usize);
+                first_child.push(label.len() as StateId);
+                let (mut i, hi) = (lo as usize, hi as usize);
+                // A pattern that ends here sorts before those it prefixes.
+                while i < hi && len_of(i) == at {
+                    let id = sorted[i];
+                    if output[node as usize] == NONE || id < output[node as usize] {
+                        output[node as usize] = id;
                     }
-                };
+                    i += 1;
+                }
+                while i < hi {
+                    let byte = byte_of(i, at);
+                    let mut j = i + 1;
+                    while j < hi && byte_of(j, at) == byte {
+                        j += 1;
+                    }
+                    let new = label.len() as StateId;
+                    label.push(byte);
+                    depth.push(at as u32 + 1);
+                    output.push(NONE);
+                    below.push((new, i as u32, j as u32));
+                    i = j;
+                }
             }
-            if output[node as usize] == NONE {
-                output[node as usize] = id as u32;
-            }
+            std::mem::swap(&mut level, &mut below);
+            at += 1;
         }
         let count = label.len();
-        // The children of `node`, sorted by byte, into `out`.
-        let children_of = |node: StateId, out: &mut Vec<(u8, StateId)>| {
-            out.clear();
-            if node == ROOT {
-                out.extend(
-                    root_next
-                        .iter()
-                        .enumerate()
-                        .filter(|&(_, &next)| next != NONE)
-                        .map(|(byte, &next)| (byte as u8, next)),
-                );
-            } else {
-                let mut c = first_child[node as usize];
-                while c != NONE {
-                    out.push((label[c as usize], c));
-                    c = next_sibling[c as usize];
-                }
-                out.sort_unstable_by_key(|&(byte, _)| byte);
-            }
-        };
-        let child = |node: StateId, byte: u8| {
-            find(&root_next, &first_child, &next_sibling, &label, node, byte)
-        };
+        first_child.push(count as StateId);
+        drop((sorted, starts, bytes));
 
-        // Breadth-first: failure links and dictionary links. The BFS order
-        // also visits a node's failure target (shallower) before the node.
+        let mut root_next = Box::new([ROOT; 256]);
+        for c in first_child[0]..first_child[1] {
+            root_next[label[c as usize] as usize] = c;
+        }
+        // Failure, dictionary and liveness, parents before children.
         let mut fail = vec![ROOT; count];
         let mut dict = vec![NONE; count];
-        let mut order: Vec<StateId> = Vec::with_capacity(count);
-        let mut edges = Vec::new();
-        order.push(ROOT);
-        let mut i = 0;
-        while i < order.len() {
-            let node = order[i];
-            i += 1;
-            let mut c = if node == ROOT {
-                NONE
-            } else {
-                first_child[node as usize]
-            };
-            if node == ROOT {
-                children_of(ROOT, &mut edges);
-            }
-            let mut root_edges = edges.iter();
-            loop {
-                let (byte, next) = if node == ROOT {
-                    match root_edges.next() {
-                        Some(&edge) => edge,
-                        None => break,
-                    }
-                } else {
-                    if c == NONE {
-                        break;
-                    }
-                    let edge = (label[c as usize], c);
-                    c = next_sibling[c as usize];
-                    edge
-                };
-                // A depth-1 node fails to the root; deeper ones follow their
+        let mut live_depth = vec![0u32; count];
+        for parent in 0..count {
+            let (start, end) = (first_child[parent], first_child[parent + 1]);
+            for c in start..end {
+                let byte = label[c as usize];
+                // A depth-1 state fails to the root; deeper ones follow their
                 // parent's failure chain until some state has this edge.
-                if node != ROOT {
-                    let mut f = fail[node as usize];
-                    fail[next as usize] = loop {
-                        if let Some(t) = child(f, byte) {
+                let target = if parent == ROOT as usize {
+                    ROOT
+                } else {
+                    let mut f = fail[parent];
+                    loop {
+                        if f == ROOT {
+                            break root_next[byte as usize];
+                        }
+                        if let Some(t) = child_in(&first_child, &label, f, byte) {
                             break t;
                         }
-                        if f == ROOT {
-                            break ROOT;
-                        }
                         f = fail[f as usize];
-                    };
-                }
-                let fl = fail[next as usize] as usize;
-                dict[next as usize] = if output[fl] != NONE {
-                    fl as StateId
-                } else {
-                    dict[fl]
+                    }
                 };
-                order.push(next);
-            }
-        }
-
-        let mut live_depth = vec![0u32; count];
-        for &node in &order[1..] {
-            live_depth[node as usize] = if first_child[node as usize] == NONE {
-                live_depth[fail[node as usize] as usize]
-            } else {
-                depth[node as usize]
-            };
-        }
-
-        let mut edge_start = Vec::with_capacity(count + 1);
-        let mut edge_bytes = Vec::with_capacity(count);
-        let mut edge_targets = Vec::with_capacity(count);
-        for node in 0..count as StateId {
-            edge_start.push(edge_bytes.len() as u32);
-            children_of(node, &mut edges);
-            for &(byte, next) in &edges {
-                edge_bytes.push(byte);
-                edge_targets.push(next);
-            }
-        }
-        edge_start.push(edge_bytes.len() as u32);
-        edges.zeroize();
-        label.zeroize();
-        for slot in root_next.iter_mut() {
-            if *slot == NONE {
-                *slot = ROOT;
+                let c = c as usize;
+                fail[c] = target;
+                let t = target as usize;
+                dict[c] = if output[t] != NONE { target } else { dict[t] };
+                live_depth[c] = if first_child[c] == first_child[c + 1] {
+                    live_depth[t]
+                } else {
+                    depth[c]
+                };
             }
         }
         Automaton {
@@ -225,29 +182,15 @@ impl Automaton {
             live_depth,
             output,
             dict,
-            edge_start,
-            edge_bytes,
-            edge_targets,
+            first_child,
+            label,
             pattern_len: patterns.iter().map(|p| p.len() as u32).collect(),
         }
     }
 
     #[inline]
     fn child(&self, node: StateId, byte: u8) -> Option<StateId> {
-        let start = self.edge_start[node as usize] as usize;
-        let end = self.edge_start[node as usize + 1] as usize;
-        let bytes = &self.edge_bytes[start..end];
-        if bytes.len() <= 8 {
-            bytes
-                .iter()
-                .position(|&b| b == byte)
-                .map(|i| self.edge_targets[start + i])
-        } else {
-            bytes
-                .binary_search(&byte)
-                .ok()
-                .map(|i| self.edge_targets[start + i])
-        }
+        child_in(&self.first_child, &self.label, node, byte)
     }
 
     /// The state after reading `byte` in `state`.
@@ -305,7 +248,7 @@ impl Automaton {
 
 impl Drop for Automaton {
     fn drop(&mut self) {
-        self.edge_bytes.zeroize();
+        self.label.zeroize();
         self.root_next.zeroize();
     }
 }
