@@ -65,16 +65,9 @@ impl std::str::FromStr for MaskStyle {
 /// Collects secrets for a [`MaskSet`].
 pub struct MaskSetBuilder {
     style: MaskStyle,
-    /// (pattern bytes, secret index), in the order they will get ids.
-    patterns: Vec<(Zeroizing<Vec<u8>>, u32)>,
-    /// Pattern indices by a (randomly keyed) hash of their bytes, so adding
-    /// 10,000 secrets does not compare every pattern with every other.
-    seen: std::collections::HashMap<u64, Vec<usize>>,
-    /// Hashes the patterns for `seen`.
-    hasher: std::collections::hash_map::RandomState,
-    /// Line-wrapped base64 forms, added at build time if there are at most
-    /// [`WRAPPED_MAX_SECRETS`] secrets.
-    wrapped: Vec<(Zeroizing<Vec<u8>>, u32)>,
+    /// The secrets' values, by secret index; their forms are made at build
+    /// time (on several threads for many secrets).
+    values: Vec<Zeroizing<Vec<u8>>>,
     replacements: Vec<Vec<u8>>,
 }
 
@@ -83,6 +76,82 @@ pub struct MaskSetBuilder {
 /// them; `redact --all` over a big vault keeps its speed without them.
 pub const WRAPPED_MAX_SECRETS: usize = 128;
 
+/// From this many patterns on, the prefilter is built beside the automaton
+/// on another thread (below it, a thread costs more than it saves).
+const PARALLEL_BUILD_PATTERNS: usize = 4096;
+
+/// From this many secrets on, their forms are made on several threads.
+const PARALLEL_FORMS_SECRETS: usize = 256;
+
+/// The patterns of a set in id order, each once, with the secret it is
+/// masked as (the first one that has it).
+struct Patterns {
+    list: Vec<(Zeroizing<Vec<u8>>, u32)>,
+    /// Hash of a pattern's bytes (randomly keyed) to the newest pattern
+    /// with that hash; `older_same_hash` chains the rest. No allocation per
+    /// pattern, and no pattern is compared with more than its collisions.
+    newest: std::collections::HashMap<u64, u32>,
+    older_same_hash: Vec<u32>,
+    hasher: std::collections::hash_map::RandomState,
+}
+
+impl Patterns {
+    fn with_capacity(capacity: usize) -> Self {
+        Patterns {
+            list: Vec::with_capacity(capacity),
+            newest: std::collections::HashMap::with_capacity(capacity),
+            older_same_hash: Vec::with_capacity(capacity),
+            hasher: std::collections::hash_map::RandomState::new(),
+        }
+    }
+
+    /// Adds a pattern unless an earlier secret has the same bytes (it keeps
+    /// that secret's label).
+    fn push(&mut self, form: Zeroizing<Vec<u8>>, secret: u32) {
+        use std::hash::BuildHasher;
+        let key = self.hasher.hash_one(form.as_slice());
+        let id = self.list.len() as u32;
+        let mut older = NO_PATTERN;
+        if let Some(&newest) = self.newest.get(&key) {
+            let mut at = newest;
+            while at != NO_PATTERN {
+                if self.list[at as usize].0.as_slice() == form.as_slice() {
+                    return;
+                }
+                at = self.older_same_hash[at as usize];
+            }
+            older = newest;
+        }
+        self.newest.insert(key, id);
+        self.older_same_hash.push(older);
+        self.list.push((form, secret));
+    }
+}
+
+const NO_PATTERN: u32 = u32::MAX;
+
+/// Every value's forms ([`variants::forms`]), in value order; on up to four
+/// threads when there are many values.
+fn forms_of_all(values: &[Zeroizing<Vec<u8>>]) -> Vec<Vec<Zeroizing<Vec<u8>>>> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
+    if values.len() < PARALLEL_FORMS_SECRETS || threads < 2 {
+        return values.iter().map(|v| variants::forms(v)).collect();
+    }
+    let chunk = values.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = values
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || part.iter().map(|v| variants::forms(v)).collect::<Vec<_>>())
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|worker| worker.join().expect("making the masked forms"))
+            .collect()
+    })
+}
+
 impl MaskSetBuilder {
     /// Adds a secret and its variants. Returns false (and adds nothing) when
     /// the value is shorter than [`variants::MIN_PATTERN_LEN`] bytes.
@@ -90,55 +159,52 @@ impl MaskSetBuilder {
         if value.len() < variants::MIN_PATTERN_LEN {
             return false;
         }
-        let index = self.replacements.len() as u32;
         self.replacements.push(match self.style {
             MaskStyle::Label => format!("<secret:{}>", name.to_lowercase()).into_bytes(),
             MaskStyle::Stars => b"********".to_vec(),
         });
-        for form in variants::forms(value.expose()) {
-            self.push_pattern(form, index);
-        }
-        if self.replacements.len() <= WRAPPED_MAX_SECRETS {
-            let wrapped = variants::wrapped_base64_forms(value.expose());
-            self.wrapped
-                .extend(wrapped.into_iter().map(|form| (form, index)));
-        } else {
-            self.wrapped = Vec::new();
-        }
+        self.values.push(Zeroizing::new(value.expose().to_vec()));
         true
     }
 
-    /// Adds a pattern unless an earlier secret has the same bytes (it keeps
-    /// that secret's label).
-    fn push_pattern(&mut self, form: Zeroizing<Vec<u8>>, index: u32) {
-        use std::hash::BuildHasher;
-        let key = self.hasher.hash_one(form.as_slice());
-        let same = self.seen.entry(key).or_default();
-        if same
-            .iter()
-            .any(|&i| self.patterns[i].0.as_slice() == form.as_slice())
-        {
-            return;
+    /// Makes the patterns and compiles them.
+    pub fn build(self) -> Arc<MaskSet> {
+        let forms = forms_of_all(&self.values);
+        let mut patterns = Patterns::with_capacity(forms.iter().map(Vec::len).sum());
+        for (secret, forms) in forms.into_iter().enumerate() {
+            for form in forms {
+                patterns.push(form, secret as u32);
+            }
         }
-        same.push(self.patterns.len());
-        self.patterns.push((form, index));
-    }
-
-    /// Compiles the patterns.
-    pub fn build(mut self) -> Arc<MaskSet> {
-        for (form, index) in std::mem::take(&mut self.wrapped) {
-            self.push_pattern(form, index);
+        if self.values.len() <= WRAPPED_MAX_SECRETS {
+            for (secret, value) in self.values.iter().enumerate() {
+                for form in variants::wrapped_base64_forms(value) {
+                    patterns.push(form, secret as u32);
+                }
+            }
         }
-        let views: Vec<&[u8]> = self.patterns.iter().map(|(p, _)| p.as_slice()).collect();
+        drop(self.values);
+        let patterns = patterns.list;
+        let views: Vec<&[u8]> = patterns.iter().map(|(p, _)| p.as_slice()).collect();
         let (automaton, prefilter) = if views.is_empty() {
             (None, None)
-        } else {
+        } else if views.len() < PARALLEL_BUILD_PATTERNS {
             (Some(Automaton::new(&views)), Some(Prefilter::new(&views)))
+        } else {
+            // The two are independent: the prefilter is built on a second
+            // core while this one builds the automaton.
+            std::thread::scope(|scope| {
+                let prefilter = scope.spawn(|| Prefilter::new(&views));
+                let automaton = Automaton::new(&views);
+                let prefilter = prefilter.join().expect("building the prefilter");
+                (Some(automaton), Some(prefilter))
+            })
         };
         let max_len = views.iter().map(|p| p.len()).max().unwrap_or(0);
+        drop(views);
         Arc::new(MaskSet {
-            secret_of: self.patterns.iter().map(|&(_, s)| s).collect(),
-            patterns: self.patterns.into_iter().map(|(p, _)| p).collect(),
+            secret_of: patterns.iter().map(|&(_, s)| s).collect(),
+            patterns: patterns.into_iter().map(|(p, _)| p).collect(),
             replacements: self.replacements,
             automaton,
             prefilter,
@@ -163,10 +229,7 @@ impl MaskSet {
     pub fn builder(style: MaskStyle) -> MaskSetBuilder {
         MaskSetBuilder {
             style,
-            patterns: Vec::new(),
-            seen: std::collections::HashMap::new(),
-            hasher: std::collections::hash_map::RandomState::new(),
-            wrapped: Vec::new(),
+            values: Vec::new(),
             replacements: Vec::new(),
         }
     }

@@ -52,7 +52,7 @@ pub const MIN_PATTERN_LEN: usize = 4;
 pub fn forms(value: &[u8]) -> Vec<Zeroizing<Vec<u8>>> {
     let mut out: Vec<Zeroizing<Vec<u8>>> = Vec::new();
     let mut add = |form: Zeroizing<Vec<u8>>| {
-        if form.len() >= MIN_PATTERN_LEN && !out.iter().any(|f| f.as_slice() == form.as_slice()) {
+        if form.len() >= MIN_PATTERN_LEN {
             out.push(form);
         }
     };
@@ -78,7 +78,25 @@ pub fn forms(value: &[u8]) -> Vec<Zeroizing<Vec<u8>>> {
             add(form);
         }
     }
-    out
+    without_repeats(out)
+}
+
+/// `forms` without the later copy of any form, in order: sorted once,
+/// rather than each form compared with every one before it.
+fn without_repeats(forms: Vec<Zeroizing<Vec<u8>>>) -> Vec<Zeroizing<Vec<u8>>> {
+    let mut order: Vec<usize> = (0..forms.len()).collect();
+    order.sort_by(|&a, &b| forms[a].as_slice().cmp(forms[b].as_slice()).then(a.cmp(&b)));
+    let mut repeat = vec![false; forms.len()];
+    for pair in order.windows(2) {
+        if forms[pair[0]].as_slice() == forms[pair[1]].as_slice() {
+            repeat[pair[1]] = true;
+        }
+    }
+    forms
+        .into_iter()
+        .zip(repeat)
+        .filter_map(|(form, repeat)| (!repeat).then_some(form))
+        .collect()
 }
 
 /// The base64 forms of `value` starting `alignment` bytes into a 3-byte
