@@ -305,21 +305,42 @@ fn put_head(tx: &mut dyn Tx, key: &AuditKey, seq: u64, last: &[u8]) -> DbResult<
 /// Appends `entry` inside the caller's (write) transaction, chained under
 /// `key`. Returns its sequence number.
 pub fn append(tx: &mut dyn Tx, key: &AuditKey, entry: &Entry<'_>, now_ms: i64) -> DbResult<u64> {
+    append_all(tx, key, std::slice::from_ref(entry), now_ms)
+}
+
+/// Appends `entries` in order inside the caller's transaction: the same
+/// records and chain as appending them one at a time, with one read and one
+/// write of the head. Returns the last sequence number (the head's if
+/// `entries` is empty).
+pub fn append_all(
+    tx: &mut dyn Tx,
+    key: &AuditKey,
+    entries: &[Entry<'_>],
+    now_ms: i64,
+) -> DbResult<u64> {
     let head = head(tx)?;
-    let record = Record {
-        seq: head.seq + 1,
-        ts_ms: now_ms,
-        actor: entry.actor.to_owned(),
-        action: entry.action.as_str().to_owned(),
-        vault: entry.vault.map(str::to_owned),
-        secret: entry.secret.map(str::to_owned),
-        version: entry.version,
-        outcome: entry.outcome.as_str().to_owned(),
-    };
-    let mac = record_mac(key, &head.last, &record);
-    tx.audit_insert(&record, &head.last, &mac)?;
-    put_head(tx, key, record.seq, &mac)?;
-    Ok(record.seq)
+    let (mut seq, mut last) = (head.seq, head.last);
+    if entries.is_empty() {
+        return Ok(seq);
+    }
+    for entry in entries {
+        seq += 1;
+        let record = Record {
+            seq,
+            ts_ms: now_ms,
+            actor: entry.actor.to_owned(),
+            action: entry.action.as_str().to_owned(),
+            vault: entry.vault.map(str::to_owned),
+            secret: entry.secret.map(str::to_owned),
+            version: entry.version,
+            outcome: entry.outcome.as_str().to_owned(),
+        };
+        let mac = record_mac(key, &last, &record);
+        tx.audit_insert(&record, &last, &mac)?;
+        last = mac.to_vec();
+    }
+    put_head(tx, key, seq, &last)?;
+    Ok(seq)
 }
 
 /// Lists records oldest first; with a limit, the newest `limit` of them.

@@ -176,6 +176,18 @@ impl KeyRing {
         audit::append(tx, &self.audit, entry, now).map_err(self.db("writing the audit record"))
     }
 
+    /// Appends `entries` in order, chained as if appended one by one.
+    pub(super) fn append_all_at(
+        &self,
+        tx: &mut dyn Tx,
+        entries: &[Entry<'_>],
+        now: i64,
+    ) -> Result<()> {
+        audit::append_all(tx, &self.audit, entries, now)
+            .map(drop)
+            .map_err(self.db("writing the audit records"))
+    }
+
     /// The key check no longer opens with our key, although it did when the
     /// store was opened: another process rotated the master key since. Finds
     /// the new key where a rotation leaves it (`master.key.next` until it

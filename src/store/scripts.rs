@@ -186,9 +186,10 @@ impl Store {
         self.write("committing the audit records", |tx, keys| {
             let actor = keys.actor.clone();
             let mut values = Vec::with_capacity(names.len());
+            let mut entries = Vec::with_capacity(names.len());
             let mut first_error = None;
             for name in names {
-                match read_in_tx(
+                let (result, entry) = open_in_tx(
                     tx,
                     keys,
                     &actor,
@@ -197,7 +198,9 @@ impl Store {
                     name.as_str(),
                     None,
                     now,
-                ) {
+                )?;
+                entries.push(entry);
+                match result {
                     Ok(value) => values.push(value),
                     Err(e @ (StoreError::Database { .. } | StoreError::Unavailable { .. })) => {
                         return Err(e)
@@ -207,6 +210,8 @@ impl Store {
                     }
                 }
             }
+            // One read and one write of the chain's head for all of them.
+            keys.append_all_at(tx, &entries, now)?;
             Ok(match first_error {
                 Some(e) => Err(e),
                 None => Ok(values),
@@ -806,6 +811,25 @@ fn read_in_tx(
     version: Option<u64>,
     now: i64,
 ) -> Result<Revealed> {
+    let (result, entry) = open_in_tx(tx, keys, actor, purpose, vault, name, version, now)?;
+    keys.append_at(tx, &entry, now)?;
+    result
+}
+
+/// Reads and decrypts one secret; returns what happened and the audit entry
+/// that says so, for the caller to append before it hands the value out.
+/// The outer error is the database's (the transaction is lost).
+#[allow(clippy::too_many_arguments)]
+fn open_in_tx<'a>(
+    tx: &mut dyn Tx,
+    keys: &KeyRing,
+    actor: &'a str,
+    purpose: Action,
+    vault: &'a str,
+    name: &'a str,
+    version: Option<u64>,
+    now: i64,
+) -> Result<(Result<Revealed>, Entry<'a>)> {
     let mut entry = Entry::about(actor, purpose, vault, name).with(version, Outcome::NotFound);
     let row = live_secret_row(tx, keys, vault, name, now)?;
     let result = match row {
@@ -853,8 +877,7 @@ fn read_in_tx(
             }
         }
     };
-    keys.append_at(tx, &entry, now)?;
-    result
+    Ok((result, entry))
 }
 
 /// The audit record of a change to a var.
