@@ -20,66 +20,10 @@ use shroud::secret::SecretValue;
 
 mod common;
 
+use common::{log_text, secrets};
+
 const INPUT_BYTES: usize = 64 << 20;
 const CHUNK: usize = 64 << 10;
-
-/// A small deterministic generator (xorshift), so every run sees the same data.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[(self.next() % items.len() as u64) as usize]
-    }
-}
-
-/// Random 24-byte secrets over letters, digits and a few symbols.
-fn secrets(count: usize, seed: u64) -> Vec<Vec<u8>> {
-    let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_+/=.";
-    let mut rng = Rng(seed);
-    (0..count)
-        .map(|_| (0..24).map(|_| *rng.pick(alphabet)).collect())
-        .collect()
-}
-
-/// Log lines like a web service's, `len` bytes in all.
-fn log_text(len: usize) -> Vec<u8> {
-    let mut rng = Rng(0x5eed);
-    let levels = ["INFO", "INFO", "INFO", "DEBUG", "WARN", "ERROR"];
-    let paths = [
-        "/api/v1/items",
-        "/api/v1/users",
-        "/healthz",
-        "/api/v2/orders",
-        "/static/app.js",
-    ];
-    let users = ["alice", "bob", "carol", "dave", "erin", "frank"];
-    let mut out = Vec::with_capacity(len + 256);
-    while out.len() < len {
-        let line = format!(
-            "2026-11-24T05:{:02}:{:02}.{:03}Z {} request_id={:016x} method=GET path={}/{} status={} latency_ms={} user={} bytes={}\n",
-            rng.next() % 60,
-            rng.next() % 60,
-            rng.next() % 1000,
-            rng.pick(&levels),
-            rng.next(),
-            rng.pick(&paths),
-            rng.next() % 100_000,
-            rng.pick(&[200, 200, 200, 201, 204, 404, 500]),
-            rng.next() % 900,
-            rng.pick(&users),
-            rng.next() % 1_000_000,
-        );
-        out.extend_from_slice(line.as_bytes());
-    }
-    out.truncate(len);
-    out
-}
 
 fn mask_set(values: &[Vec<u8>]) -> Arc<MaskSet> {
     let mut builder = MaskSet::builder(MaskStyle::Label);
