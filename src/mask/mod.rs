@@ -133,9 +133,13 @@ const NO_PATTERN: u32 = u32::MAX;
 /// Every value's forms ([`variants::forms`]), in value order; on up to four
 /// threads when there are many values.
 fn forms_of_all(values: &[Zeroizing<Vec<u8>>]) -> Vec<Vec<Zeroizing<Vec<u8>>>> {
+    let serial = || values.iter().map(|v| variants::forms(v)).collect();
+    if values.len() < PARALLEL_FORMS_SECRETS {
+        return serial();
+    }
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
-    if values.len() < PARALLEL_FORMS_SECRETS || threads < 2 {
-        return values.iter().map(|v| variants::forms(v)).collect();
+    if threads < 2 {
+        return serial();
     }
     let chunk = values.len().div_ceil(threads);
     std::thread::scope(|scope| {
