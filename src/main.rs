@@ -10,7 +10,7 @@ use shroud::cli::{self, Cli, EXIT_INTERNAL};
 fn main() -> ExitCode {
     // Before any secret is read: no core dumps, no ptrace by same-user peers.
     let hardened = shroud::sys::proc::disable_core_dumps();
-    install_panic_hook();
+    shroud::sys::panic::install_hook(EXIT_INTERNAL);
     if cli::Internal::is_invoked() {
         let internal = match cli::Internal::try_parse() {
             Ok(internal) => internal,
@@ -130,37 +130,4 @@ fn init_tracing(settings: cli::LogSettings) {
         (false, Some(filter)) => builder.with_env_filter(filter).init(),
         (false, None) => builder.with_max_level(settings.default_level).init(),
     }
-}
-
-/// A panic on the main thread prints one `error:` line and exits 125. On any
-/// other thread (the server's workers and blocking threads) it is logged and
-/// unwinds, so the server answers that one request with a bare 500 (its
-/// `CatchPanicLayer`, or a failed join) and keeps serving. No code path
-/// formats a plaintext value (`SecretValue` has no `Display` and a redacted
-/// `Debug`), so the payload is safe to show.
-fn install_panic_hook() {
-    std::panic::set_hook(Box::new(|info| {
-        let thread = std::thread::current();
-        let on_main = thread.name() == Some("main");
-        let payload = info
-            .payload()
-            .downcast_ref::<&str>()
-            .map(|s| (*s).to_owned())
-            .or_else(|| info.payload().downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "unknown panic".to_owned());
-        let location = info
-            .location()
-            .map(|l| format!(" at {}:{}", l.file(), l.line()))
-            .unwrap_or_default();
-        if !on_main {
-            let name = thread.name().unwrap_or("unnamed");
-            tracing::error!(thread = name, "panic: {payload}{location}");
-            return;
-        }
-        let _ = writeln!(
-            std::io::stderr(),
-            "error: internal error: {payload}{location}"
-        );
-        std::process::exit(i32::from(EXIT_INTERNAL));
-    }));
 }

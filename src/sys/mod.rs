@@ -14,6 +14,7 @@
 
 pub mod beneath;
 pub mod fd;
+pub mod panic;
 pub mod poll;
 pub mod proc;
 pub mod pty;
