@@ -176,8 +176,29 @@ impl<T> Db<T> for rusqlite::Result<T> {
 }
 
 /// Applies the per-connection settings every shroud connection uses.
+/// Waits for a lock another connection holds, for up to [`BUSY_TIMEOUT`]:
+/// SQLite's own handler sleeps 1, 2, 5, 10 ... 100 ms, far longer than a
+/// commit here holds the lock, so concurrent commands queued behind each
+/// other's sleeps. This one checks every 100 us for the first 20 ms, then
+/// every 2 ms.
+fn wait_for_lock(tries_so_far: i32) -> bool {
+    const FAST_TRIES: i32 = 200;
+    const FAST: Duration = Duration::from_micros(100);
+    const SLOW: Duration = Duration::from_millis(2);
+    let slow_tries = (BUSY_TIMEOUT.as_micros() / SLOW.as_micros()) as i32;
+    if tries_so_far >= FAST_TRIES + slow_tries {
+        return false;
+    }
+    std::thread::sleep(if tries_so_far < FAST_TRIES {
+        FAST
+    } else {
+        SLOW
+    });
+    true
+}
+
 fn configure(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
-    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.busy_handler(Some(wait_for_lock))?;
     // Most connections live for one short CLI command. SQLite's default
     // checkpoint on close (re-sync the WAL, sync the database, delete the WAL
     // and re-create it next time) costs every command ~1 ms of syncs; the WAL
@@ -300,7 +321,7 @@ impl Connection for SqliteConnection {
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .db()?;
-        Ok(Box::new(SqliteTx::Write(tx)))
+        Ok(Box::new(SqliteTx::Write(tx, Durability::Full)))
     }
 
     fn describe(&self) -> String {
@@ -314,14 +335,22 @@ impl Connection for SqliteConnection {
 /// A transaction: a plain read on the connection, or an immediate write.
 enum SqliteTx<'a> {
     Read(&'a rusqlite::Connection),
-    Write(rusqlite::Transaction<'a>),
+    Write(rusqlite::Transaction<'a>, Durability),
+}
+
+/// How a write transaction commits: `synchronous=FULL` (the connection's
+/// setting) or, for this one transaction, `NORMAL` (no fsync of the WAL).
+#[derive(Clone, Copy, PartialEq)]
+enum Durability {
+    Full,
+    Relaxed,
 }
 
 impl SqliteTx<'_> {
     fn conn(&self) -> &rusqlite::Connection {
         match self {
             SqliteTx::Read(conn) => conn,
-            SqliteTx::Write(tx) => tx,
+            SqliteTx::Write(tx, _) => tx,
         }
     }
 }
@@ -453,7 +482,23 @@ impl Tx for SqliteTx<'_> {
     fn commit(self: Box<Self>) -> DbResult<()> {
         match *self {
             SqliteTx::Read(_) => Ok(()),
-            SqliteTx::Write(tx) => tx.commit().db(),
+            SqliteTx::Write(tx, Durability::Full) => tx.commit().db(),
+            // COMMIT by hand, so the connection's setting comes back after
+            // it (the transaction, committed, then drops as a no-op).
+            SqliteTx::Write(tx, Durability::Relaxed) => {
+                tx.execute_batch("COMMIT; PRAGMA synchronous = FULL").db()
+            }
+        }
+    }
+
+    fn relax_durability(&mut self) -> DbResult<()> {
+        match self {
+            SqliteTx::Read(_) => Ok(()),
+            SqliteTx::Write(tx, durability) => {
+                tx.execute_batch("PRAGMA synchronous = NORMAL").db()?;
+                *durability = Durability::Relaxed;
+                Ok(())
+            }
         }
     }
 
