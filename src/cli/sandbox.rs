@@ -13,7 +13,7 @@ use super::exec::{self, TtyMode};
 use super::{CliError, Context, EXIT_OK};
 use crate::clock::rfc3339;
 use crate::mask::MaskStyle;
-use crate::sandbox::apply::{self, SandboxPolicy};
+use crate::sandbox::apply;
 use crate::store::{OpenMode, Store};
 use crate::supervisor::output::Destination;
 use crate::supervisor::plan::{self, CallerEnv, PlanError, StoreAccess};
@@ -126,42 +126,39 @@ pub struct InitArgs {
     command: Vec<OsString>,
 }
 
-/// Runs `__sandbox-init` (it never returns).
+/// Runs `__sandbox-init` (it never returns, but for a probe).
 pub fn run_init(args: InitArgs) -> Result<u8, CliError> {
-    let policy: SandboxPolicy = serde_json::from_str(&args.policy)
-        .map_err(|e| CliError::Usage(format!("invalid sandbox policy: {e}")))?;
-    if args.probe {
-        let features = apply::probe(&policy);
-        println!(
-            "{}",
-            serde_json::to_string(&features).expect("features serialize")
-        );
-        return Ok(EXIT_OK);
+    apply::InitRequest {
+        policy: args.policy,
+        probe: args.probe,
+        command: args.command,
     }
-    if args.command.is_empty() {
-        return Err(CliError::Usage("no command".to_owned()));
-    }
-    let fd: i32 = std::env::var(apply::ENV_FD_VAR)
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .ok_or_else(|| CliError::Usage(format!("{} is not set", apply::ENV_FD_VAR)))?;
-    let env = crate::sys::fd::read_inherited_fd(fd).map_err(|source| CliError::Io {
-        context: "read the command's environment",
-        source,
-    })?;
-    apply::run_init(&policy, &args.command, &apply::env_entries(&env))
+    .run()
+    .map_err(|failure| match failure {
+        apply::InitFailure::Usage(message) => CliError::Usage(message),
+        apply::InitFailure::Environment(source) => CliError::Io {
+            context: "read the command's environment",
+            source,
+        },
+    })
 }
 
 pub fn run(ctx: &Context, command: SandboxCommand) -> Result<u8, CliError> {
     match command {
         SandboxCommand::Create(args) => create(ctx, args),
         SandboxCommand::Exec(args) => match prepare_exec(ctx, args) {
-            Ok(prepared) => {
+            Ok((prepared, mut store)) => {
                 let (id, plan) = (prepared.id, prepared.plan);
                 let result = supervisor::run(plan);
                 if let Ok(report) = &result {
-                    if let Ok(mut store) = ctx.open_store(OpenMode::Existing) {
-                        let _ = store.record_sandbox_exit(&id, i64::from(report.code));
+                    let code = i64::from(report.code);
+                    // The store opened for the run, or a new connection if
+                    // that one was lost while the command ran.
+                    if let Err(e) = store.record_sandbox_exit(&id, code) {
+                        tracing::debug!(error = %e, "recording the exit again on a new connection");
+                        if let Ok(mut store) = ctx.open_store(OpenMode::Existing) {
+                            let _ = store.record_sandbox_exit(&id, code);
+                        }
                     }
                 }
                 exec::report_run(ctx, result)
@@ -347,27 +344,25 @@ fn isolation_summary(features: &[apply::Feature]) -> String {
     }
 }
 
-fn prepare_exec(ctx: &Context, args: SandboxExecArgs) -> Result<PreparedExec, CliError> {
+/// The run, and the store it was prepared with (one connection for the
+/// sandbox's row, its secrets and, after the run, its exit).
+fn prepare_exec(ctx: &Context, args: SandboxExecArgs) -> Result<(PreparedExec, Store), CliError> {
     let host = host(ctx)?;
     let mut grants = plan::parse_grants(&args.secrets)?;
-    let (row, config) = {
-        let mut store = ctx.open_store(OpenMode::Existing)?;
-        let (row, config) = host.load(&mut store, &args.id)?;
-        SandboxHost::check_node(&row)?;
-        if args.all {
-            let vault = crate::store::VaultName::parse(&row.vault)?;
-            grants = plan::grants_with_all(&mut store, &vault, grants)?;
-        }
-        (row, config)
-    };
+    let mut store = ctx.open_store(OpenMode::Existing)?;
+    let (row, config) = host.load(&mut store, &args.id)?;
+    SandboxHost::check_node(&row)?;
+    if args.all {
+        let vault = crate::store::VaultName::parse(&row.vault)?;
+        grants = plan::grants_with_all(&mut store, &vault, grants)?;
+    }
     let timeout = args
         .timeout
         .as_deref()
         .map(exec::parse_timeout)
         .transpose()?;
-    let open = || Store::open(ctx.store_config(), OpenMode::Existing);
     let prepared = host.prepare_exec(
-        StoreAccess::Lazy(&open),
+        StoreAccess::Open(&mut store),
         row,
         config,
         ExecRequest {
@@ -388,7 +383,7 @@ fn prepare_exec(ctx: &Context, args: SandboxExecArgs) -> Result<PreparedExec, Cl
         },
     )?;
     exec::warn_unmasked(ctx, &prepared.unmasked);
-    Ok(prepared)
+    Ok((prepared, store))
 }
 
 fn list(ctx: &Context) -> Result<u8, CliError> {

@@ -222,6 +222,102 @@ pub struct Feature {
 
 const MIB: u64 = 1024 * 1024;
 
+/// The name of the sandbox init's own binary, installed beside `shroud`.
+pub const INIT_BINARY: &str = "shroud-sandbox-init";
+
+/// How to start the sandbox init: the small `shroud-sandbox-init` beside
+/// `shroud` when it is there (it maps and relocates a fraction of what
+/// `shroud` does, which is most of an init's start-up), else `shroud
+/// __sandbox-init`. The program, and the arguments that go before the
+/// init's own (`--policy JSON [--probe] [-- COMMAND...]`).
+pub fn init_program(shroud: &Path) -> (PathBuf, Vec<OsString>) {
+    let own = shroud.with_file_name(INIT_BINARY);
+    if own.is_file() {
+        (own, Vec::new())
+    } else {
+        (shroud.to_owned(), vec!["__sandbox-init".into()])
+    }
+}
+
+/// What the init was asked to do, from its arguments.
+#[derive(Debug, Default)]
+pub struct InitRequest {
+    /// The policy, as JSON.
+    pub policy: String,
+    /// Only try each feature and print what this host gives, as JSON.
+    pub probe: bool,
+    pub command: Vec<OsString>,
+}
+
+impl InitRequest {
+    /// Reads `--policy JSON [--probe] [-- COMMAND...]` (the init binary's
+    /// arguments; `shroud __sandbox-init` reads the same through clap).
+    pub fn parse(mut args: impl Iterator<Item = OsString>) -> Result<Self, String> {
+        let mut request = InitRequest::default();
+        let mut policy = None;
+        while let Some(arg) = args.next() {
+            match arg.to_str() {
+                Some("--policy") => {
+                    let value = args.next().ok_or("--policy needs a value")?;
+                    let value = value.into_string().map_err(|_| "the policy is not UTF-8")?;
+                    policy = Some(value);
+                }
+                Some("--probe") => request.probe = true,
+                Some("--") => {
+                    request.command = args.collect();
+                    break;
+                }
+                _ => return Err("unexpected argument (expected --policy, --probe or --)".into()),
+            }
+        }
+        request.policy = policy.ok_or("--policy is required")?;
+        Ok(request)
+    }
+
+    /// Runs it: prints the probe's report and returns, or becomes the init
+    /// (and never returns).
+    pub fn run(self) -> Result<u8, InitFailure> {
+        let policy: SandboxPolicy = serde_json::from_str(&self.policy)
+            .map_err(|e| InitFailure::Usage(format!("invalid sandbox policy: {e}")))?;
+        if self.probe {
+            let features = probe(&policy);
+            println!(
+                "{}",
+                serde_json::to_string(&features).expect("features serialize")
+            );
+            return Ok(0);
+        }
+        if self.command.is_empty() {
+            return Err(InitFailure::Usage("no command".to_owned()));
+        }
+        let fd: i32 = std::env::var(ENV_FD_VAR)
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| InitFailure::Usage(format!("{ENV_FD_VAR} is not set")))?;
+        let env = fd::read_inherited_fd(fd).map_err(InitFailure::Environment)?;
+        run_init(&policy, &self.command, &env_entries(&env))
+    }
+}
+
+/// Why the init did not start.
+#[derive(Debug)]
+pub enum InitFailure {
+    /// Bad arguments (exit 2).
+    Usage(String),
+    /// The command's environment could not be read from its descriptor
+    /// (exit 125).
+    Environment(std::io::Error),
+}
+
+impl std::fmt::Display for InitFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            InitFailure::Usage(message) => f.write_str(message),
+            InitFailure::Environment(e) => write!(f, "cannot read the command's environment: {e}"),
+        }
+    }
+}
+
 /// Runs the sandbox init (see the module docs); never returns.
 pub fn run_init(policy: &SandboxPolicy, command: &[OsString], env: &[&[u8]]) -> ! {
     match outer(policy, command, env) {

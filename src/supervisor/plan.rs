@@ -352,17 +352,17 @@ pub fn prepare(
         Some(mut policy) => {
             policy.die_with = Some(std::process::id());
             policy.passed_fds = spec.pass_fds.len() as u32;
-            let mut init_args: Vec<OsString> = vec![
-                "__sandbox-init".into(),
+            let (init, mut init_args) = crate::sandbox::apply::init_program(binary);
+            init_args.extend([
                 "--policy".into(),
                 serde_json::to_string(&policy)
                     .expect("policy serializes")
                     .into(),
                 "--".into(),
                 spec.program,
-            ];
+            ]);
             init_args.extend(spec.args);
-            (binary.as_os_str().to_owned(), init_args, true, true)
+            (init.into_os_string(), init_args, true, true)
         }
     };
     Ok(PreparedRun {

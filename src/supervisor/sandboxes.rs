@@ -294,10 +294,12 @@ impl SandboxHost {
         })
     }
 
-    /// Runs `__sandbox-init --probe` for `policy` and parses its report.
+    /// Runs the init's `--probe` for `policy` and parses its report.
     fn probe(&self, policy: &SandboxPolicy) -> std::io::Result<Vec<Feature>> {
-        let output = Command::new(&self.binary)
-            .args(["__sandbox-init", "--probe", "--policy"])
+        let (init, init_args) = crate::sandbox::apply::init_program(&self.binary);
+        let output = Command::new(init)
+            .args(init_args)
+            .args(["--probe", "--policy"])
             .arg(serde_json::to_string(policy).expect("policy serializes"))
             .env_clear()
             .stdin(Stdio::null())

@@ -490,3 +490,79 @@ crate::conformance!(
     files_persist_across_execs_and_tmp_is_private,
     rm_removes_the_files_and_later_execs_fail,
 );
+
+/// What pid 1 of a sandbox runs, as `/proc/1/cmdline` shows it inside.
+fn init_cmdline(home: &TestHome, binary: &std::path::Path, id: &str) -> String {
+    let mut cmd = std::process::Command::new(binary);
+    let template = home.command(&[]);
+    cmd.env_clear();
+    for (key, value) in template.get_envs() {
+        if let Some(value) = value {
+            cmd.env(key, value);
+        }
+    }
+    cmd.args(["sandbox", "exec", id, "--", "sh", "-c"])
+        .arg("tr '\\0' ' ' < /proc/1/cmdline; echo; echo $API_KEY");
+    let out = home.run_with(cmd, None);
+    let text = out.ok().to_owned();
+    assert!(
+        text.contains("<secret:api_key>") && !text.contains(VALUE),
+        "{text}"
+    );
+    text
+}
+
+#[test]
+fn the_init_is_its_own_small_binary_and_shroud_alone_still_runs_sandboxes() {
+    let home = home();
+    let id = create(&home, &["--template", "bash", "--secret", "API_KEY"]);
+    let shroud = std::path::Path::new(crate::support::shroud_binary());
+    let beside = shroud.with_file_name("shroud-sandbox-init");
+    assert!(
+        beside.is_file(),
+        "the build puts {} beside shroud",
+        beside.display()
+    );
+    let normal = init_cmdline(&home, shroud, &id);
+    assert!(
+        normal.starts_with(&format!("{} --policy ", beside.display())),
+        "pid 1 is the small init: {normal}"
+    );
+    // `shroud` copied somewhere on its own: the init is `shroud __sandbox-init`.
+    let alone_dir = tempfile::tempdir().unwrap();
+    let alone = alone_dir.path().join("shroud");
+    std::fs::copy(shroud, &alone).unwrap();
+    let fallback = init_cmdline(&home, &alone, &id);
+    assert!(
+        fallback.starts_with(&format!("{} __sandbox-init --policy ", alone.display())),
+        "pid 1 is shroud's own entry point: {fallback}"
+    );
+}
+
+#[test]
+fn the_init_binary_refuses_bad_arguments_with_an_error_line() {
+    let init =
+        std::path::Path::new(crate::support::shroud_binary()).with_file_name("shroud-sandbox-init");
+    for (args, message) in [
+        (vec!["--bogus"], "unexpected argument"),
+        (vec![], "--policy is required"),
+        (vec!["--policy"], "--policy needs a value"),
+        (
+            vec!["--policy", "{}", "--", "true"],
+            "invalid sandbox policy",
+        ),
+    ] {
+        let out = std::process::Command::new(&init)
+            .args(&args)
+            .env_clear()
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.starts_with("error: ") && stderr.contains(message),
+            "{args:?}: {stderr}"
+        );
+        assert!(out.stdout.is_empty());
+    }
+}
