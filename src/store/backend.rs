@@ -161,6 +161,14 @@ pub trait Connection: Send {
     fn read(&mut self) -> DbResult<Box<dyn Tx + '_>>;
     /// A write transaction: the one serialization point of every change.
     fn write(&mut self) -> DbResult<Box<dyn Tx + '_>>;
+    /// A write transaction whose commit does not wait for the disk: it
+    /// survives a crash of the process, and the store stays consistent after
+    /// a power loss, which may lose it. For bookkeeping that hands nothing
+    /// out (how a command ended). A backend without the choice commits
+    /// durably.
+    fn write_relaxed(&mut self) -> DbResult<Box<dyn Tx + '_>> {
+        self.write()
+    }
     /// Where the data is, for messages (a path, or `host:port/db`; never a
     /// password).
     fn describe(&self) -> String;
@@ -181,14 +189,6 @@ pub trait Connection: Send {
 /// [`Tx::commit`].
 pub trait Tx {
     fn commit(self: Box<Self>) -> DbResult<()>;
-    /// Lets this write transaction's commit skip waiting for the disk: it
-    /// survives a crash of the process, and the store stays consistent
-    /// after a power loss, which may lose it. For bookkeeping that hands
-    /// nothing out (how a command ended); a backend without the choice
-    /// commits durably.
-    fn relax_durability(&mut self) -> DbResult<()> {
-        Ok(())
-    }
 
     fn meta_get(&mut self, key: &str) -> DbResult<Option<Vec<u8>>>;
     fn meta_put(&mut self, key: &str, value: &[u8]) -> DbResult<()>;

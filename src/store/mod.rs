@@ -703,15 +703,37 @@ impl Store {
     fn write<T>(
         &mut self,
         context: &'static str,
+        script: impl FnMut(&mut dyn Tx, &KeyRing) -> Result<Result<T>>,
+    ) -> Result<T> {
+        self.write_with(true, context, script)
+    }
+
+    /// [`Self::write`] whose commit does not wait for the disk (see
+    /// [`Connection::write_relaxed`]): for bookkeeping that hands nothing out.
+    fn write_relaxed<T>(
+        &mut self,
+        context: &'static str,
+        script: impl FnMut(&mut dyn Tx, &KeyRing) -> Result<Result<T>>,
+    ) -> Result<T> {
+        self.write_with(false, context, script)
+    }
+
+    fn write_with<T>(
+        &mut self,
+        durable: bool,
+        context: &'static str,
         mut script: impl FnMut(&mut dyn Tx, &KeyRing) -> Result<Result<T>>,
     ) -> Result<T> {
         let mut retried = false;
         loop {
             let Store { conn, keys, .. } = self;
             let attempt = (|| {
-                let mut tx = conn
-                    .write()
-                    .map_err(keys.db("starting a write transaction"))?;
+                let begun = if durable {
+                    conn.write()
+                } else {
+                    conn.write_relaxed()
+                };
+                let mut tx = begun.map_err(keys.db("starting a write transaction"))?;
                 if keys.key_source != KeySource::Ephemeral {
                     if let Some(blob) = tx
                         .meta_get(KEY_CHECK)

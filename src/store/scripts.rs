@@ -650,9 +650,7 @@ impl Store {
     /// the disk: it hands nothing out, and a power loss that takes it takes
     /// the audit head with it, so the chain still verifies.
     pub fn record_sandbox_exit(&mut self, id: &str, code: i64) -> Result<()> {
-        self.write("committing a sandbox exit", |tx, keys| {
-            tx.relax_durability()
-                .map_err(keys.db("relaxing the commit"))?;
+        self.write_relaxed("committing a sandbox exit", |tx, keys| {
             let row = tx
                 .sandbox(id)
                 .map_err(keys.db("reading a sandbox"))?

@@ -235,6 +235,9 @@ pub struct SqliteConnection {
     conn: rusqlite::Connection,
     /// The file, `None` in memory.
     path: Option<PathBuf>,
+    /// The last write was [`Connection::write_relaxed`]: `synchronous` is
+    /// `NORMAL` until the next durable one sets it back.
+    relaxed: bool,
 }
 
 impl SqliteConnection {
@@ -245,6 +248,7 @@ impl SqliteConnection {
         Ok(SqliteConnection {
             conn,
             path: Some(path.to_owned()),
+            relaxed: false,
         })
     }
 
@@ -252,7 +256,11 @@ impl SqliteConnection {
     pub fn open_memory() -> DbResult<Self> {
         let conn = rusqlite::Connection::open_in_memory().db()?;
         configure(&conn).db()?;
-        Ok(SqliteConnection { conn, path: None })
+        Ok(SqliteConnection {
+            conn,
+            path: None,
+            relaxed: false,
+        })
     }
 
     /// The schema version found in the database (0 when new).
@@ -317,11 +325,30 @@ impl Connection for SqliteConnection {
     }
 
     fn write(&mut self) -> DbResult<Box<dyn Tx + '_>> {
+        if self.relaxed {
+            // SQLite takes the setting only outside a transaction.
+            self.conn.execute_batch("PRAGMA synchronous = FULL").db()?;
+            self.relaxed = false;
+        }
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .db()?;
-        Ok(Box::new(SqliteTx::Write(tx, Durability::Full)))
+        Ok(Box::new(SqliteTx::Write(tx)))
+    }
+
+    /// `synchronous=NORMAL` until the next [`Connection::write`]: the WAL is
+    /// not synced at this commit (it is at the next durable one).
+    fn write_relaxed(&mut self) -> DbResult<Box<dyn Tx + '_>> {
+        self.conn
+            .execute_batch("PRAGMA synchronous = NORMAL")
+            .db()?;
+        self.relaxed = true;
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .db()?;
+        Ok(Box::new(SqliteTx::Write(tx)))
     }
 
     fn describe(&self) -> String {
@@ -335,22 +362,14 @@ impl Connection for SqliteConnection {
 /// A transaction: a plain read on the connection, or an immediate write.
 enum SqliteTx<'a> {
     Read(&'a rusqlite::Connection),
-    Write(rusqlite::Transaction<'a>, Durability),
-}
-
-/// How a write transaction commits: `synchronous=FULL` (the connection's
-/// setting) or, for this one transaction, `NORMAL` (no fsync of the WAL).
-#[derive(Clone, Copy, PartialEq)]
-enum Durability {
-    Full,
-    Relaxed,
+    Write(rusqlite::Transaction<'a>),
 }
 
 impl SqliteTx<'_> {
     fn conn(&self) -> &rusqlite::Connection {
         match self {
             SqliteTx::Read(conn) => conn,
-            SqliteTx::Write(tx, _) => tx,
+            SqliteTx::Write(tx) => tx,
         }
     }
 }
@@ -482,23 +501,7 @@ impl Tx for SqliteTx<'_> {
     fn commit(self: Box<Self>) -> DbResult<()> {
         match *self {
             SqliteTx::Read(_) => Ok(()),
-            SqliteTx::Write(tx, Durability::Full) => tx.commit().db(),
-            // COMMIT by hand, so the connection's setting comes back after
-            // it (the transaction, committed, then drops as a no-op).
-            SqliteTx::Write(tx, Durability::Relaxed) => {
-                tx.execute_batch("COMMIT; PRAGMA synchronous = FULL").db()
-            }
-        }
-    }
-
-    fn relax_durability(&mut self) -> DbResult<()> {
-        match self {
-            SqliteTx::Read(_) => Ok(()),
-            SqliteTx::Write(tx, durability) => {
-                tx.execute_batch("PRAGMA synchronous = NORMAL").db()?;
-                *durability = Durability::Relaxed;
-                Ok(())
-            }
+            SqliteTx::Write(tx) => tx.commit().db(),
         }
     }
 
