@@ -188,44 +188,75 @@ impl MaskSetBuilder {
             }
         }
         drop(self.values);
-        let patterns = patterns.list;
-        let views: Vec<&[u8]> = patterns.iter().map(|(p, _)| p.as_slice()).collect();
-        let (automaton, prefilter) = if views.is_empty() {
-            (None, None)
-        } else if views.len() < PARALLEL_BUILD_PATTERNS {
-            (Some(Automaton::new(&views)), Some(Prefilter::new(&views)))
+        let (patterns, secret_of): (Vec<_>, Vec<_>) = patterns.list.into_iter().unzip();
+        let patterns: Arc<[Zeroizing<Vec<u8>>]> = patterns.into();
+        let max_len = patterns.iter().map(|p| p.len()).max().unwrap_or(0);
+        let compiled = std::sync::OnceLock::new();
+        let mut pending = None;
+        if patterns.is_empty() {
+            let _ = compiled.set(None);
+        } else if patterns.len() < BACKGROUND_BUILD_PATTERNS {
+            let _ = compiled.set(Some(Compiled::new(&patterns)));
+        } else {
+            // The run starts while this compiles; the first output waits.
+            let patterns = Arc::clone(&patterns);
+            pending = Some(std::thread::spawn(move || Compiled::new(&patterns)));
+        }
+        Arc::new(MaskSet {
+            patterns,
+            secret_of,
+            replacements: self.replacements,
+            compiled,
+            pending: std::sync::Mutex::new(pending),
+            max_len,
+        })
+    }
+}
+
+/// From this many patterns on (about 20 secrets with their variants), a set
+/// compiles on a thread of its own, beside the start of the run it masks:
+/// the command starts without waiting, and its first output waits for the
+/// automaton instead (a command that writes nothing never waits).
+const BACKGROUND_BUILD_PATTERNS: usize = 2048;
+
+/// The automaton and its prefilter.
+struct Compiled {
+    automaton: Automaton,
+    prefilter: Prefilter,
+}
+
+impl Compiled {
+    fn new(patterns: &[Zeroizing<Vec<u8>>]) -> Self {
+        let views: Vec<&[u8]> = patterns.iter().map(|p| p.as_slice()).collect();
+        let (automaton, prefilter) = if views.len() < PARALLEL_BUILD_PATTERNS {
+            (Automaton::new(&views), Prefilter::new(&views))
         } else {
             // The two are independent: the prefilter is built on a second
             // core while this one builds the automaton.
             std::thread::scope(|scope| {
                 let prefilter = scope.spawn(|| Prefilter::new(&views));
                 let automaton = Automaton::new(&views);
-                let prefilter = prefilter.join().expect("building the prefilter");
-                (Some(automaton), Some(prefilter))
+                (automaton, prefilter.join().expect("building the prefilter"))
             })
         };
-        let max_len = views.iter().map(|p| p.len()).max().unwrap_or(0);
-        drop(views);
-        Arc::new(MaskSet {
-            secret_of: patterns.iter().map(|&(_, s)| s).collect(),
-            patterns: patterns.into_iter().map(|(p, _)| p).collect(),
-            replacements: self.replacements,
+        Compiled {
             automaton,
             prefilter,
-            max_len,
-        })
+        }
     }
 }
 
 /// The compiled patterns of one run. Share it (it is an `Arc`) between the
 /// maskers of the run's streams.
 pub struct MaskSet {
-    patterns: Vec<Zeroizing<Vec<u8>>>,
+    patterns: Arc<[Zeroizing<Vec<u8>>]>,
     /// The secret each pattern belongs to.
     secret_of: Vec<u32>,
     replacements: Vec<Vec<u8>>,
-    automaton: Option<Automaton>,
-    prefilter: Option<Prefilter>,
+    /// `None` for an empty set; set at build time, or by the first caller
+    /// of [`MaskSet::compiled`] from the thread in `pending`.
+    compiled: std::sync::OnceLock<Option<Compiled>>,
+    pending: std::sync::Mutex<Option<std::thread::JoinHandle<Compiled>>>,
     max_len: usize,
 }
 
@@ -267,6 +298,32 @@ impl MaskSet {
         self.replacement_of_secret(self.secret_of[pattern as usize])
     }
 
+    /// The automaton and prefilter (`None` when there is nothing to mask),
+    /// waiting for the thread compiling them if it has not finished.
+    fn compiled(&self) -> Option<&Compiled> {
+        self.compiled
+            .get_or_init(|| {
+                let thread = self
+                    .pending
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .take()
+                    .expect("a set not compiled at build time has its thread");
+                Some(thread.join().expect("compiling the mask set"))
+            })
+            .as_ref()
+    }
+
+    /// The automaton of a non-empty set.
+    fn automaton(&self) -> &Automaton {
+        &self.compiled().expect("non-empty set").automaton
+    }
+
+    /// The prefilter of a non-empty set.
+    fn prefilter(&self) -> &Prefilter {
+        &self.compiled().expect("non-empty set").prefilter
+    }
+
     /// Longest pattern length.
     pub fn max_pattern_len(&self) -> usize {
         self.max_len
@@ -287,7 +344,7 @@ impl std::fmt::Debug for MaskSet {
         f.debug_struct("MaskSet")
             .field("secrets", &self.replacements.len())
             .field("patterns", &self.patterns.len())
-            .field("prefilter", &self.prefilter)
+            .field("compiled", &self.compiled.get().is_some())
             .finish_non_exhaustive()
     }
 }

@@ -123,17 +123,18 @@ impl Masker {
     }
 
     fn step(&self) -> u64 {
-        self.set.prefilter.as_ref().map_or(1, |p| p.step() as u64)
+        if self.set.is_empty() {
+            1
+        } else {
+            self.set.prefilter().step() as u64
+        }
     }
 
     /// Finds every occurrence that can be known from the data so far and
     /// advances `resolved` as far as the data allows.
     fn scan(&mut self) {
-        let prefilter = self
-            .set
-            .prefilter
-            .as_ref()
-            .expect("non-empty set has a prefilter");
+        let set = Arc::clone(&self.set);
+        let prefilter = set.prefilter();
         let step = prefilter.step() as u64;
         let end = self.end();
         let mut hits = std::mem::take(&mut self.hits);
@@ -184,10 +185,7 @@ impl Masker {
     /// whether the run reached the end of the data.
     fn run_automaton(&mut self, from: u64, until: u64) -> (u64, bool) {
         let set = Arc::clone(&self.set);
-        let automaton = set
-            .automaton
-            .as_ref()
-            .expect("non-empty set has an automaton");
+        let automaton = set.automaton();
         let mut state = ROOT;
         let offset = (from - self.buf_start) as usize;
         for i in offset..self.buf.len() {

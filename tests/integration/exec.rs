@@ -882,3 +882,44 @@ fn sandbox_exec_all_grants_the_sandboxes_vault() {
     ]);
     assert_eq!(out.ok(), "<secret:api_key> <secret:token> []\n");
 }
+
+/// With enough grants the mask set compiles on a thread beside the start of
+/// the run (2,048 patterns or more): the command's first bytes, written at
+/// once, wait for it and come out masked, every value and its base64.
+#[test]
+fn output_written_at_once_waits_for_a_mask_set_compiling_in_the_background() {
+    let home = TestHome::new();
+    let mut file = String::new();
+    let values: Vec<String> = (0..60)
+        .map(|i| format!("bg-compile-{i:02}-Zq8vN3xW7pL2"))
+        .collect();
+    for (i, value) in values.iter().enumerate() {
+        file.push_str(&format!("BG{i:02}={value}\n"));
+    }
+    home.run_stdin(&["secret", "import", "-"], file.as_bytes())
+        .ok();
+    let mut args: Vec<String> = vec!["exec".into()];
+    for i in 0..values.len() {
+        args.push("--secret".into());
+        args.push(format!("BG{i:02}"));
+    }
+    let script = "for v in $(env | grep '^BG' | cut -d= -f2); do echo \"$v\"; printf %s \"$v\" | base64; done";
+    args.extend(["--".into(), "sh".into(), "-c".into(), script.into()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    for _ in 0..3 {
+        let out = home.run(&args);
+        let text = out.ok();
+        assert_eq!(text.lines().count(), 2 * values.len(), "{text}");
+        for value in &values {
+            assert!(!text.contains(value.as_str()), "a value leaked: {text}");
+            let encoded = base64_of(value);
+            assert!(!text.contains(&encoded), "a base64 form leaked: {text}");
+        }
+        assert!(text.lines().all(|l| l.starts_with("<secret:bg")), "{text}");
+    }
+}
+
+fn base64_of(text: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(text)
+}
