@@ -282,9 +282,13 @@ fn mask_set(values: &[Vec<u8>]) -> Arc<MaskSet> {
 /// a pipe (1 MiB, as shroud sizes its own) that a second thread drains;
 /// returns the bytes drained. The filter gets an empty chunk at the end.
 fn into_pipe(input: &[u8], mut filter: impl FnMut(&[u8], &mut Vec<u8>)) -> usize {
-    use std::os::fd::AsFd;
+    use std::os::fd::AsRawFd;
     let (mut reader, mut writer) = std::io::pipe().unwrap();
-    nix::fcntl::fcntl(writer.as_fd(), nix::fcntl::FcntlArg::F_SETPIPE_SZ(1 << 20)).unwrap();
+    nix::fcntl::fcntl(
+        writer.as_raw_fd(),
+        nix::fcntl::FcntlArg::F_SETPIPE_SZ(1 << 20),
+    )
+    .unwrap();
     let drain = std::thread::spawn(move || {
         let mut buf = vec![0u8; 1 << 20];
         let mut total = 0;
