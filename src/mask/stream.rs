@@ -100,6 +100,9 @@ impl Masker {
             out.extend_from_slice(chunk);
             return;
         }
+        if chunk.is_empty() {
+            return;
+        }
         self.buf.extend_from_slice(chunk);
         self.scan();
         self.emit(out, self.resolved);
@@ -109,7 +112,8 @@ impl Masker {
     /// Ends the stream: flushes everything still held (held bytes that were
     /// not part of a complete occurrence go out as they are).
     pub fn finish(&mut self, out: &mut Vec<u8>) {
-        if self.set.is_empty() {
+        // Nothing ever came: nothing to look at (nor a compile to wait for).
+        if self.set.is_empty() || self.end() == 0 {
             return;
         }
         self.scan();
