@@ -22,15 +22,7 @@ use criterion::{criterion_group, criterion_main, Criterion};
 
 mod common;
 
-fn shroud(home: &Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_shroud"));
-    command
-        .arg("--home")
-        .arg(home)
-        .env_remove("SHROUD_MASTER_KEY")
-        .stdin(Stdio::null());
-    command
-}
+use common::shroud;
 
 fn run_ok(home: &Path, args: &[&str]) -> String {
     let out = shroud(home).args(args).output().unwrap();

@@ -22,6 +22,8 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 mod common;
 
+use common::{drain, shroud};
+
 const OUTPUT_BYTES: u64 = 256 << 20;
 
 fn prepare_home(dir: &std::path::Path) -> std::path::PathBuf {
@@ -33,15 +35,6 @@ fn prepare_home(dir: &std::path::Path) -> std::path::PathBuf {
         dir,
         &secrets.map(|(n, v)| (n.to_owned(), v.as_bytes().to_vec())),
     )
-}
-
-fn shroud(home: &std::path::Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_shroud"));
-    command
-        .arg("--home")
-        .arg(home)
-        .env_remove("SHROUD_MASTER_KEY");
-    command
 }
 
 fn overhead(c: &mut Criterion) {
@@ -70,22 +63,6 @@ fn overhead(c: &mut Criterion) {
         })
     });
     group.finish();
-}
-
-/// Runs `command`, drains its stdout, returns the bytes read.
-fn drain(command: &mut Command) -> u64 {
-    let mut child = command.stdout(Stdio::piped()).spawn().unwrap();
-    let mut out = child.stdout.take().unwrap();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut total = 0u64;
-    loop {
-        match out.read(&mut buf).unwrap() {
-            0 => break,
-            n => total += n as u64,
-        }
-    }
-    assert!(child.wait().unwrap().success());
-    total
 }
 
 fn throughput(c: &mut Criterion) {

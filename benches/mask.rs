@@ -15,23 +15,14 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use shroud::mask::{MaskSet, MaskStyle, Masker};
-use shroud::secret::SecretValue;
+use shroud::mask::{MaskSet, Masker};
 
 mod common;
 
-use common::{log_text, secrets};
+use common::{log_text, mask_set, secrets};
 
 const INPUT_BYTES: usize = 64 << 20;
 const CHUNK: usize = 64 << 10;
-
-fn mask_set(values: &[Vec<u8>]) -> Arc<MaskSet> {
-    let mut builder = MaskSet::builder(MaskStyle::Label);
-    for (i, value) in values.iter().enumerate() {
-        builder.add(&format!("SECRET_{i}"), &SecretValue::from_slice(value));
-    }
-    builder.build()
-}
 
 fn run_masker(set: &Arc<MaskSet>, input: &[u8], out: &mut Vec<u8>) -> usize {
     let mut masker = Masker::new(Arc::clone(set));

@@ -33,12 +33,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkGroup, Criterion, Throughput};
-use shroud::mask::{MaskSet, MaskStyle, Masker};
-use shroud::secret::SecretValue;
+use shroud::mask::Masker;
 
 mod common;
 
-use common::{log_text, secrets};
+use common::{drain, log_text, mask_set, secrets};
 
 type Group<'a> = BenchmarkGroup<'a, criterion::measurement::WallTime>;
 
@@ -72,13 +71,8 @@ fn mean(name: &str) -> Option<Duration> {
 }
 
 fn shroud(home: &Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_shroud"));
-    command
-        .arg("--home")
-        .arg(home)
-        .env_remove("SHROUD_MASTER_KEY")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null());
+    let mut command = common::shroud(home);
+    command.stdout(Stdio::null());
     command
 }
 
@@ -270,14 +264,6 @@ fn row4_grants(c: &mut Criterion, dir: &Path) {
 const INPUT_BYTES: usize = 64 << 20;
 const CHUNK: usize = 64 << 10;
 
-fn mask_set(values: &[Vec<u8>]) -> Arc<MaskSet> {
-    let mut builder = MaskSet::builder(MaskStyle::Label);
-    for (i, value) in values.iter().enumerate() {
-        builder.add(&format!("S{i}"), &SecretValue::from_slice(value));
-    }
-    builder.build()
-}
-
 /// Feeds `input` in chunks through `filter`, writing what it returns into
 /// a pipe (1 MiB, as shroud sizes its own) that a second thread drains;
 /// returns the bytes drained. The filter gets an empty chunk at the end.
@@ -427,23 +413,6 @@ const CHILD_BYTES: u64 = 1 << 30;
 const THROUGH_EXEC: &str = "child's 1 GiB through shroud exec (2 secrets)";
 const PLAIN_PIPE: &str = "child's 1 GiB through a plain pipe";
 
-/// Runs `command`, drains its stdout, returns the bytes read.
-fn drain(command: &mut Command) -> u64 {
-    let mut child = command.stdout(Stdio::piped()).spawn().unwrap();
-    let mut out = child.stdout.take().unwrap();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut total = 0u64;
-    loop {
-        match out.read(&mut buf).unwrap() {
-            0 => break,
-            n => total += n as u64,
-        }
-    }
-    assert!(child.wait().unwrap().success());
-    assert_eq!(total, CHILD_BYTES);
-    total
-}
-
 fn row7_child_output(c: &mut Criterion, home: &Path) {
     let producer = format!(
         "yes '2026-11-24T05:53:41.550Z INFO request_id=6f1c2a path=/api/v1/items status=200 latency_ms=12 user=alice' | head -c {CHILD_BYTES}"
@@ -452,13 +421,17 @@ fn row7_child_output(c: &mut Criterion, home: &Path) {
     group.throughput(Throughput::Bytes(CHILD_BYTES));
     group.sample_size(10);
     measure(&mut group, PLAIN_PIPE, || {
-        black_box(drain(Command::new("sh").args(["-c", &producer])));
+        assert_eq!(
+            drain(Command::new("sh").args(["-c", &producer])),
+            CHILD_BYTES
+        );
     });
     measure(&mut group, THROUGH_EXEC, || {
-        black_box(drain(shroud(home).args([
+        let drained = drain(shroud(home).args([
             "exec", "--tty", "never", "--secret", "S0", "--secret", "S1", "--", "sh", "-c",
             &producer,
-        ])));
+        ]));
+        assert_eq!(drained, CHILD_BYTES);
     });
     group.finish();
 }

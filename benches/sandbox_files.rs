@@ -9,7 +9,6 @@
 //! Run with `cargo bench --bench sandbox_files`.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -17,17 +16,9 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 mod common;
 
-const SIZE: usize = 64 * 1024 * 1024;
+use common::shroud;
 
-fn shroud(home: &Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_shroud"));
-    command
-        .arg("--home")
-        .arg(home)
-        .env_remove("SHROUD_MASTER_KEY")
-        .stdin(Stdio::null());
-    command
-}
+const SIZE: usize = 64 * 1024 * 1024;
 
 /// Sends one request with `body` and reads the whole answer; returns the
 /// body's length (the answer is discarded as it comes).

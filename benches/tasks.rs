@@ -20,14 +20,8 @@ use criterion::{criterion_group, criterion_main, Criterion};
 mod common;
 
 fn shroud(home: &Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_shroud"));
-    command
-        .arg("--home")
-        .arg(home)
-        .env_remove("SHROUD_MASTER_KEY")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+    let mut command = common::shroud(home);
+    command.stdout(Stdio::null()).stderr(Stdio::null());
     command
 }
 

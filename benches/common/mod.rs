@@ -4,6 +4,12 @@
 // Each benchmark compiles this module on its own and uses part of it.
 #![allow(dead_code)]
 
+use std::io::Read;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+
+use shroud::mask::{MaskSet, MaskStyle};
 use shroud::secret::SecretValue;
 use shroud::store::{NewSecret, OpenMode, SecretName, Store, StoreConfig, VaultName};
 
@@ -97,4 +103,41 @@ pub fn log_text(len: usize) -> Vec<u8> {
     }
     out.truncate(len);
     out
+}
+
+/// `shroud --home HOME` of this build, stdin from `/dev/null`, and no
+/// master key from the bench's own environment.
+pub fn shroud(home: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_shroud"));
+    command
+        .arg("--home")
+        .arg(home)
+        .env_remove("SHROUD_MASTER_KEY")
+        .stdin(Stdio::null());
+    command
+}
+
+/// Runs `command`, drains its stdout, checks it succeeded; the bytes read.
+pub fn drain(command: &mut Command) -> u64 {
+    let mut child = command.stdout(Stdio::piped()).spawn().unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut total = 0u64;
+    loop {
+        match out.read(&mut buf).unwrap() {
+            0 => break,
+            n => total += n as u64,
+        }
+    }
+    assert!(child.wait().unwrap().success());
+    total
+}
+
+/// The mask set of `values`, named `S0`, `S1`, ...
+pub fn mask_set(values: &[Vec<u8>]) -> Arc<MaskSet> {
+    let mut builder = MaskSet::builder(MaskStyle::Label);
+    for (i, value) in values.iter().enumerate() {
+        builder.add(&format!("S{i}"), &SecretValue::from_slice(value));
+    }
+    builder.build()
 }
