@@ -319,16 +319,17 @@ impl Drop for SqliteConnection {
     }
 }
 
-impl Connection for SqliteConnection {
-    fn read(&mut self) -> DbResult<Box<dyn Tx + '_>> {
-        Ok(Box::new(SqliteTx::Read(&self.conn)))
-    }
-
-    fn write(&mut self) -> DbResult<Box<dyn Tx + '_>> {
-        if self.relaxed {
-            // SQLite takes the setting only outside a transaction.
-            self.conn.execute_batch("PRAGMA synchronous = FULL").db()?;
-            self.relaxed = false;
+impl SqliteConnection {
+    /// An immediate write transaction, its commit synced or (`relaxed`)
+    /// not. SQLite takes the setting only outside a transaction, so it is
+    /// set here, and set back by the next durable write.
+    fn begin_write(&mut self, relaxed: bool) -> DbResult<Box<dyn Tx + '_>> {
+        if relaxed != self.relaxed {
+            let level = if relaxed { "NORMAL" } else { "FULL" };
+            self.conn
+                .execute_batch(&format!("PRAGMA synchronous = {level}"))
+                .db()?;
+            self.relaxed = relaxed;
         }
         let tx = self
             .conn
@@ -336,19 +337,21 @@ impl Connection for SqliteConnection {
             .db()?;
         Ok(Box::new(SqliteTx::Write(tx)))
     }
+}
+
+impl Connection for SqliteConnection {
+    fn read(&mut self) -> DbResult<Box<dyn Tx + '_>> {
+        Ok(Box::new(SqliteTx::Read(&self.conn)))
+    }
+
+    fn write(&mut self) -> DbResult<Box<dyn Tx + '_>> {
+        self.begin_write(false)
+    }
 
     /// `synchronous=NORMAL` until the next [`Connection::write`]: the WAL is
     /// not synced at this commit (it is at the next durable one).
     fn write_relaxed(&mut self) -> DbResult<Box<dyn Tx + '_>> {
-        self.conn
-            .execute_batch("PRAGMA synchronous = NORMAL")
-            .db()?;
-        self.relaxed = true;
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .db()?;
-        Ok(Box::new(SqliteTx::Write(tx)))
+        self.begin_write(true)
     }
 
     fn describe(&self) -> String {
