@@ -146,8 +146,10 @@ struct PercentStyle {
 
 /// RFC 3986 with every reserved character encoded; form encoding as
 /// `quote_plus` and `curl --data-urlencode` write it; `URLSearchParams`
-/// (which keeps `*` and encodes `~`); `encodeURIComponent`.
-const PERCENT_STYLES: [PercentStyle; 4] = [
+/// (which keeps `*` and encodes `~`); `encodeURIComponent`; Python's
+/// `urllib.parse.quote` as called by default (it keeps `/`); JavaScript's
+/// `encodeURI` (it keeps the reserved characters); Go's `url.PathEscape`.
+const PERCENT_STYLES: [PercentStyle; 7] = [
     PercentStyle {
         keep: b"-._~",
         plus_for_space: false,
@@ -162,6 +164,18 @@ const PERCENT_STYLES: [PercentStyle; 4] = [
     },
     PercentStyle {
         keep: b"-_.!~*'()",
+        plus_for_space: false,
+    },
+    PercentStyle {
+        keep: b"-._~/",
+        plus_for_space: false,
+    },
+    PercentStyle {
+        keep: b"-_.!~*'();,/?:@&=+$#",
+        plus_for_space: false,
+    },
+    PercentStyle {
+        keep: b"-._~$&+,:;=@",
         plus_for_space: false,
     },
 ];
@@ -505,6 +519,11 @@ mod tests {
         assert!(has(&forms, b"p@ss w/rd\\\"\\\\\\n\\u00e9"));
         let serde = serde_json::to_string("p@ss w/rd\"\\\n\u{e9}").unwrap();
         assert!(has(&forms, serde.trim_matches('"').as_bytes()));
+        // The encoders that keep some reserved characters as they are.
+        let forms = self::forms(b"ab/c d+@");
+        assert!(has(&forms, b"ab/c%20d%2B%40"), "Python's quote keeps /");
+        assert!(has(&forms, b"ab/c%20d+@"), "encodeURI keeps the reserved");
+        assert!(has(&forms, b"ab%2Fc%20d+@"), "Go's PathEscape");
     }
 
     #[test]

@@ -923,3 +923,55 @@ fn base64_of(text: &str) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(text)
 }
+
+/// The URL encoders that keep some reserved characters (Python's
+/// `urllib.parse.quote` keeps `/`, JavaScript's `encodeURI` keeps all of
+/// them), run for real on values holding both kinds: masked like the
+/// encoders that escape everything.
+#[test]
+fn values_partly_percent_encoded_by_real_encoders_are_masked() {
+    let home = TestHome::new();
+    let values = [
+        "ab/c d",
+        "ab/c@d+x",
+        "p@ss w/rd+\"q\\x&y=1",
+        "user:pa ss/k?z",
+    ];
+    for (i, value) in values.iter().enumerate() {
+        home.run_stdin(&["secret", "set", &format!("U{i}")], value.as_bytes())
+            .ok();
+    }
+    let grants: Vec<String> = (0..values.len())
+        .flat_map(|i| ["--secret".to_owned(), format!("U{i}")])
+        .collect();
+    let run = |program: &[&str]| {
+        let mut args: Vec<&str> = vec!["exec"];
+        args.extend(grants.iter().map(String::as_str));
+        args.push("--");
+        args.extend_from_slice(program);
+        home.run(&args)
+    };
+    let mut checked = 0;
+    let python = "import os, urllib.parse as u\nfor k in sorted(os.environ):\n    if k.startswith('U'):\n        v = os.environ[k]\n        print(u.quote(v)); print(u.quote(v, safe='')); print(u.quote_plus(v))";
+    let node = "for (const [k, v] of Object.entries(process.env)) if (k.startsWith('U')) { console.log(encodeURI(v)); console.log(encodeURIComponent(v)); }";
+    for (program, script, lines) in [("python3", python, 3), ("node", node, 2)] {
+        let found = std::process::Command::new(program)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !found {
+            eprintln!("SKIPPED the {program} encoders: `{program}` is not installed");
+            continue;
+        }
+        let flag = if program == "node" { "-e" } else { "-c" };
+        let out = run(&[program, flag, script]);
+        let text = out.ok();
+        assert_eq!(text.lines().count(), lines * values.len(), "{text}");
+        assert!(
+            text.lines().all(|l| l.starts_with("<secret:u")),
+            "{program}: {text}"
+        );
+        checked += 1;
+    }
+    assert!(checked > 0, "neither python3 nor node to check against");
+}
