@@ -354,6 +354,16 @@ pub fn run(sandbox_dir: &Path, user: bool) -> ! {
     // SAFETY: the process that exec'd this one put its listening socket at
     // this number and nothing else owns it.
     let listener = unsafe { UnixListener::from_raw_fd(LISTENER_FD) };
+    // Started by hand, with anything or nothing at fd 3: nothing to serve.
+    let listening = nix::sys::socket::getsockopt(&listener, nix::sys::socket::sockopt::AcceptConn)
+        .unwrap_or(false);
+    if !listening {
+        let _ = writeln!(
+            io::stderr(),
+            "error: __netns-holder: fd {LISTENER_FD} is not a listening socket"
+        );
+        std::process::exit(2);
+    }
     let _ = nix::sys::socket::setsockopt(
         &listener,
         nix::sys::socket::sockopt::ReceiveTimeout,

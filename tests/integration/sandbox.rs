@@ -565,4 +565,17 @@ fn the_init_binary_refuses_bad_arguments_with_an_error_line() {
         );
         assert!(out.stdout.is_empty());
     }
+    // The holder started by hand, with no listening socket at fd 3: an
+    // error at once, not a loop (a review found it waiting forever).
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(&init)
+        .args(["__netns-holder"])
+        .arg(dir.path())
+        .env_clear()
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("is not a listening socket"), "{stderr}");
 }
