@@ -11,12 +11,8 @@ fn main() -> ExitCode {
     // Before any secret is read: no core dumps, no ptrace by same-user peers.
     let hardened = shroud::sys::proc::disable_core_dumps();
     shroud::sys::panic::install_hook(EXIT_INTERNAL);
-    if cli::Internal::is_invoked() {
-        let internal = match cli::Internal::try_parse() {
-            Ok(internal) => internal,
-            Err(e) => return usage_error(e, false),
-        };
-        return finish(internal.run(), false);
+    if cli::is_internal_invocation() {
+        return ExitCode::from(shroud::sandbox::run_internal(std::env::args_os().skip(1)));
     }
     // Before parsing: a usage error with --json is JSON too.
     let json = std::env::args_os()

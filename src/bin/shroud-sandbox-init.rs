@@ -8,49 +8,16 @@
 //! command's environment on the descriptor named by `SHROUD_ENV_FD`; or
 //! `__netns-holder [--user] DIR`, the network namespace holder
 //! (`shroud::sandbox::holder`), which the init starts as `/proc/self/exe`.
+//! Both are read by `shroud::sandbox::run_internal`, as in `shroud`.
 
-use std::io::Write;
 use std::process::ExitCode;
 
-use shroud::sandbox::apply::{InitFailure, InitRequest};
-
-/// Exit codes, as `shroud` gives them.
-const EXIT_USAGE: u8 = 2;
+/// Exit code of a panic, as `shroud` gives it.
 const EXIT_INTERNAL: u8 = 125;
 
 fn main() -> ExitCode {
     // Before the environment (which holds secret values) is read.
     let _ = shroud::sys::proc::disable_core_dumps();
     shroud::sys::panic::install_hook(EXIT_INTERNAL);
-    let mut args = std::env::args_os().skip(1).peekable();
-    if args.peek().is_some_and(|arg| arg == "__netns-holder") {
-        args.next();
-        let user = args.peek().is_some_and(|arg| arg == "--user");
-        if user {
-            args.next();
-        }
-        match (args.next(), args.next()) {
-            (Some(dir), None) => shroud::sandbox::holder::run(std::path::Path::new(&dir), user),
-            _ => {
-                let _ = writeln!(
-                    std::io::stderr(),
-                    "error: usage: __netns-holder [--user] DIR"
-                );
-                return ExitCode::from(EXIT_USAGE);
-            }
-        }
-    }
-    let result = InitRequest::parse(args)
-        .map_err(InitFailure::Usage)
-        .and_then(InitRequest::run);
-    match result {
-        Ok(code) => ExitCode::from(code),
-        Err(failure) => {
-            let _ = writeln!(std::io::stderr(), "error: {failure}");
-            ExitCode::from(match failure {
-                InitFailure::Usage(_) => EXIT_USAGE,
-                InitFailure::Environment(_) => EXIT_INTERNAL,
-            })
-        }
-    }
+    ExitCode::from(shroud::sandbox::run_internal(std::env::args_os().skip(1)))
 }

@@ -120,34 +120,13 @@ pub enum Command {
     },
 }
 
-/// The entry points shroud runs itself through (never typed by a person,
-/// so never in `--help` or a completion script): `shroud __NAME ...`.
-#[derive(Debug, Parser)]
-#[command(name = "shroud")]
-pub enum Internal {
-    /// The init process of a sandboxed command.
-    #[command(name = "__sandbox-init")]
-    SandboxInit(sandbox::InitArgs),
-    /// Holds the network namespace a sandbox's commands share.
-    #[command(name = "__netns-holder")]
-    NetnsHolder(sandbox::HolderArgs),
-}
-
-impl Internal {
-    /// True when argv names an internal entry point (`shroud __...`).
-    pub fn is_invoked() -> bool {
-        std::env::args_os()
-            .nth(1)
-            .is_some_and(|arg| arg.as_encoded_bytes().starts_with(b"__"))
-    }
-
-    /// Runs it.
-    pub fn run(self) -> Result<u8, CliError> {
-        match self {
-            Internal::SandboxInit(args) => sandbox::run_init(args),
-            Internal::NetnsHolder(args) => sandbox::run_holder(args),
-        }
-    }
+/// True when argv names an entry point shroud runs itself through (`shroud
+/// __NAME ...`, never typed by a person, so never in `--help` or a
+/// completion script); `sandbox::run_internal` reads those.
+pub fn is_internal_invocation() -> bool {
+    std::env::args_os()
+        .nth(1)
+        .is_some_and(|arg| arg.as_encoded_bytes().starts_with(b"__"))
 }
 
 /// How a command's log lines go to stderr: the level when `SHROUD_LOG` is

@@ -1,11 +1,10 @@
-//! `shroud sandbox create|exec|list|rm`, and the hidden `__sandbox-init`.
+//! `shroud sandbox create|exec|list|rm|cp` (the init they run is `sandbox::run_internal`).
 //!
 //! The sandbox itself (what it remembers, how an exec is prepared) lives in
 //! `supervisor::sandboxes`, shared with the API; this file parses flags,
 //! prints, and runs the plan attached to shroud's terminal and signals.
 
 use std::ffi::OsString;
-use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 
@@ -95,52 +94,6 @@ pub struct SandboxExecArgs {
     /// The program and its arguments, after `--`.
     #[arg(last = true, required = true, value_name = "PROGRAM [ARGS]")]
     command: Vec<OsString>,
-}
-
-/// The hidden entry point of a sandbox's network namespace holder (see
-/// `sandbox::holder`), started by its first command.
-#[derive(Debug, Args)]
-pub struct HolderArgs {
-    /// Run as a user: hold the user namespace that owns the network one.
-    #[arg(long)]
-    user: bool,
-    /// The sandbox's directory.
-    dir: PathBuf,
-}
-
-/// Runs the network namespace holder (it never returns).
-pub fn run_holder(args: HolderArgs) -> ! {
-    crate::sandbox::holder::run(&args.dir, args.user)
-}
-
-/// The hidden entry point of the sandbox init process.
-#[derive(Debug, Args)]
-pub struct InitArgs {
-    /// The policy, as JSON.
-    #[arg(long)]
-    policy: String,
-    /// Only try each feature and print what this host gives, as JSON.
-    #[arg(long)]
-    probe: bool,
-    #[arg(last = true)]
-    command: Vec<OsString>,
-}
-
-/// Runs `__sandbox-init` (it never returns, but for a probe).
-pub fn run_init(args: InitArgs) -> Result<u8, CliError> {
-    apply::InitRequest {
-        policy: args.policy,
-        probe: args.probe,
-        command: args.command,
-    }
-    .run()
-    .map_err(|failure| match failure {
-        apply::InitFailure::Usage(message) => CliError::Usage(message),
-        apply::InitFailure::Environment(source) => CliError::Io {
-            context: "read the command's environment",
-            source,
-        },
-    })
 }
 
 pub fn run(ctx: &Context, command: SandboxCommand) -> Result<u8, CliError> {
