@@ -487,7 +487,26 @@ fn a_sandbox_cannot_fill_the_disk_that_holds_the_vault() {
     // (A full unmount, as a shutdown does: a lazy one could leave the old
     // mount alive, unflushed, beside the new one. Nothing of shroud's
     // keeps the disk busy: the namespace holder's socket is beside it.)
-    nix::mount::umount(&dir).unwrap();
+    // The last exec's mount namespace lets go of the disk as the kernel
+    // tears it down, a few milliseconds after the exec returns (the last
+    // reference is dropped by deferred work): until then an unmount may be
+    // refused as busy, or succeed here while that namespace still holds the
+    // file system with the note unwritten. Flush it first, as a shutdown
+    // does, then unmount.
+    {
+        use std::os::fd::AsRawFd;
+        let handle = std::fs::File::open(&dir).unwrap();
+        nix::unistd::syncfs(handle.as_raw_fd()).unwrap();
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match nix::mount::umount(&dir) {
+            Err(nix::errno::Errno::EBUSY) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(20))
+            }
+            other => break other.unwrap(),
+        }
+    }
     assert_eq!(sandbox_sh(&home, &id, "cat note").ok(), "kept\n");
     // Removing the sandbox unmounts and removes its disk.
     home.run(&["sandbox", "rm", &id]).ok();
