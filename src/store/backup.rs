@@ -157,7 +157,9 @@ pub fn backup(config: &StoreConfig, dest: &Path) -> Result<Contents> {
     ));
     let written = write_snapshot(&db, &partial).and_then(|()| {
         // A link fails if `dest` appeared meanwhile: never overwritten.
-        fs::hard_link(&partial, dest).map_err(io_error("cannot write the backup", dest))
+        fs::hard_link(&partial, dest).map_err(io_error("cannot write the backup", dest))?;
+        // The new name is on disk before the backup is reported written.
+        home::sync_dir(&dir).map_err(io_error("cannot sync", &dir))
     });
     let _ = fs::remove_file(&partial);
     written?;
