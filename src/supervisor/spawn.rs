@@ -71,8 +71,12 @@ impl std::fmt::Debug for EnvValue {
 }
 
 /// The child's environment, in order; a later entry replaces an earlier one.
+/// Indexed by name: a run with a thousand grants sets a thousand names.
 #[derive(Debug, Default)]
-pub struct ChildEnv(Vec<(String, EnvValue)>);
+pub struct ChildEnv {
+    entries: Vec<(String, EnvValue)>,
+    position: std::collections::HashMap<String, usize>,
+}
 
 impl ChildEnv {
     /// The template layer: pass-through names from `caller`, then fixed values.
@@ -97,24 +101,31 @@ impl ChildEnv {
     }
 
     /// Sets (or replaces) a variable.
+    /// A replaced variable moves to the end, as if unset and set again.
     pub fn set(&mut self, name: &str, value: EnvValue) {
-        self.0.retain(|(n, _)| n != name);
-        self.0.push((name.to_owned(), value));
+        if let Some(at) = self.position.get(name).copied() {
+            self.entries.remove(at);
+            for (moved, (n, _)) in self.entries.iter().enumerate().skip(at) {
+                self.position.insert(n.clone(), moved);
+            }
+        }
+        self.position.insert(name.to_owned(), self.entries.len());
+        self.entries.push((name.to_owned(), value));
     }
 
     pub fn get(&self, name: &str) -> Option<&EnvValue> {
-        self.0.iter().find(|(n, _)| n == name).map(|(_, v)| v)
+        self.position.get(name).map(|&at| &self.entries[at].1)
     }
 
     /// The names, in order (safe to log).
     pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.0.iter().map(|(n, _)| n.as_str())
+        self.entries.iter().map(|(n, _)| n.as_str())
     }
 
     /// The environment as `NAME=VALUE` entries, each ended by NUL.
     fn to_entries(&self) -> zeroize::Zeroizing<Vec<u8>> {
         let mut blob = zeroize::Zeroizing::new(Vec::new());
-        for (name, value) in &self.0 {
+        for (name, value) in &self.entries {
             blob.extend_from_slice(name.as_bytes());
             blob.push(b'=');
             match value {
@@ -128,7 +139,7 @@ impl ChildEnv {
 
     fn apply(&self, command: &mut Command) {
         command.env_clear();
-        for (name, value) in &self.0 {
+        for (name, value) in &self.entries {
             let value: &OsStr = match value {
                 EnvValue::Plain(v) => v,
                 EnvValue::Secret(v) => std::os::unix::ffi::OsStrExt::from_bytes(v.expose()),
@@ -402,5 +413,32 @@ pub fn exit_code(status: ExitStatus) -> (u8, Option<i32>) {
         (Some(code), _) => (code as u8, None),
         (None, Some(signal)) => ((128 + signal) as u8, Some(signal)),
         (None, None) => (125, None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plain(text: &str) -> EnvValue {
+        EnvValue::Plain(text.into())
+    }
+
+    #[test]
+    fn a_replaced_variable_moves_to_the_end_and_keeps_one_entry() {
+        let mut env = ChildEnv::default();
+        env.set("A", plain("1"));
+        env.set("B", plain("2"));
+        env.set("C", plain("3"));
+        env.set("A", plain("4"));
+        assert_eq!(env.names().collect::<Vec<_>>(), ["B", "C", "A"]);
+        assert!(matches!(env.get("A"), Some(EnvValue::Plain(v)) if v == "4"));
+        assert!(matches!(env.get("B"), Some(EnvValue::Plain(v)) if v == "2"));
+        env.set("B", plain("5"));
+        assert_eq!(env.names().collect::<Vec<_>>(), ["C", "A", "B"]);
+        assert!(matches!(env.get("C"), Some(EnvValue::Plain(v)) if v == "3"));
+        assert!(matches!(env.get("B"), Some(EnvValue::Plain(v)) if v == "5"));
+        assert!(env.get("D").is_none());
+        assert_eq!(&env.to_entries()[..], b"C=3\0A=4\0B=5\0");
     }
 }
