@@ -64,7 +64,8 @@ fn child_in(first_child: &[StateId], label: &[u8], node: StateId, byte: u8) -> O
 }
 
 impl Automaton {
-    /// Builds the automaton. Patterns must be non-empty and distinct.
+    /// Builds the automaton. Patterns must be non-empty; one given twice is
+    /// reported under its lower id.
     ///
     /// In linear time and in order: the pattern ids are sorted by their
     /// bytes, so the patterns below any state are one run of that order and
@@ -73,8 +74,30 @@ impl Automaton {
     /// above, and the failure links computed in that same order, where a
     /// state's failure target (shallower, so numbered earlier) is done.
     pub fn new(patterns: &[&[u8]]) -> Self {
+        // Sorted by each pattern's first eight bytes (zero-padded, big-endian:
+        // the same order) and only ties by the whole pattern: most compares
+        // touch neither pattern's heap bytes. The prefixes are secret
+        // material too, wiped when dropped.
+        let prefix: zeroize::Zeroizing<Vec<u64>> = zeroize::Zeroizing::new(
+            patterns
+                .iter()
+                .map(|p| {
+                    let mut key = [0u8; 8];
+                    let n = p.len().min(8);
+                    key[..n].copy_from_slice(&p[..n]);
+                    let value = u64::from_be_bytes(key);
+                    key.zeroize();
+                    value
+                })
+                .collect(),
+        );
         let mut sorted: Vec<u32> = (0..patterns.len() as u32).collect();
-        sorted.sort_unstable_by(|&a, &b| patterns[a as usize].cmp(patterns[b as usize]));
+        sorted.sort_unstable_by(|&a, &b| {
+            prefix[a as usize]
+                .cmp(&prefix[b as usize])
+                .then_with(|| patterns[a as usize].cmp(patterns[b as usize]))
+        });
+        drop(prefix);
         let total_bytes: usize = patterns.iter().map(|p| p.len()).sum();
         // The patterns end to end in sorted order (secret material, wiped
         // when dropped; sized once, so never reallocated): each level reads

@@ -83,53 +83,6 @@ const PARALLEL_BUILD_PATTERNS: usize = 4096;
 /// From this many secrets on, their forms are made on several threads.
 const PARALLEL_FORMS_SECRETS: usize = 256;
 
-/// The patterns of a set in id order, each once, with the secret it is
-/// masked as (the first one that has it).
-struct Patterns {
-    list: Vec<(Zeroizing<Vec<u8>>, u32)>,
-    /// Hash of a pattern's bytes (randomly keyed) to the newest pattern
-    /// with that hash; `older_same_hash` chains the rest. No allocation per
-    /// pattern, and no pattern is compared with more than its collisions.
-    newest: std::collections::HashMap<u64, u32>,
-    older_same_hash: Vec<u32>,
-    hasher: std::collections::hash_map::RandomState,
-}
-
-impl Patterns {
-    fn with_capacity(capacity: usize) -> Self {
-        Patterns {
-            list: Vec::with_capacity(capacity),
-            newest: std::collections::HashMap::with_capacity(capacity),
-            older_same_hash: Vec::with_capacity(capacity),
-            hasher: std::collections::hash_map::RandomState::new(),
-        }
-    }
-
-    /// Adds a pattern unless an earlier secret has the same bytes (it keeps
-    /// that secret's label).
-    fn push(&mut self, form: Zeroizing<Vec<u8>>, secret: u32) {
-        use std::hash::BuildHasher;
-        let key = self.hasher.hash_one(form.as_slice());
-        let id = self.list.len() as u32;
-        let mut older = NO_PATTERN;
-        if let Some(&newest) = self.newest.get(&key) {
-            let mut at = newest;
-            while at != NO_PATTERN {
-                if self.list[at as usize].0.as_slice() == form.as_slice() {
-                    return;
-                }
-                at = self.older_same_hash[at as usize];
-            }
-            older = newest;
-        }
-        self.newest.insert(key, id);
-        self.older_same_hash.push(older);
-        self.list.push((form, secret));
-    }
-}
-
-const NO_PATTERN: u32 = u32::MAX;
-
 /// Every value's forms ([`variants::forms`]), in value order; on up to four
 /// threads when there are many values.
 fn forms_of_all(values: &[Zeroizing<Vec<u8>>]) -> Vec<Vec<Zeroizing<Vec<u8>>>> {
@@ -171,62 +124,75 @@ impl MaskSetBuilder {
         true
     }
 
-    /// Makes the patterns and compiles them.
+    /// Collects the secrets; their forms are made and compiled now for a
+    /// few secrets, else on a thread of the set's own (see
+    /// [`BACKGROUND_BUILD_SECRETS`]).
     pub fn build(self) -> Arc<MaskSet> {
-        let forms = forms_of_all(&self.values);
-        let mut patterns = Patterns::with_capacity(forms.iter().map(Vec::len).sum());
-        for (secret, forms) in forms.into_iter().enumerate() {
-            for form in forms {
-                patterns.push(form, secret as u32);
-            }
-        }
-        if self.values.len() <= WRAPPED_MAX_SECRETS {
-            for (secret, value) in self.values.iter().enumerate() {
-                for form in variants::wrapped_base64_forms(value) {
-                    patterns.push(form, secret as u32);
-                }
-            }
-        }
-        drop(self.values);
-        let (patterns, secret_of): (Vec<_>, Vec<_>) = patterns.list.into_iter().unzip();
-        let patterns: Arc<[Zeroizing<Vec<u8>>]> = patterns.into();
-        let max_len = patterns.iter().map(|p| p.len()).max().unwrap_or(0);
         let compiled = std::sync::OnceLock::new();
         let mut pending = None;
-        if patterns.is_empty() {
+        let secrets = self.values.len();
+        if secrets == 0 {
             let _ = compiled.set(None);
-        } else if patterns.len() < BACKGROUND_BUILD_PATTERNS {
-            let _ = compiled.set(Some(Compiled::new(&patterns)));
+        } else if secrets < BACKGROUND_BUILD_SECRETS {
+            let _ = compiled.set(Some(Compiled::new(self.values)));
         } else {
             // The run starts while this compiles; the first output waits.
-            let patterns = Arc::clone(&patterns);
-            pending = Some(std::thread::spawn(move || Compiled::new(&patterns)));
+            let values = self.values;
+            pending = Some(std::thread::spawn(move || Compiled::new(values)));
         }
         Arc::new(MaskSet {
-            patterns,
-            secret_of,
+            secrets,
             replacements: self.replacements,
             compiled,
             pending: std::sync::Mutex::new(pending),
-            max_len,
         })
     }
 }
 
-/// From this many patterns on (about 20 secrets with their variants), a set
-/// compiles on a thread of its own, beside the start of the run it masks:
-/// the command starts without waiting, and its first output waits for the
-/// automaton instead (a command that writes nothing never waits).
-const BACKGROUND_BUILD_PATTERNS: usize = 2048;
+/// From this many secrets on (about 250 patterns with their variants), a
+/// set makes its patterns and compiles them on a thread of its own, beside
+/// the start of the run it masks: the command starts without waiting, and
+/// its first output waits for the automaton instead (a command that writes
+/// nothing never waits, and never pays for it).
+const BACKGROUND_BUILD_SECRETS: usize = 4;
 
-/// The automaton and its prefilter.
+/// The patterns, the automaton and the prefilter.
 struct Compiled {
+    patterns: Vec<Zeroizing<Vec<u8>>>,
+    /// The secret each pattern belongs to.
+    secret_of: Vec<u32>,
+    max_len: usize,
     automaton: Automaton,
     prefilter: Prefilter,
 }
 
+/// The patterns of `values` in id order, each with its secret (by index).
+/// Two secrets may share a pattern: it is kept twice, and the automaton
+/// reports the lower id, so the secret added first names it. (Finding the
+/// few shared ones by hashing every pattern cost more than keeping them.)
+fn patterns_of(values: Vec<Zeroizing<Vec<u8>>>) -> Vec<(Zeroizing<Vec<u8>>, u32)> {
+    let forms = forms_of_all(&values);
+    let mut patterns = Vec::with_capacity(forms.iter().map(Vec::len).sum());
+    for (secret, forms) in forms.into_iter().enumerate() {
+        patterns.extend(forms.into_iter().map(|form| (form, secret as u32)));
+    }
+    if values.len() <= WRAPPED_MAX_SECRETS {
+        for (secret, value) in values.iter().enumerate() {
+            patterns.extend(
+                variants::wrapped_base64_forms(value)
+                    .into_iter()
+                    .map(|form| (form, secret as u32)),
+            );
+        }
+    }
+    patterns
+}
+
 impl Compiled {
-    fn new(patterns: &[Zeroizing<Vec<u8>>]) -> Self {
+    /// Makes the patterns of a non-empty set of values and compiles them.
+    fn new(values: Vec<Zeroizing<Vec<u8>>>) -> Self {
+        let (patterns, secret_of): (Vec<_>, Vec<_>) = patterns_of(values).into_iter().unzip();
+        let max_len = patterns.iter().map(|p| p.len()).max().unwrap_or(0);
         let views: Vec<&[u8]> = patterns.iter().map(|p| p.as_slice()).collect();
         let (automaton, prefilter) = if views.len() < PARALLEL_BUILD_PATTERNS {
             (Automaton::new(&views), Prefilter::new(&views))
@@ -239,7 +205,11 @@ impl Compiled {
                 (automaton, prefilter.join().expect("building the prefilter"))
             })
         };
+        drop(views);
         Compiled {
+            patterns,
+            secret_of,
+            max_len,
             automaton,
             prefilter,
         }
@@ -249,15 +219,13 @@ impl Compiled {
 /// The compiled patterns of one run. Share it (it is an `Arc`) between the
 /// maskers of the run's streams.
 pub struct MaskSet {
-    patterns: Arc<[Zeroizing<Vec<u8>>]>,
-    /// The secret each pattern belongs to.
-    secret_of: Vec<u32>,
+    /// How many secrets (each has at least one pattern, its value).
+    secrets: usize,
     replacements: Vec<Vec<u8>>,
     /// `None` for an empty set; set at build time, or by the first caller
     /// of [`MaskSet::compiled`] from the thread in `pending`.
     compiled: std::sync::OnceLock<Option<Compiled>>,
     pending: std::sync::Mutex<Option<std::thread::JoinHandle<Compiled>>>,
-    max_len: usize,
 }
 
 impl MaskSet {
@@ -271,21 +239,25 @@ impl MaskSet {
 
     /// True when there is nothing to mask.
     pub fn is_empty(&self) -> bool {
-        self.patterns.is_empty()
+        self.secrets == 0
     }
 
-    /// Number of patterns (values and variants).
+    /// Number of patterns (values and variants); waits for the compile.
     pub fn pattern_count(&self) -> usize {
-        self.patterns.len()
+        self.compiled().map_or(0, |c| c.patterns.len())
     }
 
     /// Each pattern's bytes and the secret it belongs to, in id order (the
-    /// order used to break ties). Secret material: for tests and tooling.
+    /// order used to break ties); waits for the compile. Secret material:
+    /// for tests and tooling.
     pub fn patterns(&self) -> impl Iterator<Item = (&[u8], u32)> {
-        self.patterns
+        let compiled = self.compiled();
+        let patterns = compiled.map_or(&[][..], |c| &c.patterns[..]);
+        let secret_of = compiled.map_or(&[][..], |c| &c.secret_of[..]);
+        patterns
             .iter()
             .map(|p| p.as_slice())
-            .zip(self.secret_of.iter().copied())
+            .zip(secret_of.iter().copied())
     }
 
     /// The replacement text of a secret (by index).
@@ -295,7 +267,8 @@ impl MaskSet {
 
     /// The replacement for an occurrence of `pattern`.
     fn replacement(&self, pattern: u32) -> &[u8] {
-        self.replacement_of_secret(self.secret_of[pattern as usize])
+        let secret = self.compiled().expect("non-empty set").secret_of[pattern as usize];
+        self.replacement_of_secret(secret)
     }
 
     /// The automaton and prefilter (`None` when there is nothing to mask),
@@ -324,9 +297,9 @@ impl MaskSet {
         &self.compiled().expect("non-empty set").prefilter
     }
 
-    /// Longest pattern length.
+    /// Longest pattern length; waits for the compile.
     pub fn max_pattern_len(&self) -> usize {
-        self.max_len
+        self.compiled().map_or(0, |c| c.max_len)
     }
 
     /// Masks a whole buffer at once (a masker fed one chunk).
@@ -342,9 +315,14 @@ impl MaskSet {
 impl std::fmt::Debug for MaskSet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MaskSet")
-            .field("secrets", &self.replacements.len())
-            .field("patterns", &self.patterns.len())
-            .field("compiled", &self.compiled.get().is_some())
+            .field("secrets", &self.secrets)
+            .field(
+                "patterns",
+                &self
+                    .compiled
+                    .get()
+                    .map(|c| c.as_ref().map_or(0, |c| c.patterns.len())),
+            )
             .finish_non_exhaustive()
     }
 }
