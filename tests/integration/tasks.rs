@@ -116,7 +116,13 @@ crate::conformance!(secrets_are_masked_in_every_task_read_once_and_never_in_an_a
 
 fn secrets_are_masked_in_every_task_read_once_and_never_in_an_argv() {
     let home = TestHome::new();
-    home.set("DB_PASSWORD", "sk-live-task-value-0042");
+    // Through stdin: the argv scan below sees every process on the machine,
+    // including the other store's run of this test setting its secret.
+    home.run_stdin(
+        &["secret", "set", "DB_PASSWORD"],
+        b"sk-live-task-value-0042",
+    )
+    .ok();
     home.run(&["var", "set", "region", "eu-west-1"]).ok();
     let dir = tempfile::tempdir().unwrap();
     let file = task_file(
