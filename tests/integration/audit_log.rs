@@ -490,3 +490,32 @@ crate::conformance!(
     verify_detects_a_renumbered_chain,
     when_the_audit_record_cannot_be_written_nothing_happens,
 );
+
+#[test]
+fn a_schema_8_store_loses_its_unused_audit_index_and_keeps_its_chain() {
+    let home = populated();
+    let db = home.sqlite();
+    db.execute_batch(
+        "CREATE INDEX audit_by_secret ON audit (vault, secret); PRAGMA user_version = 8;",
+    )
+    .unwrap();
+    drop(db);
+    // The next command migrates: the filter still finds the records.
+    assert_eq!(audit_json(&home, &["--secret", "S3"]).len(), 1);
+    let db = home.sqlite();
+    let version: i64 = db
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(version, shroud::store::sqlite::SCHEMA_VERSION);
+    assert_eq!(version, 9);
+    let indexes: i64 = db
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE name = 'audit_by_secret'",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(indexes, 0);
+    drop(db);
+    home.run(&["audit", "verify"]).ok();
+}
