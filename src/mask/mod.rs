@@ -141,7 +141,6 @@ impl MaskSetBuilder {
             pending = Some(std::thread::spawn(move || Compiled::new(values)));
         }
         Arc::new(MaskSet {
-            secrets,
             replacements: self.replacements,
             compiled,
             pending: std::sync::Mutex::new(pending),
@@ -205,7 +204,6 @@ impl Compiled {
                 (automaton, prefilter.join().expect("building the prefilter"))
             })
         };
-        drop(views);
         Compiled {
             patterns,
             secret_of,
@@ -219,8 +217,7 @@ impl Compiled {
 /// The compiled patterns of one run. Share it (it is an `Arc`) between the
 /// maskers of the run's streams.
 pub struct MaskSet {
-    /// How many secrets (each has at least one pattern, its value).
-    secrets: usize,
+    /// One per secret (each has at least one pattern, its value).
     replacements: Vec<Vec<u8>>,
     /// `None` for an empty set; set at build time, or by the first caller
     /// of [`MaskSet::compiled`] from the thread in `pending`.
@@ -239,7 +236,7 @@ impl MaskSet {
 
     /// True when there is nothing to mask.
     pub fn is_empty(&self) -> bool {
-        self.secrets == 0
+        self.replacements.is_empty()
     }
 
     /// Number of patterns (values and variants); waits for the compile.
@@ -315,7 +312,7 @@ impl MaskSet {
 impl std::fmt::Debug for MaskSet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MaskSet")
-            .field("secrets", &self.secrets)
+            .field("secrets", &self.replacements.len())
             .field(
                 "patterns",
                 &self

@@ -230,8 +230,7 @@ pub fn restore(config: &StoreConfig, from: &Path, force: bool) -> Result<Content
 /// `shroud backup` exists for); and the home's own file is what a restore
 /// replaces.
 fn refuse_live_store(config: &StoreConfig, from: &Path) -> Result<()> {
-    let mut wal = from.as_os_str().to_owned();
-    wal.push("-wal");
+    let wal = super::sqlite::wal_path(from);
     let own = config.home.join(home::DB_FILE);
     let same = |a: &Path, b: &Path| match (fs::canonicalize(a), fs::canonicalize(b)) {
         (Ok(a), Ok(b)) => a == b,
@@ -243,7 +242,7 @@ fn refuse_live_store(config: &StoreConfig, from: &Path) -> Result<()> {
             from.display()
         )));
     }
-    if Path::new(&wal).exists() {
+    if wal.exists() {
         return Err(refused(format!(
             "{} has a write-ahead log beside it ({}-wal): it is a live store, not a backup, and a copy of it would miss its latest writes; run `shroud backup FILE` on its home instead",
             from.display(),

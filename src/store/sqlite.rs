@@ -202,6 +202,13 @@ fn wait_for_lock(tries_so_far: i32) -> bool {
     true
 }
 
+/// The write-ahead log SQLite keeps beside the database file `path`.
+pub fn wal_path(path: &Path) -> PathBuf {
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    PathBuf::from(wal)
+}
+
 /// Makes the names of a database and WAL just created durable, as SQLite
 /// would have at the first commit had it not been built with
 /// `SQLITE_DISABLE_DIRSYNC` (see `.cargo/config.toml`). Best effort, as in
@@ -211,7 +218,7 @@ fn sync_directory_of(path: &Path) {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
     };
-    if let Err(e) = std::fs::File::open(dir).and_then(|d| d.sync_all()) {
+    if let Err(e) = super::home::sync_dir(dir) {
         tracing::debug!(error = %e, "syncing the store's directory");
     }
 }
@@ -262,10 +269,8 @@ pub struct SqliteConnection {
 impl SqliteConnection {
     /// Opens (creating if needed) the database file at `path`.
     pub fn open_file(path: &Path) -> DbResult<Self> {
-        let mut wal = path.as_os_str().to_owned();
-        wal.push("-wal");
-        let created =
-            std::fs::symlink_metadata(path).is_err() || std::fs::symlink_metadata(&wal).is_err();
+        let created = std::fs::symlink_metadata(path).is_err()
+            || std::fs::symlink_metadata(wal_path(path)).is_err();
         let conn = rusqlite::Connection::open(path).db()?;
         configure(&conn).db()?;
         if created {
@@ -330,9 +335,9 @@ impl Drop for SqliteConnection {
     /// cheap. Best effort: a busy database is left for the next closer.
     fn drop(&mut self) {
         let Some(path) = &self.path else { return };
-        let mut wal = path.as_os_str().to_owned();
-        wal.push("-wal");
-        let size = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+        let size = std::fs::metadata(wal_path(path))
+            .map(|m| m.len())
+            .unwrap_or(0);
         if size > WAL_TRUNCATE_BYTES {
             let _ = self.conn.busy_timeout(Duration::from_millis(200));
             if let Err(e) = self
