@@ -53,6 +53,25 @@ impl Interval {
     }
 }
 
+/// The data a scan reads: bytes at absolute positions `start..`, either the
+/// held buffer or a chunk scanned where it lies.
+#[derive(Clone, Copy)]
+struct Text<'a> {
+    bytes: &'a [u8],
+    start: u64,
+}
+
+impl Text<'_> {
+    fn end(&self) -> u64 {
+        self.start + self.bytes.len() as u64
+    }
+
+    /// The bytes from absolute position `from` to `to`.
+    fn between(&self, from: u64, to: u64) -> &[u8] {
+        &self.bytes[(from - self.start) as usize..(to - self.start) as usize]
+    }
+}
+
 /// A streaming masker for one output stream.
 pub struct Masker {
     set: Arc<MaskSet>,
@@ -95,6 +114,12 @@ impl Masker {
     }
 
     /// Feeds the next chunk; appends what is safe to forward to `out`.
+    ///
+    /// The chunk is scanned where it lies. Only two short runs are copied:
+    /// a bridge (the bytes still held from before, with the chunk's first
+    /// bytes behind them, until every start among the held bytes is
+    /// settled) and the held tail at the end (a live prefix, a pending
+    /// occurrence, the next sample's gram), which waits for the next chunk.
     pub fn push(&mut self, chunk: &[u8], out: &mut Vec<u8>) {
         if self.set.is_empty() {
             out.extend_from_slice(chunk);
@@ -103,10 +128,63 @@ impl Masker {
         if chunk.is_empty() {
             return;
         }
-        self.buf.extend_from_slice(chunk);
-        self.scan();
-        self.emit(out, self.resolved);
+        let chunk_start = self.end();
+        if !self.buf.is_empty() {
+            let mut rest = chunk;
+            let mut bridge = self.bridge_len();
+            loop {
+                let take = rest.len().min(bridge);
+                self.buf.extend_from_slice(&rest[..take]);
+                rest = &rest[take..];
+                self.settle_held(out);
+                if rest.is_empty() {
+                    return;
+                }
+                if self.buf_start >= chunk_start {
+                    break;
+                }
+                // Still holding bytes from before the chunk: bridge on,
+                // twice as far each time.
+                bridge *= 2;
+            }
+            // Everything held is a copy of the chunk's own bytes: let go of
+            // the copy and read the chunk itself from there on.
+            self.buf.zeroize();
+            self.buf.clear();
+        }
+        let text = Text {
+            bytes: chunk,
+            start: chunk_start,
+        };
+        self.scan(text);
+        self.emit(text, out, self.resolved);
+        let keep_from = self.keep_from(chunk_start);
+        self.buf
+            .extend_from_slice(&chunk[(keep_from - chunk_start) as usize..]);
+        self.buf_start = keep_from;
+        self.shrink_buf();
+    }
+
+    /// Scans and writes out the held bytes in `buf`, then drops what is
+    /// no longer needed.
+    fn settle_held(&mut self, out: &mut Vec<u8>) {
+        let buf = std::mem::take(&mut self.buf);
+        let text = Text {
+            bytes: &buf,
+            start: self.buf_start,
+        };
+        self.scan(text);
+        self.emit(text, out, self.resolved);
+        self.buf = buf;
         self.compact();
+    }
+
+    /// How much of a new chunk to copy behind held bytes: enough for each
+    /// start among them to be settled (a live prefix is shorter than the
+    /// longest pattern) and for the next sample's gram to be read, so that
+    /// what stays held afterwards lies within the chunk.
+    fn bridge_len(&self) -> usize {
+        self.set.max_pattern_len() + self.step() as usize + super::prefilter::Q
     }
 
     /// Ends the stream: flushes everything still held (held bytes that were
@@ -116,9 +194,15 @@ impl Masker {
         if self.set.is_empty() || self.end() == 0 {
             return;
         }
-        self.scan();
-        let end = self.end();
-        self.emit(out, end);
+        let buf = std::mem::take(&mut self.buf);
+        let text = Text {
+            bytes: &buf,
+            start: self.buf_start,
+        };
+        self.scan(text);
+        let end = text.end();
+        self.emit(text, out, end);
+        self.buf = buf;
         self.buf.zeroize();
         self.buf.clear();
         self.buf_start = end;
@@ -136,22 +220,23 @@ impl Masker {
 
     /// Finds every occurrence that can be known from the data so far and
     /// advances `resolved` as far as the data allows.
-    fn scan(&mut self) {
+    fn scan(&mut self, text: Text<'_>) {
         let set = Arc::clone(&self.set);
         let prefilter = set.prefilter();
         let step = prefilter.step() as u64;
-        let end = self.end();
+        let end = text.end();
         let mut hits = std::mem::take(&mut self.hits);
         hits.clear();
         // Starts below this had their samples examined by earlier scans;
         // those still unresolved (a live prefix at the old end of the data)
         // are verified first, since their samples' hits were not kept.
         let carried_frontier = (self.next_sample + 1).saturating_sub(step);
-        self.next_sample = prefilter.scan(&self.buf, self.buf_start, self.next_sample, &mut hits);
+        self.next_sample = prefilter.scan(text.bytes, text.start, self.next_sample, &mut hits);
         // Starts below `frontier` had their sample examined.
         let frontier = (self.next_sample + 1).saturating_sub(step);
         if self.resolved < carried_frontier {
-            let (resolved, reached_end) = self.run_automaton(self.resolved, carried_frontier - 1);
+            let (resolved, reached_end) =
+                self.run_automaton(text, self.resolved, carried_frontier - 1);
             self.resolved = resolved;
             if reached_end {
                 self.hits = hits;
@@ -164,7 +249,7 @@ impl Masker {
             let window_start = (sample + 1).saturating_sub(step);
             self.resolved = self.resolved.max(window_start.min(frontier));
             if sample >= self.resolved {
-                let (resolved, reached_end) = self.run_automaton(self.resolved, sample);
+                let (resolved, reached_end) = self.run_automaton(text, self.resolved, sample);
                 self.resolved = resolved;
                 if reached_end {
                     // That run read every byte to the end of the data: nothing
@@ -180,21 +265,21 @@ impl Masker {
         self.resolved = self.resolved.max(frontier);
         // The unresolved tail (shorter than the shortest pattern): run it to
         // the end so that only a live prefix is held back.
-        self.resolved = self.run_automaton(self.resolved, end).0;
+        self.resolved = self.run_automaton(text, self.resolved, end).0;
     }
 
     /// Runs the automaton from the root at `from`, recording occurrences,
     /// until no live prefix starts at or before `until` (or the data ends).
     /// Returns the new resolved position (the start of the live prefix) and
     /// whether the run reached the end of the data.
-    fn run_automaton(&mut self, from: u64, until: u64) -> (u64, bool) {
+    fn run_automaton(&mut self, text: Text<'_>, from: u64, until: u64) -> (u64, bool) {
         let set = Arc::clone(&self.set);
         let automaton = set.automaton();
         let mut state = ROOT;
-        let offset = (from - self.buf_start) as usize;
-        for i in offset..self.buf.len() {
-            state = automaton.next(state, self.buf[i]);
-            let after = self.buf_start + i as u64 + 1;
+        let mut after = from;
+        for &byte in text.between(from, text.end()) {
+            state = automaton.next(state, byte);
+            after += 1;
             if automaton.has_match(state) {
                 automaton.for_each_match(state, |pattern, len| {
                     self.record(after - u64::from(len), after, len, pattern);
@@ -205,7 +290,7 @@ impl Masker {
                 return (live_start, false);
             }
         }
-        (self.end() - u64::from(automaton.live_depth(state)), true)
+        (text.end() - u64::from(automaton.live_depth(state)), true)
     }
 
     /// Adds the occurrence [start, end) of `pattern`, merging overlaps.
@@ -234,28 +319,26 @@ impl Masker {
     }
 
     /// Writes out everything before `limit` that is settled.
-    fn emit(&mut self, out: &mut Vec<u8>, limit: u64) {
+    fn emit(&mut self, text: Text<'_>, out: &mut Vec<u8>, limit: u64) {
         let mut done = 0;
         while let Some(&interval) = self.pending.get(done) {
             if interval.end > limit {
                 break;
             }
-            self.copy_raw(out, interval.start);
+            self.copy_raw(text, out, interval.start);
             out.extend_from_slice(self.set.replacement(interval.label_pattern));
             self.emitted = interval.end;
             done += 1;
         }
         self.pending.drain(..done);
         let stop = self.pending.first().map_or(limit, |iv| iv.start.min(limit));
-        self.copy_raw(out, stop);
+        self.copy_raw(text, out, stop);
     }
 
     /// Copies the bytes from `emitted` to `to` (outside any interval).
-    fn copy_raw(&mut self, out: &mut Vec<u8>, to: u64) {
+    fn copy_raw(&mut self, text: Text<'_>, out: &mut Vec<u8>, to: u64) {
         if to > self.emitted {
-            let from = (self.emitted - self.buf_start) as usize;
-            let to_index = (to - self.buf_start) as usize;
-            out.extend_from_slice(&self.buf[from..to_index]);
+            out.extend_from_slice(text.between(self.emitted, to));
             self.emitted = to;
         }
     }
@@ -263,13 +346,23 @@ impl Masker {
     /// Drops bytes no longer needed: before `resolved` (emitted, or inside a
     /// pending interval) and before the next sample's gram.
     fn compact(&mut self) {
-        let keep_from = self.resolved.min(self.next_sample).max(self.buf_start);
+        let keep_from = self.keep_from(self.buf_start);
         let drop = (keep_from - self.buf_start) as usize;
         if drop > 0 {
             self.buf[..drop].zeroize();
             self.buf.drain(..drop);
             self.buf_start = keep_from;
         }
+        self.shrink_buf();
+    }
+
+    /// The first position a later scan or emit can read (not below `floor`,
+    /// where the data starts).
+    fn keep_from(&self, floor: u64) -> u64 {
+        self.resolved.min(self.next_sample).max(floor)
+    }
+
+    fn shrink_buf(&mut self) {
         // Keep the allocation from growing without bound after a huge chunk.
         if self.buf.capacity() > (1 << 20) && self.buf.len() < (1 << 16) {
             self.buf.shrink_to(1 << 16);
