@@ -9,10 +9,14 @@
 //!
 //! Layout: a trie with failure and dictionary-suffix links, numbered
 //! breadth-first so that each state's children are consecutive states (no
-//! edge array), and a dense 256-entry table for the root. The
-//! automaton runs only on the short windows the prefilter flags and on the
-//! unresolved tail of each chunk, so this compact layout beats a full DFA
-//! (which would not fit in cache for thousands of patterns).
+//! edge array), and a dense 256-entry table for the root. What a step reads
+//! of a state (its first child, failure link, live depth and whether a
+//! pattern ends there) is packed in one 12-byte record, beside the record
+//! whose first child ends its children: a step touches one line for the
+//! state and one for its edge labels. The automaton runs only on the short
+//! windows the prefilter flags and on the unresolved tail of each chunk, so
+//! this compact layout beats a full DFA (which would not fit in cache for
+//! thousands of patterns).
 //!
 //! Pattern bytes are secret material: the edge labels are zeroized on drop.
 
@@ -32,28 +36,47 @@ const NONE: u32 = u32::MAX;
 /// leads to `c`. So the trie needs no edge array, and building it walks its
 /// arrays in order.
 pub struct Automaton {
-    root_next: Box<[StateId; 256]>,
-    fail: Vec<StateId>,
+    /// Full transition rows (failures resolved) for the root and the
+    /// states one byte deep: row `n` is `dense[256 * n..]`. These states
+    /// have the most children, where a search of the edge labels would cost
+    /// a mispredicted branch or two a byte; deeper states have few.
+    dense: Vec<StateId>,
+    /// The states with a dense row: the root and its children, `0..this`.
+    dense_states: u32,
+    /// One record per state and one more (whose first child ends the last
+    /// state's children).
+    states: Vec<StateRecord>,
     depth: Vec<u32>,
-    /// Depth of the deepest state on the failure chain (itself included)
-    /// that has an outgoing edge: the longest suffix that can still grow
-    /// into an occurrence.
-    live_depth: Vec<u32>,
     /// The pattern that ends exactly at this node, or `NONE`.
     output: Vec<u32>,
     /// The nearest node on the failure chain that has an output, or `NONE`.
     dict: Vec<StateId>,
-    /// One entry per state and one more: see the type's docs.
-    first_child: Vec<StateId>,
     label: Vec<u8>,
     pattern_len: Vec<u32>,
 }
 
+/// What a step reads of a state.
+#[derive(Clone, Copy)]
+#[repr(C)]
+struct StateRecord {
+    /// Its children are the states from this to the next record's.
+    first_child: StateId,
+    fail: StateId,
+    /// The depth of the deepest state on the failure chain (itself
+    /// included) that has an outgoing edge: the longest suffix that can
+    /// still grow into an occurrence; with [`MATCH_BIT`] set when some
+    /// pattern ends at this state.
+    live: u32,
+}
+
+/// In [`StateRecord::live`]: some pattern ends here.
+const MATCH_BIT: u32 = 1 << 31;
+
 /// The child of `node` by `byte` in a breadth-first trie (see [`Automaton`]).
 #[inline]
-fn child_in(first_child: &[StateId], label: &[u8], node: StateId, byte: u8) -> Option<StateId> {
-    let start = first_child[node as usize] as usize;
-    let end = first_child[node as usize + 1] as usize;
+fn child_in(states: &[StateRecord], label: &[u8], node: StateId, byte: u8) -> Option<StateId> {
+    let start = states[node as usize].first_child as usize;
+    let end = states[node as usize + 1].first_child as usize;
     let bytes = &label[start..end];
     let found = if bytes.len() <= 8 {
         bytes.iter().position(|&b| b == byte)
@@ -115,7 +138,12 @@ impl Automaton {
         let mut label = Vec::with_capacity(capacity);
         let mut depth = Vec::with_capacity(capacity);
         let mut output = Vec::with_capacity(capacity);
-        let mut first_child = Vec::with_capacity(capacity + 1);
+        let mut states: Vec<StateRecord> = Vec::with_capacity(capacity + 1);
+        let record = |first_child: usize| StateRecord {
+            first_child: first_child as StateId,
+            fail: ROOT,
+            live: 0,
+        };
         label.push(0u8);
         depth.push(0u32);
         output.push(NONE);
@@ -127,8 +155,8 @@ impl Automaton {
         while !level.is_empty() {
             below.clear();
             for &(node, lo, hi) in &level {
-                debug_assert_eq!(first_child.len(), node as usize);
-                first_child.push(label.len() as StateId);
+                debug_assert_eq!(states.len(), node as usize);
+                states.push(record(label.len()));
                 let (mut i, hi) = (lo as usize, hi as usize);
                 // A pattern that ends here sorts before those it prefixes.
                 while i < hi && len_of(i) == at {
@@ -156,19 +184,17 @@ impl Automaton {
             at += 1;
         }
         let count = label.len();
-        first_child.push(count as StateId);
+        states.push(record(count));
         drop((sorted, starts, bytes));
 
         let mut root_next = Box::new([ROOT; 256]);
-        for c in first_child[0]..first_child[1] {
+        for c in states[0].first_child..states[1].first_child {
             root_next[label[c as usize] as usize] = c;
         }
         // Failure, dictionary and liveness, parents before children.
-        let mut fail = vec![ROOT; count];
         let mut dict = vec![NONE; count];
-        let mut live_depth = vec![0u32; count];
         for parent in 0..count {
-            let (start, end) = (first_child[parent], first_child[parent + 1]);
+            let (start, end) = (states[parent].first_child, states[parent + 1].first_child);
             for c in start..end {
                 let byte = label[c as usize];
                 // A depth-1 state fails to the root; deeper ones follow their
@@ -176,36 +202,47 @@ impl Automaton {
                 let target = if parent == ROOT as usize {
                     ROOT
                 } else {
-                    let mut f = fail[parent];
+                    let mut f = states[parent].fail;
                     loop {
                         if f == ROOT {
                             break root_next[byte as usize];
                         }
-                        if let Some(t) = child_in(&first_child, &label, f, byte) {
+                        if let Some(t) = child_in(&states, &label, f, byte) {
                             break t;
                         }
-                        f = fail[f as usize];
+                        f = states[f as usize].fail;
                     }
                 };
                 let c = c as usize;
-                fail[c] = target;
                 let t = target as usize;
                 dict[c] = if output[t] != NONE { target } else { dict[t] };
-                live_depth[c] = if first_child[c] == first_child[c + 1] {
-                    live_depth[t]
+                let live_depth = if states[c].first_child == states[c + 1].first_child {
+                    states[t].live & !MATCH_BIT
                 } else {
                     depth[c]
                 };
+                let matches = output[c] != NONE || dict[c] != NONE;
+                states[c].fail = target;
+                states[c].live = live_depth | if matches { MATCH_BIT } else { 0 };
             }
         }
+        // The root's children are the states right after it.
+        let dense_states = states[1].first_child;
+        let mut dense = Vec::with_capacity(256 * dense_states as usize);
+        dense.extend_from_slice(&root_next[..]);
+        for state in 1..dense_states {
+            dense.extend((0..=255u8).map(|byte| {
+                child_in(&states, &label, state, byte).unwrap_or(root_next[byte as usize])
+            }));
+        }
+        root_next.zeroize();
         Automaton {
-            root_next,
-            fail,
+            dense,
+            dense_states,
+            states,
             depth,
-            live_depth,
             output,
             dict,
-            first_child,
             label,
             pattern_len: patterns.iter().map(|p| p.len() as u32).collect(),
         }
@@ -213,20 +250,20 @@ impl Automaton {
 
     #[inline]
     fn child(&self, node: StateId, byte: u8) -> Option<StateId> {
-        child_in(&self.first_child, &self.label, node, byte)
+        child_in(&self.states, &self.label, node, byte)
     }
 
     /// The state after reading `byte` in `state`.
     #[inline]
     pub fn next(&self, mut state: StateId, byte: u8) -> StateId {
         loop {
-            if state == ROOT {
-                return self.root_next[byte as usize];
+            if state < self.dense_states {
+                return self.dense[256 * state as usize + byte as usize];
             }
             if let Some(next) = self.child(state, byte) {
                 return next;
             }
-            state = self.fail[state as usize];
+            state = self.states[state as usize].fail;
         }
     }
 
@@ -240,13 +277,13 @@ impl Automaton {
     /// occurrence (a complete pattern that no longer pattern extends is not live).
     #[inline]
     pub fn live_depth(&self, state: StateId) -> u32 {
-        self.live_depth[state as usize]
+        self.states[state as usize].live & !MATCH_BIT
     }
 
     /// True when some pattern ends at this state.
     #[inline]
     pub fn has_match(&self, state: StateId) -> bool {
-        self.output[state as usize] != NONE || self.dict[state as usize] != NONE
+        self.states[state as usize].live & MATCH_BIT != 0
     }
 
     /// Calls `f(pattern id, pattern length)` for every pattern ending at this state.
@@ -272,7 +309,7 @@ impl Automaton {
 impl Drop for Automaton {
     fn drop(&mut self) {
         self.label.zeroize();
-        self.root_next.zeroize();
+        self.dense.zeroize();
     }
 }
 
