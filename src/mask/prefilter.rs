@@ -10,9 +10,9 @@
 //! verified by the automaton.
 //!
 //! With 24-byte secrets that is one 4-byte load and one bit test per 21 bytes
-//! of text. The bitmap is sized to ~1/64 occupancy (capped at 8 MiB, which
-//! stays in this class of machine's L3), so a miss is the common case even
-//! with ten thousand secrets. A bitmap larger than 1 MiB gets a 1 MiB coarse
+//! of text. The bitmap is sized to ~1/64 occupancy by the distinct grams
+//! (capped at 8 MiB, which stays in this class of machine's L3), so a miss
+//! is the common case even with ten thousand secrets. A bitmap larger than 1 MiB gets a 1 MiB coarse
 //! copy in front (the same hash, fewer bits: a superset), which lives in L2
 //! and answers most samples without touching L3. Both store hashes only,
 //! never pattern bytes.
@@ -27,7 +27,6 @@ const COARSE_BITS_LOG2: u32 = 23;
 /// The bitmaps and the sampling step.
 pub struct Prefilter {
     step: usize,
-    bits_log2: u32,
     bits: Vec<u64>,
     /// For large bitmaps: the same grams at `COARSE_BITS_LOG2` bits, or empty.
     coarse: Vec<u64>,
@@ -35,47 +34,117 @@ pub struct Prefilter {
 
 #[inline]
 fn hash(gram: u32) -> u32 {
-    gram.wrapping_mul(0x9E37_79B1)
+    // The high half of a 64-bit product: its low bits, which pick the
+    // slot, depend on every bit of the gram.
+    ((u64::from(gram)).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as u32
 }
 
 #[inline]
 fn gram_at(text: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes([text[at], text[at + 1], text[at + 2], text[at + 3]])
+    u32::from_le_bytes(text[at..at + Q].try_into().expect("a gram is Q bytes"))
+}
+
+/// The bit of `hash` in a bitmap of a power of two bits: its slot is the
+/// hash's low bits (so no bounds check is left, and the same hash picks
+/// its slot in a bitmap of any size).
+#[inline(always)]
+fn bit_of(bits: &[u64], hash: u32) -> bool {
+    let index = (hash as usize >> 6) & (bits.len() - 1);
+    bits.get(index).is_some_and(|w| w & (1 << (hash & 63)) != 0)
+}
+
+/// The sampling loop of [`Prefilter::scan`] from index `at`, with `probe`
+/// telling whether a gram hits. Eight samples a round, their grams loaded
+/// before any is looked up, keep eight independent lookups in flight (each
+/// may wait on the cache), and a round that misses everywhere (the common
+/// case) costs one branch.
+#[inline(always)]
+fn scan_with(
+    text: &[u8],
+    base: u64,
+    mut at: usize,
+    step: usize,
+    hits: &mut Vec<u64>,
+    probe: impl Fn(u32) -> bool,
+) -> u64 {
+    const ROUND: usize = 8;
+    let limit = text.len().saturating_sub(Q - 1);
+    while at + (ROUND - 1) * step < limit {
+        let mut found = 0u32;
+        for i in 0..ROUND {
+            // SAFETY: `at + i * step + Q <= at + (ROUND - 1) * step + Q - 1
+            // < limit + Q - 1 = text.len()` (the loop's condition), so the
+            // gram's four bytes are in `text`; an unaligned read of them is
+            // a plain `u32` read.
+            let gram = unsafe {
+                text.as_ptr()
+                    .add(at + i * step)
+                    .cast::<u32>()
+                    .read_unaligned()
+            };
+            found |= u32::from(probe(u32::from_le(gram))) << i;
+        }
+        while found != 0 {
+            let i = found.trailing_zeros() as usize;
+            hits.push(base + (at + i * step) as u64);
+            found &= found - 1;
+        }
+        at += ROUND * step;
+    }
+    while at < limit {
+        if probe(gram_at(text, at)) {
+            hits.push(base + at as u64);
+        }
+        at += step;
+    }
+    base + at as u64
 }
 
 impl Prefilter {
     /// Builds the filter for patterns that are all at least `Q` bytes long.
+    ///
+    /// The bitmap is sized by the distinct grams, not by all of them:
+    /// variants share most grams with their value (a wrapped base64 form
+    /// adds only the few that cross its line break), and a bitmap larger
+    /// than it needs to be costs a cache miss per sample. The grams go into
+    /// a bitmap sized for all of them first; its set bits count the distinct
+    /// ones (at that occupancy almost no two collide), and a smaller bitmap
+    /// is filled again when they need one.
     pub fn new(patterns: &[&[u8]]) -> Self {
         let shortest = patterns.iter().map(|p| p.len()).min().unwrap_or(Q).max(Q);
         let step = shortest - Q + 1;
-        let grams: usize = patterns.len() * step;
-        let bits_log2 = (grams.max(1) * 64)
-            .next_power_of_two()
-            .trailing_zeros()
-            .clamp(MIN_BITS_LOG2, MAX_BITS_LOG2);
-        let coarse_words = if bits_log2 > COARSE_BITS_LOG2 {
-            1 << (COARSE_BITS_LOG2 - 6)
+        let bits_for = |grams: usize| {
+            (grams.max(1) * 64)
+                .next_power_of_two()
+                .trailing_zeros()
+                .clamp(MIN_BITS_LOG2, MAX_BITS_LOG2)
+        };
+        let upper_bits_log2 = bits_for(patterns.len() * step);
+        let mut bits = Self::fill(patterns, step, upper_bits_log2);
+        let distinct: u32 = bits.iter().map(|word| word.count_ones()).sum();
+        let bits_log2 = bits_for(distinct as usize).min(upper_bits_log2);
+        if bits_log2 < upper_bits_log2 {
+            bits = Self::fill(patterns, step, bits_log2);
+        }
+        let coarse = if bits_log2 > COARSE_BITS_LOG2 {
+            Self::fill(patterns, step, COARSE_BITS_LOG2)
         } else {
-            0
+            Vec::new()
         };
-        let mut filter = Prefilter {
-            step,
-            bits_log2,
-            bits: vec![0u64; 1 << (bits_log2 - 6)],
-            coarse: vec![0u64; coarse_words],
-        };
+        Prefilter { step, bits, coarse }
+    }
+
+    /// A bitmap of `2^bits_log2` bits with every pattern's grams at offsets
+    /// `0..step`.
+    fn fill(patterns: &[&[u8]], step: usize, bits_log2: u32) -> Vec<u64> {
+        let mut bits = vec![0u64; 1 << (bits_log2 - 6)];
         for pattern in patterns {
             for offset in 0..step {
-                let hash = hash(gram_at(pattern, offset));
-                let slot = (hash >> (32 - bits_log2)) as usize;
-                filter.bits[slot >> 6] |= 1 << (slot & 63);
-                if coarse_words > 0 {
-                    let slot = (hash >> (32 - COARSE_BITS_LOG2)) as usize;
-                    filter.coarse[slot >> 6] |= 1 << (slot & 63);
-                }
+                let slot = hash(gram_at(pattern, offset)) as usize & ((1 << bits_log2) - 1);
+                bits[slot >> 6] |= 1 << (slot & 63);
             }
         }
-        filter
+        bits
     }
 
     /// The sampling step `k`: samples are taken at multiples of it.
@@ -83,49 +152,21 @@ impl Prefilter {
         self.step
     }
 
-    /// True when the `Q`-gram at `text[at..]` may belong to a pattern.
-    #[inline]
-    pub fn hit(&self, text: &[u8], at: usize) -> bool {
-        let hash = hash(gram_at(text, at));
-        if !self.coarse.is_empty() {
-            let slot = (hash >> (32 - COARSE_BITS_LOG2)) as usize;
-            if self.coarse[slot >> 6] & (1 << (slot & 63)) == 0 {
-                return false;
-            }
-        }
-        let slot = (hash >> (32 - self.bits_log2)) as usize;
-        self.bits[slot >> 6] & (1 << (slot & 63)) != 0
-    }
-
     /// Appends to `hits` every sample position `p` (absolute: `base + index`)
     /// from `first` on whose gram fits in `text` and hits. Returns the first
     /// sample position not examined (its gram does not fit yet).
     pub fn scan(&self, text: &[u8], base: u64, first: u64, hits: &mut Vec<u64>) -> u64 {
-        let step = self.step;
-        let mut at = (first - base) as usize;
-        let limit = text.len().saturating_sub(Q - 1);
-        // Four independent samples per round keep several loads in flight.
-        while at + 3 * step < limit {
-            let h0 = self.hit(text, at);
-            let h1 = self.hit(text, at + step);
-            let h2 = self.hit(text, at + 2 * step);
-            let h3 = self.hit(text, at + 3 * step);
-            if h0 | h1 | h2 | h3 {
-                for (i, h) in [h0, h1, h2, h3].into_iter().enumerate() {
-                    if h {
-                        hits.push(base + (at + i * step) as u64);
-                    }
-                }
-            }
-            at += 4 * step;
+        let at = (first - base) as usize;
+        if self.coarse.is_empty() {
+            scan_with(text, base, at, self.step, hits, |gram| {
+                bit_of(&self.bits, hash(gram))
+            })
+        } else {
+            scan_with(text, base, at, self.step, hits, |gram| {
+                let hash = hash(gram);
+                bit_of(&self.coarse, hash) && bit_of(&self.bits, hash)
+            })
         }
-        while at < limit {
-            if self.hit(text, at) {
-                hits.push(base + at as u64);
-            }
-            at += step;
-        }
-        base + at as u64
     }
 
     /// Memory used by the bitmap, in bytes.
@@ -168,6 +209,30 @@ mod tests {
                     "occurrence at {start} not flagged: {hits:?}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn the_bitmap_is_sized_by_the_distinct_grams() {
+        // 4,096 patterns that differ only in their first four bytes (as a
+        // value's wrapped base64 forms share most grams with its plain form).
+        let base = b"0123456789abcdefghijklmnopqrstuv".to_vec();
+        let patterns: Vec<Vec<u8>> = (0..4096u32)
+            .map(|i| {
+                let mut p = base.clone();
+                p[..4].copy_from_slice(&i.to_le_bytes());
+                p
+            })
+            .collect();
+        let views: Vec<&[u8]> = patterns.iter().map(Vec::as_slice).collect();
+        let filter = Prefilter::new(&views);
+        // Sized by all 4,096 * 29 grams it would take 2^23 bits (1 MiB);
+        // the few thousand distinct ones take 2^19 bits.
+        assert_eq!(filter.memory(), 64 * 1024);
+        for pattern in &views {
+            let mut hits = Vec::new();
+            filter.scan(pattern, 0, 0, &mut hits);
+            assert_eq!(hits.first(), Some(&0), "every pattern's own grams hit");
         }
     }
 
