@@ -335,6 +335,11 @@ pub fn run(plan: ExecPlan) -> Result<ExitReport, SupervisorError> {
     let mut output_total = 0u64;
     let mut output_limit_reached = false;
     let mut buf = vec![0u8; READ_BLOCK];
+    // Whether the child may have exited since it was last looked at: at
+    // the start, then only when its SIGCHLD or its pidfd says so. (Without
+    // either, every round looks: a `wait4` a round was a quarter of the
+    // loop's system calls under a fast writer.)
+    let mut exit_to_check = true;
 
     loop {
         sinks.flush();
@@ -344,7 +349,8 @@ pub fn run(plan: ExecPlan) -> Result<ExitReport, SupervisorError> {
             signal_group(pgid, Signal::KILL)?;
         }
         let now = Instant::now();
-        if exited.is_none() {
+        if exited.is_none() && exit_to_check {
+            exit_to_check = signals.is_none() && pidfd.is_none();
             if let Some(status) = spawned.child.try_wait()? {
                 exited = Some(status);
                 // Whatever is left in the group goes with the child.
@@ -400,9 +406,10 @@ pub fn run(plan: ExecPlan) -> Result<ExitReport, SupervisorError> {
                 .collect()
         };
         // The pidfd only wakes the loop: `try_wait` above reaps the child.
-        if let (Some(pidfd), None) = (&pidfd, &exited) {
-            fds.push(pidfd.as_fd());
-        }
+        let pidfd_slot = match (&pidfd, &exited) {
+            (Some(pidfd), None) => Some(slot(&mut fds, pidfd.as_fd())),
+            _ => None,
+        };
         let out_slot = (out_open && !backlogged).then(|| slot(&mut fds, spawned.stdout.as_fd()));
         let err_slot = match (&spawned.stderr, err_open && !backlogged) {
             (Some(fd), true) => Some(slot(&mut fds, fd.as_fd())),
@@ -423,6 +430,9 @@ pub fn run(plan: ExecPlan) -> Result<ExitReport, SupervisorError> {
         drop(interests);
         drop(fds);
         let is_ready = |slot: Option<usize>| slot.is_some_and(|i| ready[i]);
+        if is_ready(pidfd_slot) {
+            exit_to_check = true;
+        }
 
         if let (true, Some(r)) = (is_ready(request_slot), &requests) {
             fd::drain(r.wake.as_fd());
@@ -456,7 +466,7 @@ pub fn run(plan: ExecPlan) -> Result<ExitReport, SupervisorError> {
         if let (true, Some(signals)) = (is_ready(signal_slot), &signals) {
             for signal in signals.take() {
                 match signal {
-                    Signal::CHILD => {}
+                    Signal::CHILD => exit_to_check = true,
                     Signal::WINDOW_CHANGE if pty => {
                         if let Some(size) = term::window_size(std::io::stdout().as_fd()) {
                             let _ = term::set_window_size(spawned.stdout.as_fd(), size);
