@@ -191,6 +191,18 @@ impl Automaton {
         for c in states[0].first_child..states[1].first_child {
             root_next[label[c as usize] as usize] = c;
         }
+        // The dense rows: the root's, and its children's (the states right
+        // after it), whose failure link is the root. Made before the
+        // failure links, which end on these states most of the time.
+        let dense_states = states[1].first_child;
+        let mut dense = Vec::with_capacity(256 * dense_states as usize);
+        dense.extend_from_slice(&root_next[..]);
+        for state in 1..dense_states {
+            dense.extend((0..=255u8).map(|byte| {
+                child_in(&states, &label, state, byte).unwrap_or(root_next[byte as usize])
+            }));
+        }
+        root_next.zeroize();
         // Failure, dictionary and liveness, parents before children.
         let mut dict = vec![NONE; count];
         for parent in 0..count {
@@ -204,8 +216,8 @@ impl Automaton {
                 } else {
                     let mut f = states[parent].fail;
                     loop {
-                        if f == ROOT {
-                            break root_next[byte as usize];
+                        if f < dense_states {
+                            break dense[256 * f as usize + byte as usize];
                         }
                         if let Some(t) = child_in(&states, &label, f, byte) {
                             break t;
@@ -226,16 +238,6 @@ impl Automaton {
                 states[c].live = live_depth | if matches { MATCH_BIT } else { 0 };
             }
         }
-        // The root's children are the states right after it.
-        let dense_states = states[1].first_child;
-        let mut dense = Vec::with_capacity(256 * dense_states as usize);
-        dense.extend_from_slice(&root_next[..]);
-        for state in 1..dense_states {
-            dense.extend((0..=255u8).map(|byte| {
-                child_in(&states, &label, state, byte).unwrap_or(root_next[byte as usize])
-            }));
-        }
-        root_next.zeroize();
         Automaton {
             dense,
             dense_states,
