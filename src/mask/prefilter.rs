@@ -14,8 +14,12 @@
 //! (capped at 8 MiB, which stays in this class of machine's L3), so a miss
 //! is the common case even with ten thousand secrets. A bitmap larger than 1 MiB gets a 1 MiB coarse
 //! copy in front (the same hash, fewer bits: a superset), which lives in L2
-//! and answers most samples without touching L3. Both store hashes only,
-//! never pattern bytes.
+//! and answers most samples without touching L3. A sample that hits is
+//! checked once more in a second bitmap of the same grams under a second
+//! hash (at most 1 MiB), looked at only on a hit: on log text nearly every
+//! hit of the first is a collision, and this drops all but about one in a
+//! hundred of them before the automaton is run over their windows. All the
+//! bitmaps store hashes only, never pattern bytes.
 
 /// Bytes per sampled gram.
 pub const Q: usize = 4;
@@ -30,6 +34,10 @@ pub struct Prefilter {
     bits: Vec<u64>,
     /// For large bitmaps: the same grams at `COARSE_BITS_LOG2` bits, or empty.
     coarse: Vec<u64>,
+    /// The same grams by [`second_hash`], at most 1 MiB: a sample that hits
+    /// `bits` is reported only if it hits here too, so a collision in one
+    /// bitmap seldom costs a check by the automaton.
+    confirm: Vec<u64>,
 }
 
 #[inline]
@@ -37,6 +45,14 @@ fn hash(gram: u32) -> u32 {
     // The high half of a 64-bit product: its low bits, which pick the
     // slot, depend on every bit of the gram.
     ((u64::from(gram)).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as u32
+}
+
+/// The hash of the confirming bitmap: another multiplier, and the top
+/// bits of the product, so a gram that collides in one bitmap seldom
+/// collides in the other.
+#[inline]
+fn second_hash(gram: u32) -> u32 {
+    ((u64::from(gram) | 1 << 32).wrapping_mul(0xC2B2_AE3D_27D4_EB4F) >> 40) as u32
 }
 
 #[inline]
@@ -54,7 +70,8 @@ fn bit_of(bits: &[u64], hash: u32) -> bool {
 }
 
 /// The sampling loop of [`Prefilter::scan`] from index `at`, with `probe`
-/// telling whether a gram hits. Eight samples a round, their grams loaded
+/// telling whether a gram hits and `confirm` checking a hit once more (in
+/// a second bitmap, by a second hash). Eight samples a round, their grams loaded
 /// before any is looked up, keep eight independent lookups in flight (each
 /// may wait on the cache), and a round that misses everywhere (the common
 /// case) costs one branch.
@@ -66,6 +83,7 @@ fn scan_with(
     step: usize,
     hits: &mut Vec<u64>,
     probe: impl Fn(u32) -> bool,
+    confirm: impl Fn(u32) -> bool,
 ) -> u64 {
     const ROUND: usize = 8;
     let limit = text.len().saturating_sub(Q - 1);
@@ -86,13 +104,16 @@ fn scan_with(
         }
         while found != 0 {
             let i = found.trailing_zeros() as usize;
-            hits.push(base + (at + i * step) as u64);
+            if confirm(gram_at(text, at + i * step)) {
+                hits.push(base + (at + i * step) as u64);
+            }
             found &= found - 1;
         }
         at += ROUND * step;
     }
     while at < limit {
-        if probe(gram_at(text, at)) {
+        let gram = gram_at(text, at);
+        if probe(gram) && confirm(gram) {
             hits.push(base + at as u64);
         }
         at += step;
@@ -120,23 +141,29 @@ impl Prefilter {
                 .clamp(MIN_BITS_LOG2, MAX_BITS_LOG2)
         };
         let upper_bits_log2 = bits_for(patterns.len() * step);
-        let mut bits = Self::fill(patterns, step, upper_bits_log2);
+        let mut bits = Self::fill(patterns, step, upper_bits_log2, hash);
         let distinct: u32 = bits.iter().map(|word| word.count_ones()).sum();
         let bits_log2 = bits_for(distinct as usize).min(upper_bits_log2);
         if bits_log2 < upper_bits_log2 {
-            bits = Self::fill(patterns, step, bits_log2);
+            bits = Self::fill(patterns, step, bits_log2, hash);
         }
         let coarse = if bits_log2 > COARSE_BITS_LOG2 {
-            Self::fill(patterns, step, COARSE_BITS_LOG2)
+            Self::fill(patterns, step, COARSE_BITS_LOG2, hash)
         } else {
             Vec::new()
         };
-        Prefilter { step, bits, coarse }
+        let confirm = Self::fill(patterns, step, bits_log2.min(COARSE_BITS_LOG2), second_hash);
+        Prefilter {
+            step,
+            bits,
+            coarse,
+            confirm,
+        }
     }
 
     /// A bitmap of `2^bits_log2` bits with every pattern's grams at offsets
     /// `0..step`.
-    fn fill(patterns: &[&[u8]], step: usize, bits_log2: u32) -> Vec<u64> {
+    fn fill(patterns: &[&[u8]], step: usize, bits_log2: u32, hash: fn(u32) -> u32) -> Vec<u64> {
         let mut bits = vec![0u64; 1 << (bits_log2 - 6)];
         for pattern in patterns {
             for offset in 0..step {
@@ -157,21 +184,36 @@ impl Prefilter {
     /// sample position not examined (its gram does not fit yet).
     pub fn scan(&self, text: &[u8], base: u64, first: u64, hits: &mut Vec<u64>) -> u64 {
         let at = (first - base) as usize;
+        let confirm = |gram| bit_of(&self.confirm, second_hash(gram));
         if self.coarse.is_empty() {
-            scan_with(text, base, at, self.step, hits, |gram| {
-                bit_of(&self.bits, hash(gram))
-            })
+            scan_with(
+                text,
+                base,
+                at,
+                self.step,
+                hits,
+                |gram| bit_of(&self.bits, hash(gram)),
+                confirm,
+            )
         } else {
-            scan_with(text, base, at, self.step, hits, |gram| {
-                let hash = hash(gram);
-                bit_of(&self.coarse, hash) && bit_of(&self.bits, hash)
-            })
+            scan_with(
+                text,
+                base,
+                at,
+                self.step,
+                hits,
+                |gram| {
+                    let hash = hash(gram);
+                    bit_of(&self.coarse, hash) && bit_of(&self.bits, hash)
+                },
+                confirm,
+            )
         }
     }
 
     /// Memory used by the bitmap, in bytes.
     pub fn memory(&self) -> usize {
-        (self.bits.len() + self.coarse.len()) * 8
+        (self.bits.len() + self.coarse.len() + self.confirm.len()) * 8
     }
 }
 
@@ -227,13 +269,44 @@ mod tests {
         let views: Vec<&[u8]> = patterns.iter().map(Vec::as_slice).collect();
         let filter = Prefilter::new(&views);
         // Sized by all 4,096 * 29 grams it would take 2^23 bits (1 MiB);
-        // the few thousand distinct ones take 2^19 bits.
-        assert_eq!(filter.memory(), 64 * 1024);
+        // the few thousand distinct ones take 2^19 bits (64 KiB), and so
+        // does the confirming bitmap.
+        assert_eq!(filter.memory(), 2 * 64 * 1024);
         for pattern in &views {
             let mut hits = Vec::new();
             filter.scan(pattern, 0, 0, &mut hits);
             assert_eq!(hits.first(), Some(&0), "every pattern's own grams hit");
         }
+    }
+
+    #[test]
+    fn the_confirming_bitmap_drops_almost_every_collision() {
+        // A thousand patterns against text that holds none of their grams:
+        // the first bitmap alone lets about one sample in a hundred by.
+        let patterns: Vec<Vec<u8>> = (0..1000u32)
+            .map(|i| format!("zq{i:05}!pattern-{i:05}-zq").into_bytes())
+            .collect();
+        let views: Vec<&[u8]> = patterns.iter().map(Vec::as_slice).collect();
+        let filter = Prefilter::new(&views);
+        let letters = |mut i: u32| -> String {
+            let mut word = String::new();
+            while i > 0 {
+                word.push(char::from(b'a' + (i % 26) as u8));
+                i /= 26;
+            }
+            word
+        };
+        let text: Vec<u8> = (0..200_000u32)
+            .flat_map(|i| format!("GET /item/{} ok user=alice\n", letters(i)).into_bytes())
+            .collect();
+        let samples = text.len() / filter.step();
+        let mut hits = Vec::new();
+        filter.scan(&text, 0, 0, &mut hits);
+        assert!(
+            hits.len() * 10_000 < samples,
+            "{} hits of {samples} samples",
+            hits.len()
+        );
     }
 
     #[test]
