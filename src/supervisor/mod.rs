@@ -381,8 +381,16 @@ pub fn run(plan: ExecPlan) -> Result<ExitReport, SupervisorError> {
         // A full output channel: stop reading the child (its pipes fill and
         // it waits, as under a slow terminal) and retry soon.
         let backlogged = sinks.backlogged();
-        let tick =
-            (backlogged || (!attached && pidfd.is_none() && exited.is_none())).then(|| now + TICK);
+        // Both outputs closed and the child not seen to exit: look every
+        // TICK as well, in case its SIGCHLD cannot come (a signal mask
+        // inherited with SIGCHLD blocked) or its pidfd never wakes.
+        let outputs_closed = !out_open && !err_open;
+        if outputs_closed && exited.is_none() {
+            exit_to_check = true;
+        }
+        let tick = (backlogged
+            || (exited.is_none() && (outputs_closed || (!attached && pidfd.is_none()))))
+        .then(|| now + TICK);
         let wake_at = [deadline.filter(|_| !timed_out), kill_at, drain_until, tick]
             .into_iter()
             .flatten()
@@ -516,6 +524,8 @@ pub fn run(plan: ExecPlan) -> Result<ExitReport, SupervisorError> {
                 ReadOutcome::WouldBlock => {}
                 ReadOutcome::Closed => {
                     sinks.finish(stream);
+                    // Most often the child's exit closed it.
+                    exit_to_check = true;
                     match stream {
                         Stream::Stdout => out_open = false,
                         Stream::Stderr => err_open = false,

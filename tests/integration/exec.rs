@@ -200,6 +200,42 @@ fn exit_codes_follow_the_child() {
     assert!(denied.stderr.starts_with("error: "), "{}", denied.stderr);
 }
 
+/// With SIGCHLD blocked in the signal mask shroud inherits, no exit is ever
+/// signalled to it: the run still ends with its child, whether the child's
+/// exit closes its outputs or it closed them long before.
+#[test]
+fn a_run_ends_with_its_child_even_when_sigchld_is_blocked() {
+    use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow, Signal};
+    let home = home();
+    for (script, code) in [("exit 3", 3), ("exec >&- 2>&-; sleep 0.3; exit 4", 4)] {
+        let mut command = home.command(&["exec", "--", "sh", "-c", script]);
+        command.stdout(Stdio::null()).stderr(Stdio::null());
+        // SAFETY: between fork and exec only sigprocmask runs, which is
+        // async-signal-safe.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut command, || {
+                let mut blocked = SigSet::empty();
+                blocked.add(Signal::SIGCHLD);
+                sigprocmask(SigmaskHow::SIG_BLOCK, Some(&blocked), None)
+                    .map_err(std::io::Error::from)
+            });
+        }
+        let mut child = command.spawn().unwrap();
+        let started = Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if started.elapsed() > Duration::from_secs(20) {
+                child.kill().unwrap();
+                panic!("`{script}`: shroud did not notice that its child exited");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert_eq!(status.code(), Some(code), "{script}");
+    }
+}
+
 #[test]
 fn shroud_failures_before_start_are_125_and_start_nothing() {
     let home = home();
