@@ -9,11 +9,12 @@
 //!
 //! Layout: a trie with failure and dictionary-suffix links, numbered
 //! breadth-first so that each state's children are consecutive states (no
-//! edge array), and a dense 256-entry table for the root. What a step reads
-//! of a state (its first child, failure link, live depth and whether a
-//! pattern ends there) is packed in one 12-byte record, beside the record
-//! whose first child ends its children: a step touches one line for the
-//! state and one for its edge labels. The automaton runs only on the short
+//! edge array), and dense 256-entry transition rows for the root and its
+//! children (at most 257 rows). What a step reads of a deeper state (its
+//! first child, failure link, live depth and whether a pattern ends there)
+//! is packed in one 12-byte record, beside the record whose first child
+//! ends its children: a step touches the line (rarely two) of the state's
+//! record and one of its edge labels. The automaton runs only on the short
 //! windows the prefilter flags and on the unresolved tail of each chunk, so
 //! this compact layout beats a full DFA (which would not fit in cache for
 //! thousands of patterns).
@@ -32,7 +33,7 @@ const NONE: u32 = u32::MAX;
 ///
 /// States are numbered breadth-first, and the children of a state are
 /// consecutive states in byte order: the children of `n` are the states
-/// `first_child[n]..first_child[n + 1]`, and `label[c]` is the byte that
+/// `states[n].first_child..states[n + 1].first_child`, and `label[c]` is the byte that
 /// leads to `c`. So the trie needs no edge array, and building it walks its
 /// arrays in order.
 pub struct Automaton {

@@ -18,8 +18,12 @@
 //! checked once more in a second bitmap of the same grams under a second
 //! hash (at most 1 MiB), looked at only on a hit: on log text nearly every
 //! hit of the first is a collision, and this drops all but about one in a
-//! hundred of them before the automaton is run over their windows. All the
-//! bitmaps store hashes only, never pattern bytes.
+//! hundred of them before the automaton is run over their windows. The
+//! bitmaps hold hashes of the patterns' first bytes, never the bytes; as
+//! grams could be guessed back from two of them, they are zeroized on drop
+//! like every other piece of a mask set.
+
+use zeroize::Zeroize;
 
 /// Bytes per sampled gram.
 pub const Q: usize = 4;
@@ -90,10 +94,11 @@ fn scan_with(
     while at + (ROUND - 1) * step < limit {
         let mut found = 0u32;
         for i in 0..ROUND {
-            // SAFETY: `at + i * step + Q <= at + (ROUND - 1) * step + Q - 1
-            // < limit + Q - 1 = text.len()` (the loop's condition), so the
-            // gram's four bytes are in `text`; an unaligned read of them is
-            // a plain `u32` read.
+            // SAFETY: `i < ROUND`, and the loop's condition gives
+            // `at + (ROUND - 1) * step <= limit - 1 = text.len() - Q`, so
+            // `at + i * step + Q <= text.len()`: the gram's four bytes are
+            // in `text`, and an unaligned read of them is a plain `u32`
+            // read. (`scan` starts it within `text`, so nothing wraps.)
             let gram = unsafe {
                 text.as_ptr()
                     .add(at + i * step)
@@ -183,6 +188,11 @@ impl Prefilter {
     /// from `first` on whose gram fits in `text` and hits. Returns the first
     /// sample position not examined (its gram does not fit yet).
     pub fn scan(&self, text: &[u8], base: u64, first: u64, hits: &mut Vec<u64>) -> u64 {
+        assert!(first >= base, "the first sample is not before the text");
+        if first - base > text.len() as u64 {
+            // Its gram does not fit yet.
+            return first;
+        }
         let at = (first - base) as usize;
         let confirm = |gram| bit_of(&self.confirm, second_hash(gram));
         if self.coarse.is_empty() {
@@ -211,9 +221,17 @@ impl Prefilter {
         }
     }
 
-    /// Memory used by the bitmap, in bytes.
+    /// Memory used by the bitmaps, in bytes.
     pub fn memory(&self) -> usize {
         (self.bits.len() + self.coarse.len() + self.confirm.len()) * 8
+    }
+}
+
+impl Drop for Prefilter {
+    fn drop(&mut self) {
+        self.bits.zeroize();
+        self.coarse.zeroize();
+        self.confirm.zeroize();
     }
 }
 
