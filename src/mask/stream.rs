@@ -136,7 +136,8 @@ impl Masker {
                 let take = rest.len().min(bridge);
                 self.buf.extend_from_slice(&rest[..take]);
                 rest = &rest[take..];
-                self.settle_held(out);
+                self.settle_buf(out, false);
+                self.compact();
                 if rest.is_empty() {
                     return;
                 }
@@ -152,12 +153,14 @@ impl Masker {
             self.buf.zeroize();
             self.buf.clear();
         }
-        let text = Text {
-            bytes: chunk,
-            start: chunk_start,
-        };
-        self.scan(text);
-        self.emit(text, out, self.resolved);
+        self.settle(
+            Text {
+                bytes: chunk,
+                start: chunk_start,
+            },
+            out,
+            false,
+        );
         let keep_from = self.keep_from(chunk_start);
         self.buf
             .extend_from_slice(&chunk[(keep_from - chunk_start) as usize..]);
@@ -165,18 +168,23 @@ impl Masker {
         self.shrink_buf();
     }
 
-    /// Scans and writes out the held bytes in `buf`, then drops what is
-    /// no longer needed.
-    fn settle_held(&mut self, out: &mut Vec<u8>) {
+    /// Scans `text` and writes out what is settled: everything before
+    /// `resolved`, or with `to_end` (the stream's end) all of it.
+    fn settle(&mut self, text: Text<'_>, out: &mut Vec<u8>, to_end: bool) {
+        self.scan(text);
+        let limit = if to_end { text.end() } else { self.resolved };
+        self.emit(text, out, limit);
+    }
+
+    /// [`Masker::settle`] over the held bytes in `buf`.
+    fn settle_buf(&mut self, out: &mut Vec<u8>, to_end: bool) {
         let buf = std::mem::take(&mut self.buf);
         let text = Text {
             bytes: &buf,
             start: self.buf_start,
         };
-        self.scan(text);
-        self.emit(text, out, self.resolved);
+        self.settle(text, out, to_end);
         self.buf = buf;
-        self.compact();
     }
 
     /// How much of a new chunk to copy behind held bytes: enough for each
@@ -194,15 +202,8 @@ impl Masker {
         if self.set.is_empty() || self.end() == 0 {
             return;
         }
-        let buf = std::mem::take(&mut self.buf);
-        let text = Text {
-            bytes: &buf,
-            start: self.buf_start,
-        };
-        self.scan(text);
-        let end = text.end();
-        self.emit(text, out, end);
-        self.buf = buf;
+        self.settle_buf(out, true);
+        let end = self.end();
         self.buf.zeroize();
         self.buf.clear();
         self.buf_start = end;
