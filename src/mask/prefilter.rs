@@ -12,9 +12,10 @@
 //! With 24-byte secrets that is one 4-byte load and one bit test per 21 bytes
 //! of text. The bitmap is sized to ~1/64 occupancy by the distinct grams
 //! (capped at 8 MiB, which stays in this class of machine's L3), so a miss
-//! is the common case even with ten thousand secrets. A bitmap larger than 1 MiB gets a 1 MiB coarse
-//! copy in front (the same hash, fewer bits: a superset), which lives in L2
-//! and answers most samples without touching L3. A sample that hits is
+//! is the common case even with ten thousand secrets. A bitmap larger than
+//! 1 MiB gets a 1 MiB coarse copy in front (the same hash, fewer bits: a
+//! superset), which lives in L2 and answers most samples without touching
+//! L3. A sample that hits is
 //! checked once more in a second bitmap of the same grams under a second
 //! hash (at most 1 MiB), looked at only on a hit: on log text nearly every
 //! hit of the first is a collision, and this drops all but about one in a
@@ -64,6 +65,17 @@ fn gram_at(text: &[u8], at: usize) -> u32 {
     u32::from_le_bytes(text[at..at + Q].try_into().expect("a gram is Q bytes"))
 }
 
+/// `bits` folded down to `2^bits_log2` bits (see [`Prefilter::new`]).
+fn fold(bits: &[u64], bits_log2: u32) -> Vec<u64> {
+    let mut folded = vec![0u64; 1 << (bits_log2 - 6)];
+    for part in bits.chunks(folded.len()) {
+        for (word, &other) in folded.iter_mut().zip(part) {
+            *word |= other;
+        }
+    }
+    folded
+}
+
 /// The bit of `hash` in a bitmap of a power of two bits: its slot is the
 /// hash's low bits (so no bounds check is left, and the same hash picks
 /// its slot in a bitmap of any size).
@@ -71,59 +83,6 @@ fn gram_at(text: &[u8], at: usize) -> u32 {
 fn bit_of(bits: &[u64], hash: u32) -> bool {
     let index = (hash as usize >> 6) & (bits.len() - 1);
     bits.get(index).is_some_and(|w| w & (1 << (hash & 63)) != 0)
-}
-
-/// The sampling loop of [`Prefilter::scan`] from index `at`, with `probe`
-/// telling whether a gram hits and `confirm` checking a hit once more (in
-/// a second bitmap, by a second hash). Eight samples a round, their grams loaded
-/// before any is looked up, keep eight independent lookups in flight (each
-/// may wait on the cache), and a round that misses everywhere (the common
-/// case) costs one branch.
-#[inline(always)]
-fn scan_with(
-    text: &[u8],
-    base: u64,
-    mut at: usize,
-    step: usize,
-    hits: &mut Vec<u64>,
-    probe: impl Fn(u32) -> bool,
-    confirm: impl Fn(u32) -> bool,
-) -> u64 {
-    const ROUND: usize = 8;
-    let limit = text.len().saturating_sub(Q - 1);
-    while at + (ROUND - 1) * step < limit {
-        let mut found = 0u32;
-        for i in 0..ROUND {
-            // SAFETY: `i < ROUND`, and the loop's condition gives
-            // `at + (ROUND - 1) * step <= limit - 1 = text.len() - Q`, so
-            // `at + i * step + Q <= text.len()`: the gram's four bytes are
-            // in `text`, and an unaligned read of them is a plain `u32`
-            // read. (`scan` starts it within `text`, so nothing wraps.)
-            let gram = unsafe {
-                text.as_ptr()
-                    .add(at + i * step)
-                    .cast::<u32>()
-                    .read_unaligned()
-            };
-            found |= u32::from(probe(u32::from_le(gram))) << i;
-        }
-        while found != 0 {
-            let i = found.trailing_zeros() as usize;
-            if confirm(gram_at(text, at + i * step)) {
-                hits.push(base + (at + i * step) as u64);
-            }
-            found &= found - 1;
-        }
-        at += ROUND * step;
-    }
-    while at < limit {
-        let gram = gram_at(text, at);
-        if probe(gram) && confirm(gram) {
-            hits.push(base + at as u64);
-        }
-        at += step;
-    }
-    base + at as u64
 }
 
 impl Prefilter {
@@ -134,8 +93,11 @@ impl Prefilter {
     /// adds only the few that cross its line break), and a bitmap larger
     /// than it needs to be costs a cache miss per sample. The grams go into
     /// a bitmap sized for all of them first; its set bits count the distinct
-    /// ones (at that occupancy almost no two collide), and a smaller bitmap
-    /// is filled again when they need one.
+    /// ones (at that occupancy almost no two collide), and it is folded
+    /// down when they need fewer bits (a slot is the hash's low bits, so a
+    /// smaller bitmap's word `i` is the OR of the words `i` modulo its
+    /// length: exactly the bitmap a fill at that size would make). The
+    /// coarse copy is folded from it the same way.
     pub fn new(patterns: &[&[u8]]) -> Self {
         let shortest = patterns.iter().map(|p| p.len()).min().unwrap_or(Q).max(Q);
         let step = shortest - Q + 1;
@@ -150,10 +112,12 @@ impl Prefilter {
         let distinct: u32 = bits.iter().map(|word| word.count_ones()).sum();
         let bits_log2 = bits_for(distinct as usize).min(upper_bits_log2);
         if bits_log2 < upper_bits_log2 {
-            bits = Self::fill(patterns, step, bits_log2, hash);
+            let mut folded = fold(&bits, bits_log2);
+            std::mem::swap(&mut bits, &mut folded);
+            folded.zeroize();
         }
         let coarse = if bits_log2 > COARSE_BITS_LOG2 {
-            Self::fill(patterns, step, COARSE_BITS_LOG2, hash)
+            fold(&bits, COARSE_BITS_LOG2)
         } else {
             Vec::new()
         };
@@ -194,31 +158,70 @@ impl Prefilter {
             return first;
         }
         let at = (first - base) as usize;
-        let confirm = |gram| bit_of(&self.confirm, second_hash(gram));
+        // Each probe gets a loop compiled for it.
         if self.coarse.is_empty() {
-            scan_with(
-                text,
-                base,
-                at,
-                self.step,
-                hits,
-                |gram| bit_of(&self.bits, hash(gram)),
-                confirm,
-            )
+            self.scan_from(text, base, at, hits, |gram| bit_of(&self.bits, hash(gram)))
         } else {
-            scan_with(
-                text,
-                base,
-                at,
-                self.step,
-                hits,
-                |gram| {
-                    let hash = hash(gram);
-                    bit_of(&self.coarse, hash) && bit_of(&self.bits, hash)
-                },
-                confirm,
-            )
+            self.scan_from(text, base, at, hits, |gram| {
+                let hash = hash(gram);
+                bit_of(&self.coarse, hash) && bit_of(&self.bits, hash)
+            })
         }
+    }
+
+    /// The sampling loop of [`Prefilter::scan`] from index `at`, with
+    /// `probe` telling whether a gram hits; a hit is then confirmed in the
+    /// second bitmap. Eight samples a round, their grams loaded before any
+    /// is looked up, keep eight independent lookups in flight (each may
+    /// wait on the cache), and a round that misses everywhere (the common
+    /// case) costs one branch.
+    #[inline(always)]
+    fn scan_from(
+        &self,
+        text: &[u8],
+        base: u64,
+        mut at: usize,
+        hits: &mut Vec<u64>,
+        probe: impl Fn(u32) -> bool,
+    ) -> u64 {
+        const ROUND: usize = 8;
+        let step = self.step;
+        let confirm = |gram| bit_of(&self.confirm, second_hash(gram));
+        let limit = text.len().saturating_sub(Q - 1);
+        while at + (ROUND - 1) * step < limit {
+            let mut found = 0u32;
+            for i in 0..ROUND {
+                // SAFETY: `i < ROUND`, and the loop's condition gives
+                // `at + (ROUND - 1) * step <= limit - 1 = text.len() - Q`, so
+                // `at + i * step + Q <= text.len()`: the gram's four bytes
+                // are in `text`, and an unaligned read of them is a plain
+                // `u32` read. (`scan` starts it within `text`, so nothing
+                // wraps.)
+                let gram = unsafe {
+                    text.as_ptr()
+                        .add(at + i * step)
+                        .cast::<u32>()
+                        .read_unaligned()
+                };
+                found |= u32::from(probe(u32::from_le(gram))) << i;
+            }
+            while found != 0 {
+                let i = found.trailing_zeros() as usize;
+                if confirm(gram_at(text, at + i * step)) {
+                    hits.push(base + (at + i * step) as u64);
+                }
+                found &= found - 1;
+            }
+            at += ROUND * step;
+        }
+        while at < limit {
+            let gram = gram_at(text, at);
+            if probe(gram) && confirm(gram) {
+                hits.push(base + at as u64);
+            }
+            at += step;
+        }
+        base + at as u64
     }
 
     /// Memory used by the bitmaps, in bytes.
@@ -294,6 +297,37 @@ mod tests {
             let mut hits = Vec::new();
             filter.scan(pattern, 0, 0, &mut hits);
             assert_eq!(hits.first(), Some(&0), "every pattern's own grams hit");
+        }
+    }
+
+    #[test]
+    fn folding_makes_the_bitmap_a_fill_at_that_size_would() {
+        // Enough patterns for a coarse copy, sharing most of their grams so
+        // that the first bitmap is folded down.
+        let patterns: Vec<Vec<u8>> = (0..40_000u32)
+            .map(|i| {
+                let mut p = u64::from(i)
+                    .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+                    .to_le_bytes()
+                    .to_vec();
+                p.extend_from_slice(b"-a-tail-all-patterns-share");
+                p
+            })
+            .collect();
+        let views: Vec<&[u8]> = patterns.iter().map(Vec::as_slice).collect();
+        let filter = Prefilter::new(&views);
+        let log2 = |bits: &[u64]| (bits.len() * 64).trailing_zeros();
+        assert!(!filter.coarse.is_empty(), "a coarse copy is made");
+        let upper = (views.len() * filter.step * 64)
+            .next_power_of_two()
+            .trailing_zeros()
+            .min(MAX_BITS_LOG2);
+        assert!(log2(&filter.bits) < upper, "the first bitmap is folded");
+        for bits in [&filter.bits, &filter.coarse] {
+            assert!(
+                *bits == Prefilter::fill(&views, filter.step, log2(bits), hash),
+                "a folded bitmap differs from a fill at its size"
+            );
         }
     }
 
