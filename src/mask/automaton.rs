@@ -33,9 +33,9 @@ const NONE: u32 = u32::MAX;
 ///
 /// States are numbered breadth-first, and the children of a state are
 /// consecutive states in byte order: the children of `n` are the states
-/// `states[n].first_child..states[n + 1].first_child`, and `label[c]` is the byte that
-/// leads to `c`. So the trie needs no edge array, and building it walks its
-/// arrays in order.
+/// `states[n].first_child..states[n + 1].first_child`, and `label[c]` is
+/// the byte that leads to `c`. So the trie needs no edge array, and
+/// building it walks its arrays in order.
 pub struct Automaton {
     /// Full transition rows (failures resolved) for the root and the
     /// states one byte deep: row `n` is `dense[256 * n..]`. These states
