@@ -300,6 +300,8 @@ pub async fn exec(
         output_cap: (!body.stream).then_some(BUFFERED_OUTPUT_CAP),
         caller_env: state.caller_env().clone(),
         requests: None,
+        // Prepared on the store's thread, run on another.
+        start_early: false,
     };
     let host = state.sandbox_host();
     let prepared = state
@@ -409,6 +411,7 @@ async fn start_background(
         output_cap: None,
         caller_env: state.caller_env().clone(),
         requests: Some(requests),
+        start_early: false,
     };
     let host = state.sandbox_host();
     let sandbox = row.id.clone();

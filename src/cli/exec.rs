@@ -160,6 +160,8 @@ fn prepare(ctx: &Context, args: ExecArgs) -> Result<ExecPlan, CliError> {
         control: Control::Process,
         requests: None,
         on_started: None,
+        // This thread runs the plan too.
+        start_early: true,
     };
     let prepared = plan::prepare(StoreAccess::Lazy(&open), &ctx.binary(), spec, io)?;
     warn_unmasked(ctx, &prepared.unmasked);

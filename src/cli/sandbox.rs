@@ -333,6 +333,8 @@ fn prepare_exec(ctx: &Context, args: SandboxExecArgs) -> Result<(PreparedExec, S
             output_cap: None,
             caller_env: CallerEnv::of_this_process(),
             requests: None,
+            // This thread runs the plan too.
+            start_early: true,
         },
     )?;
     exec::warn_unmasked(ctx, &prepared.unmasked);

@@ -30,7 +30,7 @@
 
 use std::ffi::OsString;
 use std::io::{Read, Write};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -43,16 +43,40 @@ use crate::sys::proc::{self, Ended};
 use crate::sys::signal::{self, Signal};
 
 /// The one variable `__sandbox-init` starts with: the number of the fd on
-/// which it receives the command's environment (`NAME=VALUE` entries, each
-/// ended by a NUL byte). The init has nothing else in its environment, so
-/// nothing a caller puts in the command's (`LD_PRELOAD`,
-/// `LD_LIBRARY_PATH`...) acts on the init, which runs as root before it drops
-/// to the sandbox's uid; and values never sit in argv.
+/// which it receives the command's environment (see [`env_entries`] for the
+/// framing). The init has nothing else in its environment, so nothing a
+/// caller puts in the command's (`LD_PRELOAD`, `LD_LIBRARY_PATH`...) acts on
+/// the init, which runs as root before it drops to the sandbox's uid; and
+/// values never sit in argv.
+///
+/// The command process reads the environment only once the sandbox around
+/// it is set up, just before its exec. So a supervisor may start the init
+/// before it has read the secrets, and send them once the audit record of
+/// their injection is committed: until the whole environment has arrived,
+/// nothing of the caller's runs (an init whose pipe closes early exits 125).
 pub const ENV_FD_VAR: &str = "SHROUD_ENV_FD";
 
-/// Splits an environment received through [`ENV_FD_VAR`] into its entries.
-pub fn env_entries(blob: &[u8]) -> Vec<&[u8]> {
-    blob.split(|&b| b == 0).filter(|e| !e.is_empty()).collect()
+/// Bytes of the length that opens an environment sent through
+/// [`ENV_FD_VAR`].
+pub const ENV_LENGTH_BYTES: usize = 8;
+
+/// Splits an environment received through [`ENV_FD_VAR`] into its entries:
+/// the length of what follows (8 bytes, little-endian), then `NAME=VALUE`
+/// entries, each ended by a NUL byte. `None` if it is not whole (its sender
+/// died while writing, or before): the command must not start with part of
+/// its environment.
+pub fn env_entries(blob: &[u8]) -> Option<Vec<&[u8]>> {
+    let (length, entries) = blob.split_at_checked(ENV_LENGTH_BYTES)?;
+    let length = u64::from_le_bytes(length.try_into().expect("8 bytes"));
+    if length != entries.len() as u64 {
+        return None;
+    }
+    Some(
+        entries
+            .split(|&b| b == 0)
+            .filter(|e| !e.is_empty())
+            .collect(),
+    )
 }
 
 /// What `__sandbox-init` applies (plain data, passed as JSON in its argv;
@@ -294,8 +318,10 @@ impl InitRequest {
             .ok()
             .and_then(|n| n.parse().ok())
             .ok_or_else(|| InitFailure::Usage(format!("{ENV_FD_VAR} is not set")))?;
-        let env = fd::read_inherited_fd(fd).map_err(InitFailure::Environment)?;
-        run_init(&policy, &self.command, &env_entries(&env))
+        // Read by the command process; closed at every exec (the network
+        // holder this init may start, the command's own).
+        fd::set_cloexec(fd).map_err(InitFailure::Environment)?;
+        run_init(&policy, &self.command, fd)
     }
 }
 
@@ -319,8 +345,8 @@ impl std::fmt::Display for InitFailure {
 }
 
 /// Runs the sandbox init (see the module docs); never returns.
-pub fn run_init(policy: &SandboxPolicy, command: &[OsString], env: &[&[u8]]) -> ! {
-    match outer(policy, command, env) {
+pub fn run_init(policy: &SandboxPolicy, command: &[OsString], env_fd: RawFd) -> ! {
+    match outer(policy, command, env_fd) {
         Ok(never) => match never {},
         Err(e) => {
             let _ = writeln!(std::io::stderr(), "error: sandbox: {e}");
@@ -354,7 +380,7 @@ fn enter_namespaces(policy: &SandboxPolicy) -> std::io::Result<()> {
     Ok(())
 }
 
-fn outer(policy: &SandboxPolicy, command: &[OsString], env: &[&[u8]]) -> std::io::Result<Never> {
+fn outer(policy: &SandboxPolicy, command: &[OsString], env_fd: RawFd) -> std::io::Result<Never> {
     // Nothing relative: a working directory of the caller's would sit under
     // the covers, and `..` from it would walk the host beneath them.
     for dir in std::iter::once(&policy.workdir).chain(&policy.home_dir) {
@@ -383,7 +409,7 @@ fn outer(policy: &SandboxPolicy, command: &[OsString], env: &[&[u8]]) -> std::io
                     std::process::exit(125);
                 }
             }
-            let code = match init(policy, command, env, status_write) {
+            let code = match init(policy, command, env_fd, status_write) {
                 Ok(code) => code,
                 Err(e) => {
                     let _ = writeln!(std::io::stderr(), "error: sandbox: {e}");
@@ -425,7 +451,7 @@ fn outer(policy: &SandboxPolicy, command: &[OsString], env: &[&[u8]]) -> std::io
 fn init(
     policy: &SandboxPolicy,
     command: &[OsString],
-    env: &[&[u8]],
+    env_fd: RawFd,
     mut status: std::io::PipeWriter,
 ) -> std::io::Result<i32> {
     setup_mounts(policy)?;
@@ -437,7 +463,7 @@ fn init(
     }
     let init_pid = std::process::id();
     let command_pid = match proc::fork_process()? {
-        None => run_command(policy, command, env, init_pid),
+        None => run_command(policy, command, env_fd, init_pid),
         Some(pid) => pid,
     };
     // Reap every process of the sandbox until the command itself ends.
@@ -516,9 +542,9 @@ fn setup_mounts(policy: &SandboxPolicy) -> std::io::Result<()> {
     Ok(())
 }
 
-/// The command process: limits, then exec. Never returns.
-fn run_command(policy: &SandboxPolicy, command: &[OsString], env: &[&[u8]], init_pid: u32) -> ! {
-    let prepared = (|| -> std::io::Result<()> {
+/// The command process: its environment, limits, then exec. Never returns.
+fn run_command(policy: &SandboxPolicy, command: &[OsString], env_fd: RawFd, init_pid: u32) -> ! {
+    let prepared = (|| -> std::io::Result<zeroize::Zeroizing<Vec<u8>>> {
         if let Some((uid, gid)) = policy.run_as {
             ns::become_user(uid, gid)?;
             if policy.isolation.user_namespace {
@@ -538,6 +564,14 @@ fn run_command(policy: &SandboxPolicy, command: &[OsString], env: &[&[u8]], init
             // check leads nowhere.
             ns::chdir_beneath(&policy.workdir, relative)?;
         }
+        // Last before the limits (a small address space must not refuse
+        // it): everything above overlapped the supervisor's commit.
+        let env = fd::read_inherited_fd(env_fd).map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("cannot read the command's environment: {e}"),
+            )
+        })?;
         let limits = policy.limits;
         ns::set_rlimit(Rlimit::CoreBytes, 0)?;
         let apply = |which, value: Option<u64>, scale: u64| match value {
@@ -565,17 +599,27 @@ fn run_command(policy: &SandboxPolicy, command: &[OsString], env: &[&[u8]], init
         if policy.isolation.no_new_privs {
             ns::set_no_new_privs()?;
         }
-        Ok(())
+        Ok(env)
     })();
-    if let Err(e) = prepared {
-        let _ = writeln!(std::io::stderr(), "error: sandbox: {e}");
+    let blob = match prepared {
+        Ok(blob) => blob,
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "error: sandbox: {e}");
+            std::process::exit(125);
+        }
+    };
+    let Some(env) = env_entries(&blob) else {
+        let _ = writeln!(
+            std::io::stderr(),
+            "error: sandbox: the command's environment did not arrive whole; not starting it"
+        );
         std::process::exit(125);
-    }
+    };
     // Nothing but stdio reaches the command: the init's own pipes and
     // whatever else this process holds are closed here.
     let _ = fd::close_from(3 + policy.passed_fds as i32);
     let listen_pid;
-    let mut env: Vec<&[u8]> = env.to_vec();
+    let mut env = env;
     if policy.passed_fds > 0 {
         env.retain(|entry| !entry.starts_with(b"LISTEN_PID="));
         listen_pid = format!("LISTEN_PID={}", std::process::id());

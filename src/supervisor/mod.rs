@@ -192,7 +192,7 @@ pub fn cancel_pair() -> std::io::Result<(CancelGuard, CancelWatch)> {
 /// One run.
 #[derive(Debug)]
 pub struct ExecPlan {
-    pub child: ChildSpec,
+    pub child: ChildStart,
     pub mask: Arc<MaskSet>,
     pub output: OutputMode,
     pub destination: Destination,
@@ -205,6 +205,41 @@ pub struct ExecPlan {
     pub requests: Option<RunRequests>,
     /// Told the child's pid once it has started.
     pub on_started: Option<StartedHook>,
+}
+
+/// The child of a plan: started by [`run`], or already started by
+/// [`plan::prepare`] ([`plan::RunIo::start_early`]).
+#[derive(Debug)]
+pub enum ChildStart {
+    Spec(ChildSpec),
+    /// A sandbox init started before its secrets were read; [`run`] sends
+    /// it `env` once its signal handlers are in place.
+    Started {
+        stdio: StdioMode,
+        started: Result<(spawn::Spawned, spawn::EnvSender), SpawnError>,
+        env: spawn::ChildEnv,
+    },
+}
+
+impl ChildStart {
+    fn stdio(&self) -> StdioMode {
+        match self {
+            ChildStart::Spec(spec) => spec.stdio,
+            ChildStart::Started { stdio, .. } => *stdio,
+        }
+    }
+
+    /// The child, running, its environment sent.
+    fn start(self) -> Result<spawn::Spawned, SpawnError> {
+        match self {
+            ChildStart::Spec(spec) => spawn::spawn(spec),
+            ChildStart::Started { started, env, .. } => {
+                let (spawned, sender) = started?;
+                sender.send(&env);
+                Ok(spawned)
+            }
+        }
+    }
 }
 
 /// How a run ended.
@@ -282,10 +317,10 @@ pub fn run(plan: ExecPlan) -> Result<ExitReport, SupervisorError> {
         Control::Detached(watches) => (None, watches),
     };
     let attached = signals.is_some();
-    let pty = matches!(child.stdio, StdioMode::Pty(_));
-    let direct_stdin = child.stdio == StdioMode::Pipes;
+    let pty = matches!(child.stdio(), StdioMode::Pty(_));
+    let direct_stdin = child.stdio() == StdioMode::Pipes;
     let started = Instant::now();
-    let mut spawned = spawn::spawn(child)?;
+    let mut spawned = child.start()?;
     tracing::debug!(pid = spawned.pgid, pty, attached, "child started");
     let pgid = spawned.pgid;
     if let Some(StartedHook(hook)) = on_started {

@@ -22,8 +22,8 @@ use std::time::Duration;
 use thiserror::Error;
 
 use super::output::{Destination, OutputMode};
-use super::spawn::{ChildEnv, ChildSpec, EnvValue, StdioMode};
-use super::{Control, ExecPlan, RunRequests, StartedHook};
+use super::spawn::{self, ChildEnv, ChildSpec, EnvValue, StdioMode};
+use super::{ChildStart, Control, ExecPlan, RunRequests, StartedHook};
 use crate::mask::{MaskSet, MaskStyle};
 use crate::sandbox::apply::SandboxPolicy;
 use crate::sandbox::template::EnvPolicy;
@@ -289,6 +289,12 @@ pub struct RunIo {
     pub control: Control,
     pub requests: Option<RunRequests>,
     pub on_started: Option<StartedHook>,
+    /// The thread that prepares the run also runs it (a CLI command): a
+    /// sandbox init may start before the secrets are read, and get them
+    /// once their `secret.inject` records are committed. Not for a run
+    /// handed to another thread: the init dies with the thread that
+    /// started it (`PR_SET_PDEATHSIG`).
+    pub start_early: bool,
 }
 
 impl RunIo {
@@ -303,6 +309,7 @@ impl RunIo {
             control,
             requests: None,
             on_started: None,
+            start_early: false,
         }
     }
 }
@@ -329,24 +336,6 @@ pub fn prepare(
     if spec.program.is_empty() {
         return Err(PlanError::Usage("no command to run".to_owned()));
     }
-    let mut prepared = build_environment(
-        store,
-        &spec.caller_env,
-        &spec.env_policy,
-        &spec.extra_env,
-        VaultSecrets {
-            vault: &spec.vault,
-            grants: &spec.grants,
-            mask_also: &spec.mask_also,
-        },
-        spec.mask,
-    )?;
-    for (name, value) in spec.secret_env {
-        prepared.env.set(&name, EnvValue::Secret(value));
-    }
-    if let Some(set) = spec.mask_set {
-        prepared.mask = set;
-    }
     let (program, args, env_through_pipe, new_session) = match spec.sandbox {
         None => (spec.program, spec.args, false, false),
         Some(mut policy) => {
@@ -365,20 +354,58 @@ pub fn prepare(
             (init.into_os_string(), init_args, true, true)
         }
     };
+    let child = ChildSpec {
+        program,
+        args,
+        env: ChildEnv::default(),
+        cwd: spec.cwd,
+        stdio: io.stdio,
+        env_through_pipe,
+        input: io.input,
+        new_session,
+        pass_fds: spec.pass_fds,
+        die_with_parent: spec.die_with_caller,
+    };
+    // A sandbox init sets the sandbox up while the secrets are read and
+    // their injection is committed; its command waits for them. (Dropped
+    // on an error below: the init is killed, its command never starts.)
+    let child = if io.start_early && env_through_pipe {
+        Err((child.stdio, spawn::spawn_awaiting_env(child)))
+    } else {
+        Ok(child)
+    };
+    let mut prepared = build_environment(
+        store,
+        &spec.caller_env,
+        &spec.env_policy,
+        &spec.extra_env,
+        VaultSecrets {
+            vault: &spec.vault,
+            grants: &spec.grants,
+            mask_also: &spec.mask_also,
+        },
+        spec.mask,
+    )?;
+    for (name, value) in spec.secret_env {
+        prepared.env.set(&name, EnvValue::Secret(value));
+    }
+    if let Some(set) = spec.mask_set {
+        prepared.mask = set;
+    }
+    let child = match child {
+        Err((stdio, started)) => ChildStart::Started {
+            stdio,
+            started,
+            env: prepared.env,
+        },
+        Ok(mut child) => {
+            child.env = prepared.env;
+            ChildStart::Spec(child)
+        }
+    };
     Ok(PreparedRun {
         plan: ExecPlan {
-            child: ChildSpec {
-                program,
-                args,
-                env: prepared.env,
-                cwd: spec.cwd,
-                stdio: io.stdio,
-                env_through_pipe,
-                input: io.input,
-                new_session,
-                pass_fds: spec.pass_fds,
-                die_with_parent: spec.die_with_caller,
-            },
+            child,
             mask: prepared.mask,
             output: io.output,
             destination: io.destination,

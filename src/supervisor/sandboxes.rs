@@ -123,6 +123,9 @@ pub struct ExecRequest {
     /// Stop and signal requests of a manager that drives the run (a
     /// background command).
     pub requests: Option<super::RunRequests>,
+    /// See [`plan::RunIo::start_early`]: the caller runs the plan on the
+    /// thread that prepares it.
+    pub start_early: bool,
 }
 
 /// A prepared exec: the plan and what the caller reports.
@@ -411,6 +414,7 @@ impl SandboxHost {
             control: request.control,
             requests: request.requests,
             on_started: None,
+            start_early: request.start_early,
         };
         let prepared = plan::prepare(store, &self.binary, spec, io)?;
         Ok(PreparedExec {

@@ -122,9 +122,12 @@ impl ChildEnv {
         self.entries.iter().map(|(n, _)| n.as_str())
     }
 
-    /// The environment as `NAME=VALUE` entries, each ended by NUL.
+    /// The environment as the sandbox init reads it
+    /// ([`crate::sandbox::apply::env_entries`]): its length, then
+    /// `NAME=VALUE` entries, each ended by NUL.
     fn to_entries(&self) -> zeroize::Zeroizing<Vec<u8>> {
-        let mut blob = zeroize::Zeroizing::new(Vec::new());
+        let header = crate::sandbox::apply::ENV_LENGTH_BYTES;
+        let mut blob = zeroize::Zeroizing::new(vec![0u8; header]);
         for (name, value) in &self.entries {
             blob.extend_from_slice(name.as_bytes());
             blob.push(b'=');
@@ -134,6 +137,8 @@ impl ChildEnv {
             }
             blob.push(0);
         }
+        let length = (blob.len() - header) as u64;
+        blob[..header].copy_from_slice(&length.to_le_bytes());
         blob
     }
 
@@ -229,10 +234,53 @@ impl Drop for Spawned {
 /// Kernel buffer asked for on the child's output pipes.
 const PIPE_BYTES: usize = 1024 * 1024;
 
+/// The writing end of a child's environment pipe
+/// ([`ChildSpec::env_through_pipe`]): its command waits for what is sent
+/// here, and does not start if this is dropped unsent.
+#[derive(Debug)]
+pub struct EnvSender(OwnedFd);
+
+impl EnvSender {
+    /// Sends `env` and closes the pipe.
+    pub fn send(self, env: &ChildEnv) {
+        let blob = env.to_entries();
+        // A closed pipe means the child is already gone, which the
+        // supervisor will see.
+        let _ = std::fs::File::from(self.0).write_all(&blob);
+    }
+}
+
 /// Starts the child.
-pub fn spawn(spec: ChildSpec) -> Result<Spawned, SpawnError> {
+pub fn spawn(mut spec: ChildSpec) -> Result<Spawned, SpawnError> {
+    let env = std::mem::take(&mut spec.env);
+    match start(spec, Some(&env))? {
+        (spawned, Some(sender)) => {
+            sender.send(&env);
+            Ok(spawned)
+        }
+        (spawned, None) => Ok(spawned),
+    }
+}
+
+/// Starts a child that gets its environment through a pipe
+/// ([`ChildSpec::env_through_pipe`], the sandbox init) before that
+/// environment is known: `spec.env` is not used; the environment goes
+/// through the returned sender.
+pub fn spawn_awaiting_env(spec: ChildSpec) -> Result<(Spawned, EnvSender), SpawnError> {
+    assert!(spec.env_through_pipe, "only a piped environment can wait");
+    let (spawned, sender) = start(spec, None)?;
+    Ok((spawned, sender.expect("a piped environment has a sender")))
+}
+
+/// Starts the child; with [`ChildSpec::env_through_pipe`], returns the
+/// pipe's writing end unwritten. `env` is the environment the program is
+/// looked up with (`PATH`) and, without a pipe, started with.
+fn start(
+    spec: ChildSpec,
+    env: Option<&ChildEnv>,
+) -> Result<(Spawned, Option<EnvSender>), SpawnError> {
     let program_text = spec.program.to_string_lossy().into_owned();
-    let path = match spec.env.get("PATH") {
+    let path = match env.and_then(|env| env.get("PATH")) {
         Some(EnvValue::Plain(path)) => Some(path.as_os_str()),
         _ => None,
     };
@@ -256,8 +304,10 @@ pub fn spawn(spec: ChildSpec) -> Result<Spawned, SpawnError> {
             read.as_raw_fd().to_string(),
         );
         env_pipe = Some((read, write));
+    } else if let Some(env) = env {
+        env.apply(&mut command);
     } else {
-        spec.env.apply(&mut command);
+        command.env_clear();
     }
     if let Some(cwd) = &spec.cwd {
         command.current_dir(cwd);
@@ -350,14 +400,11 @@ pub fn spawn(spec: ChildSpec) -> Result<Spawned, SpawnError> {
         }
         _ => other(source),
     })?;
-    if let Some((read, write)) = env_pipe {
+    let sender = env_pipe.map(|(read, write)| {
         drop(read);
         fd::enlarge_pipe(std::os::fd::AsFd::as_fd(&write), PIPE_BYTES);
-        let blob = spec.env.to_entries();
-        // The child reads it all at once; a closed pipe means the child is
-        // already gone, which the supervisor will see.
-        let _ = std::fs::File::from(write).write_all(&blob);
-    }
+        EnvSender(write)
+    });
     let mut relay = None;
     if spec.stdio == StdioMode::RelayedInput {
         if let Some(stdin) = child.stdin.take() {
@@ -383,13 +430,14 @@ pub fn spawn(spec: ChildSpec) -> Result<Spawned, SpawnError> {
             fd::enlarge_pipe(std::os::fd::AsFd::as_fd(fd), PIPE_BYTES);
         }
     }
-    Ok(Spawned {
+    let spawned = Spawned {
         child,
         pgid,
         stdout,
         stderr,
         stdin: relay,
-    })
+    };
+    Ok((spawned, sender))
 }
 
 /// Writes `input` to the child's stdin from a thread of its own (the child

@@ -223,6 +223,17 @@ pub fn drain(fd: BorrowedFd<'_>) {
     while matches!(nix::unistd::read(fd.as_raw_fd(), &mut buf), Ok(n) if n > 0) {}
 }
 
+/// Sets close-on-exec on `fd` (an inherited one: an fd that is not open is
+/// an error).
+pub fn set_cloexec(fd: RawFd) -> io::Result<()> {
+    use nix::fcntl::{fcntl, FcntlArg, FdFlag};
+    call(
+        || format!("fcntl({fd}, F_SETFD, FD_CLOEXEC)"),
+        fcntl(fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)),
+    )
+    .map(drop)
+}
+
 /// Sets O_NONBLOCK on `fd`.
 pub fn set_nonblocking(fd: RawFd) -> io::Result<()> {
     use nix::fcntl::{fcntl, FcntlArg, OFlag};

@@ -540,6 +540,102 @@ fn the_init_is_its_own_small_binary_and_shroud_alone_still_runs_sandboxes() {
 }
 
 #[test]
+fn a_command_whose_secrets_cannot_be_read_never_runs_though_its_init_started() {
+    // The init starts while the secrets are read; a grant that fails
+    // (missing secret) kills it before its command can start.
+    let home = home();
+    let id = create(&home, &["--template", "bash"]);
+    let out = home.run(&[
+        "sandbox",
+        "exec",
+        &id,
+        "--secret",
+        "NO_SUCH_SECRET",
+        "--",
+        "sh",
+        "-c",
+        "echo ran; echo ran > ran.txt",
+    ]);
+    out.fails_with(125);
+    assert!(out.stderr.contains("NO_SUCH_SECRET"), "{out:?}");
+    assert!(out.stdout.is_empty(), "{out:?}");
+    std::thread::sleep(Duration::from_millis(300));
+    let listed = sandbox_exec(&home, &id, &["sh", "-c", "ls; echo listed"]);
+    assert_eq!(listed.ok(), "listed\n", "the command ran");
+}
+
+/// The init as `shroud sandbox exec` starts it, by hand: its policy from
+/// a real exec's pid 1 (with no parent to die with), `sh -c 'echo ran'` as
+/// its command, and `environment` on its stdin (`SHROUD_ENV_FD=0`), the
+/// writer closed after it.
+fn run_init_by_hand(policy: &str, environment: &[u8]) -> std::process::Output {
+    use std::io::Write;
+    let init =
+        std::path::Path::new(crate::support::shroud_binary()).with_file_name("shroud-sandbox-init");
+    let mut child = std::process::Command::new(init)
+        .args(["--policy", policy, "--", "/bin/sh", "-c", "echo ran"])
+        .env_clear()
+        .env("SHROUD_ENV_FD", "0")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(environment).unwrap();
+    drop(stdin);
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn the_command_starts_only_once_its_whole_environment_has_arrived() {
+    // shroud may start the init before the secrets are read and send them
+    // after their audit commit: an environment cut short (shroud killed
+    // before or while sending it) must not start the command.
+    let home = home();
+    let id = create(&home, &["--template", "bash", "--secret", "API_KEY"]);
+    let text = init_cmdline(
+        &home,
+        std::path::Path::new(crate::support::shroud_binary()),
+        &id,
+    );
+    let json = text.split_whitespace().nth(2).expect("pid 1's --policy");
+    let mut policy: serde_json::Value = serde_json::from_str(json).unwrap();
+    policy["die_with"] = serde_json::Value::Null;
+    let policy = policy.to_string();
+    let entries = b"PATH=/usr/bin:/bin\0";
+    let whole = [&(entries.len() as u64).to_le_bytes()[..], entries].concat();
+    for (what, environment) in [
+        ("nothing", Vec::new()),
+        ("half a length", whole[..4].to_vec()),
+        (
+            "a length and part of what it counts",
+            whole[..whole.len() - 3].to_vec(),
+        ),
+        (
+            "more than its length counts",
+            [&whole[..], b"LD_PRELOAD=/x\0"].concat(),
+        ),
+    ] {
+        let out = run_init_by_hand(&policy, &environment);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(125), "{what}: {stderr}");
+        assert!(out.stdout.is_empty(), "{what}: the command ran");
+        assert!(stderr.contains("did not arrive whole"), "{what}: {stderr}");
+    }
+    let out = run_init_by_hand(&policy, &whole);
+    assert_eq!(
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).as_ref()
+        ),
+        (Some(0), "ran\n"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
 fn the_init_binary_refuses_bad_arguments_with_an_error_line() {
     let init =
         std::path::Path::new(crate::support::shroud_binary()).with_file_name("shroud-sandbox-init");
