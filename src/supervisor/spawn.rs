@@ -487,6 +487,13 @@ mod tests {
         assert!(matches!(env.get("C"), Some(EnvValue::Plain(v)) if v == "3"));
         assert!(matches!(env.get("B"), Some(EnvValue::Plain(v)) if v == "5"));
         assert!(env.get("D").is_none());
-        assert_eq!(&env.to_entries()[..], b"C=3\0A=4\0B=5\0");
+        // Framed as the sandbox init reads it: the length, then the entries.
+        let blob = env.to_entries();
+        assert_eq!(&blob[..8], &12u64.to_le_bytes());
+        assert_eq!(&blob[8..], b"C=3\0A=4\0B=5\0");
+        assert_eq!(
+            crate::sandbox::apply::env_entries(&blob),
+            Some(vec![&b"C=3"[..], b"A=4", b"B=5"])
+        );
     }
 }
