@@ -608,7 +608,7 @@ fn run_command(policy: &SandboxPolicy, command: &[OsString], env_fd: RawFd, init
             std::process::exit(125);
         }
     };
-    let Some(env) = env_entries(&blob) else {
+    let Some(mut env) = env_entries(&blob) else {
         let _ = writeln!(
             std::io::stderr(),
             "error: sandbox: the command's environment did not arrive whole; not starting it"
@@ -619,7 +619,6 @@ fn run_command(policy: &SandboxPolicy, command: &[OsString], env_fd: RawFd, init
     // whatever else this process holds are closed here.
     let _ = fd::close_from(3 + policy.passed_fds as i32);
     let listen_pid;
-    let mut env = env;
     if policy.passed_fds > 0 {
         env.retain(|entry| !entry.starts_with(b"LISTEN_PID="));
         listen_pid = format!("LISTEN_PID={}", std::process::id());

@@ -253,7 +253,7 @@ impl EnvSender {
 /// Starts the child.
 pub fn spawn(mut spec: ChildSpec) -> Result<Spawned, SpawnError> {
     let env = std::mem::take(&mut spec.env);
-    match start(spec, Some(&env))? {
+    match start(spec, &env)? {
         (spawned, Some(sender)) => {
             sender.send(&env);
             Ok(spawned)
@@ -268,19 +268,16 @@ pub fn spawn(mut spec: ChildSpec) -> Result<Spawned, SpawnError> {
 /// through the returned sender.
 pub fn spawn_awaiting_env(spec: ChildSpec) -> Result<(Spawned, EnvSender), SpawnError> {
     assert!(spec.env_through_pipe, "only a piped environment can wait");
-    let (spawned, sender) = start(spec, None)?;
+    let (spawned, sender) = start(spec, &ChildEnv::default())?;
     Ok((spawned, sender.expect("a piped environment has a sender")))
 }
 
 /// Starts the child; with [`ChildSpec::env_through_pipe`], returns the
 /// pipe's writing end unwritten. `env` is the environment the program is
 /// looked up with (`PATH`) and, without a pipe, started with.
-fn start(
-    spec: ChildSpec,
-    env: Option<&ChildEnv>,
-) -> Result<(Spawned, Option<EnvSender>), SpawnError> {
+fn start(spec: ChildSpec, env: &ChildEnv) -> Result<(Spawned, Option<EnvSender>), SpawnError> {
     let program_text = spec.program.to_string_lossy().into_owned();
-    let path = match env.and_then(|env| env.get("PATH")) {
+    let path = match env.get("PATH") {
         Some(EnvValue::Plain(path)) => Some(path.as_os_str()),
         _ => None,
     };
@@ -304,10 +301,8 @@ fn start(
             read.as_raw_fd().to_string(),
         );
         env_pipe = Some((read, write));
-    } else if let Some(env) = env {
-        env.apply(&mut command);
     } else {
-        command.env_clear();
+        env.apply(&mut command);
     }
     if let Some(cwd) = &spec.cwd {
         command.current_dir(cwd);

@@ -517,7 +517,7 @@ fn the_init_is_its_own_small_binary_and_shroud_alone_still_runs_sandboxes() {
     let home = home();
     let id = create(&home, &["--template", "bash", "--secret", "API_KEY"]);
     let shroud = std::path::Path::new(crate::support::shroud_binary());
-    let beside = shroud.with_file_name("shroud-sandbox-init");
+    let beside = init_binary();
     assert!(
         beside.is_file(),
         "the build puts {} beside shroud",
@@ -564,14 +564,18 @@ fn a_command_whose_secrets_cannot_be_read_never_runs_though_its_init_started() {
     assert_eq!(listed.ok(), "listed\n", "the command ran");
 }
 
+/// The small init binary the build puts beside `shroud`.
+fn init_binary() -> std::path::PathBuf {
+    std::path::Path::new(crate::support::shroud_binary()).with_file_name("shroud-sandbox-init")
+}
+
 /// The init as `shroud sandbox exec` starts it, by hand: its policy from
 /// a real exec's pid 1 (with no parent to die with), `sh -c 'echo ran'` as
 /// its command, and `environment` on its stdin (`SHROUD_ENV_FD=0`), the
 /// writer closed after it.
 fn run_init_by_hand(policy: &str, environment: &[u8]) -> std::process::Output {
     use std::io::Write;
-    let init =
-        std::path::Path::new(crate::support::shroud_binary()).with_file_name("shroud-sandbox-init");
+    let init = init_binary();
     let mut child = std::process::Command::new(init)
         .args(["--policy", policy, "--", "/bin/sh", "-c", "echo ran"])
         .env_clear()
@@ -637,8 +641,7 @@ fn the_command_starts_only_once_its_whole_environment_has_arrived() {
 
 #[test]
 fn the_init_binary_refuses_bad_arguments_with_an_error_line() {
-    let init =
-        std::path::Path::new(crate::support::shroud_binary()).with_file_name("shroud-sandbox-init");
+    let init = init_binary();
     for (args, message) in [
         (vec!["--bogus"], "unexpected argument"),
         (vec![], "--policy is required"),
