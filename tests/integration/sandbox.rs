@@ -569,6 +569,50 @@ fn init_binary() -> std::path::PathBuf {
     std::path::Path::new(crate::support::shroud_binary()).with_file_name("shroud-sandbox-init")
 }
 
+/// Whether an ELF file names a dynamic loader (has a `PT_INTERP` program
+/// header), read from its 64-bit little-endian headers.
+fn names_a_dynamic_loader(elf: &[u8]) -> bool {
+    const PT_INTERP: u32 = 3;
+    let word = |at: usize, n: usize| {
+        let mut value = 0u64;
+        for (i, byte) in elf[at..at + n].iter().enumerate() {
+            value |= u64::from(*byte) << (8 * i);
+        }
+        value as usize
+    };
+    assert_eq!(&elf[..5], b"\x7fELF\x02", "a 64-bit ELF file");
+    let (table, entry_size, entries) = (word(0x20, 8), word(0x36, 2), word(0x38, 2));
+    (0..entries).any(|i| word(table + i * entry_size, 4) as u32 == PT_INTERP)
+}
+
+/// Every sandboxed command starts an init: the build links it statically
+/// (no dynamic loader to map and resolve three libraries) wherever the C
+/// toolchain has glibc's static archives, as this one's `.ci/run` installs.
+#[test]
+fn the_init_is_linked_statically_where_the_static_libraries_are() {
+    let libc_archive = std::process::Command::new("cc")
+        .arg("-print-file-name=libc.a")
+        .output()
+        .ok()
+        .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+        .filter(|path| std::path::Path::new(path).is_absolute());
+    let Some(libc_archive) = libc_archive else {
+        eprintln!("SKIP: no libc.a for this C compiler; the init is linked dynamically");
+        return;
+    };
+    let init = std::fs::read(init_binary()).expect("the init binary");
+    assert!(
+        !names_a_dynamic_loader(&init),
+        "{} is linked dynamically though {libc_archive} is there",
+        init_binary().display()
+    );
+    let shroud = std::fs::read(crate::support::shroud_binary()).expect("shroud");
+    assert!(
+        names_a_dynamic_loader(&shroud),
+        "shroud itself stays dynamic (NSS)"
+    );
+}
+
 /// The init as `shroud sandbox exec` starts it, by hand: its policy from
 /// a real exec's pid 1 (with no parent to die with), `sh -c 'echo ran'` as
 /// its command, and `environment` on its stdin (`SHROUD_ENV_FD=0`), the
