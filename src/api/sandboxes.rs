@@ -302,6 +302,7 @@ pub async fn exec(
         requests: None,
         // Prepared on the store's thread, run on another.
         start_early: false,
+        guessed_init: None,
     };
     let host = state.sandbox_host();
     let prepared = state
@@ -412,6 +413,7 @@ async fn start_background(
         caller_env: state.caller_env().clone(),
         requests: Some(requests),
         start_early: false,
+        guessed_init: None,
     };
     let host = state.sandbox_host();
     let sandbox = row.id.clone();

@@ -162,6 +162,7 @@ fn prepare(ctx: &Context, args: ExecArgs) -> Result<ExecPlan, CliError> {
         on_started: None,
         // This thread runs the plan too.
         start_early: true,
+        guessed_init: None,
     };
     let prepared = plan::prepare(StoreAccess::Lazy(&open), &ctx.binary(), spec, io)?;
     warn_unmasked(ctx, &prepared.unmasked);

@@ -302,6 +302,10 @@ fn isolation_summary(features: &[apply::Feature]) -> String {
 fn prepare_exec(ctx: &Context, args: SandboxExecArgs) -> Result<(PreparedExec, Store), CliError> {
     let host = host(ctx)?;
     let mut grants = plan::parse_grants(&args.secrets)?;
+    let stdio = exec::sandbox_stdio_mode(ctx, args.tty);
+    // The init sets the sandbox up while the store opens and is read, on
+    // the policy the last exec ran under; run only if it is still the one.
+    let guessed_init = host.start_on_cached_policy(&args.id, &args.command, stdio);
     let mut store = ctx.open_store(OpenMode::Existing)?;
     let (row, config) = host.load(&mut store, &args.id)?;
     SandboxHost::check_node(&row)?;
@@ -325,7 +329,7 @@ fn prepare_exec(ctx: &Context, args: SandboxExecArgs) -> Result<(PreparedExec, S
             cwd: None,
             timeout,
             mask: args.mask,
-            stdio: exec::sandbox_stdio_mode(ctx, args.tty),
+            stdio,
             input: None,
             output: exec::output_mode(ctx),
             destination: Destination::Stdio,
@@ -335,6 +339,7 @@ fn prepare_exec(ctx: &Context, args: SandboxExecArgs) -> Result<(PreparedExec, S
             requests: None,
             // This thread runs the plan too.
             start_early: true,
+            guessed_init,
         },
     )?;
     exec::warn_unmasked(ctx, &prepared.unmasked);

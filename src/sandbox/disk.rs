@@ -130,15 +130,21 @@ fn make(sandbox_dir: &Path, size_mb: u64, (uid, gid): (u32, u32)) -> io::Result<
     ns::mount_image(&image, sandbox_dir)
 }
 
+/// Whether the sandbox's directory is what its commands should get: it
+/// has no file system of its own, or that file system is mounted.
+pub fn is_ready(sandbox_dir: &Path) -> bool {
+    !image_path(sandbox_dir).is_file() || ns::is_mount_point(sandbox_dir)
+}
+
 /// Mounts the sandbox's file system again if it has one and it is not
 /// mounted (after a host restart). Two execs that find it unmounted at
 /// once must not both mount it (two loop devices over one image would
 /// corrupt it): the check and the mount happen under a lock on the image.
 pub fn ensure_mounted(sandbox_dir: &Path) -> io::Result<()> {
-    let image = image_path(sandbox_dir);
-    if !image.is_file() || ns::is_mount_point(sandbox_dir) {
+    if is_ready(sandbox_dir) {
         return Ok(());
     }
+    let image = image_path(sandbox_dir);
     // Under the image's lock, which its removal holds too: an image being
     // removed is not mounted again (the sweep of expired sandboxes looks at
     // every sandbox every second).

@@ -295,6 +295,9 @@ pub struct RunIo {
     /// handed to another thread: the init dies with the thread that
     /// started it (`PR_SET_PDEATHSIG`).
     pub start_early: bool,
+    /// With `start_early`: an init already started on a guess, run if it
+    /// is the right one (see [`GuessedInit`]).
+    pub guessed_init: Option<GuessedInit>,
 }
 
 impl RunIo {
@@ -310,6 +313,7 @@ impl RunIo {
             requests: None,
             on_started: None,
             start_early: false,
+            guessed_init: None,
         }
     }
 }
@@ -338,20 +342,10 @@ pub fn prepare(
     }
     let (program, args, env_through_pipe, new_session) = match spec.sandbox {
         None => (spec.program, spec.args, false, false),
-        Some(mut policy) => {
-            policy.die_with = Some(std::process::id());
-            policy.passed_fds = spec.pass_fds.len() as u32;
-            let (init, mut init_args) = crate::sandbox::apply::init_program(binary);
-            init_args.extend([
-                "--policy".into(),
-                serde_json::to_string(&policy)
-                    .expect("policy serializes")
-                    .into(),
-                "--".into(),
-                spec.program,
-            ]);
-            init_args.extend(spec.args);
-            (init.into_os_string(), init_args, true, true)
+        Some(policy) => {
+            let (init, init_args) =
+                init_command_line(binary, policy, spec.pass_fds.len(), spec.program, spec.args);
+            (init, init_args, true, true)
         }
     };
     let child = ChildSpec {
@@ -370,7 +364,20 @@ pub fn prepare(
     // their injection is committed; its command waits for them. (Dropped
     // on an error below: the init is killed, its command never starts.)
     let child = if io.start_early && env_through_pipe {
-        Err((child.stdio, spawn::spawn_awaiting_env(child)))
+        let stdio = child.stdio;
+        let started = match io.guessed_init {
+            Some(guess) if guess.is_for(&child) => {
+                tracing::debug!("the sandbox init started on the cached policy is the one to run");
+                guess.started
+            }
+            // A guess that was wrong is killed (dropped) before the init
+            // that is right starts.
+            wrong => {
+                drop(wrong);
+                spawn::spawn_awaiting_env(child)
+            }
+        };
+        Err((stdio, started))
     } else {
         Ok(child)
     };
@@ -418,6 +425,91 @@ pub fn prepare(
         unmasked: prepared.unmasked,
         versions: prepared.versions,
     })
+}
+
+/// The sandbox init's command line for `policy` (which dies with this
+/// process and is passed `passed_fds` descriptors) running `program`.
+fn init_command_line(
+    binary: &Path,
+    mut policy: SandboxPolicy,
+    passed_fds: usize,
+    program: OsString,
+    args: Vec<OsString>,
+) -> (OsString, Vec<OsString>) {
+    policy.die_with = Some(std::process::id());
+    policy.passed_fds = passed_fds as u32;
+    let (init, mut init_args) = crate::sandbox::apply::init_program(binary);
+    init_args.extend([
+        "--policy".into(),
+        serde_json::to_string(&policy)
+            .expect("policy serializes")
+            .into(),
+        "--".into(),
+        program,
+    ]);
+    init_args.extend(args);
+    (init.into_os_string(), init_args)
+}
+
+/// A sandbox init started on a guess of its policy (the one the sandbox's
+/// previous command ran under, see `SandboxHost::start_on_cached_policy`),
+/// before the store is open; it waits for its environment like any early
+/// init. [`prepare`] runs it only if the policy it then builds from the
+/// store gives exactly the same command line, and kills it otherwise
+/// (dropped, it takes its init down), so what runs never depends on the
+/// guess.
+#[derive(Debug)]
+pub struct GuessedInit {
+    program: OsString,
+    args: Vec<OsString>,
+    stdio: StdioMode,
+    started: Result<(spawn::Spawned, spawn::EnvSender), spawn::SpawnError>,
+}
+
+impl GuessedInit {
+    /// Starts the init of `policy` running `command`, with `stdio`, as
+    /// [`prepare`] would for a CLI exec (no descriptors passed, no input,
+    /// its own session).
+    pub fn start(
+        binary: &Path,
+        policy: SandboxPolicy,
+        command: Vec<OsString>,
+        stdio: StdioMode,
+    ) -> Option<Self> {
+        let mut command = command.into_iter();
+        let program = command.next()?;
+        let (program, args) = init_command_line(binary, policy, 0, program, command.collect());
+        let started = spawn::spawn_awaiting_env(ChildSpec {
+            program: program.clone(),
+            args: args.clone(),
+            env: ChildEnv::default(),
+            cwd: None,
+            stdio,
+            env_through_pipe: true,
+            input: None,
+            new_session: true,
+            pass_fds: Vec::new(),
+            die_with_parent: false,
+        });
+        Some(GuessedInit {
+            program,
+            args,
+            stdio,
+            started,
+        })
+    }
+
+    /// Whether this is the init `child` describes.
+    fn is_for(&self, child: &ChildSpec) -> bool {
+        self.program == child.program
+            && self.args == child.args
+            && self.stdio == child.stdio
+            && child.cwd.is_none()
+            && child.input.is_none()
+            && child.pass_fds.is_empty()
+            && child.new_session
+            && !child.die_with_parent
+    }
 }
 
 /// What a run reads from its vault: the secrets it is given, and those it

@@ -126,6 +126,9 @@ pub struct ExecRequest {
     /// See [`plan::RunIo::start_early`]: the caller runs the plan on the
     /// thread that prepares it.
     pub start_early: bool,
+    /// With `start_early`: the init [`SandboxHost::start_on_cached_policy`]
+    /// started, run if it is the right one.
+    pub guessed_init: Option<plan::GuessedInit>,
 }
 
 /// A prepared exec: the plan and what the caller reports.
@@ -384,6 +387,9 @@ impl SandboxHost {
             })?;
         let mut env = vec![("HOME".to_owned(), home_dir.display().to_string())];
         policy.home_dir = Some(home_dir);
+        if request.start_early {
+            self.cache_policy(&row.id, &policy);
+        }
         env.extend(config.env);
         env.extend(request.env);
         let timeout = request
@@ -415,6 +421,7 @@ impl SandboxHost {
             requests: request.requests,
             on_started: None,
             start_early: request.start_early,
+            guessed_init: request.guessed_init,
         };
         let prepared = plan::prepare(store, &self.binary, spec, io)?;
         Ok(PreparedExec {
@@ -485,10 +492,71 @@ impl SandboxHost {
                 source,
             })?;
         }
+        let _ = std::fs::remove_file(policy_cache_path(&dir));
         store.delete_sandbox(id)?;
         holder::forget(&dir);
         Ok(())
     }
+
+    /// Starts the init of a CLI exec of `command` in sandbox `id` before
+    /// the store is open, on the policy its last CLI exec ran under (see
+    /// [`plan::GuessedInit`]); `None` when there is none to go on (a first
+    /// exec, an id that is not a sandbox's, its disk not mounted yet).
+    /// Whatever the guess, it runs nothing: its command waits for an
+    /// environment that only `prepare_exec` sends, and only to the init
+    /// whose command line it would have started itself.
+    pub fn start_on_cached_policy(
+        &self,
+        id: &str,
+        command: &[OsString],
+        stdio: StdioMode,
+    ) -> Option<plan::GuessedInit> {
+        // An id is a UUID: nothing in it walks out of `sandboxes/`.
+        uuid::Uuid::parse_str(id).ok()?;
+        let dir = self.dir(id);
+        let text = std::fs::read(policy_cache_path(&dir)).ok()?;
+        let policy: SandboxPolicy = serde_json::from_slice(&text).ok()?;
+        // Only this sandbox's own directories (a guess is checked before it
+        // runs anything, but its init should not even start a holder or
+        // bind anything elsewhere); and not a disk `prepare_exec` would
+        // mount first: the init would bind the empty directory beneath it.
+        let own = |path: &Path| path.parent() == Some(dir.as_path());
+        if !own(&policy.workdir)
+            || policy.home_dir.as_deref().is_some_and(|home| !own(home))
+            || policy
+                .shared_network
+                .as_ref()
+                .is_some_and(|net| *net != dir)
+            || !disk::is_ready(&dir)
+        {
+            return None;
+        }
+        plan::GuessedInit::start(&self.binary, policy, command.to_vec(), stdio)
+    }
+
+    /// Keeps the policy a CLI exec of sandbox `id` runs under, for the next
+    /// one's guess; rewritten only when it changed. Best effort: a cache.
+    fn cache_policy(&self, id: &str, policy: &SandboxPolicy) {
+        let path = policy_cache_path(&self.dir(id));
+        let Ok(text) = serde_json::to_vec(policy) else {
+            return;
+        };
+        if std::fs::read(&path).is_ok_and(|cached| cached == text) {
+            return;
+        }
+        let partial = path.with_extension(format!("partial-{}", std::process::id()));
+        if std::fs::write(&partial, &text).is_err() || std::fs::rename(&partial, &path).is_err() {
+            let _ = std::fs::remove_file(&partial);
+        }
+    }
+}
+
+/// Where the policy of a sandbox's last CLI exec is kept: beside its
+/// directory (`sandboxes/<id>.init.json`), out of its commands' reach.
+fn policy_cache_path(sandbox_dir: &Path) -> PathBuf {
+    let mut name = sandbox_dir.as_os_str().to_owned();
+    name.push(".init.json");
+    PathBuf::from(name)
 }
 
 /// How a sandbox is listed, by `sandbox list --json` and `GET /api/sandboxes`

@@ -722,3 +722,83 @@ fn the_init_binary_refuses_bad_arguments_with_an_error_line() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("is not a listening socket"), "{stderr}");
 }
+
+/// `sandbox exec ID` with shroud's debug log on, as `home.run` does it.
+fn sandbox_exec_logged(home: &TestHome, id: &str, command: &[&str]) -> crate::support::Run {
+    let mut full = vec!["sandbox", "exec", id, "--"];
+    full.extend_from_slice(command);
+    let mut cmd = home.command(&full);
+    cmd.env("SHROUD_LOG", "debug");
+    home.run_with(cmd, None)
+}
+
+const GUESS_USED: &str = "the sandbox init started on the cached policy is the one to run";
+
+/// Where a sandbox's last CLI exec left its policy.
+fn policy_cache(home: &TestHome, id: &str) -> std::path::PathBuf {
+    home.path()
+        .join("sandboxes")
+        .join(format!("{id}.init.json"))
+}
+
+/// From its second CLI exec on, a sandbox's init starts before the store
+/// is read, on the policy the exec before ran under, and is the one that
+/// runs when that policy is still right; `sandbox rm` takes the cache away.
+#[test]
+fn an_exec_starts_its_init_on_the_previous_exec_s_policy() {
+    let home = home();
+    let id = create(&home, &["--template", "bash", "--secret", "API_KEY"]);
+    let first = sandbox_exec_logged(&home, &id, &["sh", "-c", "echo \"$API_KEY\""]);
+    assert_eq!(first.ok(), "<secret:api_key>\n", "{first:?}");
+    assert!(!first.stderr.contains(GUESS_USED), "nothing to go on yet");
+    assert!(policy_cache(&home, &id).is_file());
+    let second = sandbox_exec_logged(
+        &home,
+        &id,
+        &["sh", "-c", "echo \"$API_KEY\"; ps ax | wc -l"],
+    );
+    assert!(second.stderr.contains(GUESS_USED), "{second:?}");
+    let text = second.ok();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "<secret:api_key>", "{second:?}");
+    // Its own pid namespace still: ps's header, pid 1, sh, ps and wc.
+    assert!(lines[1].trim().parse::<u32>().unwrap() <= 5, "{second:?}");
+    home.run(&["sandbox", "rm", &id]).ok();
+    assert!(
+        !policy_cache(&home, &id).exists(),
+        "removed with the sandbox"
+    );
+}
+
+/// A cached policy that is not the sandbox's (weakened by whoever can
+/// write the home, stale, or not a policy at all) is never what a command
+/// runs under: the guessed init is killed and the real one runs.
+#[test]
+fn a_cached_policy_that_is_not_the_sandbox_s_runs_nothing() {
+    let home = home();
+    let id = create(&home, &["--template", "bash"]);
+    sandbox_exec(&home, &id, &["true"]).ok();
+    let cache = policy_cache(&home, &id);
+    let mut policy: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&cache).unwrap()).unwrap();
+    policy["isolation"]["read_only_system"] = false.into();
+    policy["hide"] = serde_json::json!([]);
+    policy["limits"]["processes"] = 100_000.into();
+    let weakened = serde_json::to_vec(&policy).unwrap();
+    for cached in [weakened.clone(), b"{not json".to_vec(), Vec::new()] {
+        std::fs::write(&cache, &cached).unwrap();
+        let out = sandbox_exec_logged(
+            &home,
+            &id,
+            &["sh", "-c", "touch /usr/escaped 2>/dev/null && echo wrote; ls -A /root | wc -l; awk '/Max processes/ {print $3}' /proc/self/limits"],
+        );
+        assert!(!out.stderr.contains(GUESS_USED), "{out:?}");
+        assert_eq!(out.ok(), "0\n256\n", "the sandbox's own policy: {out:?}");
+        assert!(!std::path::Path::new("/usr/escaped").exists());
+    }
+    // The real policy is cached again, and used from then on.
+    assert_ne!(std::fs::read(&cache).unwrap(), weakened);
+    let out = sandbox_exec_logged(&home, &id, &["true"]);
+    assert!(out.stderr.contains(GUESS_USED), "{out:?}");
+    out.ok();
+}
