@@ -34,7 +34,10 @@ fn main() {
     println!("cargo:rerun-if-env-changed=SHROUD_DYNAMIC_INIT");
     let linux_gnu = std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux")
         && std::env::var("CARGO_CFG_TARGET_ENV").as_deref() == Ok("gnu");
-    if !linux_gnu || std::env::var_os("SHROUD_DYNAMIC_INIT").is_some() {
+    println!("cargo:rerun-if-env-changed=CC");
+    // The archives are probed with the host's C compiler.
+    let native = std::env::var("HOST").ok() == std::env::var("TARGET").ok();
+    if !linux_gnu || !native || std::env::var_os("SHROUD_DYNAMIC_INIT").is_some() {
         return;
     }
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
@@ -58,8 +61,12 @@ fn main() {
 fn archive_dir(dir: &Path) -> Result<(), String> {
     let _ = std::fs::remove_dir_all(dir);
     std::fs::create_dir_all(dir).map_err(|e| format!("mkdir {}: {e}", dir.display()))?;
+    // `-static-pie` starts from the self-relocating start file.
+    find_archive("rcrt1.o").ok_or("no rcrt1.o")?;
     for (name, archive) in ARCHIVES {
         let found = find_archive(archive).ok_or_else(|| format!("no {archive}"))?;
+        // A toolchain upgrade that moves or replaces one relinks the init.
+        println!("cargo:rerun-if-changed={}", found.display());
         std::os::unix::fs::symlink(&found, dir.join(name))
             .map_err(|e| format!("link {}: {e}", found.display()))?;
     }

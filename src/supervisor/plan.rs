@@ -365,15 +365,18 @@ pub fn prepare(
     // on an error below: the init is killed, its command never starts.)
     let child = if io.start_early && env_through_pipe {
         let stdio = child.stdio;
-        let started = match io.guessed_init {
-            Some(guess) if guess.is_for(&child) => {
+        let mut guess = io.guessed_init.filter(|guess| guess.is_for(&child));
+        let usable = guess.as_mut().is_some_and(GuessedInit::is_waiting);
+        let started = match guess {
+            Some(guess) if usable => {
                 tracing::debug!("the sandbox init started on the cached policy is the one to run");
                 guess.started
             }
-            // A guess that was wrong is killed (dropped) before the init
-            // that is right starts.
-            wrong => {
-                drop(wrong);
+            // No guess, or one that was wrong or is gone (it met a state
+            // `prepare_exec` has mended since, a home not yet made): it is
+            // killed (dropped) before the init that is right starts.
+            no_use => {
+                drop(no_use);
                 spawn::spawn_awaiting_env(child)
             }
         };
@@ -497,6 +500,14 @@ impl GuessedInit {
             stdio,
             started,
         })
+    }
+
+    /// Whether the init started and is still alive, waiting.
+    fn is_waiting(&mut self) -> bool {
+        match &mut self.started {
+            Ok((spawned, _)) => matches!(spawned.child.try_wait(), Ok(None)),
+            Err(_) => false,
+        }
     }
 
     /// Whether this is the init `child` describes.

@@ -502,17 +502,23 @@ impl SandboxHost {
     /// the store is open, on the policy its last CLI exec ran under (see
     /// [`plan::GuessedInit`]); `None` when there is none to go on (a first
     /// exec, an id that is not a sandbox's, its disk not mounted yet).
-    /// Whatever the guess, it runs nothing: its command waits for an
-    /// environment that only `prepare_exec` sends, and only to the init
-    /// whose command line it would have started itself.
+    /// Whatever the guess, its command never runs unless it is right: it
+    /// waits for an environment that only `prepare_exec` sends, and only to
+    /// the init whose command line it would have started itself. (A wrong
+    /// guess may still have joined or started the sandbox's network holder,
+    /// as any of its inits does.)
     pub fn start_on_cached_policy(
         &self,
         id: &str,
         command: &[OsString],
         stdio: StdioMode,
     ) -> Option<plan::GuessedInit> {
-        // An id is a UUID: nothing in it walks out of `sandboxes/`.
-        uuid::Uuid::parse_str(id).ok()?;
+        // An id is a UUID as `create` spells it: nothing in it walks out
+        // of `sandboxes/`.
+        let parsed = uuid::Uuid::parse_str(id).ok()?;
+        if parsed.hyphenated().to_string() != id {
+            return None;
+        }
         let dir = self.dir(id);
         let text = std::fs::read(policy_cache_path(&dir)).ok()?;
         let policy: SandboxPolicy = serde_json::from_slice(&text).ok()?;
@@ -520,9 +526,11 @@ impl SandboxHost {
         // runs anything, but its init should not even start a holder or
         // bind anything elsewhere); and not a disk `prepare_exec` would
         // mount first: the init would bind the empty directory beneath it.
-        let own = |path: &Path| path.parent() == Some(dir.as_path());
-        if !own(&policy.workdir)
-            || policy.home_dir.as_deref().is_some_and(|home| !own(home))
+        if policy.workdir != dir.join("work")
+            || policy
+                .home_dir
+                .as_ref()
+                .is_some_and(|home| *home != dir.join("home"))
             || policy
                 .shared_network
                 .as_ref()

@@ -606,6 +606,14 @@ fn the_init_is_linked_statically_where_the_static_libraries_are() {
         "{} is linked dynamically though {libc_archive} is there",
         init_binary().display()
     );
+    // And it runs (a static link that still needed a shared library would
+    // not even start): its usage error, from its own code.
+    let ran = std::process::Command::new(init_binary()).output().unwrap();
+    assert_eq!(ran.status.code(), Some(2), "{ran:?}");
+    assert!(
+        String::from_utf8_lossy(&ran.stderr).starts_with("error: "),
+        "{ran:?}"
+    );
     let shroud = std::fs::read(crate::support::shroud_binary()).expect("shroud");
     assert!(
         names_a_dynamic_loader(&shroud),
