@@ -55,9 +55,20 @@ pub fn record_grants(config: &SandboxConfig, grants: &[SecretGrant]) -> std::io:
         return Ok(());
     }
     let text = serde_json::to_string(&names).expect("names serialize");
+    replace_file(&path, text.as_bytes())
+}
+
+/// Puts `bytes` at `path` whole: written to a fresh file beside it, then
+/// renamed over it, so a reader racing the write sees the old file or the
+/// new one. The fresh file is removed if it cannot be put in place.
+pub fn replace_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let temporary = path.with_extension(format!("tmp-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::write(&temporary, text)?;
-    std::fs::rename(&temporary, &path)
+    let written =
+        std::fs::write(&temporary, bytes).and_then(|()| std::fs::rename(&temporary, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temporary);
+    }
+    written
 }
 
 fn read_granted(path: &Path) -> BTreeSet<String> {

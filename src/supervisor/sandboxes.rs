@@ -492,7 +492,6 @@ impl SandboxHost {
                 source,
             })?;
         }
-        let _ = std::fs::remove_file(policy_cache_path(&dir));
         store.delete_sandbox(id)?;
         holder::forget(&dir);
         Ok(())
@@ -552,19 +551,16 @@ impl SandboxHost {
         if std::fs::read(&path).is_ok_and(|cached| cached == text) {
             return;
         }
-        let partial = path.with_extension(format!("partial-{}", std::process::id()));
-        if std::fs::write(&partial, &text).is_err() || std::fs::rename(&partial, &path).is_err() {
-            let _ = std::fs::remove_file(&partial);
-        }
+        let _ = super::sandbox_files::replace_file(&path, &text);
     }
 }
 
-/// Where the policy of a sandbox's last CLI exec is kept: beside its
-/// directory (`sandboxes/<id>.init.json`), out of its commands' reach.
+/// Where the policy of a sandbox's last CLI exec is kept: `<dir>/init.json`,
+/// beside its working directory and out of its commands' sight, like its
+/// other bookkeeping (`granted`, `active`, `lifetime`); it goes with the
+/// sandbox's directory (or disk) when the sandbox is removed.
 fn policy_cache_path(sandbox_dir: &Path) -> PathBuf {
-    let mut name = sandbox_dir.as_os_str().to_owned();
-    name.push(".init.json");
-    PathBuf::from(name)
+    sandbox_dir.join("init.json")
 }
 
 /// How a sandbox is listed, by `sandbox list --json` and `GET /api/sandboxes`

@@ -744,9 +744,7 @@ const GUESS_USED: &str = "the sandbox init started on the cached policy is the o
 
 /// Where a sandbox's last CLI exec left its policy.
 fn policy_cache(home: &TestHome, id: &str) -> std::path::PathBuf {
-    home.path()
-        .join("sandboxes")
-        .join(format!("{id}.init.json"))
+    home.path().join("sandboxes").join(id).join("init.json")
 }
 
 /// From its second CLI exec on, a sandbox's init starts before the store
