@@ -463,10 +463,37 @@ fn init_command_line(
 /// guess.
 #[derive(Debug)]
 pub struct GuessedInit {
+    start: InitStart,
+    started: Result<(spawn::Spawned, spawn::EnvSender), spawn::SpawnError>,
+}
+
+/// What of a child's start tells one sandbox init from another (all of a
+/// [`ChildSpec`] but its environment, which is sent later).
+#[derive(Debug, PartialEq)]
+struct InitStart {
     program: OsString,
     args: Vec<OsString>,
+    cwd: Option<PathBuf>,
     stdio: StdioMode,
-    started: Result<(spawn::Spawned, spawn::EnvSender), spawn::SpawnError>,
+    given_input: bool,
+    new_session: bool,
+    passed_fds: usize,
+    die_with_parent: bool,
+}
+
+impl InitStart {
+    fn of(child: &ChildSpec) -> Self {
+        InitStart {
+            program: child.program.clone(),
+            args: child.args.clone(),
+            cwd: child.cwd.clone(),
+            stdio: child.stdio,
+            given_input: child.input.is_some(),
+            new_session: child.new_session,
+            passed_fds: child.pass_fds.len(),
+            die_with_parent: child.die_with_parent,
+        }
+    }
 }
 
 impl GuessedInit {
@@ -482,9 +509,9 @@ impl GuessedInit {
         let mut command = command.into_iter();
         let program = command.next()?;
         let (program, args) = init_command_line(binary, policy, 0, program, command.collect());
-        let started = spawn::spawn_awaiting_env(ChildSpec {
-            program: program.clone(),
-            args: args.clone(),
+        let child = ChildSpec {
+            program,
+            args,
             env: ChildEnv::default(),
             cwd: None,
             stdio,
@@ -493,12 +520,10 @@ impl GuessedInit {
             new_session: true,
             pass_fds: Vec::new(),
             die_with_parent: false,
-        });
+        };
         Some(GuessedInit {
-            program,
-            args,
-            stdio,
-            started,
+            start: InitStart::of(&child),
+            started: spawn::spawn_awaiting_env(child),
         })
     }
 
@@ -512,14 +537,7 @@ impl GuessedInit {
 
     /// Whether this is the init `child` describes.
     fn is_for(&self, child: &ChildSpec) -> bool {
-        self.program == child.program
-            && self.args == child.args
-            && self.stdio == child.stdio
-            && child.cwd.is_none()
-            && child.input.is_none()
-            && child.pass_fds.is_empty()
-            && child.new_session
-            && !child.die_with_parent
+        self.start == InitStart::of(child)
     }
 }
 
