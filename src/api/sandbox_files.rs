@@ -105,11 +105,57 @@ impl std::io::Write for BodyWriter {
 /// (its directories made), atomically → `{"path", "size"}`.
 pub async fn put(
     State(state): State<Arc<ApiState>>,
-    caller: Caller,
-    ApiPath(id): ApiPath<String>,
-    ApiQuery(query): ApiQuery<FileQuery>,
+    caller: Result<Caller, ApiError>,
+    path: Result<ApiPath<String>, ApiError>,
+    query: Result<ApiQuery<FileQuery>, ApiError>,
     headers: axum::http::HeaderMap,
     body: Body,
+) -> ApiResult {
+    let mut body = body;
+    // A refused token, id or query is answered after the body, too.
+    let answer = match (caller, path, query) {
+        (Ok(caller), Ok(ApiPath(id)), Ok(ApiQuery(query))) => {
+            upload(state, caller, id, query, headers, &mut body).await
+        }
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => Err(e),
+    };
+    if answer.is_err() {
+        drain_unread(&mut body).await;
+    }
+    answer
+}
+
+/// How long, and how much, a refused upload is still read for.
+const DRAIN_FOR: std::time::Duration = std::time::Duration::from_secs(5);
+const DRAIN_AT_MOST: usize = 256 << 20;
+
+/// Reads and drops what is left of a refused upload's body (a bounded
+/// "lingering close", as nginx does). Answering while the client still
+/// sends would close a socket with unread bytes: the kernel then resets it,
+/// and the client sees EPIPE or ECONNRESET instead of the 413 or 404 it was
+/// sent.
+async fn drain_unread(body: &mut Body) {
+    let _ = tokio::time::timeout(DRAIN_FOR, async {
+        let mut drained = 0usize;
+        while let Some(Ok(frame)) = body.frame().await {
+            if let Some(data) = frame.data_ref() {
+                drained += data.len();
+            }
+            if drained > DRAIN_AT_MOST {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
+async fn upload(
+    state: Arc<ApiState>,
+    caller: Caller,
+    id: String,
+    query: FileQuery,
+    headers: axum::http::HeaderMap,
+    body: &mut Body,
 ) -> ApiResult {
     let (_, config) = owned_sandbox(&state, &caller, id).await?;
     let path = plain_relative(&query.path)?;
@@ -136,7 +182,6 @@ pub async fn put(
         };
         sandbox_files::upload(&config, &target, expected_len, reader)
     });
-    let mut body = body;
     let mut complete = true;
     while let Some(frame) = body.frame().await {
         let Ok(frame) = frame else {

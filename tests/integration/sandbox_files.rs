@@ -629,6 +629,72 @@ fn an_upload_beyond_disk_mb_is_a_413_and_leaves_nothing() {
     );
 }
 
+/// Reads one answer with a `Content-Length` off a kept-alive connection.
+fn read_answer(stream: &mut std::net::TcpStream) -> (u16, String) {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        stream.read_exact(&mut byte).expect("the answer's head");
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .map(|v| v.trim().parse().unwrap())
+        .unwrap_or_else(|| panic!("no content-length: {head}"));
+    let mut body = vec![0u8; length];
+    stream.read_exact(&mut body).expect("the answer's body");
+    (
+        head[9..12].parse().unwrap(),
+        String::from_utf8_lossy(&body).into(),
+    )
+}
+
+#[test]
+fn a_refused_upload_is_read_to_its_end_so_the_client_sees_the_413() {
+    // The server used to answer 413 as soon as the disk was full and close
+    // with the rest of the body unread: the kernel reset the connection,
+    // and a client still sending saw EPIPE instead of the answer (the
+    // TypeScript SDK's test, now and then).
+    let s = Served::start();
+    let templates = s.home.path().join("sandbox-templates");
+    std::fs::create_dir_all(&templates).unwrap();
+    std::fs::write(
+        templates.join("tiny.toml"),
+        "[runtime]\ninterpreter = \"sh\"\n[limits]\ndisk_mb = 4\n",
+    )
+    .unwrap();
+    let id = s.create(r#"{"template":"tiny"}"#);
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let big = vec![7u8; 48 << 20];
+    let request = |stream: &mut std::net::TcpStream, token: &str, path: &str, body: &[u8]| {
+        write!(
+            stream,
+            "PUT /api/sandboxes/{id}/files?path={path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .unwrap();
+        stream.write_all(body)
+    };
+    request(&mut stream, &s.token, "big.bin", &big).expect("the whole body is taken");
+    let (status, answer) = read_answer(&mut stream);
+    assert_eq!(status, 413, "{answer}");
+    // So is one refused before it is read: an unknown token, a bad path.
+    request(&mut stream, "not-a-token", "big.bin", &big).expect("the whole body is taken");
+    assert_eq!(read_answer(&mut stream).0, 401);
+    request(&mut stream, &s.token, "../out", &big).expect("the whole body is taken");
+    assert_eq!(read_answer(&mut stream).0, 400);
+    // The connection lives on for the next request.
+    request(&mut stream, &s.token, "small.bin", b"fits").unwrap();
+    let (status, answer) = read_answer(&mut stream);
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(json(&answer)["size"], 4);
+}
+
 #[test]
 fn a_sandbox_deleted_right_after_create_goes_while_the_sweep_runs() {
     // The expiry sweep mounts each sandbox's disk every second to read its
