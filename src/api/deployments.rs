@@ -490,15 +490,43 @@ pub(super) fn lines_response(
             let mut out = Vec::new();
             if r.first {
                 r.first = false;
-                // What is kept: the older part, then the current file.
-                r.inode = inode_of(&r.path);
-                let lines = deploy::LogFile::read_lines(&r.path);
-                r.offset = std::fs::metadata(&r.path).map(|m| m.len()).unwrap_or(0);
+                // What is kept: the older part, then the current file,
+                // whose offset is what was read of it (a line appended
+                // after the read comes with the next look, none is lost)
+                // and whose last line, still being written, waits for
+                // its end.
+                let mut current = Vec::new();
+                if let Ok(mut file) = std::fs::File::open(&r.path) {
+                    use std::io::Read;
+                    r.inode = file
+                        .metadata()
+                        .ok()
+                        .map(|m| std::os::unix::fs::MetadataExt::ino(&m));
+                    let _ = file.read_to_end(&mut current);
+                }
+                r.offset = current.len() as u64;
+                let whole = current
+                    .iter()
+                    .rposition(|&b| b == b'\n')
+                    .map_or(0, |end| end + 1);
+                r.partial = current.split_off(whole);
+                let older_path = deploy::LogFile::older_path(&r.path);
+                // Moved aside since the open: what was read is that file.
+                let older = if r.inode.is_some() && inode_of(&older_path) == r.inode {
+                    Vec::new()
+                } else {
+                    std::fs::read(&older_path).unwrap_or_default()
+                };
+                let lines: Vec<&[u8]> = older
+                    .split(|&b| b == b'\n')
+                    .chain(current.split(|&b| b == b'\n'))
+                    .filter(|line| !line.is_empty())
+                    .collect();
                 let skip = r.tail.map_or(0, |n| lines.len().saturating_sub(n));
                 for line in &lines[skip..] {
-                    out.extend_from_slice(line.as_bytes());
+                    out.extend_from_slice(line);
                     out.push(b'\n');
-                    if r.until_exit && is_exit_line(line.as_bytes()) {
+                    if r.until_exit && is_exit_line(line) {
                         r.done = true;
                     }
                 }

@@ -696,6 +696,60 @@ fn a_refused_upload_is_read_to_its_end_so_the_client_sees_the_413() {
 }
 
 #[test]
+fn a_follower_that_joins_while_the_log_grows_loses_no_line() {
+    // A follower's first read used to take its offset from the file's size
+    // after reading it: a line appended in between was never sent (the
+    // TypeScript SDK's `wait()` once came back with no stderr).
+    let s = Served::start();
+    let id = s.create(r#"{"template":"bash"}"#);
+    let (status, started) = http(
+        s.port,
+        "POST",
+        &format!("/api/sandboxes/{id}/exec"),
+        &s.token,
+        Some(
+            r#"{"command":["sh","-c","i=0; while [ $i -lt 3000 ]; do echo $i; i=$((i+1)); done"],"background":true}"#,
+        ),
+    );
+    assert_eq!(status, 200, "{started}");
+    let pid = json(&started)["process_id"].as_u64().unwrap();
+    // One event a line, each line's text without its newline.
+    let expected: Vec<String> = (0..3000).map(|i| i.to_string()).collect();
+    let followers: Vec<_> = (0..8)
+        .map(|k| {
+            let (port, token) = (s.port, s.token.clone());
+            let route = format!("/api/sandboxes/{id}/processes/{pid}/log?follow=true");
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(3 * k));
+                let (status, log) = raw(port, "GET", &route, &token, b"");
+                assert_eq!(status, 200);
+                let mut stdout = Vec::new();
+                let mut exits = 0;
+                for line in String::from_utf8_lossy(&log).lines() {
+                    let event = json(line);
+                    if event["stream"] == "stdout" {
+                        stdout.push(event["data"].as_str().unwrap().to_owned());
+                    } else if event["event"] == "exit" {
+                        exits += 1;
+                    }
+                }
+                (stdout, exits)
+            })
+        })
+        .collect();
+    for (k, follower) in followers.into_iter().enumerate() {
+        let (stdout, exits) = follower.join().unwrap();
+        assert_eq!(exits, 1, "follower {k}");
+        assert!(
+            stdout == expected,
+            "follower {k} got {} of {} lines",
+            stdout.len(),
+            expected.len()
+        );
+    }
+}
+
+#[test]
 fn a_sandbox_deleted_right_after_create_goes_while_the_sweep_runs() {
     // The expiry sweep mounts each sandbox's disk every second to read its
     // lifetime; a removal racing it used to find the disk mounted again
