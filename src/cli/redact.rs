@@ -1,7 +1,9 @@
 //! `shroud redact`: filter stdin to stdout through the masker.
 //!
 //! The named secrets (or all of the vault's, with `--all`) are decrypted in
-//! one audited transaction and compiled into a mask set; then stdin is read in
+//! one audited transaction and compiled into a mask set (each value added as
+//! it is decrypted, so that with many secrets the forms of the first are made
+//! while the rest are read); then stdin is read in
 //! large blocks, each block masked and written out at once (nothing waits for
 //! a newline), and the held tail is flushed at end of input.
 
@@ -65,17 +67,24 @@ pub fn run(ctx: &Context, args: RedactArgs) -> Result<u8, CliError> {
             }
         }
     }
-    let values = store.read_secrets(Action::SecretMask, &vault, &names)?;
-    drop(store);
+    // Each value goes into the mask set as it is decrypted, so the forms of
+    // the first ones are made while the rest are read. A transaction run
+    // again hands them out again: the set then holds the first try's
+    // values too, which only masks more.
     let mut builder = MaskSet::builder(args.mask);
-    for (name, revealed) in names.iter().zip(&values) {
-        if !builder.add(name.as_str(), &revealed.value) {
-            ctx.out.warn(&format!(
-                "secret `{name}` is shorter than {MIN_MASKABLE_BYTES} bytes and is not masked"
-            ));
+    let mut too_short = std::collections::BTreeSet::new();
+    store.read_secrets_each(Action::SecretMask, &vault, &names, |index, revealed| {
+        if !builder.add(names[index].as_str(), &revealed.value) {
+            too_short.insert(index);
         }
+    })?;
+    drop(store);
+    for index in too_short {
+        ctx.out.warn(&format!(
+            "secret `{}` is shorter than {MIN_MASKABLE_BYTES} bytes and is not masked",
+            names[index]
+        ));
     }
-    drop(values);
     filter(builder.build())
 }
 

@@ -182,13 +182,35 @@ impl Store {
         vault: &VaultName,
         names: &[SecretName],
     ) -> Result<Vec<Revealed>> {
+        let mut values = Vec::with_capacity(names.len());
+        self.read_secrets_each(purpose, vault, names, |index, value| {
+            // A transaction run again hands its values out again.
+            values.truncate(index);
+            values.push(value);
+        })?;
+        Ok(values)
+    }
+
+    /// [`Self::read_secrets`], handing each value to `each` (with its index
+    /// in `names`) as soon as it is decrypted, so the caller's work on it
+    /// overlaps the reading of the rest. Called inside the transaction: when
+    /// it ends in an error (a secret missing, the audit commit failing),
+    /// the values already handed out must not be used. A transaction that
+    /// meets a write conflict runs once more and hands the values out again,
+    /// from index 0 (they may have changed).
+    pub fn read_secrets_each(
+        &mut self,
+        purpose: Action,
+        vault: &VaultName,
+        names: &[SecretName],
+        mut each: impl FnMut(usize, Revealed),
+    ) -> Result<()> {
         let now = now_ms();
         self.write("committing the audit records", |tx, keys| {
             let actor = keys.actor.clone();
-            let mut values = Vec::with_capacity(names.len());
             let mut entries = Vec::with_capacity(names.len());
             let mut first_error = None;
-            for name in names {
+            for (index, name) in names.iter().enumerate() {
                 let (result, entry) = open_in_tx(
                     tx,
                     keys,
@@ -201,7 +223,11 @@ impl Store {
                 )?;
                 entries.push(entry);
                 match result {
-                    Ok(value) => values.push(value),
+                    Ok(value) => {
+                        if first_error.is_none() {
+                            each(index, value);
+                        }
+                    }
                     Err(e @ (StoreError::Database { .. } | StoreError::Unavailable { .. })) => {
                         return Err(e)
                     }
@@ -214,7 +240,7 @@ impl Store {
             keys.append_all_at(tx, &entries, now)?;
             Ok(match first_error {
                 Some(e) => Err(e),
-                None => Ok(values),
+                None => Ok(()),
             })
         })
     }

@@ -566,3 +566,42 @@ fn the_html_safe_json_of_go_and_php_is_masked() {
         assert_eq!(masked, b"[<secret:html_safe>]", "{written}");
     }
 }
+
+#[test]
+fn a_set_of_many_secrets_has_every_form_of_each_in_order_whoever_made_it() {
+    // Past 512 secrets the builder hands chunks of values to a thread that
+    // makes their forms while more are added; the set must be the one the
+    // forms of every value, in order, make.
+    let values: Vec<Vec<u8>> = (0..1300)
+        .map(|i| format!("chunked-value-{i:05}-q7Zx/+").into_bytes())
+        .collect();
+    let names: Vec<String> = (0..values.len()).map(|i| format!("S{i}")).collect();
+    let secrets: Vec<(&str, &[u8])> = names
+        .iter()
+        .zip(&values)
+        .map(|(n, v)| (n.as_str(), v.as_slice()))
+        .collect();
+    let set = mask_set(&secrets, MaskStyle::Label);
+    let expected: Vec<(Vec<u8>, u32)> = values
+        .iter()
+        .enumerate()
+        .flat_map(|(i, v)| {
+            shroud::mask::variants::forms(v)
+                .into_iter()
+                .map(move |form| (form.to_vec(), i as u32))
+        })
+        .collect();
+    let got: Vec<(Vec<u8>, u32)> = set.patterns().map(|(p, s)| (p.to_vec(), s)).collect();
+    assert_eq!(got.len(), expected.len());
+    assert!(
+        got == expected,
+        "the patterns differ from the forms in order"
+    );
+    for i in [0usize, 511, 512, 1023, 1024, 1299] {
+        let text = format!("a {} b", String::from_utf8_lossy(&values[i]));
+        assert_eq!(
+            set.mask_all(text.as_bytes()),
+            format!("a <secret:s{i}> b").into_bytes()
+        );
+    }
+}
