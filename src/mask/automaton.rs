@@ -47,7 +47,9 @@ pub struct Automaton {
     /// One record per state and one more (whose first child ends the last
     /// state's children).
     states: Vec<StateRecord>,
-    depth: Vec<u32>,
+    /// The first state of each depth, and the state count last: states
+    /// are numbered breadth-first, so a state's depth is where it falls.
+    level_start: Vec<StateId>,
     /// The pattern that ends exactly at this node, or `NONE`.
     output: Vec<u32>,
     /// The nearest node on the failure chain that has an output, or `NONE`.
@@ -105,7 +107,8 @@ struct Linker<'a> {
     /// depth being linked): where the children of `done`'s last state end.
     first_child_after_done: StateId,
     label: &'a [u8],
-    depth: &'a [u32],
+    /// The depth being linked.
+    depth: u32,
     output: &'a [u32],
     dense: &'a [StateId],
     dense_states: u32,
@@ -165,7 +168,7 @@ impl Linker<'_> {
                 let live_depth = if states[i].first_child == next_first_child {
                     self.done[t].live & !MATCH_BIT
                 } else {
-                    self.depth[c]
+                    self.depth
                 };
                 let matches = self.output[c] != NONE || dict[i] != NONE;
                 states[i].fail = target;
@@ -242,7 +245,6 @@ impl Automaton {
         let byte_of = |i: usize, at: usize| bytes[starts[i] + at];
         let capacity = total_bytes + 1;
         let mut label = Vec::with_capacity(capacity);
-        let mut depth = Vec::with_capacity(capacity);
         let mut output = Vec::with_capacity(capacity);
         let mut states: Vec<StateRecord> = Vec::with_capacity(capacity + 1);
         let record = |first_child: usize| StateRecord {
@@ -251,7 +253,6 @@ impl Automaton {
             live: 0,
         };
         label.push(0u8);
-        depth.push(0u32);
         output.push(NONE);
         // The states of the current level, in number order, each with its
         // run `sorted[lo..hi]` of the patterns beneath it.
@@ -284,7 +285,6 @@ impl Automaton {
                     }
                     let new = label.len() as StateId;
                     label.push(byte);
-                    depth.push(at as u32 + 1);
                     output.push(NONE);
                     below.push((new, i as u32, j as u32));
                     i = j;
@@ -330,7 +330,7 @@ impl Automaton {
                 done_dict,
                 first_child_after_done: after as StateId,
                 label: &label,
-                depth: &depth,
+                depth: d as u32,
                 output: &output,
                 dense: &dense,
                 dense_states,
@@ -356,7 +356,7 @@ impl Automaton {
             dense,
             dense_states,
             states,
-            depth,
+            level_start: level_start.iter().map(|&s| s as StateId).collect(),
             output,
             dict,
             label,
@@ -386,7 +386,7 @@ impl Automaton {
     /// Length of the longest input suffix that is a prefix of some pattern.
     #[inline]
     pub fn depth(&self, state: StateId) -> u32 {
-        self.depth[state as usize]
+        (self.level_start.partition_point(|&start| start <= state) - 1) as u32
     }
 
     /// Length of the longest input suffix that can still grow into an
@@ -418,7 +418,7 @@ impl Automaton {
 
     /// Number of states (for memory estimates).
     pub fn state_count(&self) -> usize {
-        self.depth.len()
+        self.label.len()
     }
 }
 
