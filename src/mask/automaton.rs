@@ -243,59 +243,72 @@ impl Automaton {
         starts.push(bytes.len());
         let len_of = |i: usize| starts[i + 1] - starts[i];
         let byte_of = |i: usize, at: usize| bytes[starts[i] + at];
-        let capacity = total_bytes + 1;
-        let mut label = Vec::with_capacity(capacity);
-        let mut output = Vec::with_capacity(capacity);
-        let mut states: Vec<StateRecord> = Vec::with_capacity(capacity + 1);
-        let record = |first_child: usize| StateRecord {
-            first_child: first_child as StateId,
-            fail: ROOT,
-            live: 0,
-        };
-        label.push(0u8);
-        output.push(NONE);
-        // The states of the current level, in number order, each with its
-        // run `sorted[lo..hi]` of the patterns beneath it.
-        let mut level: Vec<(StateId, u32, u32)> = vec![(ROOT, 0, sorted.len() as u32)];
-        let mut below = Vec::new();
-        let mut at = 0usize;
-        // The first state of each depth (the states of depth `d` are
-        // `level_start[d]..level_start[d + 1]`).
-        let mut level_start: Vec<usize> = Vec::new();
-        while !level.is_empty() {
-            level_start.push(level[0].0 as usize);
-            below.clear();
-            for &(node, lo, hi) in &level {
-                debug_assert_eq!(states.len(), node as usize);
-                states.push(record(label.len()));
-                let (mut i, hi) = (lo as usize, hi as usize);
-                // A pattern that ends here sorts before those it prefixes.
-                while i < hi && len_of(i) == at {
-                    let id = sorted[i];
-                    if output[node as usize] == NONE || id < output[node as usize] {
-                        output[node as usize] = id;
-                    }
-                    i += 1;
-                }
-                while i < hi {
-                    let byte = byte_of(i, at);
-                    let mut j = i + 1;
-                    while j < hi && byte_of(j, at) == byte {
-                        j += 1;
-                    }
-                    let new = label.len() as StateId;
-                    label.push(byte);
-                    output.push(NONE);
-                    below.push((new, i as u32, j as u32));
-                    i = j;
-                }
+        // Each pattern adds the states of its bytes past the prefix it
+        // shares with the one before it in sorted order (`shared`). A
+        // depth's states, numbered in sorted order, are then numbered
+        // breadth-first: so counting them first (a difference array over
+        // the patterns) gives every depth's first number, and one pass over
+        // the patterns makes the whole trie, each depth's states written in
+        // order.
+        let shared = |i: usize| -> usize {
+            if i == 0 {
+                return 0;
             }
-            std::mem::swap(&mut level, &mut below);
-            at += 1;
+            let (before, this) = (
+                &bytes[starts[i - 1]..starts[i]],
+                &bytes[starts[i]..starts[i + 1]],
+            );
+            before.iter().zip(this).take_while(|(a, b)| a == b).count()
+        };
+        let max_len = (0..sorted.len()).map(len_of).max().unwrap_or(0);
+        let mut per_depth = vec![0isize; max_len + 2];
+        for i in 0..sorted.len() {
+            per_depth[shared(i) + 1] += 1;
+            per_depth[len_of(i) + 1] -= 1;
         }
-        let count = label.len();
-        states.push(record(count));
-        level_start.push(count);
+        // The first state of each depth (the states of depth `d` are
+        // `level_start[d]..level_start[d + 1]`), the state count last.
+        let mut level_start: Vec<usize> = Vec::with_capacity(max_len + 2);
+        level_start.extend([0, 1]);
+        let mut running = 0isize;
+        for &change in &per_depth[1..=max_len] {
+            running += change;
+            level_start.push(level_start.last().copied().unwrap_or(0) + running as usize);
+        }
+        let count = level_start[max_len + 1];
+        let mut label = vec![0u8; count];
+        let mut output = vec![NONE; count];
+        let mut states = vec![
+            StateRecord {
+                first_child: count as StateId,
+                fail: ROOT,
+                live: 0,
+            };
+            count + 1
+        ];
+        // The next number of each depth, and the states on the current
+        // pattern's path.
+        let mut next: Vec<usize> = level_start.clone();
+        next.push(count);
+        let mut path: Vec<StateId> = vec![ROOT; max_len + 1];
+        states[ROOT as usize].first_child = next[1] as StateId;
+        for (i, &id_of_pattern) in sorted.iter().enumerate() {
+            let len = len_of(i);
+            for d in shared(i) + 1..=len {
+                let id = next[d];
+                next[d] += 1;
+                label[id] = byte_of(i, d - 1);
+                // Its children, numbered after every state of the next
+                // depth that sorts before it.
+                states[id].first_child = next[d + 1] as StateId;
+                path[d] = id as StateId;
+            }
+            // Where it ends (a pattern given twice ends at one state).
+            let end = path[len] as usize;
+            if output[end] == NONE || id_of_pattern < output[end] {
+                output[end] = id_of_pattern;
+            }
+        }
         drop((sorted, starts, bytes));
 
         let mut root_next = Box::new([ROOT; 256]);
