@@ -78,6 +78,8 @@ pub fn run(ctx: &Context, args: RedactArgs) -> Result<u8, CliError> {
             too_short.insert(index);
         }
     })?;
+    // The set compiles while the store closes (its last checkpoint).
+    let set = builder.build();
     drop(store);
     for index in too_short {
         ctx.out.warn(&format!(
@@ -85,7 +87,7 @@ pub fn run(ctx: &Context, args: RedactArgs) -> Result<u8, CliError> {
             names[index]
         ));
     }
-    filter(builder.build())
+    filter(set)
 }
 
 /// Copies stdin to stdout through one masker.
