@@ -95,6 +95,10 @@ fn child_between(label: &[u8], start: usize, end: usize, byte: u8) -> Option<Sta
     found.map(|i| (start + i) as StateId)
 }
 
+/// From this many states on, the build makes full rows for the states two
+/// bytes deep (see [`Automaton::build`]).
+const SECOND_ROWS_STATES: usize = 64 * 1024;
+
 /// From this many states of one depth on, their links are made on two threads.
 const PARALLEL_LINK_STATES: usize = 32 * 1024;
 
@@ -112,6 +116,9 @@ struct Linker<'a> {
     output: &'a [u32],
     dense: &'a [StateId],
     dense_states: u32,
+    /// Full rows of the states two bytes deep, `second_states`, when made.
+    second_rows: &'a [StateId],
+    second_states: std::ops::Range<StateId>,
 }
 
 impl Linker<'_> {
@@ -150,6 +157,10 @@ impl Linker<'_> {
                     loop {
                         if f < self.dense_states {
                             break self.dense[256 * f as usize + byte as usize];
+                        }
+                        if self.second_states.contains(&f) {
+                            let row = (f - self.second_states.start) as usize;
+                            break self.second_rows[256 * row + byte as usize];
                         }
                         if let Some(t) = self.child(f, byte) {
                             break t;
@@ -206,6 +217,12 @@ impl Automaton {
     /// [`Automaton::new`], linking a depth of at least `parallel_from`
     /// states on two threads.
     fn build(patterns: &[&[u8]], parallel_from: usize) -> Self {
+        Self::build_with(patterns, parallel_from, SECOND_ROWS_STATES)
+    }
+
+    /// [`Automaton::build`], making the build's rows of the states two
+    /// bytes deep from `second_rows_from` states on.
+    fn build_with(patterns: &[&[u8]], parallel_from: usize, second_rows_from: usize) -> Self {
         // Sorted by each pattern's first eight bytes (zero-padded, big-endian:
         // the same order) and only ties by the whole pattern: most compares
         // touch neither pattern's heap bytes. The prefixes are secret
@@ -332,7 +349,24 @@ impl Automaton {
         // ones above it wrote, and a large depth is split between two
         // threads (the prefilter's core is free by then).
         let mut dict = vec![NONE; count];
+        // Full rows for the states two bytes deep too, for the build only:
+        // most failure chains pass through one of them, where a search of
+        // its edge labels cost a mispredicted branch or two. Made once
+        // their own links are (after depth 2).
+        let mut second_rows: zeroize::Zeroizing<Vec<StateId>> = zeroize::Zeroizing::new(Vec::new());
+        let mut second_states = 0..0;
         for d in 1..level_start.len() - 1 {
+            if d == 3 && count >= second_rows_from {
+                second_states = level_start[2] as StateId..level_start[3] as StateId;
+                second_rows.reserve_exact(256 * second_states.len());
+                for state in second_states.clone() {
+                    let fail = states[state as usize].fail as usize;
+                    second_rows.extend((0..=255u8).map(|byte| {
+                        child_in(&states, &label, state, byte)
+                            .unwrap_or(dense[256 * fail + byte as usize])
+                    }));
+                }
+            }
             let (parents, split, after) = (level_start[d - 1], level_start[d], level_start[d + 1]);
             // The first child of the state after this depth's last one.
             let end_first_child = states[after].first_child;
@@ -347,6 +381,8 @@ impl Automaton {
                 output: &output,
                 dense: &dense,
                 dense_states,
+                second_rows: &second_rows,
+                second_states: second_states.clone(),
             };
             let (level, level_dict) = (&mut rest[..after - split], &mut rest_dict[..after - split]);
             if after - split >= parallel_from {
@@ -458,9 +494,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn links_made_on_two_threads_are_the_links_made_on_one() {
-        // Pseudo-random patterns over a small alphabet, so that failure
-        // chains are long and cross the cut between the two threads.
+    fn links_made_on_two_threads_and_through_full_rows_are_the_links_made_by_search() {
+        // Pseudo-random patterns over a small alphabet (long failure chains
+        // that cross the cut between the two threads) and a larger one
+        // (states two bytes deep with few children, so that the full rows
+        // fall back to their failure's row).
         let mut seed = 0x2545_F491_4F6C_DD1Du64;
         let mut next = || {
             seed ^= seed << 13;
@@ -468,29 +506,33 @@ mod tests {
             seed ^= seed << 17;
             seed
         };
-        let patterns: Vec<Vec<u8>> = (0..3000)
-            .map(|_| {
-                let len = 4 + (next() % 12) as usize;
-                (0..len).map(|_| b"abcd"[(next() % 4) as usize]).collect()
-            })
-            .collect();
-        let views: Vec<&[u8]> = patterns.iter().map(|p| p.as_slice()).collect();
-        let one = Automaton::build(&views, usize::MAX);
-        let two = Automaton::build(&views, 1);
-        assert!(one.state_count() > 10_000);
-        let records = |a: &Automaton| -> Vec<(u32, u32, u32)> {
-            a.states
+        for alphabet in [&b"abcd"[..], b"abcdefghijklmnopqrstuvwxyz"] {
+            let patterns: Vec<Vec<u8>> = (0..3000)
+                .map(|_| {
+                    let len = 4 + (next() % 12) as usize;
+                    (0..len)
+                        .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
+                        .collect()
+                })
+                .collect();
+            let views: Vec<&[u8]> = patterns.iter().map(|p| p.as_slice()).collect();
+            let one = Automaton::build_with(&views, usize::MAX, usize::MAX);
+            let two = Automaton::build_with(&views, 1, 1);
+            assert!(one.state_count() > 10_000);
+            let records = |a: &Automaton| -> Vec<(u32, u32, u32)> {
+                a.states
+                    .iter()
+                    .map(|r| (r.first_child, r.fail, r.live))
+                    .collect()
+            };
+            assert!(records(&one) == records(&two), "{}", alphabet.len());
+            assert!(one.dict == two.dict, "{}", alphabet.len());
+            assert!(one
+                .states
                 .iter()
-                .map(|r| (r.first_child, r.fail, r.live))
-                .collect()
-        };
-        assert!(records(&one) == records(&two));
-        assert!(one.dict == two.dict);
-        assert!(one
-            .states
-            .iter()
-            .skip(200)
-            .any(|r| r.fail > one.dense_states));
+                .skip(200)
+                .any(|r| r.fail > one.dense_states));
+        }
     }
 
     /// Every (start, end, id) found by stepping through `text` from the root.
