@@ -511,12 +511,19 @@ pub(super) fn lines_response(
                     .map_or(0, |end| end + 1);
                 r.partial = current.split_off(whole);
                 let older_path = deploy::LogFile::older_path(&r.path);
-                // Moved aside since the open: what was read is that file.
-                let older = if r.inode.is_some() && inode_of(&older_path) == r.inode {
-                    Vec::new()
-                } else {
-                    std::fs::read(&older_path).unwrap_or_default()
-                };
+                // One open of the older part, its inode from that handle:
+                // the file read above, moved aside since, is not read twice.
+                let mut older = Vec::new();
+                if let Ok(mut file) = std::fs::File::open(&older_path) {
+                    use std::io::Read;
+                    let inode = file
+                        .metadata()
+                        .ok()
+                        .map(|m| std::os::unix::fs::MetadataExt::ino(&m));
+                    if r.inode.is_none() || inode != r.inode {
+                        let _ = file.read_to_end(&mut older);
+                    }
+                }
                 let lines: Vec<&[u8]> = older
                     .split(|&b| b == b'\n')
                     .chain(current.split(|&b| b == b'\n'))

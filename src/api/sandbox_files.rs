@@ -112,15 +112,25 @@ pub async fn put(
     body: Body,
 ) -> ApiResult {
     let mut body = body;
-    // A refused token, id or query is answered after the body, too.
-    let answer = match (caller, path, query) {
-        (Ok(caller), Ok(ApiPath(id)), Ok(ApiQuery(query))) => {
-            upload(state, caller, id, query, headers, &mut body).await
-        }
-        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => Err(e),
+    let waits_for_continue = headers
+        .get(header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    let mut read_from = false;
+    // A refused token, id or query is answered after the body, too (an
+    // unknown caller's only up to a few MiB).
+    let (answer, drain_at_most) = match (caller, path, query) {
+        (Ok(caller), Ok(ApiPath(id)), Ok(ApiQuery(query))) => (
+            upload(state, caller, id, query, headers, &mut body, &mut read_from).await,
+            DRAIN_AT_MOST,
+        ),
+        (Err(e), _, _) => (Err(e), DRAIN_UNKNOWN_CALLER_AT_MOST),
+        (_, Err(e), _) | (_, _, Err(e)) => (Err(e), DRAIN_AT_MOST),
     };
-    if answer.is_err() {
-        drain_unread(&mut body).await;
+    // A client waiting for `100 Continue` has sent nothing while the body
+    // was not read (reading it is what sends the 100): it gets the answer
+    // at once, and never sends a body that would be thrown away.
+    if answer.is_err() && (read_from || !waits_for_continue) {
+        drain_unread(&mut body, drain_at_most).await;
     }
     answer
 }
@@ -128,20 +138,22 @@ pub async fn put(
 /// How long, and how much, a refused upload is still read for.
 const DRAIN_FOR: std::time::Duration = std::time::Duration::from_secs(5);
 const DRAIN_AT_MOST: usize = 256 << 20;
+/// The same for a caller whose token was refused.
+const DRAIN_UNKNOWN_CALLER_AT_MOST: usize = 8 << 20;
 
 /// Reads and drops what is left of a refused upload's body (a bounded
 /// "lingering close", as nginx does). Answering while the client still
 /// sends would close a socket with unread bytes: the kernel then resets it,
 /// and the client sees EPIPE or ECONNRESET instead of the 413 or 404 it was
 /// sent.
-async fn drain_unread(body: &mut Body) {
+async fn drain_unread(body: &mut Body, at_most: usize) {
     let _ = tokio::time::timeout(DRAIN_FOR, async {
         let mut drained = 0usize;
         while let Some(Ok(frame)) = body.frame().await {
             if let Some(data) = frame.data_ref() {
                 drained += data.len();
             }
-            if drained > DRAIN_AT_MOST {
+            if drained > at_most {
                 break;
             }
         }
@@ -156,6 +168,7 @@ async fn upload(
     query: FileQuery,
     headers: axum::http::HeaderMap,
     body: &mut Body,
+    read_from: &mut bool,
 ) -> ApiResult {
     let (_, config) = owned_sandbox(&state, &caller, id).await?;
     let path = plain_relative(&query.path)?;
@@ -183,6 +196,7 @@ async fn upload(
         sandbox_files::upload(&config, &target, expected_len, reader)
     });
     let mut complete = true;
+    *read_from = true;
     while let Some(frame) = body.frame().await {
         let Ok(frame) = frame else {
             complete = false;

@@ -196,9 +196,10 @@ impl Automaton {
     /// In linear time and in order: the pattern ids are sorted by their
     /// bytes, so the patterns below any state are one run of that order and
     /// its children's runs follow each other in byte order. The trie is then
-    /// built a level at a time, each level's states numbered after the one
-    /// above, and the failure links computed in that same order, where a
-    /// state's failure target (shallower, so numbered earlier) is done.
+    /// written in one pass over that order, each depth's states numbered
+    /// after the one above (breadth-first), and the failure links computed
+    /// a depth at a time, where a state's failure target (shallower, so
+    /// numbered earlier) is done.
     /// So the links of one depth depend only on the depths above it, and
     /// a large depth (random secrets make 30 of 50,000 states each) is
     /// linked on two threads, each half of it.

@@ -80,6 +80,10 @@ pub struct MaskSetBuilder {
 /// 10,000 secrets makes most of its patterns while the store reads.
 const EARLY_FORMS_CHUNK: usize = 512;
 
+// A set with early chunks never has wrapped forms: `patterns_of` makes
+// those from the values after the chunks, as if they were all.
+const _: () = assert!(WRAPPED_MAX_SECRETS < EARLY_FORMS_CHUNK);
+
 /// The thread that makes the forms of the first chunks of values, in order.
 struct EarlyForms {
     chunks: std::sync::mpsc::Sender<Vec<Zeroizing<Vec<u8>>>>,
@@ -168,10 +172,11 @@ impl MaskSetBuilder {
                 self.early = EarlyForms::start();
             }
             if let Some(early) = &self.early {
-                // Sent whole or not at all: a worker gone keeps none of it.
+                // A worker gone (it panicked) keeps the chunks it had: it
+                // stays, so that `build` fails on joining it instead of
+                // compiling the values after them as if they were first.
                 if let Err(unsent) = early.chunks.send(std::mem::take(&mut self.values)) {
                     self.values = unsent.0;
-                    self.early = None;
                 }
             }
         }
@@ -243,10 +248,14 @@ impl Patterns {
     }
 }
 
+/// From this many pieces (secrets' lists of forms) on, [`drop_beside`]
+/// frees them on a thread of its own.
+const DROP_BESIDE_PIECES: usize = 1024;
+
 /// Drops `garbage` on a thread of its own when it is many pieces (the
 /// frees would otherwise wait in line before the automaton), else here.
 fn drop_beside<T: Send + 'static>(garbage: Vec<T>) {
-    if garbage.len() < PARALLEL_BUILD_PATTERNS {
+    if garbage.len() < DROP_BESIDE_PIECES {
         return drop(garbage);
     }
     let mut kept = Some(garbage);

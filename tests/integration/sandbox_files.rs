@@ -683,11 +683,31 @@ fn a_refused_upload_is_read_to_its_end_so_the_client_sees_the_413() {
     request(&mut stream, &s.token, "big.bin", &big).expect("the whole body is taken");
     let (status, answer) = read_answer(&mut stream);
     assert_eq!(status, 413, "{answer}");
-    // So is one refused before it is read: an unknown token, a bad path.
-    request(&mut stream, "not-a-token", "big.bin", &big).expect("the whole body is taken");
+    // So is one refused before it is read: a bad path, an unknown token
+    // (whose body is read up to 8 MiB only).
+    request(&mut stream, "not-a-token", "big.bin", &big[..4 << 20])
+        .expect("the whole body is taken");
     assert_eq!(read_answer(&mut stream).0, 401);
     request(&mut stream, &s.token, "../out", &big).expect("the whole body is taken");
     assert_eq!(read_answer(&mut stream).0, 400);
+    // A client that waits for `100 Continue` before its body is answered
+    // at once, and is never asked for a body that would be thrown away.
+    for (token, path, status) in [
+        ("not-a-token", "big.bin", 401),
+        (s.token.as_str(), "../out", 400),
+    ] {
+        let mut waiting = std::net::TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+        waiting
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        write!(
+            waiting,
+            "PUT /api/sandboxes/{id}/files?path={path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\nContent-Length: {}\r\nExpect: 100-continue\r\n\r\n",
+            big.len()
+        )
+        .unwrap();
+        assert_eq!(read_answer(&mut waiting).0, status, "{path}");
+    }
     // The connection lives on for the next request.
     request(&mut stream, &s.token, "small.bin", b"fits").unwrap();
     let (status, answer) = read_answer(&mut stream);
