@@ -101,6 +101,18 @@ impl Served {
         json(&created)["id"].as_str().unwrap().to_owned()
     }
 
+    /// A sandbox of a template whose disk holds 4 MiB.
+    fn create_with_a_4_mib_disk(&self) -> String {
+        let templates = self.home.path().join("sandbox-templates");
+        std::fs::create_dir_all(&templates).unwrap();
+        std::fs::write(
+            templates.join("tiny.toml"),
+            "[runtime]\ninterpreter = \"sh\"\n[limits]\ndisk_mb = 4\n",
+        )
+        .unwrap();
+        self.create(r#"{"template":"tiny"}"#)
+    }
+
     fn exec(&self, id: &str, body: &str) -> serde_json::Value {
         let (status, text) = http(
             self.port,
@@ -605,14 +617,7 @@ http.server.HTTPServer(("127.0.0.1", 8765), Handler).serve_forever()
 #[test]
 fn an_upload_beyond_disk_mb_is_a_413_and_leaves_nothing() {
     let s = Served::start();
-    let templates = s.home.path().join("sandbox-templates");
-    std::fs::create_dir_all(&templates).unwrap();
-    std::fs::write(
-        templates.join("tiny.toml"),
-        "[runtime]\ninterpreter = \"sh\"\n[limits]\ndisk_mb = 4\n",
-    )
-    .unwrap();
-    let id = s.create(r#"{"template":"tiny"}"#);
+    let id = s.create_with_a_4_mib_disk();
     let big = vec![7u8; 6 * 1024 * 1024];
     let (status, body) = s.files("PUT", &id, "path=big.bin", &big);
     assert_eq!(status, 413, "{}", String::from_utf8_lossy(&body));
@@ -658,14 +663,7 @@ fn a_refused_upload_is_read_to_its_end_so_the_client_sees_the_413() {
     // and a client still sending saw EPIPE instead of the answer (the
     // TypeScript SDK's test, now and then).
     let s = Served::start();
-    let templates = s.home.path().join("sandbox-templates");
-    std::fs::create_dir_all(&templates).unwrap();
-    std::fs::write(
-        templates.join("tiny.toml"),
-        "[runtime]\ninterpreter = \"sh\"\n[limits]\ndisk_mb = 4\n",
-    )
-    .unwrap();
-    let id = s.create(r#"{"template":"tiny"}"#);
+    let id = s.create_with_a_4_mib_disk();
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", s.port)).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(60)))
