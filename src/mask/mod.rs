@@ -187,6 +187,18 @@ impl MaskSetBuilder {
     /// few secrets, else on a thread of the set's own (see
     /// [`BACKGROUND_BUILD_SECRETS`]).
     pub fn build(self) -> Arc<MaskSet> {
+        let set = self.build_deferred();
+        set.start_compiling();
+        set
+    }
+
+    /// [`MaskSetBuilder::build`], except that a set compiled on a thread
+    /// of its own waits for [`MaskSet::start_compiling`] (or its first
+    /// use, which compiles it there). A run calls it once its command is
+    /// spawned: a thread writing fresh memory while the supervisor forks
+    /// made every page it wrote a copy-on-write fault until the child's
+    /// exec, about 30 µs a secret on a short command's path.
+    pub fn build_deferred(self) -> Arc<MaskSet> {
         let compiled = std::sync::OnceLock::new();
         let mut pending = None;
         let secrets = self.replacements.len();
@@ -196,16 +208,36 @@ impl MaskSetBuilder {
         } else if secrets < BACKGROUND_BUILD_SECRETS {
             let _ = compiled.set(Some(Compiled::new(Vec::new(), values)));
         } else {
-            // The run starts while this compiles; the first output waits.
-            pending = Some(std::thread::spawn(move || {
-                Compiled::new(early.map_or_else(Vec::new, EarlyForms::finish), values)
-            }));
+            pending = Some(Pending::Waiting { early, values });
         }
         Arc::new(MaskSet {
             replacements: self.replacements,
             compiled,
             pending: std::sync::Mutex::new(pending),
         })
+    }
+}
+
+/// A set's compile that has not ended.
+enum Pending {
+    /// Not started: what it compiles.
+    Waiting {
+        early: Option<EarlyForms>,
+        values: Vec<Zeroizing<Vec<u8>>>,
+    },
+    /// On a thread of its own.
+    Running(std::thread::JoinHandle<Compiled>),
+}
+
+impl Pending {
+    /// The compiled set: compiled here, or the thread's.
+    fn finish(self) -> Compiled {
+        match self {
+            Pending::Waiting { early, values } => {
+                Compiled::new(early.map_or_else(Vec::new, EarlyForms::finish), values)
+            }
+            Pending::Running(thread) => thread.join().expect("compiling the mask set"),
+        }
     }
 }
 
@@ -350,7 +382,7 @@ pub struct MaskSet {
     /// `None` for an empty set; set at build time, or by the first caller
     /// of [`MaskSet::compiled`] from the thread in `pending`.
     compiled: std::sync::OnceLock<Option<Compiled>>,
-    pending: std::sync::Mutex<Option<std::thread::JoinHandle<Compiled>>>,
+    pending: std::sync::Mutex<Option<Pending>>,
 }
 
 impl MaskSet {
@@ -396,18 +428,34 @@ impl MaskSet {
         self.replacement_of_secret(secret)
     }
 
+    /// Starts the compile of a set made by [`MaskSetBuilder::build_deferred`]
+    /// on a thread of its own (the run starts while it compiles; the first
+    /// output waits). Does nothing when it has started or ended.
+    pub fn start_compiling(&self) {
+        let mut pending = self
+            .pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(Pending::Waiting { .. }) = pending.as_ref() {
+            let waiting = pending.take().expect("matched above");
+            *pending = Some(Pending::Running(std::thread::spawn(move || {
+                waiting.finish()
+            })));
+        }
+    }
+
     /// The automaton and prefilter (`None` when there is nothing to mask),
     /// waiting for the thread compiling them if it has not finished.
     fn compiled(&self) -> Option<&Compiled> {
         self.compiled
             .get_or_init(|| {
-                let thread = self
+                let pending = self
                     .pending
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner)
                     .take()
-                    .expect("a set not compiled at build time has its thread");
-                Some(thread.join().expect("compiling the mask set"))
+                    .expect("a set not compiled at build time has its compile pending");
+                Some(pending.finish())
             })
             .as_ref()
     }

@@ -321,6 +321,9 @@ pub fn run(plan: ExecPlan) -> Result<ExitReport, SupervisorError> {
     let direct_stdin = child.stdio() == StdioMode::Pipes;
     let started = Instant::now();
     let mut spawned = child.start()?;
+    // The set compiles beside the run from here, after the fork (see
+    // `MaskSetBuilder::build_deferred`); the first output waits for it.
+    mask.start_compiling();
     tracing::debug!(pid = spawned.pgid, pty, attached, "child started");
     let pgid = spawned.pgid;
     if let Some(StartedHook(hook)) = on_started {

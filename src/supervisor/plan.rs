@@ -625,7 +625,8 @@ fn build_environment(
     tracing::debug!(env = ?env.names().collect::<Vec<_>>(), "child environment (names only)");
     Ok(PreparedEnv {
         env,
-        mask: builder.build(),
+        // Compiled once the command is spawned (`supervisor::run`).
+        mask: builder.build_deferred(),
         unmasked,
         versions,
     })

@@ -605,3 +605,30 @@ fn a_set_of_many_secrets_has_every_form_of_each_in_order_whoever_made_it() {
         );
     }
 }
+
+#[test]
+fn a_deferred_set_masks_whether_its_compile_was_started_or_not() {
+    // `build_deferred` leaves the compile of a set of four or more secrets
+    // to `start_compiling` (a run calls it once its command is spawned);
+    // a set used before that compiles where it is used.
+    let values: Vec<String> = (0..6).map(|i| format!("deferred-value-{i}-x9Q")).collect();
+    for start in [false, true] {
+        let mut builder = MaskSet::builder(MaskStyle::Label);
+        for (i, value) in values.iter().enumerate() {
+            builder.add(&format!("D{i}"), &SecretValue::from_slice(value.as_bytes()));
+        }
+        let set = builder.build_deferred();
+        if start {
+            set.start_compiling();
+            set.start_compiling();
+        }
+        let text = format!("{} and {}", values[0], values[5]);
+        assert_eq!(
+            set.mask_all(text.as_bytes()),
+            b"<secret:d0> and <secret:d5>",
+            "started: {start}"
+        );
+        set.start_compiling();
+        assert_eq!(set.pattern_count(), set.patterns().count());
+    }
+}
