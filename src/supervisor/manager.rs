@@ -249,8 +249,14 @@ pub struct Manager {
     config: Arc<ManagerConfig>,
 }
 
+/// How long a server's start waits for its manager's first steps.
+const READY_WAIT: Duration = Duration::from_secs(10);
+
 impl Manager {
-    /// Starts the actor thread.
+    /// Starts the actor thread, and returns once it has taken up what this
+    /// node runs and ended the runs its last supervisor left (or after
+    /// [`READY_WAIT`]): the server answers nothing before, so a caller
+    /// listing runs right after a crash never sees one still `running`.
     pub fn start(config: ManagerConfig) -> Arc<Manager> {
         let config = Arc::new(config);
         let (sender, receiver) = mpsc::channel();
@@ -258,10 +264,13 @@ impl Manager {
             sender: Mutex::new(sender.clone()),
             config: Arc::clone(&config),
         });
+        let (ready, started) = mpsc::sync_channel(1);
         std::thread::Builder::new()
             .name("shroud-manager".to_owned())
-            .spawn(move || supervise_actor(config, sender, receiver))
+            .spawn(move || supervise_actor(config, sender, receiver, ready))
             .expect("the manager thread starts");
+        // A panic before it is ready drops `ready`: no wait then.
+        let _ = started.recv_timeout(READY_WAIT);
         manager
     }
 
@@ -372,11 +381,14 @@ fn supervise_actor(
     config: Arc<ManagerConfig>,
     sender: mpsc::Sender<Message>,
     receiver: mpsc::Receiver<Message>,
+    ready: mpsc::SyncSender<()>,
 ) {
+    let mut ready = Some(ready);
     loop {
         let mut actor = Actor::new(Arc::clone(&config), sender.clone());
+        let first = ready.take();
         let outcome =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| actor.run(&receiver)));
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| actor.run(&receiver, first)));
         match outcome {
             Ok(()) => return,
             Err(_) => {
@@ -630,11 +642,14 @@ impl Actor {
         self.store.as_mut()
     }
 
-    fn run(&mut self, receiver: &mpsc::Receiver<Message>) {
+    fn run(&mut self, receiver: &mpsc::Receiver<Message>, ready: Option<mpsc::SyncSender<()>>) {
         // What this node runs, before the first request is answered.
         self.last_lease = Some(Instant::now());
         self.renew_leases();
         self.end_orphaned_runs();
+        if let Some(ready) = ready {
+            let _ = ready.send(());
+        }
         loop {
             // Something due soon (a readiness, a restart, a rollout): the
             // short tick; otherwise wake for the next look at the change
