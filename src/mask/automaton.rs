@@ -96,7 +96,7 @@ fn child_between(label: &[u8], start: usize, end: usize, byte: u8) -> Option<Sta
 }
 
 /// From this many states on, the build makes full rows for the states two
-/// bytes deep (see [`Automaton::build`]).
+/// bytes deep (see [`Automaton::build_with`]).
 const SECOND_ROWS_STATES: usize = 64 * 1024;
 
 /// From this many states of one depth on, their links are made on two threads.
@@ -204,25 +204,19 @@ impl Automaton {
     /// a large depth (random secrets make 30 of 50,000 states each) is
     /// linked on two threads, each half of it.
     pub fn new(patterns: &[&[u8]]) -> Self {
-        let two_threads = std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2);
-        Self::build(
-            patterns,
-            if two_threads {
-                PARALLEL_LINK_STATES
-            } else {
-                usize::MAX
-            },
-        )
-    }
-
-    /// [`Automaton::new`], linking a depth of at least `parallel_from`
-    /// states on two threads.
-    fn build(patterns: &[&[u8]], parallel_from: usize) -> Self {
+        // A depth has at most a state a pattern.
+        let two_threads = patterns.len() >= PARALLEL_LINK_STATES && super::cores() >= 2;
+        let parallel_from = if two_threads {
+            PARALLEL_LINK_STATES
+        } else {
+            usize::MAX
+        };
         Self::build_with(patterns, parallel_from, SECOND_ROWS_STATES)
     }
 
-    /// [`Automaton::build`], making the build's rows of the states two
-    /// bytes deep from `second_rows_from` states on.
+    /// [`Automaton::new`], linking a depth of at least `parallel_from`
+    /// states on two threads, and making the build's rows of the states
+    /// two bytes deep from `second_rows_from` states on.
     fn build_with(patterns: &[&[u8]], parallel_from: usize, second_rows_from: usize) -> Self {
         // Sorted by each pattern's first eight bytes (zero-padded, big-endian:
         // the same order) and only ties by the whole pattern: most compares

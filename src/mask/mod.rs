@@ -90,10 +90,17 @@ struct EarlyForms {
     worker: std::thread::JoinHandle<Vec<Vec<Zeroizing<Vec<u8>>>>>,
 }
 
+/// The cores this process may use, asked once (`available_parallelism`
+/// reads the cgroup's quota files: not for every set a run builds).
+pub(crate) fn cores() -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
 impl EarlyForms {
     /// None when there is one core (the forms would only wait their turn).
     fn start() -> Option<Self> {
-        if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
+        if cores() < 2 {
             return None;
         }
         let (chunks, received) = std::sync::mpsc::channel::<Vec<Zeroizing<Vec<u8>>>>();
@@ -136,7 +143,7 @@ fn forms_of_all(values: &[Zeroizing<Vec<u8>>]) -> Vec<Vec<Zeroizing<Vec<u8>>>> {
     if values.len() < PARALLEL_FORMS_SECRETS {
         return serial();
     }
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
+    let threads = cores().min(4);
     if threads < 2 {
         return serial();
     }
@@ -290,16 +297,10 @@ fn drop_beside<T: Send + 'static>(garbage: Vec<T>) {
     if garbage.len() < DROP_BESIDE_PIECES {
         return drop(garbage);
     }
-    let mut kept = Some(garbage);
-    let spawned = std::thread::Builder::new()
+    // A thread that cannot start drops its closure, and `garbage` with it.
+    let _ = std::thread::Builder::new()
         .name("shroud-mask-free".to_owned())
-        .spawn({
-            let garbage = kept.take();
-            move || drop(garbage)
-        });
-    if spawned.is_err() {
-        drop(kept);
-    }
+        .spawn(move || drop(garbage));
 }
 
 /// The patterns of `values` in id order, each with its secret (by index).
@@ -380,7 +381,8 @@ pub struct MaskSet {
     /// One per secret (each has at least one pattern, its value).
     replacements: Vec<Vec<u8>>,
     /// `None` for an empty set; set at build time, or by the first caller
-    /// of [`MaskSet::compiled`] from the thread in `pending`.
+    /// of [`MaskSet::compiled`] from `pending` (joining its thread, or
+    /// compiling there when it was never started).
     compiled: std::sync::OnceLock<Option<Compiled>>,
     pending: std::sync::Mutex<Option<Pending>>,
 }
