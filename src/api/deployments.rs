@@ -457,6 +457,16 @@ pub(super) fn lines_response(
     fn inode_of(path: &std::path::Path) -> Option<u64> {
         std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(path).ok()?).into()
     }
+    /// `path` opened, with the inode of what was opened (not of what the
+    /// path names a moment later).
+    fn open_with_inode(path: &std::path::Path) -> Option<(std::fs::File, Option<u64>)> {
+        let file = std::fs::File::open(path).ok()?;
+        let inode = file
+            .metadata()
+            .ok()
+            .map(|m| std::os::unix::fs::MetadataExt::ino(&m));
+        Some((file, inode))
+    }
     /// Reads `path` from `offset` on; the new offset.
     fn read_from(path: &std::path::Path, offset: u64, into: &mut Vec<u8>) -> u64 {
         use std::io::{Read, Seek};
@@ -495,13 +505,10 @@ pub(super) fn lines_response(
                 // after the read comes with the next look, none is lost)
                 // and whose last line, still being written, waits for
                 // its end.
+                use std::io::Read;
                 let mut current = Vec::new();
-                if let Ok(mut file) = std::fs::File::open(&r.path) {
-                    use std::io::Read;
-                    r.inode = file
-                        .metadata()
-                        .ok()
-                        .map(|m| std::os::unix::fs::MetadataExt::ino(&m));
+                if let Some((mut file, inode)) = open_with_inode(&r.path) {
+                    r.inode = inode;
                     let _ = file.read_to_end(&mut current);
                 }
                 r.offset = current.len() as u64;
@@ -514,12 +521,7 @@ pub(super) fn lines_response(
                 // One open of the older part, its inode from that handle:
                 // the file read above, moved aside since, is not read twice.
                 let mut older = Vec::new();
-                if let Ok(mut file) = std::fs::File::open(&older_path) {
-                    use std::io::Read;
-                    let inode = file
-                        .metadata()
-                        .ok()
-                        .map(|m| std::os::unix::fs::MetadataExt::ino(&m));
+                if let Some((mut file, inode)) = open_with_inode(&older_path) {
                     if r.inode.is_none() || inode != r.inode {
                         let _ = file.read_to_end(&mut older);
                     }
