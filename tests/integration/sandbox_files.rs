@@ -720,17 +720,11 @@ fn a_follower_that_joins_while_the_log_grows_loses_no_line() {
     // TypeScript SDK's `wait()` once came back with no stderr).
     let s = Served::start();
     let id = s.create(r#"{"template":"bash"}"#);
-    let (status, started) = http(
-        s.port,
-        "POST",
-        &format!("/api/sandboxes/{id}/exec"),
-        &s.token,
-        Some(
-            r#"{"command":["sh","-c","i=0; while [ $i -lt 3000 ]; do echo $i; i=$((i+1)); done"],"background":true}"#,
-        ),
+    let started = s.exec(
+        &id,
+        r#"{"command":["sh","-c","i=0; while [ $i -lt 3000 ]; do echo $i; i=$((i+1)); done"],"background":true}"#,
     );
-    assert_eq!(status, 200, "{started}");
-    let pid = json(&started)["process_id"].as_u64().unwrap();
+    let pid = started["process_id"].as_u64().unwrap();
     // One event a line, each line's text without its newline.
     let expected: Vec<String> = (0..3000).map(|i| i.to_string()).collect();
     let followers: Vec<_> = (0..8)
